@@ -1,0 +1,112 @@
+//! Environment variables that override the file.
+//!
+//! Kubernetes hands a pod its identity through the downward API, and the injector
+//! sets the per-pod ports; both arrive as environment variables, so they win over
+//! the (shared) config file:
+//!
+//! | variable | overrides |
+//! |---|---|
+//! | `POD_NAME` | `workload.pod_name` |
+//! | `POD_NAMESPACE` | `workload.namespace` |
+//! | `NODE_NAME` | `workload.node_name` |
+//! | `POD_IP` | `workload.pod_ip` |
+//! | `MESHTRACE_SERVICE_NAME` | `workload.service` |
+//! | `MESHTRACE_INBOUND_LISTEN` | `inbound.listen` |
+//! | `MESHTRACE_APP_PORT` | `inbound.app_port` (a number or `original`) |
+//! | `MESHTRACE_OUTBOUND_LISTEN` | `outbound.listen` |
+//! | `MESHTRACE_ADMIN_LISTEN` | `admin.listen` |
+//! | `MESHTRACE_OPAQUE_PORTS` | `opaque_ports` (comma-separated) |
+//! | `MESHTRACE_WORKERS` | `runtime.workers` |
+//! | `MESHTRACE_LOG_LEVEL` | `log.level` |
+//! | `MESHTRACE_LOG_FORMAT` | `log.format` (`text` or `json`) |
+//!
+//! Empty variables are ignored. A malformed value is a problem reported as
+//! `env NAME: …` next to the file's problems.
+
+use serde::de::DeserializeOwned;
+
+use crate::schema::Config;
+use crate::validate::Problems;
+
+/// Applies overrides read through `var` (normally `std::env::var`).
+pub(crate) fn apply(
+    config: &mut Config,
+    var: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Problems,
+) {
+    let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+    let w = &mut config.workload;
+    for (name, slot) in [
+        ("POD_NAME", &mut w.pod_name),
+        ("POD_NAMESPACE", &mut w.namespace),
+        ("NODE_NAME", &mut w.node_name),
+        ("MESHTRACE_SERVICE_NAME", &mut w.service),
+    ] {
+        if let Some(v) = get(name) {
+            *slot = Some(v);
+        }
+    }
+    let mut parse = |name: &str, apply: &mut dyn FnMut(&str) -> Result<(), String>| {
+        if let Some(v) = get(name) {
+            if let Err(e) = apply(v.trim()) {
+                problems.add(format!("env {name}"), e);
+            }
+        }
+    };
+    parse("POD_IP", &mut |v| {
+        set(
+            &mut config.workload.pod_ip,
+            v.parse().map(Some).map_err(|e| format!("{v:?}: {e}")),
+        )
+    });
+    parse("MESHTRACE_INBOUND_LISTEN", &mut |v| {
+        set(&mut config.inbound.listen, socket_addr(v))
+    });
+    parse("MESHTRACE_OUTBOUND_LISTEN", &mut |v| {
+        set(&mut config.outbound.listen, socket_addr(v))
+    });
+    parse("MESHTRACE_ADMIN_LISTEN", &mut |v| {
+        set(&mut config.admin.listen, socket_addr(v))
+    });
+    parse("MESHTRACE_APP_PORT", &mut |v| {
+        set(&mut config.inbound.app_port, yaml(v))
+    });
+    parse("MESHTRACE_OPAQUE_PORTS", &mut |v| {
+        let ports = v
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse::<u16>().map_err(|_| format!("{p:?} is not a port")))
+            .collect::<Result<Vec<_>, _>>();
+        set(&mut config.opaque_ports, ports)
+    });
+    parse("MESHTRACE_WORKERS", &mut |v| {
+        set(
+            &mut config.runtime.workers,
+            v.parse()
+                .map(Some)
+                .map_err(|_| format!("{v:?} is not a number")),
+        )
+    });
+    parse("MESHTRACE_LOG_LEVEL", &mut |v| {
+        set(&mut config.log.level, Ok(v.to_string()))
+    });
+    parse("MESHTRACE_LOG_FORMAT", &mut |v| {
+        set(&mut config.log.format, yaml(v))
+    });
+}
+
+fn set<T>(slot: &mut T, value: Result<T, String>) -> Result<(), String> {
+    *slot = value?;
+    Ok(())
+}
+
+fn socket_addr(v: &str) -> Result<std::net::SocketAddr, String> {
+    v.parse()
+        .map_err(|_| format!("{v:?} is not an ip:port address"))
+}
+
+/// Parses a scalar the way the file would, so env and file accept the same words.
+fn yaml<T: DeserializeOwned>(v: &str) -> Result<T, String> {
+    serde_yaml::from_str(v).map_err(|e| format!("{v:?}: {e}"))
+}

@@ -1,0 +1,189 @@
+//! meshtrace configuration: the schema the sidecar reads, its embedded defaults,
+//! and validation that names every problem.
+//!
+//! A configuration is read in three steps:
+//!
+//! 1. **Parse** the YAML (`serde_yaml`). Syntax errors, wrong types, unknown keys and
+//!    malformed values (addresses, durations) stop here, reported with the path in
+//!    the document *and* the line and column.
+//! 2. **Override** from the environment Kubernetes sets (see [`env`]).
+//! 3. **Validate** the result: every semantic problem (clashing listeners, a route
+//!    with no match, an out-of-range limit…) is collected and reported with its path.
+//!
+//! A file only needs the keys it changes; everything else keeps the embedded
+//! default, documented in `default.yaml` ([`DEFAULT_YAML`]).
+//!
+//! ```
+//! let config = meshtrace_config::Config::from_yaml_str("limits: {max_connections: 100}", "inline")
+//!     .unwrap();
+//! assert_eq!(config.limits.max_connections, 100);
+//! assert_eq!(config.timeouts.connect.get(), std::time::Duration::from_secs(1));
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod env;
+mod schema;
+mod types;
+mod validate;
+
+use std::fmt;
+use std::path::Path;
+
+pub use schema::*;
+pub use types::{Duration, HostPort};
+pub use validate::Problem;
+
+/// The embedded default configuration, with every key documented. Running the
+/// sidecar with no file is the same as running it with this one.
+pub const DEFAULT_YAML: &str = include_str!("../default.yaml");
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{source_name}: cannot read: {error}")]
+    Read {
+        /// The file.
+        source_name: String,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// The YAML did not parse into the schema.
+    #[error("{source_name}:{}: {}{message}", location(*.line, *.column), at_path(path))]
+    Parse {
+        /// The file (or `env`, `inline`…).
+        source_name: String,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// 1-based column, when known.
+        column: Option<usize>,
+        /// The path in the document (`outbound.routes[0].target`), when known.
+        path: String,
+        /// What serde_yaml said.
+        message: String,
+    },
+    /// The document parsed but is not usable; every problem is listed.
+    #[error("{}", list(source_name, problems))]
+    Invalid {
+        /// The file.
+        source_name: String,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+fn location(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!("{l}:{c}"),
+        _ => "?".into(),
+    }
+}
+
+fn at_path(path: &str) -> String {
+    if path.is_empty() || path == "." {
+        String::new()
+    } else {
+        format!("{path}: ")
+    }
+}
+
+fn list(source_name: &str, problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{source_name}: {p}"))
+        .collect();
+    lines.join("\n")
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Reads, overrides from the process environment, and validates a file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let source_name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            source_name: source_name.clone(),
+            error,
+        })?;
+        Self::load(&text, &source_name, &|name| std::env::var(name).ok())
+    }
+
+    /// The embedded default, overridden from the process environment and validated.
+    pub fn from_env_defaults() -> Result<Self, ConfigError> {
+        Self::load(DEFAULT_YAML, "<embedded default>", &|name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// Parses and validates a document without consulting the environment.
+    pub fn from_yaml_str(text: &str, source_name: &str) -> Result<Self, ConfigError> {
+        Self::load(text, source_name, &|_| None)
+    }
+
+    /// The three steps, with the environment supplied by `var` (for tests).
+    pub fn load(
+        text: &str,
+        source_name: &str,
+        var: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = parse(text, source_name)?;
+        let mut problems = validate::Problems::default();
+        env::apply(&mut config, var, &mut problems);
+        config.validate_into(&mut problems);
+        if problems.0.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                source_name: source_name.to_string(),
+                problems: problems.0,
+            })
+        }
+    }
+
+    /// Every semantic problem in this configuration (empty when it is usable).
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems = validate::Problems::default();
+        self.validate_into(&mut problems);
+        problems.0
+    }
+
+    fn validate_into(&self, problems: &mut validate::Problems) {
+        validate::check(self, problems);
+    }
+
+    /// The configuration as YAML, as `/config` shows it.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+    let parse_error = |path: String, e: &serde_yaml::Error| {
+        let loc = e.location();
+        ConfigError::Parse {
+            source_name: source_name.to_string(),
+            line: loc.as_ref().map(|l| l.line()),
+            column: loc.as_ref().map(|l| l.column()),
+            path,
+            message: e.to_string(),
+        }
+    };
+    // An empty document (or one of comments only) means "all defaults".
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| parse_error(String::new(), &e))?;
+    if value.is_null() {
+        return Ok(Config::default());
+    }
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| parse_error(e.path().to_string(), e.inner()))
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_yaml())
+    }
+}
+
+#[cfg(test)]
+mod tests;

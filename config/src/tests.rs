@@ -1,0 +1,186 @@
+use std::collections::HashMap;
+
+use super::*;
+
+fn load_with_env(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::load(text, "test.yaml", &|name| env.get(name).cloned())
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match Config::from_yaml_str(text, "test.yaml") {
+        Err(ConfigError::Invalid { problems, .. }) => {
+            problems.iter().map(|p| p.to_string()).collect()
+        }
+        other => panic!("expected validation problems, got {other:?}"),
+    }
+}
+
+#[test]
+fn embedded_default_yaml_is_the_code_default() {
+    let parsed = Config::from_yaml_str(DEFAULT_YAML, "default.yaml").unwrap();
+    assert_eq!(parsed, Config::default());
+}
+
+#[test]
+fn empty_document_means_all_defaults() {
+    let parsed = Config::from_yaml_str("# nothing here\n", "empty.yaml").unwrap();
+    assert_eq!(parsed, Config::default());
+}
+
+#[test]
+fn partial_document_keeps_other_defaults() {
+    let parsed = Config::from_yaml_str("timeouts:\n  connect: 250ms\n", "t.yaml").unwrap();
+    assert_eq!(parsed.timeouts.connect, Duration::from_millis(250));
+    assert_eq!(parsed.timeouts.request, Duration::from_secs(15));
+}
+
+#[test]
+fn rendered_config_reads_back_identically() {
+    let config = Config::from_yaml_str(
+        "outbound:\n  mode: explicit\n  routes:\n  - host: reviews\n    target: 127.0.0.1:9080\n",
+        "r.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        Config::from_yaml_str(&config.to_yaml(), "rendered").unwrap(),
+        config
+    );
+}
+
+#[test]
+fn parse_error_names_line_column_and_path() {
+    let err =
+        Config::from_yaml_str("inbound:\n  listen: not-an-address\n", "bad.yaml").unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("bad.yaml:2:"), "{text}");
+    assert!(text.contains("inbound.listen"), "{text}");
+}
+
+#[test]
+fn unknown_key_is_an_error_not_ignored() {
+    let err = Config::from_yaml_str("timeouts:\n  conect: 1s\n", "typo.yaml").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("typo.yaml:2:3"), "{text}");
+    assert!(text.contains("conect"), "{text}");
+}
+
+#[test]
+fn syntax_error_names_line_and_column() {
+    let err = Config::from_yaml_str("inbound: [\n", "syntax.yaml").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Parse {
+                line: Some(_),
+                column: Some(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn validation_reports_every_problem_with_its_path() {
+    let found = problems(
+        "timeouts: {connect: 0s}\nlimits: {max_connections: 0, max_header_bytes: 10}\nopaque_ports: [0]\n",
+    );
+    for path in [
+        "timeouts.connect",
+        "limits.max_connections",
+        "limits.max_header_bytes",
+        "opaque_ports",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(&format!("{path}: "))),
+            "{path} missing in {found:?}"
+        );
+    }
+}
+
+#[test]
+fn listeners_on_the_same_port_clash() {
+    let found = problems("inbound: {listen: 0.0.0.0:7000}\noutbound: {listen: 127.0.0.1:7000}\n");
+    assert!(found[0].contains("outbound.listen"), "{found:?}");
+}
+
+#[test]
+fn admin_must_stay_on_loopback_unless_allowed() {
+    let found = problems("admin: {listen: 0.0.0.0:15000}\n");
+    assert!(found[0].contains("admin.listen"), "{found:?}");
+    Config::from_yaml_str(
+        "admin: {listen: 0.0.0.0:15000, allow_non_loopback: true}\n",
+        "ok",
+    )
+    .unwrap();
+}
+
+#[test]
+fn explicit_mode_needs_routes_with_exactly_one_match() {
+    assert!(problems("outbound: {mode: explicit}\n")[0].contains("outbound.routes"));
+    let found = problems(
+        "outbound:\n  mode: explicit\n  routes:\n  - {target: 127.0.0.1:1}\n  - {host: a, target: 127.0.0.1:1}\n  - {host: A, target: 127.0.0.1:2}\n",
+    );
+    assert!(
+        found.iter().any(|p| p.contains("outbound.routes[0]:")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|p| p.contains("outbound.routes[2].host")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn routes_in_transparent_mode_are_rejected() {
+    let found = problems("outbound:\n  routes:\n  - {host: a, target: 127.0.0.1:1}\n");
+    assert!(found[0].contains("explicit"), "{found:?}");
+}
+
+#[test]
+fn app_port_is_a_number_or_original() {
+    let c = Config::from_yaml_str("inbound: {app_port: original}\n", "t").unwrap();
+    assert_eq!(c.inbound.app_port, AppPort::Original);
+    assert!(Config::from_yaml_str("inbound: {app_port: 70000}\n", "t").is_err());
+    assert!(Config::from_yaml_str("inbound: {app_port: later}\n", "t").is_err());
+}
+
+#[test]
+fn kubernetes_environment_overrides_the_file() {
+    let c = load_with_env(
+        "inbound: {app_port: 8080}\n",
+        &[
+            ("POD_NAME", "checkout-7d9"),
+            ("POD_NAMESPACE", "shop"),
+            ("POD_IP", "10.1.2.3"),
+            ("MESHTRACE_APP_PORT", "9090"),
+            ("MESHTRACE_OPAQUE_PORTS", "3306, 5432"),
+            ("MESHTRACE_LOG_FORMAT", "json"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.workload.pod_name.as_deref(), Some("checkout-7d9"));
+    assert_eq!(c.workload.namespace.as_deref(), Some("shop"));
+    assert_eq!(c.workload.pod_ip, Some("10.1.2.3".parse().unwrap()));
+    assert_eq!(c.inbound.app_port, AppPort::Fixed(9090));
+    assert_eq!(c.opaque_ports, vec![3306, 5432]);
+    assert_eq!(c.log.format, LogFormat::Json);
+}
+
+#[test]
+fn bad_environment_values_are_reported_with_the_variable_name() {
+    let err = load_with_env("", &[("MESHTRACE_APP_PORT", "http"), ("POD_IP", "nope")]).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("env MESHTRACE_APP_PORT"), "{text}");
+    assert!(text.contains("env POD_IP"), "{text}");
+}
+
+#[test]
+fn empty_environment_values_are_ignored() {
+    let c = load_with_env("", &[("MESHTRACE_APP_PORT", "")]).unwrap();
+    assert_eq!(c.inbound.app_port, AppPort::Fixed(8080));
+}

@@ -1,0 +1,111 @@
+//! The admin server, on loopback by default.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /live` | 200 while the process runs |
+//! | `GET /ready` | 200 once config is loaded and every listener is bound; 503 while draining |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /config` | the effective configuration as YAML |
+//! | `POST /shutdown` | starts a graceful drain, like SIGTERM |
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use meshtrace_config::Config;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::drain::Drain;
+use crate::metrics::Metrics;
+
+/// What the admin routes read.
+pub struct AdminState {
+    /// Every metric.
+    pub metrics: Arc<Metrics>,
+    /// The effective configuration.
+    pub config: Arc<Config>,
+    /// Draining state, and the trigger for `/shutdown`.
+    pub drain: Drain,
+    /// Set once every listener is bound.
+    pub ready: AtomicBool,
+}
+
+/// Serves admin requests until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "admin accept failed");
+                    continue;
+                }
+            },
+        };
+        let state = state.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, &req)) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                () = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let text = |status: StatusCode, body: String| (status, "text/plain; charset=utf-8", body);
+    let (status, content_type, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/live") => text(StatusCode::OK, "live\n".into()),
+        (&Method::GET, "/ready") => {
+            if state.drain.is_draining() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into())
+            } else if state.ready.load(Ordering::Acquire) {
+                text(StatusCode::OK, "ready\n".into())
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "starting\n".into())
+            }
+        }
+        (&Method::GET, "/metrics") => (
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            state.metrics.render(),
+        ),
+        (&Method::GET, "/config") => (StatusCode::OK, "application/yaml", state.config.to_yaml()),
+        (&Method::POST, "/shutdown") => {
+            tracing::info!("shutdown requested through the admin server");
+            state.drain.start();
+            text(StatusCode::ACCEPTED, "draining\n".into())
+        }
+        (_, "/live" | "/ready" | "/metrics" | "/config" | "/shutdown") => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed\n".into(),
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /live /ready /metrics /config or POST /shutdown\n".into(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    response
+}

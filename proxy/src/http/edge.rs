@@ -1,0 +1,148 @@
+//! Responses the sidecar generates itself when it cannot forward a request.
+//!
+//! Each names its cause in a short plain-text body and in the
+//! `meshtrace-proxy-error` header, so an operator can tell a sidecar's 502 from the
+//! application's. gRPC callers get what gRPC clients understand: a trailers-only
+//! response (HTTP 200, `grpc-status`, `grpc-message`) with the status code the
+//! gRPC spec maps the failure to.
+
+use std::fmt::Write;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{Either, Full};
+
+use super::ProxyBody;
+use crate::metrics::ErrorKind;
+
+/// The header that marks sidecar-generated responses.
+pub const PROXY_ERROR_HEADER: &str = "meshtrace-proxy-error";
+
+/// gRPC status codes used here (grpc/doc/statuscodes.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrpcCode {
+    /// 4: the deadline passed before the operation completed.
+    DeadlineExceeded = 4,
+    /// 8: a resource (here: header space) is exhausted.
+    ResourceExhausted = 8,
+    /// 13: internal error (malformed request).
+    Internal = 13,
+    /// 14: the service is currently unavailable; safe to retry.
+    Unavailable = 14,
+}
+
+/// Why the sidecar answered instead of the upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Forwarding failed.
+    Upstream(ErrorKind),
+    /// The request header block is over `limits.max_header_bytes`.
+    HeadersTooLarge,
+    /// The request's authority cannot be used.
+    BadAuthority,
+}
+
+impl Refusal {
+    fn status(self) -> (StatusCode, GrpcCode) {
+        use ErrorKind::*;
+        match self {
+            Self::Upstream(ConnectTimeout | RequestTimeout) => {
+                (StatusCode::GATEWAY_TIMEOUT, GrpcCode::DeadlineExceeded)
+            }
+            Self::Upstream(_) => (StatusCode::BAD_GATEWAY, GrpcCode::Unavailable),
+            Self::HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                GrpcCode::ResourceExhausted,
+            ),
+            Self::BadAuthority => (StatusCode::BAD_REQUEST, GrpcCode::Internal),
+        }
+    }
+
+    fn cause(self) -> &'static str {
+        match self {
+            Self::Upstream(kind) => kind.as_str(),
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::BadAuthority => "bad_authority",
+        }
+    }
+}
+
+/// Builds the response for `refusal`; `message` is one human sentence.
+pub fn respond(refusal: Refusal, grpc: bool, message: &str) -> Response<ProxyBody> {
+    let (status, code) = refusal.status();
+    let cause = HeaderValue::from_static(refusal.cause());
+    let mut builder = Response::builder().header(PROXY_ERROR_HEADER, cause);
+    let body = if grpc {
+        builder = builder
+            .status(StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header("grpc-status", (code as u8).to_string())
+            .header(
+                "grpc-message",
+                percent_encode(&format!("meshtrace: {message}")),
+            );
+        Bytes::new()
+    } else {
+        builder = builder
+            .status(status)
+            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8");
+        Bytes::from(format!("meshtrace: {message}\n"))
+    };
+    builder
+        .body(Either::Right(Full::new(body)))
+        .unwrap_or_else(|_| fallback(status))
+}
+
+/// A response that cannot fail to build (the builder above only fails on invalid
+/// header values, which it never receives).
+fn fallback(status: StatusCode) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
+    *response.status_mut() = status;
+    response
+}
+
+/// gRPC's `grpc-message` encoding: percent-encode bytes outside 0x20..=0x7E and `%`.
+fn percent_encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_upstream_is_502_naming_the_cause() {
+        let r = respond(
+            Refusal::Upstream(ErrorKind::ConnectRefused),
+            false,
+            "upstream refused",
+        );
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(r.headers()[PROXY_ERROR_HEADER], "connect_refused");
+    }
+
+    #[test]
+    fn grpc_timeout_is_trailers_only_deadline_exceeded() {
+        let r = respond(
+            Refusal::Upstream(ErrorKind::RequestTimeout),
+            true,
+            "no response in 1s",
+        );
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["grpc-status"], "4");
+        assert_eq!(r.headers()["grpc-message"], "meshtrace: no response in 1s");
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        assert_eq!(percent_encode("100% \u{e9}"), "100%25 %C3%A9");
+    }
+}

@@ -1,0 +1,194 @@
+//! The innermost service: sends a request to its upstream and streams the response
+//! back.
+//!
+//! Per request it: picks the upstream (the connection's fixed destination, or the
+//! route table by authority); strips hop-by-hop headers; keeps the authority the
+//! client wrote; sends through the target's pooled client with the request
+//! timeout; tunnels protocol upgrades (WebSocket); and turns every failure into an
+//! [`edge`] response. Bodies stream both ways; nothing is buffered whole.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use meshtrace_config::HostPort;
+
+use super::edge::{self, Refusal};
+use super::upstream::{self, HttpClient, Upstreams};
+use super::{authority_of, headers, is_grpc, ProxyBody};
+use crate::metrics::{ConnMetrics, ErrorKind};
+use crate::target::Destination;
+
+/// The upstream a response came from, for the access log.
+#[derive(Clone, Debug)]
+pub struct Upstream(pub Arc<HostPort>);
+
+/// Forwards requests of one downstream connection.
+#[derive(Clone)]
+pub struct Forward {
+    route: Route,
+    upstreams: Upstreams,
+    http2: bool,
+    request_timeout: Option<Duration>,
+    metrics: ConnMetrics,
+}
+
+/// The connection's destination, with the client already chosen when it is fixed.
+#[derive(Clone)]
+enum Route {
+    Fixed(Arc<HostPort>, HttpClient),
+    Table(Arc<crate::target::RouteTable>),
+}
+
+// === impl Forward ===
+
+impl Forward {
+    /// A forwarder for a connection speaking HTTP/2 (`http2`) or HTTP/1.
+    pub fn new(
+        destination: Destination,
+        upstreams: Upstreams,
+        http2: bool,
+        request_timeout: Option<Duration>,
+        metrics: ConnMetrics,
+    ) -> Self {
+        let route = match destination {
+            Destination::Fixed(target) => {
+                let client = upstreams.client(&target, http2);
+                Route::Fixed(target, client)
+            }
+            Destination::Routes(table) => Route::Table(table),
+        };
+        Self {
+            route,
+            upstreams,
+            http2,
+            request_timeout,
+            metrics,
+        }
+    }
+
+    async fn forward(self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        let grpc = is_grpc(&req);
+        let (target, client) = match &self.route {
+            Route::Fixed(target, client) => (target.clone(), client.clone()),
+            Route::Table(table) => match authority_of(&req).and_then(|a| table.lookup(a)) {
+                Some(target) => (target.clone(), self.upstreams.client(target, self.http2)),
+                None => {
+                    self.metrics.error(ErrorKind::NoRoute);
+                    let authority = authority_of(&req).unwrap_or("(none)");
+                    let message = format!("no route for authority {authority}");
+                    return edge::respond(Refusal::Upstream(ErrorKind::NoRoute), grpc, &message);
+                }
+            },
+        };
+        if let Err(message) = absolute_uri(&mut req, &target) {
+            return edge::respond(Refusal::BadAuthority, grpc, &message);
+        }
+        let upgrade = !self.http2 && headers::wants_upgrade(req.headers());
+        headers::strip_hop_by_hop(req.headers_mut(), upgrade);
+        let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+        let sent = client.request(req);
+        let result = match self.request_timeout {
+            Some(limit) => match tokio::time::timeout(limit, sent).await {
+                Ok(result) => result,
+                Err(_) => {
+                    self.metrics.error(ErrorKind::RequestTimeout);
+                    let message = format!("upstream {target} sent no response within {limit:?}");
+                    return edge::respond(
+                        Refusal::Upstream(ErrorKind::RequestTimeout),
+                        grpc,
+                        &message,
+                    );
+                }
+            },
+            None => sent.await,
+        };
+        let mut response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                let kind = upstream::classify(&error);
+                self.metrics.error(kind);
+                tracing::debug!(%target, ?error, "upstream request failed");
+                return edge::respond(Refusal::Upstream(kind), grpc, &describe(kind, &target));
+            }
+        };
+        let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if let (true, Some(downstream)) = (upgraded, downstream_upgrade) {
+            tunnel(downstream, hyper::upgrade::on(&mut response));
+        }
+        headers::strip_hop_by_hop(response.headers_mut(), upgraded);
+        response.extensions_mut().insert(Upstream(target));
+        response.map(Either::Left)
+    }
+}
+
+impl tower::Service<Request<Incoming>> for Forward {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.forward(req).await) })
+    }
+}
+
+/// Gives the request an absolute URI (the pooling client requires one) whose
+/// authority is the one the client addressed, falling back to the target.
+fn absolute_uri<B>(req: &mut Request<B>, target: &HostPort) -> Result<(), String> {
+    let authority = match authority_of(req) {
+        Some(a) => a.parse().map_err(|_| format!("invalid authority {a:?}"))?,
+        None => target
+            .to_string()
+            .parse()
+            .map_err(|_| format!("invalid target {target}"))?,
+    };
+    let path = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(path);
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|e| format!("invalid request target: {e}"))?;
+    Ok(())
+}
+
+/// One sentence naming the failure and the upstream.
+fn describe(kind: ErrorKind, target: &HostPort) -> String {
+    match kind {
+        ErrorKind::ConnectRefused => format!("upstream {target} refused the connection"),
+        ErrorKind::ConnectTimeout => format!("connecting to upstream {target} timed out"),
+        ErrorKind::Unreachable => format!("upstream {target} is unreachable"),
+        _ => format!("upstream {target} closed the connection before responding"),
+    }
+}
+
+/// Joins the two halves of an upgraded (e.g. WebSocket) connection.
+fn tunnel(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (down, up) = match tokio::try_join!(downstream, upstream) {
+            Ok(pair) => pair,
+            Err(error) => return tracing::debug!(%error, "upgrade did not complete"),
+        };
+        let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
+        if let Err(error) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+            tracing::debug!(%error, "upgraded connection ended with an error");
+        }
+    });
+}

@@ -1,0 +1,229 @@
+//! The outermost layer: request metrics and the access log.
+//!
+//! A request is recorded when its response body ends (or is dropped, when the
+//! client goes away), so the duration and byte count cover the whole exchange,
+//! streaming included. Metrics are pre-resolved atomic counters; the access-log
+//! line is one `tracing` event on the `access` target with the fields direction,
+//! protocol, method, authority, path, status, duration_ms, bytes (response body),
+//! and upstream.
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body::{Body, Frame, SizeHint};
+
+use super::forward::Upstream;
+use super::is_grpc;
+use crate::metrics::HttpMetrics;
+use crate::target::{Direction, Protocol};
+
+/// What every request on one connection shares.
+#[derive(Debug)]
+pub struct RecordContext {
+    /// The listener's direction.
+    pub direction: Direction,
+    /// The downstream peer.
+    pub peer: SocketAddr,
+    /// Metrics for non-gRPC requests on this connection's protocol.
+    pub http: HttpMetrics,
+    /// Metrics for gRPC requests.
+    pub grpc: HttpMetrics,
+    /// The connection's protocol (HTTP/1 or HTTP/2).
+    pub protocol: Protocol,
+    /// Whether to emit access-log lines.
+    pub access_log: bool,
+}
+
+/// Adds [`Record`] in front of a service.
+#[derive(Clone, Debug)]
+pub struct RecordLayer(Arc<RecordContext>);
+
+impl RecordLayer {
+    /// Records requests with `context`.
+    pub fn new(context: RecordContext) -> Self {
+        Self(Arc::new(context))
+    }
+}
+
+impl<S> tower::Layer<S> for RecordLayer {
+    type Service = Record<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Record {
+            inner,
+            context: self.0.clone(),
+        }
+    }
+}
+
+/// Wraps the response body so the request is recorded when it ends.
+#[derive(Clone, Debug)]
+pub struct Record<S> {
+    inner: S,
+    context: Arc<RecordContext>,
+}
+
+/// The request facts the access log needs, captured before the request moves on.
+#[derive(Debug)]
+struct Line {
+    method: Method,
+    uri: Uri,
+    host: Option<HeaderValue>,
+}
+
+impl<S, B, RB> tower::Service<Request<B>> for Record<S>
+where
+    S: tower::Service<Request<B>, Response = Response<RB>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Recorded<RB>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let start = Instant::now();
+        let grpc = is_grpc(&req);
+        let line = self.context.access_log.then(|| Line {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            host: req.headers().get(http::header::HOST).cloned(),
+        });
+        let context = self.context.clone();
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let Ok(response) = response.await;
+            let status = response.status();
+            let upstream = response.extensions().get::<Upstream>().cloned();
+            let finish = Finish {
+                context,
+                grpc,
+                start,
+                status,
+                line,
+                upstream,
+                bytes: 0,
+            };
+            Ok(response.map(|inner| Recorded {
+                inner,
+                finish: Some(finish),
+                ended: Cell::new(false),
+            }))
+        })
+    }
+}
+
+/// Records the request once, when the body ends or is dropped.
+#[derive(Debug)]
+struct Finish {
+    context: Arc<RecordContext>,
+    grpc: bool,
+    start: Instant,
+    status: StatusCode,
+    line: Option<Line>,
+    upstream: Option<Upstream>,
+    bytes: u64,
+}
+
+impl Finish {
+    fn record(self, complete: bool) {
+        let elapsed = self.start.elapsed();
+        let c = &self.context;
+        let metrics = if self.grpc { &c.grpc } else { &c.http };
+        metrics.record(self.status, elapsed);
+        let Some(line) = self.line else { return };
+        let authority = line
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| line.host.as_ref().and_then(|h| h.to_str().ok()))
+            .unwrap_or("-");
+        let upstream = self.upstream.as_ref().map(|u| u.0.to_string());
+        tracing::info!(
+            target: "access",
+            direction = %c.direction,
+            protocol = if self.grpc { "grpc" } else { c.protocol.as_str() },
+            client = %c.peer,
+            method = %line.method,
+            authority,
+            path = line.uri.path(),
+            status = self.status.as_u16(),
+            duration_ms = elapsed.as_secs_f64() * 1e3,
+            bytes = self.bytes,
+            upstream = upstream.as_deref().unwrap_or("-"),
+            complete,
+        );
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that records its request when it ends.
+    #[derive(Debug)]
+    pub struct Recorded<B> {
+        #[pin]
+        inner: B,
+        finish: Option<Finish>,
+        // Set when the body reported its end (hyper may never poll an empty body).
+        ended: Cell<bool>,
+    }
+
+    impl<B> PinnedDrop for Recorded<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(finish) = this.finish.take() {
+                finish.record(this.ended.get());
+            }
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for Recorded<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let (Some(data), Some(finish)) = (f.data_ref(), this.finish.as_mut()) {
+                    finish.bytes += data.len() as u64;
+                }
+            }
+            None => {
+                this.ended.set(true);
+                if let Some(finish) = this.finish.take() {
+                    finish.record(true);
+                }
+            }
+            Some(Err(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let ended = self.inner.is_end_stream();
+        if ended {
+            self.ended.set(true);
+        }
+        ended
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,84 @@
+//! Serving one downstream connection with hyper, and draining it on shutdown.
+//!
+//! HTTP/1 connections keep alive (an idle one waiting for its next request is
+//! closed after `timeouts.header_read`) and support upgrades; HTTP/2 connections
+//! multiplex with flow control. On drain, HTTP/1 finishes its in-flight request
+//! and closes; HTTP/2 sends GOAWAY and finishes its open streams.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::drain::Drain;
+
+/// Per-connection server settings.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerSettings {
+    /// HTTP/1 request-head deadline (and keep-alive idle limit).
+    pub header_read: Duration,
+    /// The configured header limit; hyper's own hard limits sit above it.
+    pub max_header_bytes: usize,
+}
+
+impl ServerSettings {
+    /// hyper's hard limit: room for the configured limit plus slack, so that
+    /// oversize requests reach the limit layer and get an explanatory 431.
+    fn hard_limit(self) -> usize {
+        (self.max_header_bytes * 2 + 16 * 1024).max(8192)
+    }
+}
+
+/// Serves `io` as HTTP/1 or HTTP/2 (`http2`) until the peer leaves or the drain
+/// completes it.
+pub async fn serve<I, S, B>(io: I, http2: bool, service: S, settings: ServerSettings, drain: Drain)
+where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let io = TokioIo::new(io);
+    let service = TowerToHyperService::new(service);
+    let result = if http2 {
+        let conn = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(settings.hard_limit()).unwrap_or(u32::MAX))
+            .serve_connection(io, service);
+        tokio::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => result,
+            () = drain.signaled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    } else {
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.header_read)
+            .max_buf_size(settings.hard_limit())
+            .serve_connection(io, service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => result,
+            () = drain.signaled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "downstream connection ended with an error");
+    }
+}

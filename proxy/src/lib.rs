@@ -1,0 +1,27 @@
+//! meshtrace-proxy: the sidecar. It accepts inbound (mesh → app) and outbound
+//! (app → mesh) connections, detects HTTP/1.1, HTTP/2 and gRPC (anything else is
+//! forwarded as opaque TCP), and forwards each request with pooled upstream
+//! connections, timeouts and honest edge errors.
+//!
+//! Start at [`stack`]: it assembles the per-connection flow in one place. The
+//! binary (`main.rs`) only parses the command line, loads the config, installs
+//! logging and signal handlers, and runs a [`Sidecar`].
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms, clippy::disallowed_methods)]
+
+pub mod admin;
+pub mod detect;
+pub mod drain;
+pub mod histogram;
+pub mod http;
+pub mod listen;
+pub mod logging;
+pub mod metrics;
+pub mod orig_dst;
+pub mod sidecar;
+pub mod stack;
+pub mod target;
+pub mod tcp;
+
+pub use sidecar::{Sidecar, StartError};

@@ -1,0 +1,133 @@
+//! `meshtrace-proxy`: run the sidecar, or check a config file.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use meshtrace_config::{Config, LogFormat};
+use meshtrace_proxy::Sidecar;
+
+/// The meshtrace sidecar proxy.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sidecar (the default when no command is given).
+    Run {
+        /// Config file; without it, the embedded default (see `default-config`).
+        #[arg(long, short, env = "MESHTRACE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Log as JSON lines (overrides `log.format`).
+        #[arg(long)]
+        json_logs: bool,
+    },
+    /// Validate a config file: prints OK, or every problem, and exits non-zero on error.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Print the embedded default configuration, every key documented.
+    DefaultConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run {
+        config: None,
+        json_logs: false,
+    }) {
+        Command::CheckConfig { file } => match Config::from_file(&file) {
+            Ok(_) => {
+                println!("OK: {}", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::DefaultConfig => {
+            print!("{}", meshtrace_config::DEFAULT_YAML);
+            ExitCode::SUCCESS
+        }
+        Command::Run { config, json_logs } => run(config, json_logs),
+    }
+}
+
+fn run(path: Option<PathBuf>, json_logs: bool) -> ExitCode {
+    let loaded = match &path {
+        Some(path) => Config::from_file(path),
+        None => Config::from_env_defaults(),
+    };
+    let mut config = match loaded {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    if json_logs {
+        config.log.format = LogFormat::Json;
+    }
+    let _log_guard = match meshtrace_proxy::logging::init(config.log.format, &config.log.level) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = config.runtime.workers {
+        runtime.worker_threads(workers);
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let sidecar = match Sidecar::start(config).await {
+            Ok(sidecar) => sidecar,
+            Err(error) => {
+                tracing::error!(%error, "cannot start");
+                return ExitCode::FAILURE;
+            }
+        };
+        tokio::spawn(shutdown_on_signal(sidecar_drain_trigger(&sidecar)));
+        sidecar.wait().await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// A closure that starts the drain, for the signal task.
+fn sidecar_drain_trigger(sidecar: &Sidecar) -> impl FnOnce() + Send + 'static {
+    let drain = sidecar.drain_handle();
+    move || drain.start()
+}
+
+/// Starts the drain on SIGTERM or SIGINT.
+async fn shutdown_on_signal(trigger: impl FnOnce()) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; use POST /shutdown to stop");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "draining");
+    trigger();
+}

@@ -1,0 +1,269 @@
+//! The sidecar's Prometheus metrics.
+//!
+//! Families are registered once; the request path never looks a label set up.
+//! Each listener resolves the handles it needs when it starts ([`HttpMetrics`],
+//! [`ConnMetrics`]) and afterwards only does relaxed atomic adds.
+
+use std::fmt::{self, Write};
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::histogram::DurationHistogram;
+use crate::target::{Direction, Protocol};
+
+/// Every metric family, plus the registry that renders them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<ProtocolLabels, DurationHistogram>,
+    open_connections: Family<DirectionLabels, Gauge>,
+    connections: Family<ProtocolLabels, Counter>,
+    upstream_errors: Family<ErrorLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    direction: Direction,
+    protocol: Protocol,
+    status_class: StatusClass,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabels {
+    direction: Direction,
+    protocol: Protocol,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: Direction,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    direction: Direction,
+    kind: ErrorKind,
+}
+
+/// A response status class (`2xx`…), the `status_class` label.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct StatusClass(u8);
+
+impl EncodeLabelValue for StatusClass {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        write!(encoder, "{}xx", self.0)
+    }
+}
+
+const CLASSES: [StatusClass; 5] = [
+    StatusClass(1),
+    StatusClass(2),
+    StatusClass(3),
+    StatusClass(4),
+    StatusClass(5),
+];
+
+/// Why the sidecar could not get a response from (or a connection to) an upstream:
+/// the `kind` label of `meshtrace_upstream_errors_total`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The upstream actively refused the TCP connection.
+    ConnectRefused = 0,
+    /// The TCP connection was not established within `timeouts.connect`.
+    ConnectTimeout,
+    /// No route to the upstream host, or its name did not resolve.
+    Unreachable,
+    /// No response headers within `timeouts.request`.
+    RequestTimeout,
+    /// The upstream closed or reset the connection mid-request.
+    UpstreamReset,
+    /// Explicit mode: no route matches the authority.
+    NoRoute,
+    /// Transparent mode: the connection was addressed to the sidecar itself.
+    LoopDetected,
+    /// Transparent mode: the kernel has no original destination for the connection.
+    NoOriginalDst,
+}
+
+impl ErrorKind {
+    const ALL: [ErrorKind; 8] = [
+        Self::ConnectRefused,
+        Self::ConnectTimeout,
+        Self::Unreachable,
+        Self::RequestTimeout,
+        Self::UpstreamReset,
+        Self::NoRoute,
+        Self::LoopDetected,
+        Self::NoOriginalDst,
+    ];
+
+    /// The label, log and `meshtrace-proxy-error` header value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ConnectRefused => "connect_refused",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::Unreachable => "unreachable",
+            Self::RequestTimeout => "request_timeout",
+            Self::UpstreamReset => "upstream_reset",
+            Self::NoRoute => "no_route",
+            Self::LoopDetected => "loop_detected",
+            Self::NoOriginalDst => "no_original_dst",
+        }
+    }
+}
+
+impl EncodeLabelValue for ErrorKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// Registers every family.
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("meshtrace");
+        let requests = Family::default();
+        let durations = Family::default();
+        let open_connections = Family::default();
+        let connections = Family::default();
+        let upstream_errors = Family::default();
+        registry.register(
+            "requests",
+            "HTTP requests by direction, protocol and response status class",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request arrival to the end of the response body",
+            durations.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Downstream connections currently open",
+            open_connections.clone(),
+        );
+        registry.register(
+            "connections",
+            "Downstream connections accepted, by detected protocol",
+            connections.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Requests or connections that failed upstream, by kind",
+            upstream_errors.clone(),
+        );
+        Arc::new(Self {
+            registry,
+            requests,
+            durations,
+            open_connections,
+            connections,
+            upstream_errors,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            out = format!("# metrics encoding failed: {e}\n");
+        }
+        out
+    }
+
+    /// Handles for HTTP requests of one direction and protocol.
+    pub fn http(&self, direction: Direction, protocol: Protocol) -> HttpMetrics {
+        HttpMetrics {
+            by_class: Arc::new(CLASSES.map(|status_class| {
+                self.requests.get_or_create_owned(&RequestLabels {
+                    direction,
+                    protocol,
+                    status_class,
+                })
+            })),
+            duration: self.durations.get_or_create_owned(&ProtocolLabels {
+                direction,
+                protocol,
+            }),
+        }
+    }
+
+    /// Handles for connections and upstream errors of one direction.
+    pub fn conns(&self, direction: Direction) -> ConnMetrics {
+        ConnMetrics {
+            open: self
+                .open_connections
+                .get_or_create_owned(&DirectionLabels { direction }),
+            by_protocol: Arc::new(Protocol::ALL.map(|protocol| {
+                self.connections.get_or_create_owned(&ProtocolLabels {
+                    direction,
+                    protocol,
+                })
+            })),
+            errors: Arc::new(ErrorKind::ALL.map(|kind| {
+                self.upstream_errors
+                    .get_or_create_owned(&ErrorLabels { direction, kind })
+            })),
+        }
+    }
+}
+
+/// Pre-resolved request metrics for one direction and protocol.
+#[derive(Clone, Debug)]
+pub struct HttpMetrics {
+    by_class: Arc<[Counter; 5]>,
+    duration: DurationHistogram,
+}
+
+impl HttpMetrics {
+    /// Records one finished request.
+    pub fn record(&self, status: http::StatusCode, elapsed: std::time::Duration) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.by_class[class].inc();
+        self.duration.observe(elapsed);
+    }
+}
+
+/// Pre-resolved connection metrics for one direction.
+#[derive(Clone, Debug)]
+pub struct ConnMetrics {
+    open: Gauge,
+    by_protocol: Arc<[Counter; 4]>,
+    errors: Arc<[Counter; 8]>,
+}
+
+impl ConnMetrics {
+    /// Counts an open connection until the returned guard drops.
+    pub fn open(&self) -> OpenGuard {
+        self.open.inc();
+        OpenGuard(self.open.clone())
+    }
+
+    /// Counts a connection's detected protocol.
+    pub fn detected(&self, protocol: Protocol) {
+        self.by_protocol[protocol as usize].inc();
+    }
+
+    /// Counts an upstream failure.
+    pub fn error(&self, kind: ErrorKind) {
+        self.errors[kind as usize].inc();
+    }
+}
+
+/// Decrements the open-connection gauge when the connection ends.
+#[derive(Debug)]
+pub struct OpenGuard(Gauge);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

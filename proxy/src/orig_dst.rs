@@ -1,0 +1,63 @@
+//! The original destination of a redirected connection.
+//!
+//! When iptables `REDIRECT`s a connection to the sidecar, the kernel's connection
+//! tracker remembers where it was going; `SO_ORIGINAL_DST` (IPv4) and
+//! `IP6T_SO_ORIGINAL_DST` (IPv6) read it back. socket2 wraps both getsockopts, so
+//! no `unsafe` is needed here.
+//!
+//! A connection that was *not* redirected reports its own local address (or no
+//! entry at all). Forwarding it would connect the sidecar to itself, so the caller
+//! refuses connections whose original destination is the listener: see
+//! [`lookup`].
+
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::net::TcpStream;
+
+/// Why a connection has no usable original destination.
+#[derive(Debug, thiserror::Error)]
+pub enum OrigDstError {
+    /// The kernel has no redirect record (no iptables rule matched, or no netfilter).
+    #[error("no original destination recorded: {0}")]
+    Unavailable(io::Error),
+    /// The connection was addressed to the listener itself: forwarding it would loop.
+    #[error("original destination {0} is the sidecar's own listener")]
+    Loop(SocketAddr),
+}
+
+/// The address `stream` was originally sent to, refusing loops to the sidecar.
+pub fn lookup(stream: &TcpStream) -> Result<SocketAddr, OrigDstError> {
+    let sock = socket2::SockRef::from(stream);
+    let local = stream.local_addr().map_err(OrigDstError::Unavailable)?;
+    let addr = if local.is_ipv4() {
+        sock.original_dst_v4()
+    } else {
+        sock.original_dst_v6()
+    }
+    .map_err(OrigDstError::Unavailable)?
+    .as_socket()
+    .ok_or_else(|| OrigDstError::Unavailable(io::Error::other("not an inet address")))?;
+    // An IPv4 client on a dual-stack socket reports a mapped address; compare canonically.
+    let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+    if addr == SocketAddr::new(local.ip().to_canonical(), local.port()) {
+        return Err(OrigDstError::Loop(addr));
+    }
+    Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_direct_connection_is_not_forwarded_to_itself() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        // Without a REDIRECT rule the kernel either has no record or reports the
+        // listener itself; both must refuse rather than loop.
+        assert!(lookup(&accepted).is_err());
+    }
+}

@@ -1,0 +1,301 @@
+//! Where the inbound and outbound stacks are assembled: read this file top to
+//! bottom to follow a connection through the sidecar.
+//!
+//! ```text
+//! accept ─ connection limit ─ socket options
+//!   └ destination: inbound → the local app; outbound → SO_ORIGINAL_DST or routes
+//!   └ opaque port? ─ yes → TCP forward
+//!   └ detect protocol (bounded read, timeout)
+//!       ├ HTTP/1 | HTTP/2 → hyper server → Record → HeaderLimit → Forward
+//!       └ other          → TCP forward (detected bytes replayed first)
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshtrace_config::{AppPort, Config, HostPort, OutboundMode};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tower::ServiceBuilder;
+
+use crate::detect::{self, Detected, Prefixed};
+use crate::drain::Drain;
+use crate::http::forward::Forward;
+use crate::http::limits::HeaderLimitLayer;
+use crate::http::record::{RecordContext, RecordLayer};
+use crate::http::server::{self, ServerSettings};
+use crate::http::upstream::Upstreams;
+use crate::metrics::{ConnMetrics, ErrorKind, HttpMetrics, Metrics};
+use crate::target::{Accepted, Destination, Direction, Protocol, RouteTable};
+use crate::{listen, orig_dst, tcp};
+
+/// Everything the connections of one listener share, resolved once at start-up.
+pub struct Listener {
+    direction: Direction,
+    config: Arc<Config>,
+    upstreams: Upstreams,
+    conns: ConnMetrics,
+    http1: HttpMetrics,
+    http2: HttpMetrics,
+    grpc: HttpMetrics,
+    destination: DestinationRule,
+    drain: Drain,
+}
+
+/// How a listener finds a connection's destination.
+enum DestinationRule {
+    /// Inbound to a fixed app port.
+    App(Arc<HostPort>),
+    /// Inbound to the app host at the original destination port.
+    AppOriginalPort(std::net::IpAddr),
+    /// Outbound, transparent.
+    OriginalDst,
+    /// Outbound, explicit.
+    Routes(Arc<RouteTable>),
+}
+
+// === impl Listener ===
+
+impl Listener {
+    /// The shared state for `direction`'s listener.
+    pub fn new(
+        direction: Direction,
+        config: Arc<Config>,
+        upstreams: Upstreams,
+        metrics: &Metrics,
+        drain: Drain,
+    ) -> Arc<Self> {
+        let destination = match direction {
+            Direction::Inbound => match config.inbound.app_port {
+                AppPort::Fixed(port) => DestinationRule::App(Arc::new(HostPort::from(
+                    SocketAddr::new(config.inbound.app_host, port),
+                ))),
+                AppPort::Original => DestinationRule::AppOriginalPort(config.inbound.app_host),
+            },
+            Direction::Outbound => match config.outbound.mode {
+                OutboundMode::Transparent => DestinationRule::OriginalDst,
+                OutboundMode::Explicit => DestinationRule::Routes(Arc::new(RouteTable::new(
+                    &config.outbound.routes,
+                    config.outbound.tcp_target.as_ref(),
+                ))),
+            },
+        };
+        Arc::new(Self {
+            direction,
+            upstreams,
+            conns: metrics.conns(direction),
+            http1: metrics.http(direction, Protocol::Http1),
+            http2: metrics.http(direction, Protocol::Http2),
+            grpc: metrics.http(direction, Protocol::Grpc),
+            destination,
+            drain,
+            config,
+        })
+    }
+
+    /// Accepts connections until the drain starts; each runs in a drain-tracked task.
+    pub async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        let limit = Arc::new(Semaphore::new(self.config.limits.max_connections));
+        loop {
+            let permit = tokio::select! {
+                () = self.drain.signaled() => break,
+                permit = limit.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_closed) => break,
+                },
+            };
+            let (stream, peer) = tokio::select! {
+                () = self.drain.signaled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        tracing::warn!(%error, direction = %self.direction, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let this = self.clone();
+            let accepted = Accepted {
+                direction: self.direction,
+                peer,
+            };
+            self.drain.spawn(async move {
+                let _permit = permit;
+                this.connection(stream, accepted).await;
+            });
+        }
+        tracing::debug!(direction = %self.direction, "listener closed");
+    }
+
+    async fn connection(&self, stream: TcpStream, accepted: Accepted) {
+        let _open = self.conns.open();
+        if let Err(error) = listen::tune(&stream) {
+            tracing::debug!(%error, "cannot set socket options");
+        }
+        let destination = match self.destination(&stream) {
+            Ok(destination) => destination,
+            Err((kind, reason)) => {
+                self.conns.error(kind);
+                tracing::warn!(peer = %accepted.peer, direction = %self.direction, %reason, "connection refused");
+                return;
+            }
+        };
+        let timeouts = &self.config.timeouts;
+        if let Some(port) = destination_port(&destination) {
+            if self.config.opaque_ports.contains(&port) {
+                return self
+                    .opaque(stream, bytes::Bytes::new(), &destination, accepted)
+                    .await;
+            }
+        }
+        let mut stream = stream;
+        let limit = self.config.limits.max_header_bytes;
+        let detected = detect::detect(&mut stream, limit, timeouts.detect.get()).await;
+        match detected {
+            Ok((Detected::Http1, prefix)) => {
+                self.http(Prefixed::new(prefix, stream), false, destination, accepted)
+                    .await
+            }
+            Ok((Detected::Http2, prefix)) => {
+                self.http(Prefixed::new(prefix, stream), true, destination, accepted)
+                    .await
+            }
+            Ok((Detected::Opaque, prefix)) => {
+                self.opaque(stream, prefix, &destination, accepted).await
+            }
+            Ok((Detected::Closed, _)) => {}
+            Err(error) => {
+                tracing::debug!(%error, peer = %accepted.peer, "connection failed during detection")
+            }
+        }
+    }
+
+    /// The HTTP stack for one connection.
+    async fn http(
+        &self,
+        io: Prefixed<TcpStream>,
+        http2: bool,
+        destination: Destination,
+        accepted: Accepted,
+    ) {
+        let protocol = if http2 {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        };
+        self.conns.detected(protocol);
+        let timeouts = &self.config.timeouts;
+        let request_timeout = (!timeouts.request.is_zero()).then(|| timeouts.request.get());
+        let stack = ServiceBuilder::new()
+            .layer(RecordLayer::new(RecordContext {
+                direction: self.direction,
+                peer: accepted.peer,
+                http: if http2 {
+                    self.http2.clone()
+                } else {
+                    self.http1.clone()
+                },
+                grpc: self.grpc.clone(),
+                protocol,
+                access_log: self.config.log.access_log,
+            }))
+            .layer(HeaderLimitLayer::new(self.config.limits.max_header_bytes))
+            .service(Forward::new(
+                destination,
+                self.upstreams.clone(),
+                http2,
+                request_timeout,
+                self.conns.clone(),
+            ));
+        let settings = ServerSettings {
+            header_read: timeouts.header_read.get(),
+            max_header_bytes: self.config.limits.max_header_bytes,
+        };
+        server::serve(io, http2, stack, settings, self.drain.clone()).await;
+    }
+
+    /// Byte-for-byte forwarding to the connection's destination.
+    async fn opaque(
+        &self,
+        stream: TcpStream,
+        prefix: bytes::Bytes,
+        destination: &Destination,
+        accepted: Accepted,
+    ) {
+        self.conns.detected(Protocol::Tcp);
+        let target = match destination {
+            Destination::Fixed(target) => target.clone(),
+            Destination::Routes(table) => match table.tcp_target() {
+                Some(target) => target.clone(),
+                None => {
+                    self.conns.error(ErrorKind::NoRoute);
+                    tracing::warn!(peer = %accepted.peer, "non-HTTP connection in explicit mode with no tcp_target: closed");
+                    return;
+                }
+            },
+        };
+        let timeouts = &self.config.timeouts;
+        let upstream = match target.socket_addr() {
+            Some(addr) => listen::connect(addr, timeouts.connect.get()).await,
+            None => match tokio::net::lookup_host((target.host(), target.port())).await {
+                Ok(mut addrs) => match addrs.next() {
+                    Some(addr) => listen::connect(addr, timeouts.connect.get()).await,
+                    None => Err(std::io::ErrorKind::NotFound.into()),
+                },
+                Err(e) => Err(e),
+            },
+        };
+        let upstream = match upstream {
+            Ok(upstream) => upstream,
+            Err(error) => {
+                let kind = match error.kind() {
+                    std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
+                    std::io::ErrorKind::TimedOut => ErrorKind::ConnectTimeout,
+                    _ => ErrorKind::Unreachable,
+                };
+                self.conns.error(kind);
+                tracing::warn!(peer = %accepted.peer, %target, %error, "opaque upstream connect failed");
+                return;
+            }
+        };
+        match tcp::forward(stream, prefix, upstream, timeouts.idle.get()).await {
+            Ok((up, down)) => {
+                tracing::debug!(peer = %accepted.peer, %target, up, down, "opaque connection closed")
+            }
+            Err(error) => {
+                tracing::debug!(peer = %accepted.peer, %target, %error, "opaque connection ended")
+            }
+        }
+    }
+
+    fn destination(&self, stream: &TcpStream) -> Result<Destination, (ErrorKind, String)> {
+        let original = || {
+            orig_dst::lookup(stream).map_err(|e| match e {
+                orig_dst::OrigDstError::Loop(_) => (ErrorKind::LoopDetected, e.to_string()),
+                orig_dst::OrigDstError::Unavailable(_) => (ErrorKind::NoOriginalDst, e.to_string()),
+            })
+        };
+        Ok(match &self.destination {
+            DestinationRule::App(app) => Destination::Fixed(app.clone()),
+            DestinationRule::AppOriginalPort(host) => {
+                let port = original()?.port();
+                Destination::Fixed(Arc::new(HostPort::from(SocketAddr::new(*host, port))))
+            }
+            DestinationRule::OriginalDst => {
+                Destination::Fixed(Arc::new(HostPort::from(original()?)))
+            }
+            DestinationRule::Routes(table) => Destination::Routes(table.clone()),
+        })
+    }
+}
+
+/// The port that opaque-port configuration is matched against.
+fn destination_port(destination: &Destination) -> Option<u16> {
+    match destination {
+        Destination::Fixed(target) => Some(target.port()),
+        Destination::Routes(_) => None,
+    }
+}
