@@ -25,7 +25,7 @@ use crate::http::forward::Forward;
 use crate::http::limits::HeaderLimitLayer;
 use crate::http::record::{RecordContext, RecordLayer};
 use crate::http::server::{self, ServerSettings};
-use crate::http::upstream::Upstreams;
+use crate::http::upstream::{self, Upstreams};
 use crate::metrics::{ConnMetrics, ErrorKind, HttpMetrics, Metrics};
 use crate::target::{Accepted, Destination, Direction, Protocol, RouteTable};
 use crate::{listen, orig_dst, tcp};
@@ -238,25 +238,10 @@ impl Listener {
             },
         };
         let timeouts = &self.config.timeouts;
-        let upstream = match target.socket_addr() {
-            Some(addr) => listen::connect(addr, timeouts.connect.get()).await,
-            None => match tokio::net::lookup_host((target.host(), target.port())).await {
-                Ok(mut addrs) => match addrs.next() {
-                    Some(addr) => listen::connect(addr, timeouts.connect.get()).await,
-                    None => Err(std::io::ErrorKind::NotFound.into()),
-                },
-                Err(e) => Err(e),
-            },
-        };
-        let upstream = match upstream {
+        let upstream = match upstream::dial(&target, timeouts.connect.get()).await {
             Ok(upstream) => upstream,
             Err(error) => {
-                let kind = match error.kind() {
-                    std::io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
-                    std::io::ErrorKind::TimedOut => ErrorKind::ConnectTimeout,
-                    _ => ErrorKind::Unreachable,
-                };
-                self.conns.error(kind);
+                self.conns.error(upstream::classify_connect(&error));
                 tracing::warn!(peer = %accepted.peer, %target, %error, "opaque upstream connect failed");
                 return;
             }

@@ -31,9 +31,11 @@ use crate::target::Destination;
 #[derive(Clone, Debug)]
 pub struct Upstream(pub Arc<HostPort>);
 
-/// Forwards requests of one downstream connection.
+/// Forwards requests of one downstream connection; clones share one state.
 #[derive(Clone)]
-pub struct Forward {
+pub struct Forward(Arc<Inner>);
+
+struct Inner {
     route: Route,
     upstreams: Upstreams,
     http2: bool,
@@ -66,16 +68,18 @@ impl Forward {
             }
             Destination::Routes(table) => Route::Table(table),
         };
-        Self {
+        Self(Arc::new(Inner {
             route,
             upstreams,
             http2,
             request_timeout,
             metrics,
-        }
+        }))
     }
+}
 
-    async fn forward(self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+impl Inner {
+    async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let grpc = is_grpc(&req);
         let (target, client) = match &self.route {
             Route::Fixed(target, client) => (target.clone(), client.clone()),
@@ -141,8 +145,8 @@ impl tower::Service<Request<Incoming>> for Forward {
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { Ok(this.forward(req).await) })
+        let inner = self.0.clone();
+        Box::pin(async move { Ok(inner.forward(req).await) })
     }
 }
 

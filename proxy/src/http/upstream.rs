@@ -34,8 +34,9 @@ use crate::metrics::ErrorKind;
 /// Distinct upstream targets kept before the map is reset.
 const MAX_TARGETS: usize = 4096;
 
-/// A pooled client bound to one target.
-pub type HttpClient = Client<Dialer, Incoming>;
+/// A pooled client bound to one target (shared: a client is a few hundred bytes
+/// of handles, too much to copy per request).
+pub type HttpClient = Arc<Client<Dialer, Incoming>>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct Key {
@@ -96,7 +97,7 @@ impl Upstreams {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(self.idle_timeout)
             .http2_only(http2);
-        builder.build(dialer)
+        Arc::new(builder.build(dialer))
     }
 }
 
@@ -124,7 +125,7 @@ impl tower::Service<http::Uri> for Dialer {
 }
 
 /// Dials an IP literal directly, or each address a name resolves to in turn.
-async fn dial(target: &HostPort, timeout: Duration) -> io::Result<TcpStream> {
+pub async fn dial(target: &HostPort, timeout: Duration) -> io::Result<TcpStream> {
     if let Some(addr) = target.socket_addr() {
         return listen::connect(addr, timeout).await;
     }
@@ -158,13 +159,18 @@ pub fn classify(error: &hyper_util::client::legacy::Error) -> ErrorKind {
     let mut source = std::error::Error::source(error);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<io::Error>() {
-            return match io.kind() {
-                io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
-                io::ErrorKind::TimedOut => ErrorKind::ConnectTimeout,
-                _ => ErrorKind::Unreachable,
-            };
+            return classify_connect(io);
         }
         source = e.source();
     }
     ErrorKind::Unreachable
+}
+
+/// Classifies a failed dial.
+pub fn classify_connect(error: &io::Error) -> ErrorKind {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
+        io::ErrorKind::TimedOut => ErrorKind::ConnectTimeout,
+        _ => ErrorKind::Unreachable,
+    }
 }

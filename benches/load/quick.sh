@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# First load figures for the data path: HTTP/1.1 keep-alive throughput direct vs
+# through the sidecar (wrk, 32 connections, 1 KB responses, alternating windows in
+# one run), and the sidecar's RSS idle and after load.
+#
+#   bash benches/load/quick.sh [rounds] [seconds-per-window]
+#
+# Needs wrk (apt-get install wrk). Loopback only; bounded: rounds x 2 windows.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:-3}
+secs=${2:-10}
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
+
+cargo build --release -q -p meshtrace-proxy -p meshtrace-benches --bins
+tmp=$(mktemp -d)
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
+pids=()
+trap cleanup EXIT
+
+backend_port=18180; inbound_port=18106; admin_port=18100
+target/release/backend --listen 127.0.0.1:$backend_port --workers 1 >"$tmp/backend.log" &
+pids+=($!)
+cat >"$tmp/sidecar.yaml" <<YAML
+inbound: {listen: 127.0.0.1:$inbound_port, app_port: $backend_port}
+outbound: {listen: 127.0.0.1:0}
+admin: {listen: 127.0.0.1:$admin_port}
+runtime: {workers: 1}
+log: {access_log: false, level: warn}
+YAML
+target/release/meshtrace-proxy run --config "$tmp/sidecar.yaml" >"$tmp/sidecar.log" 2>&1 &
+sidecar=$!
+pids+=($sidecar)
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$admin_port/ready" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -sf "http://127.0.0.1:$admin_port/ready" >/dev/null
+
+rss() { awk '/VmRSS/ {print $2}' "/proc/$sidecar/status"; }
+idle_rss=$(rss)
+
+rps() { wrk -t2 -c32 -d"${secs}s" --latency "$1" | awk '/Requests\/sec/ {print $2}'; }
+direct=(); proxied=()
+for r in $(seq "$rounds"); do
+  direct+=("$(rps "http://127.0.0.1:$backend_port/")")
+  proxied+=("$(rps "http://127.0.0.1:$inbound_port/")")
+  echo "round $r: direct ${direct[-1]} req/s, meshtrace ${proxied[-1]} req/s"
+done
+peak_rss=$(awk '/VmHWM/ {print $2}' "/proc/$sidecar/status")
+after_rss=$(rss)
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+md=$(median "${direct[@]}"); mp=$(median "${proxied[@]}")
+echo
+echo "median direct:    $md req/s   (all: ${direct[*]})"
+echo "median meshtrace: $mp req/s   (all: ${proxied[*]})"
+awk -v p="$mp" -v d="$md" 'BEGIN {printf "ratio:            %.2f of direct\n", p/d}'
+echo "sidecar RSS idle: ${idle_rss} KiB, peak: ${peak_rss} KiB, after load: ${after_rss} KiB"

@@ -1,0 +1,4 @@
+//! meshtrace benchmarks: criterion micro-benchmarks (`benches/*.rs`) and the load
+//! harness (`load/`), with its minimal backend (`src/bin/backend.rs`).
+
+#![forbid(unsafe_code)]

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every test meshtrace has, installing what the tests need first.
+# This is the README's test command; .ci/run calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# --- system packages -------------------------------------------------------
+# iptables + iproute2: the transparent-mode test redirects traffic inside a
+# network namespace it creates. Installed when root; otherwise that test says
+# loudly that it cannot run.
+need=()
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "WARNING: ${need[*]} missing and cannot be installed (not root): the transparent-mode test will fail unless MESHTRACE_ALLOW_SKIP_NETNS=1" >&2
+  fi
+fi
+
+# --- static checks ---------------------------------------------------------
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+# --- tests -----------------------------------------------------------------
+# The end-to-end tests start the real binary, so build it first.
+echo "==> cargo build (binaries used by end-to-end tests)"
+cargo build --workspace --bins
+echo "==> cargo test"
+cargo test --workspace
