@@ -30,7 +30,9 @@ pub enum OrigDstError {
 pub fn lookup(stream: &TcpStream) -> Result<SocketAddr, OrigDstError> {
     let sock = socket2::SockRef::from(stream);
     let local = stream.local_addr().map_err(OrigDstError::Unavailable)?;
-    let addr = if local.is_ipv4() {
+    // An IPv4 connection accepted on a dual-stack socket has an IPv4-mapped local
+    // address, but its redirect record is IPv4: ask by the canonical family.
+    let addr = if local.ip().to_canonical().is_ipv4() {
         sock.original_dst_v4()
     } else {
         sock.original_dst_v6()
@@ -38,7 +40,6 @@ pub fn lookup(stream: &TcpStream) -> Result<SocketAddr, OrigDstError> {
     .map_err(OrigDstError::Unavailable)?
     .as_socket()
     .ok_or_else(|| OrigDstError::Unavailable(io::Error::other("not an inet address")))?;
-    // An IPv4 client on a dual-stack socket reports a mapped address; compare canonically.
     let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
     if addr == SocketAddr::new(local.ip().to_canonical(), local.port()) {
         return Err(OrigDstError::Loop(addr));

@@ -1,0 +1,166 @@
+//! When the sidecar cannot forward, it answers itself: a short, honest response
+//! that names the cause (README "Behaviour at the edge"), and nothing else breaks.
+
+use std::net::SocketAddr;
+
+use http::{Request, StatusCode};
+use meshtrace_tests::apps::HttpApp;
+use meshtrace_tests::client::{self, empty, H1Conn};
+use meshtrace_tests::sidecar;
+
+const PROXY_ERROR: &str = "meshtrace-proxy-error";
+
+/// A loopback port with nothing listening on it.
+fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local addr")
+}
+
+fn text(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).into_owned()
+}
+
+#[tokio::test]
+async fn refused_upstream_is_502_naming_the_cause() {
+    let proxy = sidecar::new().inbound_to(closed_port()).start().await;
+    let rsp = client::http1_get(proxy.inbound_addr(), "/").await;
+    assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(rsp.headers()[PROXY_ERROR], "connect_refused");
+    assert!(
+        text(rsp.body()).contains("refused the connection"),
+        "{}",
+        text(rsp.body())
+    );
+    let metrics = proxy.metrics().await;
+    assert!(
+        metrics.contains(
+            r#"meshtrace_upstream_errors_total{direction="inbound",kind="connect_refused"} 1"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn upstream_without_response_headers_in_time_is_504() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new()
+        .inbound_to(app.addr())
+        .request_timeout(200)
+        .start()
+        .await;
+    let rsp = client::http1_get(proxy.inbound_addr(), "/hang").await;
+    assert_eq!(rsp.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(rsp.headers()[PROXY_ERROR], "request_timeout");
+    assert!(
+        text(rsp.body()).contains("no response within"),
+        "{}",
+        text(rsp.body())
+    );
+}
+
+#[tokio::test]
+async fn upstream_closing_mid_request_is_502_upstream_reset() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new().inbound_to(app.addr()).start().await;
+    let rsp = client::http1_get(proxy.inbound_addr(), "/reset").await;
+    assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(rsp.headers()[PROXY_ERROR], "upstream_reset");
+}
+
+#[tokio::test]
+async fn connect_timeout_is_504() {
+    // A listener whose accept queue is full drops further SYNs, so a connect to it
+    // hangs: a loopback stand-in for an unresponsive host.
+    let (blackhole, _held) = full_backlog_listener();
+    let proxy = sidecar::new()
+        .inbound_to(blackhole)
+        .connect_timeout(200)
+        .start()
+        .await;
+    let rsp = client::http1_get(proxy.inbound_addr(), "/").await;
+    assert_eq!(rsp.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(rsp.headers()[PROXY_ERROR], "connect_timeout");
+}
+
+/// A listener that never accepts, with its backlog (of one) filled.
+fn full_backlog_listener() -> (SocketAddr, Vec<std::net::TcpStream>) {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    socket.listen(0).expect("listen");
+    let addr = socket
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet");
+    let mut held = vec![];
+    // Linux queues backlog + 1 connections; fill it (and then some) so SYNs drop.
+    for _ in 0..4 {
+        if let Ok(s) =
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(100))
+        {
+            held.push(s);
+        }
+    }
+    std::mem::forget(socket);
+    (addr, held)
+}
+
+#[tokio::test]
+async fn oversized_header_block_is_431_and_the_connection_keeps_serving() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new()
+        .inbound_to(app.addr())
+        .max_header_bytes(4096)
+        .start()
+        .await;
+    let mut conn = H1Conn::connect(proxy.inbound_addr()).await;
+    let big = Request::get("/")
+        .header("x-big", "a".repeat(6000))
+        .body(empty())
+        .expect("request");
+    let rsp = client::collect(conn.send(big).await).await;
+    assert_eq!(rsp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert!(
+        text(rsp.body()).contains("over the limit of 4096 bytes"),
+        "{}",
+        text(rsp.body())
+    );
+    // The same connection still carries the next, ordinary request.
+    assert_eq!(conn.get("/after").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn header_block_just_under_the_limit_is_forwarded() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new()
+        .inbound_to(app.addr())
+        .max_header_bytes(4096)
+        .start()
+        .await;
+    let ok = Request::get("/")
+        .header("x-big", "a".repeat(3000))
+        .body(empty())
+        .expect("request");
+    let rsp = client::http1_request(proxy.inbound_addr(), ok).await;
+    assert_eq!(rsp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_failing_upstream_does_not_harm_other_requests() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new()
+        .inbound_to(app.addr())
+        .request_timeout(300)
+        .start()
+        .await;
+    let addr = proxy.inbound_addr();
+    let (hung, fine) = tokio::join!(
+        client::http1_get(addr, "/hang"),
+        client::http1_get(addr, "/fine")
+    );
+    assert_eq!(hung.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(fine.status(), StatusCode::OK);
+}
