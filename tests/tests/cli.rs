@@ -16,18 +16,33 @@ async fn run(args: &[&str]) -> Output {
         .expect("run meshtrace-proxy")
 }
 
+/// A config file named after the test, removed when dropped.
+struct ConfigFile(PathBuf);
+
+impl ConfigFile {
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Writes `yaml` to a fresh file named after the test.
-fn config_file(name: &str, yaml: &str) -> PathBuf {
-    let path =
-        std::env::temp_dir().join(format!("meshtrace-cli-{}-{name}.yaml", std::process::id()));
+fn config_file(name: &str, yaml: &str) -> ConfigFile {
+    let name = format!("meshtrace-cli-{}-{name}.yaml", std::process::id());
+    let path = std::env::temp_dir().join(name);
     std::fs::write(&path, yaml).expect("write config");
-    path
+    ConfigFile(path)
 }
 
 #[tokio::test]
 async fn check_config_prints_ok_for_a_valid_file() {
     let file = config_file("valid", "inbound:\n  app_port: 9090\n");
-    let out = run(&["check-config", file.to_str().expect("utf-8 path")]).await;
+    let out = run(&["check-config", file.path()]).await;
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("OK"));
 }
@@ -35,10 +50,10 @@ async fn check_config_prints_ok_for_a_valid_file() {
 #[tokio::test]
 async fn check_config_names_file_line_column_and_path_of_a_parse_error() {
     let file = config_file("parse", "inbound:\n  app_port: 9090\n  listen: nowhere\n");
-    let out = run(&["check-config", file.to_str().expect("utf-8 path")]).await;
+    let out = run(&["check-config", file.path()]).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let expected = format!("{}:3:", file.display());
+    let expected = format!("{}:3:", file.path());
     assert!(stderr.starts_with(&expected), "{stderr}");
     assert!(stderr.contains("inbound.listen"), "{stderr}");
 }
@@ -49,7 +64,7 @@ async fn check_config_lists_every_semantic_problem() {
         "semantic",
         "limits:\n  max_connections: 0\ntimeouts:\n  detect: 0s\n",
     );
-    let out = run(&["check-config", file.to_str().expect("utf-8 path")]).await;
+    let out = run(&["check-config", file.path()]).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
