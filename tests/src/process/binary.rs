@@ -3,7 +3,7 @@
 //! Cargo only builds a package's own binaries for its tests, so this crate cannot
 //! ask for `CARGO_BIN_EXE_meshtrace-proxy`. Instead the binary is expected next
 //! to the test executable's `deps/` directory (`target/debug/meshtrace-proxy`),
-//! and `cargo build -p meshtrace-proxy` runs once per test process first, so a
+//! and `cargo build --workspace --bins` runs once per test process first, so a
 //! test never runs a stale binary. `MESHTRACE_PROXY_BIN` overrides all of this
 //! (a release build for a memory test, a binary built elsewhere).
 
@@ -58,13 +58,16 @@ async fn locate() -> PathBuf {
     binary
 }
 
-/// Runs `cargo build -p meshtrace-proxy` for the profile the tests were built
-/// with. A failure is reported but not fatal: an existing binary is still used.
+/// Runs `cargo build --workspace --bins` for the profile the tests were built
+/// with. The whole workspace, not `-p meshtrace-proxy`: that is what the test
+/// command builds, so the feature set matches and the build is a no-op instead
+/// of recompiling the proxy with different dependency features mid-suite. A
+/// failure is reported but not fatal: an existing binary is still used.
 async fn build(profile_dir: &Path) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
-        .args(["build", "--quiet", "-p", "meshtrace-proxy", "--bin", NAME])
+        .args(["build", "--quiet", "--workspace", "--bins"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .kill_on_drop(true);
     if let Some(target_dir) = profile_dir.parent() {
@@ -77,13 +80,13 @@ async fn build(profile_dir: &Path) {
     match outcome {
         Ok(Ok(output)) if output.status.success() => {}
         Ok(Ok(output)) => eprintln!(
-            "warning: `cargo build -p meshtrace-proxy` failed ({}); using the existing binary if any:\n{}",
+            "warning: `cargo build --workspace --bins` failed ({}); using the existing binary if any:\n{}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
         ),
         Ok(Err(error)) => eprintln!("warning: cannot run cargo ({error}); using the existing binary if any"),
         Err(_) => eprintln!(
-            "warning: `cargo build -p meshtrace-proxy` took over {BUILD_LIMIT:?}; using the existing binary if any"
+            "warning: `cargo build --workspace --bins` took over {BUILD_LIMIT:?}; using the existing binary if any"
         ),
     }
 }
