@@ -4,6 +4,7 @@
 # one run), and the sidecar's RSS idle and after load.
 #
 #   bash benches/load/quick.sh [rounds] [seconds-per-window]
+#   WORKERS=2 bash benches/load/quick.sh     # sidecar worker threads (default 1)
 #
 # Needs wrk (apt-get install wrk). Loopback only; bounded: rounds x 2 windows.
 set -euo pipefail
@@ -25,7 +26,7 @@ cat >"$tmp/sidecar.yaml" <<YAML
 inbound: {listen: 127.0.0.1:$inbound_port, app_port: $backend_port}
 outbound: {listen: 127.0.0.1:0}
 admin: {listen: 127.0.0.1:$admin_port}
-runtime: {workers: 1}
+runtime: {workers: ${WORKERS:-1}}
 log: {access_log: false, level: warn}
 YAML
 target/release/meshtrace-proxy run --config "$tmp/sidecar.yaml" >"$tmp/sidecar.log" 2>&1 &
@@ -40,12 +41,20 @@ curl -sf "http://127.0.0.1:$admin_port/ready" >/dev/null
 rss() { awk '/VmRSS/ {print $2}' "/proc/$sidecar/status"; }
 idle_rss=$(rss)
 
-rps() { wrk -t2 -c32 -d"${secs}s" --latency "$1" | awk '/Requests\/sec/ {print $2}'; }
-direct=(); proxied=()
+# One wrk window; prints "req/s total-requests".
+window() { wrk -t2 -c32 -d"${secs}s" "$1" | awk '/requests in/ {n=$1} /Requests\/sec/ {print $2, n}'; }
+# The sidecar's CPU time so far (utime + stime), in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$sidecar/stat"; }
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+direct=(); proxied=(); cpu_us=()
 for r in $(seq "$rounds"); do
-  direct+=("$(rps "http://127.0.0.1:$backend_port/")")
-  proxied+=("$(rps "http://127.0.0.1:$inbound_port/")")
-  echo "round $r: direct ${direct[-1]} req/s, meshtrace ${proxied[-1]} req/s"
+  read -r d _ < <(window "http://127.0.0.1:$backend_port/")
+  before=$(cpu_ticks)
+  read -r p n < <(window "http://127.0.0.1:$inbound_port/")
+  after=$(cpu_ticks)
+  direct+=("$d"); proxied+=("$p")
+  cpu_us+=("$(awk -v t=$((after - before)) -v n="$n" -v u="$tick_us" 'BEGIN {printf "%.1f", t * u / n}')")
+  echo "round $r: direct $d req/s, meshtrace $p req/s, sidecar CPU ${cpu_us[-1]} us/request"
 done
 peak_rss=$(awk '/VmHWM/ {print $2}' "/proc/$sidecar/status")
 after_rss=$(rss)
@@ -55,4 +64,5 @@ echo
 echo "median direct:    $md req/s   (all: ${direct[*]})"
 echo "median meshtrace: $mp req/s   (all: ${proxied[*]})"
 awk -v p="$mp" -v d="$md" 'BEGIN {printf "ratio:            %.2f of direct\n", p/d}'
+echo "sidecar CPU:      $(median "${cpu_us[@]}") us/request median (all: ${cpu_us[*]})"
 echo "sidecar RSS idle: ${idle_rss} KiB, peak: ${peak_rss} KiB, after load: ${after_rss} KiB"
