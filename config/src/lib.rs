@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod env;
+mod propagation;
 mod schema;
 mod types;
 mod validate;
@@ -30,6 +31,7 @@ mod validate;
 use std::fmt;
 use std::path::Path;
 
+pub use propagation::*;
 pub use schema::*;
 pub use types::{Duration, HostPort};
 pub use validate::Problem;

@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::propagation::Propagation;
 use crate::types::{Duration, HostPort};
 
 /// The whole sidecar configuration.
@@ -31,6 +32,8 @@ pub struct Config {
     /// detection: server-speaks-first protocols (SMTP, MySQL, …) would otherwise wait
     /// for the detection timeout.
     pub opaque_ports: Vec<u16>,
+    /// Trace-context formats read and written.
+    pub propagation: Propagation,
     /// The async runtime.
     pub runtime: Runtime,
     /// Process logs and the access log.
@@ -48,6 +51,7 @@ impl Default for Config {
             limits: Limits::default(),
             // Linkerd's default opaque set: protocols where the server speaks first.
             opaque_ports: vec![25, 587, 3306, 4444, 5432, 6379, 9300, 11211],
+            propagation: Propagation::default(),
             runtime: Runtime::default(),
             log: Log::default(),
         }
@@ -81,6 +85,9 @@ pub struct Inbound {
     /// The application port, or `original` to use the port the peer originally
     /// dialled (iptables REDIRECT of several container ports to one listener).
     pub app_port: AppPort,
+    /// Whether callers are mesh peers. On an untrusted (edge) listener incoming
+    /// trace context and force signals are ignored: every request starts a trace.
+    pub trusted: bool,
 }
 
 impl Default for Inbound {
@@ -89,6 +96,7 @@ impl Default for Inbound {
             listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 15006)),
             app_host: Ipv4Addr::LOCALHOST.into(),
             app_port: AppPort::Fixed(8080),
+            trusted: true,
         }
     }
 }

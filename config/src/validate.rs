@@ -47,6 +47,7 @@ pub(crate) fn check(config: &Config, problems: &mut Problems) {
     check_routes(config, problems);
     check_timeouts(config, problems);
     check_limits(config, problems);
+    check_propagation(config, problems);
     if config.opaque_ports.contains(&0) {
         problems.add("opaque_ports", "port 0 is not a port");
     }
@@ -175,5 +176,40 @@ fn check_limits(config: &Config, problems: &mut Problems) {
     }
     if l.backlog == 0 {
         problems.add("limits.backlog", "must be at least 1");
+    }
+}
+
+fn check_propagation(config: &Config, problems: &mut Problems) {
+    let p = &config.propagation;
+    no_duplicates("propagation.extract", &p.extract, problems);
+    no_duplicates("propagation.inbound.inject", &p.inbound.inject, problems);
+    no_duplicates("propagation.outbound.inject", &p.outbound.inject, problems);
+    for (i, rule) in p.upstreams.iter().enumerate() {
+        let path = format!("propagation.upstreams[{i}]");
+        no_duplicates(&format!("{path}.inject"), &rule.injection.inject, problems);
+        let m = &rule.matches;
+        if m.authority.is_none() && m.host.is_none() && m.port.is_none() {
+            problems.add(
+                format!("{path}.match"),
+                "give at least one of authority, host, port",
+            );
+        }
+        if m.authority.as_deref().is_some_and(|a| !a.contains(':')) {
+            problems.add(
+                format!("{path}.match.authority"),
+                "must be host:port; use `host:` for any port",
+            );
+        }
+        if m.port == Some(0) {
+            problems.add(format!("{path}.match.port"), "port 0 is not a port");
+        }
+    }
+}
+
+fn no_duplicates<T: PartialEq + std::fmt::Debug>(path: &str, list: &[T], problems: &mut Problems) {
+    for (i, item) in list.iter().enumerate() {
+        if list[..i].contains(item) {
+            problems.add(format!("{path}[{i}]"), format!("{item:?} is listed twice"));
+        }
     }
 }

@@ -19,6 +19,7 @@ pub mod listen;
 pub mod logging;
 pub mod metrics;
 pub mod orig_dst;
+pub mod propagation;
 pub mod sidecar;
 pub mod stack;
 pub mod target;

@@ -1,0 +1,22 @@
+//! (being written)
+
+use http::HeaderMap;
+
+use super::context::DatadogMeta;
+use super::{Extracted, Outgoing};
+
+/// Reads this format.
+pub fn extract(_headers: &HeaderMap) -> Extracted {
+    Extracted::Absent
+}
+
+/// Writes this format.
+pub fn inject(_out: &Outgoing<'_>, _headers: &mut HeaderMap) {}
+
+/// Removes this format's headers.
+pub fn strip(_headers: &mut HeaderMap) {}
+
+/// Reads a `dd=` tracestate member's value.
+pub fn from_tracestate_member(_value: &str) -> DatadogMeta {
+    DatadogMeta::default()
+}

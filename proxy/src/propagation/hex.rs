@@ -1,0 +1,82 @@
+//! Lower-case hex for ids, shared by every codec. Parsing is by length-checked
+//! slices and returns `None` on anything unexpected; nothing here can panic.
+
+/// Parses exactly `s.len()` hex digits (1..=32) into a `u128`. `uppercase` says
+/// whether `A-F` is accepted (W3C forbids it; B3 and Jaeger tolerate it).
+pub fn parse_u128(s: &[u8], uppercase: bool) -> Option<u128> {
+    if s.is_empty() || s.len() > 32 {
+        return None;
+    }
+    s.iter().try_fold(0u128, |acc, &b| {
+        Some(acc << 4 | u128::from(digit(b, uppercase)?))
+    })
+}
+
+/// Parses 1..=16 hex digits into a `u64`.
+pub fn parse_u64(s: &[u8], uppercase: bool) -> Option<u64> {
+    if s.len() > 16 {
+        return None;
+    }
+    parse_u128(s, uppercase).and_then(|v| u64::try_from(v).ok())
+}
+
+fn digit(b: u8, uppercase: bool) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' if uppercase => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes `v` as exactly `out.len()` lower-case hex digits (most significant first).
+pub fn write(v: u128, out: &mut [u8]) {
+    let mut v = v;
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(v & 0xf) as usize];
+        v >>= 4;
+    }
+}
+
+/// `v` as 32 hex digits.
+pub fn u128_32(v: u128) -> [u8; 32] {
+    let mut out = [0; 32];
+    write(v, &mut out);
+    out
+}
+
+/// `v` as 16 hex digits.
+pub fn u64_16(v: u64) -> [u8; 16] {
+    let mut out = [0; 16];
+    write(u128::from(v), &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_fixed_width_hex() {
+        let v = 0x4bf92f3577b34da6a3ce929d0e0e4736;
+        assert_eq!(&u128_32(v), b"4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(parse_u128(&u128_32(v), false), Some(v));
+        assert_eq!(&u64_16(0xab), b"00000000000000ab");
+    }
+
+    #[test]
+    fn uppercase_only_where_allowed() {
+        assert_eq!(parse_u64(b"AB", false), None);
+        assert_eq!(parse_u64(b"AB", true), Some(0xab));
+    }
+
+    #[test]
+    fn rejects_empty_overlong_and_non_hex() {
+        assert_eq!(parse_u128(b"", false), None);
+        assert_eq!(parse_u128(&[b'1'; 33], false), None);
+        assert_eq!(parse_u64(&[b'1'; 17], false), None);
+        assert_eq!(parse_u64(b"12g4", false), None);
+    }
+}

@@ -1,0 +1,64 @@
+//! Trace-context propagation: read whatever trace headers arrive, normalise them
+//! into one [`TraceContext`], and write the formats the next hop needs.
+//!
+//! One module per format, each with the spec's rules as its module doc and three
+//! pure functions over a header map:
+//!
+//! - `extract(&HeaderMap) -> Extracted`
+//! - `inject(&Outgoing, &mut HeaderMap)` (replaces that format's headers)
+//! - `strip(&mut HeaderMap)` (removes them)
+//!
+//! | module | format | headers |
+//! |---|---|---|
+//! | [`w3c`] | W3C Trace Context Level 2 | `traceparent`, `tracestate` |
+//! | [`b3`] | Zipkin B3 multi and single | `X-B3-*`, `b3` |
+//! | [`datadog`] | Datadog | `x-datadog-*` (+ the `dd=` tracestate member) |
+//! | [`jaeger`] | Jaeger | `uber-trace-id` |
+//!
+//! Shared pieces live once: ids and sampling in [`context`], hex in [`hex`],
+//! tracestate in [`tracestate`]. [`policy`] decides which formats are read and
+//! written, merges agreeing contexts and resolves conflicting ones.
+
+pub mod b3;
+pub mod context;
+pub mod datadog;
+pub mod hex;
+pub mod jaeger;
+pub mod tracestate;
+pub mod w3c;
+
+pub use context::{DatadogMeta, Sampling, SpanId, TraceContext, TraceId};
+pub use meshtrace_config::PropagationFormat as Format;
+pub use tracestate::TraceState;
+
+/// What one format found in a request's headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Extracted {
+    /// None of the format's headers are present.
+    Absent,
+    /// Present but malformed: treated as absent (a new trace starts), and counted.
+    Invalid,
+    /// A sampling decision without ids (`b3: 0`, a lone `X-B3-Sampled: 1`).
+    DecisionOnly {
+        /// The decision.
+        sampling: Sampling,
+        /// Debug / force-trace.
+        debug: bool,
+    },
+    /// A complete context.
+    Context(TraceContext),
+}
+
+/// What to write toward the next hop.
+#[derive(Clone, Copy, Debug)]
+pub struct Outgoing<'a> {
+    /// The context to send: `context.parent_id` is the sidecar's own span id, so
+    /// the next hop's spans become children of the sidecar's span.
+    pub context: &'a TraceContext,
+    /// The parent of the sidecar's span (the caller's span id), for formats that
+    /// carry it (`X-B3-ParentSpanId`, the 4th field of `b3`).
+    pub span_parent: Option<SpanId>,
+    /// Write 64-bit trace ids to formats that allow either width (B3, Jaeger) when
+    /// the id fits in 64 bits: for neighbours that only understand 64-bit ids.
+    pub narrow_ids: bool,
+}

@@ -1,0 +1,123 @@
+//! W3C Trace Context Level 2: `traceparent` and `tracestate`.
+//!
+//! `traceparent: {version}-{trace-id}-{parent-id}-{trace-flags}`
+//!
+//! - All fields are lower-case hex: `version` 2, `trace-id` 32, `parent-id` 16,
+//!   `trace-flags` 2 digits. Upper-case hex is invalid.
+//! - Version `ff` is invalid. Version `00` is exactly 55 characters. A higher
+//!   (future) version is parsed by the forward-compatibility rules: at least 55
+//!   characters, the four known fields read as version 00 defines them, and, if
+//!   longer, a `-` right after the flags (what follows is ignored).
+//! - An all-zero trace-id or parent-id is invalid.
+//! - `trace-flags`: bit 0 `sampled`, bit 1 `random` (Level 2: the trace-id's
+//!   rightmost 7 bytes are random); other bits are ignored on read and written as 0.
+//! - An invalid `traceparent` means no context: a new trace starts and the
+//!   `tracestate` is dropped with it. A valid `traceparent` with an invalid
+//!   `tracestate` keeps the context and drops only the tracestate.
+//!
+//! We always send version `00`. `tracestate` rules are in
+//! [`super::tracestate`]; a `dd=` member is read into the context's Datadog
+//! fields (see [`super::datadog`]) so W3C → Datadog loses nothing.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::context::{Sampling, SpanId, TraceContext, TraceId};
+use super::tracestate::TraceState;
+use super::{datadog, hex, Extracted, Outgoing};
+
+/// `traceparent`.
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// `tracestate`.
+pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+const SAMPLED: u8 = 0x01;
+const RANDOM: u8 = 0x02;
+const LEN_V00: usize = 55;
+
+/// Reads `traceparent` (and, when it is valid, `tracestate`).
+pub fn extract(headers: &HeaderMap) -> Extracted {
+    let mut lines = headers.get_all(&TRACEPARENT).iter();
+    let (Some(value), None) = (lines.next(), lines.next()) else {
+        // Absent, or sent twice (ambiguous: invalid).
+        return if headers.contains_key(&TRACEPARENT) {
+            Extracted::Invalid
+        } else {
+            Extracted::Absent
+        };
+    };
+    let Some(mut context) = parse_traceparent(value.as_bytes()) else {
+        return Extracted::Invalid;
+    };
+    // An invalid tracestate is dropped on its own; the traceparent stands.
+    context.tracestate = TraceState::parse(headers.get_all(&TRACESTATE)).unwrap_or_default();
+    if let Some(dd) = context.tracestate.get("dd") {
+        context.datadog = Some(datadog::from_tracestate_member(dd));
+    }
+    Extracted::Context(context)
+}
+
+/// Parses a `traceparent` value; `None` when invalid.
+pub fn parse_traceparent(v: &[u8]) -> Option<TraceContext> {
+    if v.len() < LEN_V00 {
+        return None;
+    }
+    let version = hex::parse_u64(&v[0..2], false)?;
+    if version == 0xff || (version == 0 && v.len() != LEN_V00) {
+        return None;
+    }
+    if v.len() > LEN_V00 && v[LEN_V00] != b'-' {
+        return None;
+    }
+    if v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
+        return None;
+    }
+    let trace_id = TraceId::new(hex::parse_u128(&v[3..35], false)?)?;
+    let parent_id = SpanId::new(hex::parse_u64(&v[36..52], false)?)?;
+    let flags = u8::try_from(hex::parse_u64(&v[53..55], false)?).ok()?;
+    let mut context = TraceContext::new(
+        trace_id,
+        parent_id,
+        Sampling::from_bool(flags & SAMPLED != 0),
+    );
+    context.random = flags & RANDOM != 0;
+    Some(context)
+}
+
+/// Writes `traceparent` (version 00) and the context's `tracestate`.
+pub fn inject(out: &Outgoing<'_>, headers: &mut HeaderMap) {
+    let c = out.context;
+    let mut flags = 0;
+    if c.sampling.is_sampled() || c.debug {
+        flags |= SAMPLED;
+    }
+    if c.random {
+        flags |= RANDOM;
+    }
+    let mut v = [0u8; LEN_V00];
+    v[..3].copy_from_slice(b"00-");
+    hex::write(c.trace_id.get(), &mut v[3..35]);
+    v[35] = b'-';
+    hex::write(u128::from(c.parent_id.get()), &mut v[36..52]);
+    v[52] = b'-';
+    hex::write(u128::from(flags), &mut v[53..55]);
+    if let Ok(value) = HeaderValue::from_bytes(&v) {
+        headers.insert(TRACEPARENT.clone(), value);
+    }
+    match c.tracestate.header_value() {
+        Some(ts) => {
+            headers.insert(TRACESTATE.clone(), ts.clone());
+        }
+        None => {
+            headers.remove(&TRACESTATE);
+        }
+    }
+}
+
+/// Removes `traceparent` and `tracestate`.
+pub fn strip(headers: &mut HeaderMap) {
+    headers.remove(&TRACEPARENT);
+    headers.remove(&TRACESTATE);
+}
+
+#[cfg(test)]
+mod tests;

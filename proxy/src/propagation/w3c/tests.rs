@@ -1,0 +1,193 @@
+use http::HeaderMap;
+
+use super::*;
+
+const SPEC_EXAMPLE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn context(pairs: &[(&str, &str)]) -> TraceContext {
+    match extract(&headers(pairs)) {
+        Extracted::Context(c) => c,
+        other => panic!("expected a context, got {other:?}"),
+    }
+}
+
+fn is_invalid(traceparent: &str) -> bool {
+    extract(&headers(&[("traceparent", traceparent)])) == Extracted::Invalid
+}
+
+#[test]
+fn spec_example_is_parsed() {
+    let c = context(&[("traceparent", SPEC_EXAMPLE)]);
+    assert_eq!(c.trace_id.get(), 0x4bf92f3577b34da6a3ce929d0e0e4736);
+    assert_eq!(c.parent_id.get(), 0x00f067aa0ba902b7);
+    assert_eq!(c.sampling, Sampling::Sampled);
+    assert!(!c.random);
+}
+
+#[test]
+fn flags_03_are_sampled_and_random() {
+    let c = context(&[(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03",
+    )]);
+    assert!(c.sampling.is_sampled() && c.random);
+}
+
+#[test]
+fn flags_00_are_not_sampled() {
+    let c = context(&[(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+    )]);
+    assert_eq!(c.sampling, Sampling::NotSampled);
+}
+
+#[test]
+fn absent_traceparent_is_absent() {
+    assert_eq!(extract(&HeaderMap::new()), Extracted::Absent);
+}
+
+#[test]
+fn all_zero_ids_are_invalid() {
+    assert!(is_invalid(
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+    ));
+    assert!(is_invalid(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"
+    ));
+}
+
+#[test]
+fn uppercase_hex_is_invalid() {
+    assert!(is_invalid(
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"
+    ));
+}
+
+#[test]
+fn wrong_lengths_and_separators_are_invalid() {
+    for bad in [
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        "",
+    ] {
+        assert!(is_invalid(bad), "{bad:?}");
+    }
+}
+
+#[test]
+fn empty_flags_field_is_invalid_not_a_panic() {
+    assert!(is_invalid(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-"
+    ));
+}
+
+#[test]
+fn version_ff_is_invalid() {
+    assert!(is_invalid(
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    ));
+}
+
+#[test]
+fn future_version_with_extra_fields_is_read_as_version_00() {
+    let c = context(&[(
+        "traceparent",
+        "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-holds",
+    )]);
+    assert_eq!(c.parent_id.get(), 0x00f067aa0ba902b7);
+    assert!(c.sampling.is_sampled());
+}
+
+#[test]
+fn future_version_without_separator_after_flags_is_invalid() {
+    assert!(is_invalid(
+        "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x"
+    ));
+}
+
+#[test]
+fn two_traceparent_headers_are_invalid() {
+    let mut h = headers(&[("traceparent", SPEC_EXAMPLE)]);
+    h.append(TRACEPARENT.clone(), HeaderValue::from_static(SPEC_EXAMPLE));
+    assert_eq!(extract(&h), Extracted::Invalid);
+}
+
+#[test]
+fn invalid_tracestate_drops_only_the_tracestate() {
+    let c = context(&[("traceparent", SPEC_EXAMPLE), ("tracestate", "a=1,a=2")]);
+    assert!(c.tracestate.is_empty());
+}
+
+#[test]
+fn inject_writes_version_00_with_sampled_and_random_flags() {
+    let mut c = context(&[
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03",
+        ),
+        ("tracestate", "rojo=1"),
+    ]);
+    c.parent_id = SpanId::new(0xabc).unwrap();
+    let mut out = HeaderMap::new();
+    inject(
+        &Outgoing {
+            context: &c,
+            span_parent: None,
+            narrow_ids: false,
+        },
+        &mut out,
+    );
+    assert_eq!(
+        out[&TRACEPARENT],
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-03"
+    );
+    assert_eq!(out[&TRACESTATE], "rojo=1");
+}
+
+#[test]
+fn inject_of_a_context_without_tracestate_removes_a_stale_one() {
+    let c = context(&[("traceparent", SPEC_EXAMPLE)]);
+    let mut out = headers(&[("tracestate", "stale=1")]);
+    inject(
+        &Outgoing {
+            context: &c,
+            span_parent: None,
+            narrow_ids: false,
+        },
+        &mut out,
+    );
+    assert!(!out.contains_key(&TRACESTATE));
+}
+
+#[test]
+fn traceparent_round_trips() {
+    let c = context(&[("traceparent", SPEC_EXAMPLE)]);
+    let mut out = HeaderMap::new();
+    inject(
+        &Outgoing {
+            context: &c,
+            span_parent: None,
+            narrow_ids: false,
+        },
+        &mut out,
+    );
+    assert_eq!(out[&TRACEPARENT], SPEC_EXAMPLE);
+}
