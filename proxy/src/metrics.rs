@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::histogram::DurationHistogram;
+use crate::propagation::{Format, Outcome};
 use crate::target::{Direction, Protocol};
 
 /// Every metric family, plus the registry that renders them.
@@ -25,6 +26,37 @@ pub struct Metrics {
     open_connections: Family<DirectionLabels, Gauge>,
     connections: Family<ProtocolLabels, Counter>,
     upstream_errors: Family<ErrorLabels, Counter>,
+    trace_context: Family<TraceContextLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TraceContextLabels {
+    direction: Direction,
+    format: FormatLabel,
+    outcome: OutcomeLabel,
+}
+
+/// A trace-context format, or `none` for requests that carried no context.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct FormatLabel(Option<Format>);
+
+impl EncodeLabelValue for FormatLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        encoder.write_str(self.0.map_or("none", Format::as_str))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct OutcomeLabel(Outcome);
+
+impl EncodeLabelValue for OutcomeLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        encoder.write_str(match self.0 {
+            Outcome::Valid => "valid",
+            Outcome::Invalid => "invalid",
+            Outcome::Conflict => "conflict",
+        })
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -135,6 +167,7 @@ impl Metrics {
         let open_connections = Family::default();
         let connections = Family::default();
         let upstream_errors = Family::default();
+        let trace_context = Family::default();
         registry.register(
             "requests",
             "HTTP requests by direction, protocol and response status class",
@@ -160,8 +193,14 @@ impl Metrics {
             "Requests or connections that failed upstream, by kind",
             upstream_errors.clone(),
         );
+        registry.register(
+            "trace_context",
+            "Trace context seen on requests, by format and outcome (none: no context at all)",
+            trace_context.clone(),
+        );
         Arc::new(Self {
             registry,
+            trace_context,
             requests,
             durations,
             open_connections,
@@ -213,6 +252,43 @@ impl Metrics {
                     .get_or_create_owned(&ErrorLabels { direction, kind })
             })),
         }
+    }
+}
+
+impl Metrics {
+    /// Handles for trace-context outcomes of one direction.
+    pub fn trace_context(&self, direction: Direction) -> TraceContextMetrics {
+        const OUTCOMES: [Outcome; 3] = [Outcome::Valid, Outcome::Invalid, Outcome::Conflict];
+        let counter = |format: Option<Format>, outcome: Outcome| {
+            self.trace_context.get_or_create_owned(&TraceContextLabels {
+                direction,
+                format: FormatLabel(format),
+                outcome: OutcomeLabel(outcome),
+            })
+        };
+        TraceContextMetrics {
+            by_format: Arc::new(Format::ALL.map(|f| OUTCOMES.map(|o| counter(Some(f), o)))),
+            none: counter(None, Outcome::Valid),
+        }
+    }
+}
+
+/// Pre-resolved `meshtrace_trace_context_total` counters for one direction.
+#[derive(Clone, Debug)]
+pub struct TraceContextMetrics {
+    by_format: Arc<[[Counter; 3]; 5]>,
+    none: Counter,
+}
+
+impl TraceContextMetrics {
+    /// Counts one format's outcome on one request.
+    pub fn count(&self, format: Format, outcome: Outcome) {
+        self.by_format[format as usize][outcome as usize].inc();
+    }
+
+    /// Counts a request that carried no trace context in any format read.
+    pub fn none(&self) {
+        self.none.inc();
     }
 }
 

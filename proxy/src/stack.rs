@@ -6,7 +6,7 @@
 //!   └ destination: inbound → the local app; outbound → SO_ORIGINAL_DST or routes
 //!   └ opaque port? ─ yes → TCP forward
 //!   └ detect protocol (bounded read, timeout)
-//!       ├ HTTP/1 | HTTP/2 → hyper server → Record → HeaderLimit → Forward
+//!       ├ HTTP/1 | HTTP/2 → hyper server → Trace → Record → HeaderLimit → Forward
 //!       └ other          → TCP forward (detected bytes replayed first)
 //! ```
 
@@ -25,8 +25,11 @@ use crate::http::forward::Forward;
 use crate::http::limits::HeaderLimitLayer;
 use crate::http::record::{RecordContext, RecordLayer};
 use crate::http::server::{self, ServerSettings};
+use crate::http::trace::{TraceLayer, TracePolicy};
 use crate::http::upstream::{self, Upstreams};
 use crate::metrics::{ConnMetrics, ErrorKind, HttpMetrics, Metrics};
+use crate::propagation::extract::Extractor;
+use crate::propagation::inject::Injector;
 use crate::target::{Accepted, Destination, Direction, Protocol, RouteTable};
 use crate::{listen, orig_dst, tcp};
 
@@ -40,6 +43,7 @@ pub struct Listener {
     http2: HttpMetrics,
     grpc: HttpMetrics,
     destination: DestinationRule,
+    trace: Arc<TracePolicy>,
     drain: Drain,
 }
 
@@ -81,8 +85,20 @@ impl Listener {
                 ))),
             },
         };
+        let propagation = &config.propagation;
+        let trace = Arc::new(TracePolicy {
+            // The local app (outbound) is always trusted; mesh callers per config.
+            trusted: direction == Direction::Outbound || config.inbound.trusted,
+            extractor: Extractor::new(propagation.extract.clone(), propagation.on_conflict),
+            injector: match direction {
+                Direction::Inbound => Injector::inbound(propagation),
+                Direction::Outbound => Injector::outbound(propagation),
+            },
+            metrics: metrics.trace_context(direction),
+        });
         Arc::new(Self {
             direction,
+            trace,
             upstreams,
             conns: metrics.conns(direction),
             http1: metrics.http(direction, Protocol::Http1),
@@ -190,6 +206,10 @@ impl Listener {
         let timeouts = &self.config.timeouts;
         let request_timeout = (!timeouts.request.is_zero()).then(|| timeouts.request.get());
         let stack = ServiceBuilder::new()
+            .layer(TraceLayer::new(
+                self.trace.clone(),
+                destination_port(&destination),
+            ))
             .layer(RecordLayer::new(RecordContext {
                 direction: self.direction,
                 peer: accepted.peer,

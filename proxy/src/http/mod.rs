@@ -3,9 +3,11 @@
 //!
 //! The layers, outermost first (assembled in [`crate::stack`]):
 //!
-//! 1. [`record`] — access log line and request metrics, when the response body ends;
-//! 2. [`limits`] — 431 for oversized header blocks;
-//! 3. [`forward`] — hop-by-hop headers, route, pooled upstream, timeouts, and every
+//! 1. [`trace`] — extract the caller's trace context, start the sidecar's span,
+//!    inject the formats the next hop needs;
+//! 2. [`record`] — access log line and request metrics, when the response body ends;
+//! 3. [`limits`] — 431 for oversized header blocks;
+//! 4. [`forward`] — hop-by-hop headers, route, pooled upstream, timeouts, and every
 //!    failure turned into a short response by [`edge`].
 
 pub mod edge;
@@ -14,6 +16,7 @@ pub mod headers;
 pub mod limits;
 pub mod record;
 pub mod server;
+pub mod trace;
 pub mod upstream;
 
 use bytes::Bytes;

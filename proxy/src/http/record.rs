@@ -5,7 +5,7 @@
 //! streaming included. Metrics are pre-resolved atomic counters; the access-log
 //! line is one `tracing` event on the `access` target with the fields direction,
 //! protocol, method, authority, path, status, duration_ms, bytes (response body),
-//! and upstream.
+//! upstream, and the sidecar span's trace_id, span_id and sampled.
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -22,7 +22,9 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::forward::Upstream;
 use super::is_grpc;
+use super::trace::SpanInfo;
 use crate::metrics::HttpMetrics;
+use crate::propagation::{SpanId, TraceId};
 use crate::target::{Direction, Protocol};
 
 /// What every request on one connection shares.
@@ -77,6 +79,7 @@ struct Line {
     method: Method,
     uri: Uri,
     host: Option<HeaderValue>,
+    span: Option<(TraceId, SpanId, bool)>,
 }
 
 impl<S, B, RB> tower::Service<Request<B>> for Record<S>
@@ -99,6 +102,10 @@ where
             method: req.method().clone(),
             uri: req.uri().clone(),
             host: req.headers().get(http::header::HOST).cloned(),
+            span: req
+                .extensions()
+                .get::<SpanInfo>()
+                .map(|s| (s.trace_id, s.span_id, s.sampling.is_sampled() || s.debug)),
         });
         let context = self.context.clone();
         let response = self.inner.call(req);
@@ -150,6 +157,14 @@ impl Finish {
             .or_else(|| line.host.as_ref().and_then(|h| h.to_str().ok()))
             .unwrap_or("-");
         let upstream = self.upstream.as_ref().map(|u| u.0.to_string());
+        let (trace_id, span_id, sampled) = match line.span {
+            Some((t, s, sampled)) => (
+                format!("{:032x}", t.get()),
+                format!("{:016x}", s.get()),
+                sampled,
+            ),
+            None => (String::from("-"), String::from("-"), false),
+        };
         tracing::info!(
             target: "access",
             direction = %c.direction,
@@ -163,6 +178,9 @@ impl Finish {
             bytes = self.bytes,
             upstream = upstream.as_deref().unwrap_or("-"),
             complete,
+            trace_id,
+            span_id,
+            sampled,
         );
     }
 }

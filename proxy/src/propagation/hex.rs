@@ -54,6 +54,16 @@ pub fn u64_16(v: u64) -> [u8; 16] {
     out
 }
 
+/// Appends a trace id in a width B3 and Jaeger accept: 32 digits, or, when
+/// `narrow`, only its low 64 bits as 16 digits (for 64-bit-only neighbours).
+pub fn push_trace_id(out: &mut Vec<u8>, v: u128, narrow: bool) {
+    if narrow {
+        out.extend_from_slice(&u64_16(v as u64));
+    } else {
+        out.extend_from_slice(&u128_32(v));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

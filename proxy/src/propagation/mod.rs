@@ -8,6 +8,8 @@
 //! - `inject(&Outgoing, &mut HeaderMap)` (replaces that format's headers)
 //! - `strip(&mut HeaderMap)` (removes them)
 //!
+//! ([`b3`] holds two formats, so its functions come in `_multi` / `_single` pairs.)
+//!
 //! | module | format | headers |
 //! |---|---|---|
 //! | [`w3c`] | W3C Trace Context Level 2 | `traceparent`, `tracestate` |
@@ -22,7 +24,9 @@
 pub mod b3;
 pub mod context;
 pub mod datadog;
+pub mod extract;
 pub mod hex;
+pub mod inject;
 pub mod jaeger;
 pub mod tracestate;
 pub mod w3c;
@@ -61,4 +65,15 @@ pub struct Outgoing<'a> {
     /// Write 64-bit trace ids to formats that allow either width (B3, Jaeger) when
     /// the id fits in 64 bits: for neighbours that only understand 64-bit ids.
     pub narrow_ids: bool,
+}
+
+/// How a format fared in one request, the `outcome` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Read and used.
+    Valid = 0,
+    /// Present but malformed; ignored.
+    Invalid = 1,
+    /// Valid, but its trace id lost to another format's.
+    Conflict = 2,
 }

@@ -1,0 +1,164 @@
+//! The trace-context layer: extract what the request carries, start the sidecar's
+//! span (a new span id under the caller's context, or a new trace), and inject
+//! the formats the next hop needs.
+//!
+//! It runs outermost, before anything can answer, so every request — forwarded or
+//! refused — gets its span ids, which the access log then shows. On a listener
+//! marked untrusted (`inbound.trusted: false`) incoming context is ignored and
+//! every request starts a new trace.
+//!
+//! Until sampling lands, a root request (no incoming decision) is sampled: the
+//! OpenTelemetry default, parent-based always-on.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::Request;
+
+use super::authority_of;
+use crate::metrics::TraceContextMetrics;
+use crate::propagation::extract::{Discarded, Extractor, Formats, Incoming};
+use crate::propagation::inject::{self, Injector};
+use crate::propagation::{Sampling, SpanId, TraceContext, TraceId};
+
+/// The sidecar's span for one request, left in the request's extensions.
+#[derive(Clone, Debug)]
+pub struct SpanInfo {
+    /// The trace.
+    pub trace_id: TraceId,
+    /// The sidecar's span id (the parent written downstream).
+    pub span_id: SpanId,
+    /// The caller's span, when the request carried a context.
+    pub parent_id: Option<SpanId>,
+    /// The decision in force.
+    pub sampling: Sampling,
+    /// Debug / force flag.
+    pub debug: bool,
+    /// The formats the context came from (empty for a new trace).
+    pub formats: Formats,
+    /// Contexts that lost a conflict, for span links.
+    pub discarded: Vec<Discarded>,
+}
+
+/// One listener's propagation policy.
+#[derive(Debug)]
+pub struct TracePolicy {
+    /// Whether incoming context is honoured.
+    pub trusted: bool,
+    /// The extraction policy.
+    pub extractor: Extractor,
+    /// The injection policy.
+    pub injector: Injector,
+    /// `meshtrace_trace_context_total` for this direction.
+    pub metrics: TraceContextMetrics,
+}
+
+/// Adds [`Trace`] in front of a service.
+#[derive(Clone, Debug)]
+pub struct TraceLayer {
+    policy: Arc<TracePolicy>,
+    /// The connection's destination port, for per-upstream rules.
+    port: Option<u16>,
+}
+
+impl TraceLayer {
+    /// Applies `policy` to requests of a connection to destination `port`.
+    pub fn new(policy: Arc<TracePolicy>, port: Option<u16>) -> Self {
+        Self { policy, port }
+    }
+}
+
+impl<S> tower::Layer<S> for TraceLayer {
+    type Service = Trace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Trace {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// Extracts, starts the span, injects; then calls the inner service.
+#[derive(Clone, Debug)]
+pub struct Trace<S> {
+    inner: S,
+    layer: TraceLayer,
+}
+
+impl<S, B> tower::Service<Request<B>> for Trace<S>
+where
+    S: tower::Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let policy = &self.layer.policy;
+        let incoming = if policy.trusted {
+            policy
+                .extractor
+                .extract(req.headers(), |f, o| policy.metrics.count(f, o))
+        } else {
+            Incoming::default()
+        };
+        if incoming.formats.is_empty() {
+            policy.metrics.none();
+        }
+        let (context, span_parent) = start_span(incoming.context, incoming.decision);
+        let plan = policy.injector.plan(authority_of(&req), self.layer.port);
+        inject::write(
+            plan,
+            &context,
+            span_parent,
+            incoming.formats,
+            req.headers_mut(),
+        );
+        req.extensions_mut().insert(SpanInfo {
+            trace_id: context.trace_id,
+            span_id: context.parent_id,
+            parent_id: span_parent,
+            sampling: context.sampling,
+            debug: context.debug,
+            formats: incoming.formats,
+            discarded: incoming.discarded,
+        });
+        self.inner.call(req)
+    }
+}
+
+/// The context to send downstream: the caller's, re-parented onto a new span id,
+/// or a new trace. Returns it with the caller's span id.
+fn start_span(
+    caller: Option<TraceContext>,
+    decision: Option<(Sampling, bool)>,
+) -> (TraceContext, Option<SpanId>) {
+    let span_id = SpanId::random();
+    match caller {
+        Some(mut context) => {
+            let parent = context.parent_id;
+            context.parent_id = span_id;
+            if context.sampling == Sampling::Deferred {
+                context.sampling = Sampling::Sampled;
+            }
+            (context, Some(parent))
+        }
+        None => {
+            let (sampling, debug) = decision.unwrap_or((Sampling::Sampled, false));
+            let sampling = if sampling == Sampling::Deferred {
+                Sampling::Sampled
+            } else {
+                sampling
+            };
+            let mut context = TraceContext::new(TraceId::random(), span_id, sampling);
+            context.debug = debug;
+            context.random = true;
+            (context, None)
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Datadog propagation: the `x-datadog-*` headers, and the `dd=` member Datadog
+//! tracers keep in W3C `tracestate` (see [`tracestate_member`]).
+//!
+//! | header | value |
+//! |---|---|
+//! | `x-datadog-trace-id` | the trace id's low 64 bits, unsigned decimal |
+//! | `x-datadog-parent-id` | the sender's span id, unsigned decimal |
+//! | `x-datadog-sampling-priority` | -1 user drop, 0 auto drop, 1 auto keep, 2 user keep |
+//! | `x-datadog-origin` | the product that started the trace (`synthetics`, `rum`) |
+//! | `x-datadog-tags` | propagated trace tags: `_dd.p.dm=-4,_dd.p.tid=640cfd8d00000000` |
+//!
+//! Reading:
+//!
+//! - Ids are 1–20 ASCII digits that fit a `u64` and are not zero: no sign, no
+//!   spaces, no hex. A malformed id, one id without the other, or an id or
+//!   priority header sent twice makes the context invalid.
+//! - The priority is an integer (`-`? digits, fitting `i8`): above 0 keeps the
+//!   trace, 0 and below drops it; the exact value is kept (2, user keep, is a
+//!   force signal for the sampler, not `debug`). Malformed: invalid. Absent: the
+//!   decision is deferred. A priority without ids is a decision only.
+//! - `x-datadog-tags` is `tag *("," tag)`, `tag = key "=" value`; a key is
+//!   printable ASCII without space, `,` and `=`; a value printable ASCII
+//!   without `,`, trimmed of spaces, not empty. Only `_dd.p.*` keys propagate;
+//!   a key repeated keeps its last value. A malformed header, or one over 512
+//!   bytes (Datadog's limit), is ignored whole; the ids still count.
+//! - `_dd.p.tid` carries the trace id's high 64 bits as exactly 16 lower-case
+//!   hex digits: the ids form a 128-bit trace id. Without it the id arrived as
+//!   64 bits (`narrow`). A malformed or all-zero `_dd.p.tid` is ignored.
+//! - The parent id is also recorded as the last Datadog span (`p:` of `dd=`).
+//!
+//! Writing replaces every `x-datadog-*` header: the low 64 bits and the
+//! sidecar's span id in decimal; the Datadog priority when it agrees with the
+//! sampling decision (same keep/drop side), else 1/0 from the decision (2 when
+//! `debug`), none when deferred without one; the origin; and `_dd.p.tid` (when
+//! the high bits are not zero) followed by the other `_dd.p.*` tags, leaving out
+//! any tag that would take the header over 512 bytes.
+//!
+//! Sources: dd-trace-py `propagation/http.py` (`_DatadogMultiHeader`) and
+//! `internal/_tagset.pyx` (grammar, 512), dd-trace-go `ddtrace/tracer/textmap.go`
+//! (`validateTID`, `composeTracestate`, `parseTracestate`, sanitizers).
+
+use std::fmt::Write as _;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::context::{DatadogMeta, Sampling, SpanId, TraceContext, TraceId};
+use super::{hex, Extracted, Outgoing};
+
+mod member;
+
+pub use member::{from_tracestate_member, tracestate_member};
+
+/// `x-datadog-trace-id`.
+pub static TRACE_ID: HeaderName = HeaderName::from_static("x-datadog-trace-id");
+/// `x-datadog-parent-id`.
+pub static PARENT_ID: HeaderName = HeaderName::from_static("x-datadog-parent-id");
+/// `x-datadog-sampling-priority`.
+pub static SAMPLING_PRIORITY: HeaderName = HeaderName::from_static("x-datadog-sampling-priority");
+/// `x-datadog-origin`.
+pub static ORIGIN: HeaderName = HeaderName::from_static("x-datadog-origin");
+/// `x-datadog-tags`.
+pub static TAGS: HeaderName = HeaderName::from_static("x-datadog-tags");
+
+/// Datadog's limit on `x-datadog-tags`, read and written.
+pub const MAX_TAGS_LEN: usize = 512;
+
+/// The prefix of propagated tags.
+const TAG_PREFIX: &str = "_dd.p.";
+/// The tag (without prefix) carrying the high 64 bits.
+const TID: &str = "tid";
+
+const USER_KEEP: i8 = 2;
+const AUTO_KEEP: i8 = 1;
+const AUTO_DROP: i8 = 0;
+
+/// Reads the `x-datadog-*` headers.
+pub fn extract(headers: &HeaderMap) -> Extracted {
+    let (Ok(trace_id), Ok(parent_id), Ok(priority)) = (
+        single(headers, &TRACE_ID),
+        single(headers, &PARENT_ID),
+        single(headers, &SAMPLING_PRIORITY),
+    ) else {
+        return Extracted::Invalid;
+    };
+    let priority = match priority.map(parse_priority) {
+        None => None,
+        Some(Some(p)) => Some(p),
+        Some(None) => return Extracted::Invalid,
+    };
+    let (trace_id, parent_id) = match (trace_id, parent_id) {
+        (Some(t), Some(p)) => (t, p),
+        (None, None) => {
+            return priority.map_or(Extracted::Absent, |p| Extracted::DecisionOnly {
+                sampling: sampling_of(p),
+                debug: false,
+            })
+        }
+        _ => return Extracted::Invalid,
+    };
+    let (Some(low), Some(parent_id)) = (
+        parse_decimal(trace_id).filter(|&low| low != 0),
+        parse_decimal(parent_id).and_then(SpanId::new),
+    ) else {
+        return Extracted::Invalid;
+    };
+    // A bad tags header costs only the tags.
+    let mut tags = single(headers, &TAGS)
+        .ok()
+        .flatten()
+        .and_then(parse_tags)
+        .unwrap_or_default();
+    let high = take_tid(&mut tags);
+    let Some(trace_id) = TraceId::new(u128::from(high.unwrap_or(0)) << 64 | u128::from(low)) else {
+        return Extracted::Invalid;
+    };
+    let origin = single(headers, &ORIGIN)
+        .ok()
+        .flatten()
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned);
+
+    let sampling = priority.map_or(Sampling::Deferred, sampling_of);
+    let mut context = TraceContext::new(trace_id, parent_id, sampling);
+    context.narrow = high.is_none();
+    context.datadog = Some(DatadogMeta {
+        priority,
+        origin,
+        last_parent: Some(parent_id),
+        tags,
+    });
+    Extracted::Context(context)
+}
+
+/// Writes the `x-datadog-*` headers, replacing any already there.
+pub fn inject(out: &Outgoing<'_>, headers: &mut HeaderMap) {
+    strip(headers);
+    let c = out.context;
+    let meta = c.datadog.as_ref();
+    headers.insert(TRACE_ID.clone(), HeaderValue::from(c.trace_id.low()));
+    headers.insert(PARENT_ID.clone(), HeaderValue::from(c.parent_id.get()));
+    if let Some(p) = outgoing_priority(meta.and_then(|m| m.priority), c.sampling, c.debug) {
+        headers.insert(SAMPLING_PRIORITY.clone(), HeaderValue::from(i16::from(p)));
+    }
+    let origin = meta
+        .and_then(|m| m.origin.as_deref())
+        .filter(|o| !o.is_empty());
+    if let Some(origin) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
+        headers.insert(ORIGIN.clone(), origin);
+    }
+    let tags = meta.map_or(&[][..], |m| &m.tags[..]);
+    if let Some(tags) = encode_tags(c.trace_id.high(), tags) {
+        headers.insert(TAGS.clone(), tags);
+    }
+}
+
+/// Removes every `x-datadog-*` header this codec reads or writes.
+pub fn strip(headers: &mut HeaderMap) {
+    for name in [&TRACE_ID, &PARENT_ID, &SAMPLING_PRIORITY, &ORIGIN, &TAGS] {
+        headers.remove(name);
+    }
+}
+
+/// The priority to send: the Datadog one while it agrees with the decision
+/// (same keep/drop side), else the plain keep/drop (user keep for `debug`).
+fn outgoing_priority(meta: Option<i8>, sampling: Sampling, debug: bool) -> Option<i8> {
+    if debug {
+        return Some(meta.filter(|&p| p >= USER_KEEP).unwrap_or(USER_KEEP));
+    }
+    match (sampling, meta) {
+        (Sampling::Deferred, p) => p,
+        (s, Some(p)) if (p > 0) == s.is_sampled() => Some(p),
+        (Sampling::Sampled, _) => Some(AUTO_KEEP),
+        (Sampling::NotSampled, _) => Some(AUTO_DROP),
+    }
+}
+
+fn sampling_of(priority: i8) -> Sampling {
+    Sampling::from_bool(priority > 0)
+}
+
+/// The header's one value: `Ok(None)` when absent, `Err` when sent twice.
+fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a [u8]>, ()> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(v), None) => Ok(Some(v.as_bytes())),
+        (Some(_), Some(_)) => Err(()),
+    }
+}
+
+/// 1–20 ASCII digits fitting a `u64`.
+fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |acc, &b| {
+        let digit = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
+        acc.checked_mul(10)?.checked_add(digit)
+    })
+}
+
+/// An optional `-` and 1–3 digits fitting an `i8`.
+fn parse_priority(s: &[u8]) -> Option<i8> {
+    let (negative, digits) = match s {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 3 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let magnitude = digits
+        .iter()
+        .fold(0i16, |acc, &b| acc * 10 + i16::from(b - b'0'));
+    i8::try_from(if negative { -magnitude } else { magnitude }).ok()
+}
+
+/// The `_dd.p.*` tags of `x-datadog-tags` (names without the prefix), or
+/// `None` when the header is over the limit or malformed.
+fn parse_tags(raw: &[u8]) -> Option<Vec<(String, String)>> {
+    if raw.len() > MAX_TAGS_LEN {
+        return None;
+    }
+    let raw = std::str::from_utf8(raw).ok()?;
+    let mut tags = Vec::new();
+    if raw.is_empty() {
+        return Some(tags);
+    }
+    for tag in raw.split(',') {
+        let (key, value) = tag.split_once('=')?;
+        let value = value.trim_matches(' ');
+        if !is_tag_key(key) || !is_tag_value(value) {
+            return None;
+        }
+        if let Some(name) = key.strip_prefix(TAG_PREFIX).filter(|n| !n.is_empty()) {
+            set_tag(&mut tags, name, value);
+        }
+    }
+    Some(tags)
+}
+
+/// Removes `tid` from the tags; its value when it is valid high bits.
+fn take_tid(tags: &mut Vec<(String, String)>) -> Option<u64> {
+    let at = tags.iter().position(|(name, _)| name == TID)?;
+    let (_, tid) = tags.remove(at);
+    let tid = tid.as_bytes();
+    (tid.len() == 16)
+        .then(|| hex::parse_u64(tid, false))
+        .flatten()
+        .filter(|&high| high != 0)
+}
+
+/// Sets `name` to `value`: in place if already there, else at the end.
+fn set_tag(tags: &mut Vec<(String, String)>, name: &str, value: &str) {
+    match tags.iter_mut().find(|(n, _)| n == name) {
+        Some((_, v)) => *v = value.to_owned(),
+        None => tags.push((name.to_owned(), value.to_owned())),
+    }
+}
+
+/// `x-datadog-tags`: `_dd.p.tid` first, then the others, each only if valid
+/// and if it fits in [`MAX_TAGS_LEN`].
+fn encode_tags(high: u64, tags: &[(String, String)]) -> Option<HeaderValue> {
+    let tid = hex::u64_16(high);
+    let tid = (high != 0)
+        .then(|| std::str::from_utf8(&tid).ok())
+        .flatten()
+        .map(|tid| (TID, tid));
+    let others = tags
+        .iter()
+        .filter(|(name, _)| name != TID)
+        .map(|(name, value)| (name.as_str(), value.trim_matches(' ')));
+    let mut out = String::new();
+    for (name, value) in tid.into_iter().chain(others) {
+        let comma = if out.is_empty() { "" } else { "," };
+        let len = comma.len() + TAG_PREFIX.len() + name.len() + 1 + value.len();
+        if out.len() + len <= MAX_TAGS_LEN && is_tag_key(name) && is_tag_value(value) {
+            let _ = write!(out, "{comma}{TAG_PREFIX}{name}={value}");
+        }
+    }
+    HeaderValue::from_str(&out).ok().filter(|_| !out.is_empty())
+}
+
+fn is_tag_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b',' && b != b'=')
+}
+
+fn is_tag_value(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| (0x20..=0x7e).contains(&b) && b != b',')
+}
+
+#[cfg(test)]
+mod tests;

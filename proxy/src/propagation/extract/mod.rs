@@ -1,0 +1,196 @@
+//! The extraction policy: read the configured formats in order, merge those that
+//! agree, settle those that do not.
+//!
+//! - Formats are read in `propagation.extract` order. Each one found is counted
+//!   `valid` or `invalid`; an invalid one is treated as absent.
+//! - Contexts with the **same trace id** are merged into the first (the primary):
+//!   it keeps its ids and fills what it lacks from the others — a deferred
+//!   decision takes another format's decision, debug is set if any format says
+//!   so, an empty tracestate takes W3C's, missing Datadog fields come from
+//!   Datadog's headers (which win over a `dd=` member field by field).
+//! - Contexts with a **different trace id** conflict. The winner is the first in
+//!   order (`on_conflict: first`) or W3C when it is valid (`on_conflict:
+//!   tracecontext`); each loser is counted `conflict` and kept, so the span can
+//!   link to it.
+//! - A format carrying only a decision (`b3: 0`) applies when no context does.
+
+use http::HeaderMap;
+use meshtrace_config::ConflictPolicy;
+
+use super::context::{Sampling, SpanId, TraceContext, TraceId};
+use super::{b3, datadog, jaeger, w3c, Extracted, Format, Outcome};
+
+/// A set of formats, as a bitset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Formats(u8);
+
+impl Formats {
+    /// Adds `format`.
+    pub fn insert(&mut self, format: Format) {
+        self.0 |= 1 << format as u8;
+    }
+
+    /// Whether `format` is in the set.
+    pub fn contains(self, format: Format) -> bool {
+        self.0 & (1 << format as u8) != 0
+    }
+
+    /// The formats in the set, in discriminant order.
+    pub fn iter(self) -> impl Iterator<Item = Format> {
+        Format::ALL.into_iter().filter(move |f| self.contains(*f))
+    }
+
+    /// Whether no format is in the set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// A context that lost a conflict, for a span link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Discarded {
+    /// Where it came from.
+    pub format: Format,
+    /// Its trace id.
+    pub trace_id: TraceId,
+    /// Its parent span id.
+    pub span_id: SpanId,
+}
+
+/// What a request carried, normalised.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Incoming {
+    /// The winning context, merged with the formats that agree with it.
+    pub context: Option<TraceContext>,
+    /// A decision carried without ids, when no format carried a context.
+    pub decision: Option<(Sampling, bool)>,
+    /// The formats the context (or decision) came from.
+    pub formats: Formats,
+    /// Contexts that lost a conflict.
+    pub discarded: Vec<Discarded>,
+}
+
+/// The configured extraction policy.
+#[derive(Clone, Debug)]
+pub struct Extractor {
+    order: Vec<Format>,
+    conflict: ConflictPolicy,
+}
+
+impl Extractor {
+    /// Reads `order`, settling conflicts by `conflict`.
+    pub fn new(order: Vec<Format>, conflict: ConflictPolicy) -> Self {
+        Self { order, conflict }
+    }
+
+    /// Extracts, reporting each format's outcome to `count`.
+    pub fn extract(&self, headers: &HeaderMap, mut count: impl FnMut(Format, Outcome)) -> Incoming {
+        let mut found: Vec<(Format, TraceContext)> = Vec::new();
+        let mut incoming = Incoming::default();
+        for &format in &self.order {
+            match read(format, headers) {
+                Extracted::Absent => {}
+                Extracted::Invalid => count(format, Outcome::Invalid),
+                Extracted::DecisionOnly { sampling, debug } => {
+                    count(format, Outcome::Valid);
+                    if incoming.decision.is_none() {
+                        incoming.decision = Some((sampling, debug));
+                        incoming.formats.insert(format);
+                    }
+                }
+                Extracted::Context(context) => found.push((format, context)),
+            }
+        }
+        if found.is_empty() {
+            return incoming;
+        }
+        let primary = match self.conflict {
+            ConflictPolicy::Tracecontext => found
+                .iter()
+                .position(|(f, _)| *f == Format::TraceContext)
+                .unwrap_or(0),
+            ConflictPolicy::First => 0,
+        };
+        let (primary_format, mut context) = found.swap_remove(primary);
+        count(primary_format, Outcome::Valid);
+        incoming.formats = Formats::default();
+        incoming.formats.insert(primary_format);
+        // Merge in extraction order (swap_remove disturbed it).
+        found.sort_by_key(|(f, _)| self.order.iter().position(|o| o == f));
+        for (format, other) in found {
+            if other.trace_id == context.trace_id {
+                count(format, Outcome::Valid);
+                incoming.formats.insert(format);
+                merge(&mut context, primary_format, other, format);
+            } else {
+                count(format, Outcome::Conflict);
+                incoming.discarded.push(Discarded {
+                    format,
+                    trace_id: other.trace_id,
+                    span_id: other.parent_id,
+                });
+            }
+        }
+        if !incoming.formats.contains(Format::TraceContext) {
+            // Only W3C carries a tracestate; another trace's must not leak in.
+            context.tracestate = Default::default();
+        }
+        incoming.decision = None;
+        incoming.context = Some(context);
+        incoming
+    }
+}
+
+fn read(format: Format, headers: &HeaderMap) -> Extracted {
+    match format {
+        Format::TraceContext => w3c::extract(headers),
+        Format::B3Multi => b3::extract_multi(headers),
+        Format::B3Single => b3::extract_single(headers),
+        Format::Datadog => datadog::extract(headers),
+        Format::Jaeger => jaeger::extract(headers),
+    }
+}
+
+/// Fills what `primary` lacks from `other` (same trace id).
+fn merge(
+    primary: &mut TraceContext,
+    primary_format: Format,
+    other: TraceContext,
+    other_format: Format,
+) {
+    if primary.sampling == Sampling::Deferred {
+        primary.sampling = other.sampling;
+    }
+    primary.debug |= other.debug;
+    primary.random |= other.random && other_format == Format::TraceContext;
+    primary.narrow &= other.narrow;
+    if primary.tracestate.is_empty() {
+        primary.tracestate = other.tracestate;
+    }
+    primary.datadog = match (primary.datadog.take(), other.datadog) {
+        (None, theirs) => theirs,
+        (mine, None) => mine,
+        (Some(mine), Some(theirs)) => {
+            // Datadog's own headers are authoritative over a `dd=` member.
+            let (headers, member) =
+                if other_format == Format::Datadog && primary_format != Format::Datadog {
+                    (theirs, mine)
+                } else {
+                    (mine, theirs)
+                };
+            Some(super::DatadogMeta {
+                priority: headers.priority.or(member.priority),
+                origin: headers.origin.or(member.origin),
+                last_parent: headers.last_parent.or(member.last_parent),
+                tags: if headers.tags.is_empty() {
+                    member.tags
+                } else {
+                    headers.tags
+                },
+            })
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests;
