@@ -21,6 +21,23 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# --- python venv for the interop tests ------------------------------------
+# tests/tests/interop.rs drives real tracer libraries (OpenTelemetry, ddtrace)
+# through tests/python/interop.py with /.venv/bin/python. Reinstalled only when
+# tests/python/requirements.txt changes (its sha256 is stamped in the venv).
+requirements=tests/python/requirements.txt
+stamp=.venv/.requirements.sha
+if [ ! -x .venv/bin/python ]; then
+  echo "==> python3 -m venv .venv"
+  python3 -m venv .venv
+fi
+want_sha=$(sha256sum "$requirements" | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want_sha" ]; then
+  echo "==> pip install -r $requirements"
+  .venv/bin/python -m pip install -q -r "$requirements"
+  echo "$want_sha" >"$stamp"
+fi
+
 # --- static checks ---------------------------------------------------------
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -19,7 +19,7 @@ use super::authority_of;
 use crate::metrics::TraceContextMetrics;
 use crate::propagation::extract::{Discarded, Extractor, Formats, Incoming};
 use crate::propagation::inject::{self, Injector};
-use crate::propagation::{Sampling, SpanId, TraceContext, TraceId};
+use crate::propagation::{start_span, Sampling, SpanId, TraceId};
 
 /// The sidecar's span for one request, left in the request's extensions.
 #[derive(Clone, Debug)]
@@ -110,11 +110,11 @@ where
         if incoming.formats.is_empty() {
             policy.metrics.none();
         }
-        let (context, span_parent) = start_span(incoming.context, incoming.decision);
+        let (mut context, span_parent) = start_span(incoming.context, incoming.decision);
         let plan = policy.injector.plan(authority_of(&req), self.layer.port);
         inject::write(
             plan,
-            &context,
+            &mut context,
             span_parent,
             incoming.formats,
             req.headers_mut(),
@@ -129,36 +129,5 @@ where
             discarded: incoming.discarded,
         });
         self.inner.call(req)
-    }
-}
-
-/// The context to send downstream: the caller's, re-parented onto a new span id,
-/// or a new trace. Returns it with the caller's span id.
-fn start_span(
-    caller: Option<TraceContext>,
-    decision: Option<(Sampling, bool)>,
-) -> (TraceContext, Option<SpanId>) {
-    let span_id = SpanId::random();
-    match caller {
-        Some(mut context) => {
-            let parent = context.parent_id;
-            context.parent_id = span_id;
-            if context.sampling == Sampling::Deferred {
-                context.sampling = Sampling::Sampled;
-            }
-            (context, Some(parent))
-        }
-        None => {
-            let (sampling, debug) = decision.unwrap_or((Sampling::Sampled, false));
-            let sampling = if sampling == Sampling::Deferred {
-                Sampling::Sampled
-            } else {
-                sampling
-            };
-            let mut context = TraceContext::new(TraceId::random(), span_id, sampling);
-            context.debug = debug;
-            context.random = true;
-            (context, None)
-        }
     }
 }

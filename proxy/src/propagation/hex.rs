@@ -7,26 +7,54 @@ pub fn parse_u128(s: &[u8], uppercase: bool) -> Option<u128> {
     if s.is_empty() || s.len() > 32 {
         return None;
     }
-    s.iter().try_fold(0u128, |acc, &b| {
-        Some(acc << 4 | u128::from(digit(b, uppercase)?))
-    })
+    if s.len() <= 16 {
+        return parse_u64(s, uppercase).map(u128::from);
+    }
+    let (high, low) = s.split_at(s.len() - 16);
+    Some(u128::from(parse_u64(high, uppercase)?) << 64 | u128::from(parse_u64(low, uppercase)?))
 }
 
 /// Parses 1..=16 hex digits into a `u64`.
 pub fn parse_u64(s: &[u8], uppercase: bool) -> Option<u64> {
-    if s.len() > 16 {
+    if s.is_empty() || s.len() > 16 {
         return None;
     }
-    parse_u128(s, uppercase).and_then(|v| u64::try_from(v).ok())
+    let table = if uppercase { &ANY_CASE } else { &LOWER };
+    // OR-ing the digits lets one check at the end catch any invalid byte.
+    let mut acc = 0u64;
+    let mut invalid = 0u8;
+    for &b in s {
+        let d = table[usize::from(b)];
+        invalid |= d;
+        acc = acc << 4 | u64::from(d & 0xf);
+    }
+    (invalid & INVALID == 0).then_some(acc)
 }
 
-fn digit(b: u8, uppercase: bool) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' if uppercase => Some(b - b'A' + 10),
-        _ => None,
+/// Marks a byte that is not a digit in the decoding tables.
+const INVALID: u8 = 0x80;
+
+/// Byte → digit value, or [`INVALID`]: lower-case only.
+static LOWER: [u8; 256] = table(false);
+/// Byte → digit value, or [`INVALID`]: either case.
+static ANY_CASE: [u8; 256] = table(true);
+
+const fn table(uppercase: bool) -> [u8; 256] {
+    let mut t = [INVALID; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        if uppercase {
+            t[b'A' as usize + i] = 10 + i as u8;
+        }
+        i += 1;
+    }
+    t
 }
 
 const DIGITS: &[u8; 16] = b"0123456789abcdef";

@@ -77,3 +77,34 @@ pub enum Outcome {
     /// Valid, but its trace id lost to another format's.
     Conflict = 2,
 }
+
+/// The context to send downstream: the caller's, re-parented onto a new span id,
+/// or a new trace. Returns it with the caller's span id.
+pub fn start_span(
+    caller: Option<TraceContext>,
+    decision: Option<(Sampling, bool)>,
+) -> (TraceContext, Option<SpanId>) {
+    let span_id = SpanId::random();
+    match caller {
+        Some(mut context) => {
+            let parent = context.parent_id;
+            context.parent_id = span_id;
+            if context.sampling == Sampling::Deferred {
+                context.sampling = Sampling::Sampled;
+            }
+            (context, Some(parent))
+        }
+        None => {
+            let (sampling, debug) = decision.unwrap_or((Sampling::Sampled, false));
+            let sampling = if sampling == Sampling::Deferred {
+                Sampling::Sampled
+            } else {
+                sampling
+            };
+            let mut context = TraceContext::new(TraceId::random(), span_id, sampling);
+            context.debug = debug;
+            context.random = true;
+            (context, None)
+        }
+    }
+}

@@ -109,20 +109,28 @@ fn multi_state(sampled: Option<&[u8]>, flags: Option<&[u8]>) -> Option<State> {
 
 /// Writes the `X-B3-*` headers, replacing any already there.
 pub fn inject_multi(out: &Outgoing<'_>, headers: &mut HeaderMap) {
-    strip_multi(headers);
     let c = out.context;
     let mut trace = Vec::with_capacity(32);
     hex::push_trace_id(&mut trace, c.trace_id.get(), out.narrow_ids);
     insert(headers, &X_B3_TRACE_ID, &trace);
     insert(headers, &X_B3_SPAN_ID, &hex::u64_16(c.parent_id.get()));
-    if let Some(parent) = out.span_parent {
-        insert(headers, &X_B3_PARENT_SPAN_ID, &hex::u64_16(parent.get()));
+    match out.span_parent {
+        Some(parent) => insert(headers, &X_B3_PARENT_SPAN_ID, &hex::u64_16(parent.get())),
+        None => drop(headers.remove(&X_B3_PARENT_SPAN_ID)),
     }
     // Debug implies accept: B3 sends the flag instead of `X-B3-Sampled`.
-    match state_char(c) {
-        Some(b'd') => insert(headers, &X_B3_FLAGS, b"1"),
-        Some(state) => insert(headers, &X_B3_SAMPLED, &[state]),
-        None => {}
+    let (set, clear) = match state_char(c) {
+        Some(b'd') => (Some((&X_B3_FLAGS, "1")), &X_B3_SAMPLED),
+        Some(b'1') => (Some((&X_B3_SAMPLED, "1")), &X_B3_FLAGS),
+        Some(_) => (Some((&X_B3_SAMPLED, "0")), &X_B3_FLAGS),
+        None => {
+            headers.remove(&X_B3_SAMPLED);
+            (None, &X_B3_FLAGS)
+        }
+    };
+    headers.remove(clear);
+    if let Some((name, value)) = set {
+        headers.insert(name.clone(), HeaderValue::from_static(value));
     }
 }
 

@@ -38,9 +38,10 @@ const MAX_VALUE_LEN: usize = 256 - "dd=".len();
 /// way `x-datadog-sampling-priority` is; `None` when there is nothing to say.
 /// Always a valid tracestate value (printable ASCII, no `,` or `=`).
 pub fn tracestate_member(meta: &DatadogMeta, sampling: Sampling) -> Option<String> {
-    let mut out = String::new();
+    let mut out = String::with_capacity(64);
     if let Some(p) = outgoing_priority(meta.priority, sampling, false) {
-        push(&mut out, "s:", &p.to_string());
+        let mut digits = [0u8; 4];
+        push(&mut out, "s:", small_int(p, &mut digits));
     }
     if let Some(origin) = meta.origin.as_deref() {
         push(&mut out, "o:", &escape(origin, Part::Origin));
@@ -56,9 +57,9 @@ pub fn tracestate_member(meta: &DatadogMeta, sampling: Sampling) -> Option<Strin
     for (name, value) in meta.tags.iter().filter(|(name, _)| name != TID) {
         let name = escape(name, Part::Name);
         if !name.is_empty() {
-            push(
+            push_tag(
                 &mut out,
-                &format!("t.{name}:"),
+                &name,
                 &escape(value.trim_matches(' '), Part::Value),
             );
         }
@@ -95,6 +96,39 @@ fn parse_last_parent(value: &str) -> Option<SpanId> {
 }
 
 /// Appends `;key` + `value` if the value is non-empty and the result fits.
+/// `i8` in decimal without the formatting machinery (this runs per request).
+fn small_int(v: i8, buf: &mut [u8; 4]) -> &str {
+    let mut n = v.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + n % 10;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+/// Appends `t.<name>:<value>` if it fits.
+fn push_tag(out: &mut String, name: &str, value: &str) {
+    let sep = usize::from(!out.is_empty());
+    if !value.is_empty() && out.len() + sep + 2 + name.len() + 1 + value.len() <= MAX_VALUE_LEN {
+        if sep == 1 {
+            out.push(';');
+        }
+        out.push_str("t.");
+        out.push_str(name);
+        out.push(':');
+        out.push_str(value);
+    }
+}
+
 fn push(out: &mut String, key: &str, value: &str) {
     let sep = usize::from(!out.is_empty());
     if !value.is_empty() && out.len() + sep + key.len() + value.len() <= MAX_VALUE_LEN {

@@ -39,8 +39,6 @@
 //! `internal/_tagset.pyx` (grammar, 512), dd-trace-go `ddtrace/tracer/textmap.go`
 //! (`validateTID`, `composeTracestate`, `parseTracestate`, sanitizers).
 
-use std::fmt::Write as _;
-
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::context::{DatadogMeta, Sampling, SpanId, TraceContext, TraceId};
@@ -270,12 +268,14 @@ fn encode_tags(high: u64, tags: &[(String, String)]) -> Option<HeaderValue> {
         .iter()
         .filter(|(name, _)| name != TID)
         .map(|(name, value)| (name.as_str(), value.trim_matches(' ')));
-    let mut out = String::new();
+    let mut out = String::with_capacity(64);
     for (name, value) in tid.into_iter().chain(others) {
         let comma = if out.is_empty() { "" } else { "," };
         let len = comma.len() + TAG_PREFIX.len() + name.len() + 1 + value.len();
         if out.len() + len <= MAX_TAGS_LEN && is_tag_key(name) && is_tag_value(value) {
-            let _ = write!(out, "{comma}{TAG_PREFIX}{name}={value}");
+            for part in [comma, TAG_PREFIX, name, "=", value] {
+                out.push_str(part);
+            }
         }
     }
     HeaderValue::from_str(&out).ok().filter(|_| !out.is_empty())

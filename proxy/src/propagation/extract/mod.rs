@@ -85,9 +85,10 @@ impl Extractor {
 
     /// Extracts, reporting each format's outcome to `count`.
     pub fn extract(&self, headers: &HeaderMap, mut count: impl FnMut(Format, Outcome)) -> Incoming {
+        let present = present(headers);
         let mut found: Vec<(Format, TraceContext)> = Vec::new();
         let mut incoming = Incoming::default();
-        for &format in &self.order {
+        for &format in self.order.iter().filter(|f| present.contains(**f)) {
             match read(format, headers) {
                 Extracted::Absent => {}
                 Extracted::Invalid => count(format, Outcome::Invalid),
@@ -139,6 +140,25 @@ impl Extractor {
         incoming.context = Some(context);
         incoming
     }
+}
+
+/// The formats whose headers appear at all: one pass over the header names,
+/// so a request pays hashed lookups only for the formats it carries.
+fn present(headers: &HeaderMap) -> Formats {
+    let mut formats = Formats::default();
+    for name in headers.keys() {
+        let name = name.as_str();
+        let format = match name.as_bytes().first() {
+            Some(b't') if name == "traceparent" => Format::TraceContext,
+            Some(b'b') if name == "b3" => Format::B3Single,
+            Some(b'x') if name.starts_with("x-b3-") => Format::B3Multi,
+            Some(b'x') if name.starts_with("x-datadog-") => Format::Datadog,
+            Some(b'u') if name == "uber-trace-id" => Format::Jaeger,
+            _ => continue,
+        };
+        formats.insert(format);
+    }
+    formats
 }
 
 fn read(format: Format, headers: &HeaderMap) -> Extracted {

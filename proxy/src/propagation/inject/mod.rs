@@ -108,10 +108,11 @@ fn split(authority: &str) -> (&str, Option<u16>) {
 }
 
 /// Writes `context` (whose `parent_id` is the sidecar's span) per `plan`.
-/// `sources` are the formats the context was read from.
+/// `sources` are the formats the context was read from. The context's
+/// tracestate may be updated in place (the `dd=` member).
 pub fn write(
     plan: &Plan,
-    context: &TraceContext,
+    context: &mut TraceContext,
     span_parent: Option<SpanId>,
     sources: Formats,
     headers: &mut HeaderMap,
@@ -125,25 +126,14 @@ pub fn write(
         }
         Plan::Write(injection) => injection,
     };
+    if injection.inject.contains(&Format::TraceContext) {
+        update_dd_member(context, span_parent, sources);
+    }
     let narrow_ids = match injection.id_width {
         IdWidth::Auto => context.narrow && context.trace_id.is_64_bit(),
         IdWidth::Bits64 => true,
         IdWidth::Bits128 => false,
     };
-    let updated;
-    let mut context = context;
-    if injection.inject.contains(&Format::TraceContext) && sources.contains(Format::Datadog) {
-        if let Some(member) = context
-            .datadog
-            .as_ref()
-            .and_then(|m| datadog::tracestate_member(m, context.sampling))
-        {
-            let mut with_dd = context.clone();
-            with_dd.tracestate.set_front("dd", &member);
-            updated = with_dd;
-            context = &updated;
-        }
-    }
     let out = Outgoing {
         context,
         span_parent,
@@ -155,6 +145,26 @@ pub fn write(
         } else if injection.strip_legacy && format != Format::TraceContext {
             strip(format, headers);
         }
+    }
+}
+
+/// Keeps the `dd=` member true to the context the sidecar forwards: written when
+/// the context came through Datadog headers, and given `p:` (the last span
+/// Datadog knows) when a Datadog tracer sent W3C without one — its span is the
+/// caller, and the sidecar's own span never reaches Datadog.
+fn update_dd_member(context: &mut TraceContext, span_parent: Option<SpanId>, sources: Formats) {
+    let Some(meta) = context.datadog.as_mut() else {
+        return;
+    };
+    let filled_parent = meta.last_parent.is_none() && span_parent.is_some();
+    if filled_parent {
+        meta.last_parent = span_parent;
+    }
+    if !(filled_parent || sources.contains(Format::Datadog)) {
+        return;
+    }
+    if let Some(member) = datadog::tracestate_member(meta, context.sampling) {
+        context.tracestate.set_front("dd", &member);
     }
 }
 

@@ -124,7 +124,7 @@ fn external_upstream_gets_every_trace_header_stripped() {
         ("uber-trace-id", "1:2:0:1"),
         ("baggage", "k=v"),
     ]);
-    write(plan, &context(), None, Formats::default(), &mut h);
+    write(plan, &mut context(), None, Formats::default(), &mut h);
     assert_eq!(
         h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
         ["baggage"]
@@ -145,7 +145,7 @@ fn strip_legacy_removes_formats_not_written_and_keeps_baggage() {
         ("uber-trace-id", "1:2:0:1"),
         ("baggage", "k=v"),
     ]);
-    write(&plan, &context(), None, Formats::default(), &mut h);
+    write(&plan, &mut context(), None, Formats::default(), &mut h);
     let mut names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
     names.sort_unstable();
     assert_eq!(names, ["baggage", "traceparent"]);
@@ -155,7 +155,7 @@ fn strip_legacy_removes_formats_not_written_and_keeps_baggage() {
 fn legacy_headers_pass_untouched_without_strip_legacy() {
     let plan = Plan::Write(Injection::default());
     let mut h = headers(&[("x-b3-sampled", "1")]);
-    write(&plan, &context(), None, Formats::default(), &mut h);
+    write(&plan, &mut context(), None, Formats::default(), &mut h);
     assert_eq!(h["x-b3-sampled"], "1");
 }
 
@@ -163,7 +163,7 @@ fn legacy_headers_pass_untouched_without_strip_legacy() {
 fn written_traceparent_carries_the_sidecar_span_as_parent() {
     let plan = Plan::Write(Injection::default());
     let mut h = HeaderMap::new();
-    write(&plan, &context(), None, Formats::default(), &mut h);
+    write(&plan, &mut context(), None, Formats::default(), &mut h);
     assert_eq!(
         h[&w3c::TRACEPARENT],
         "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-01"
@@ -185,7 +185,7 @@ fn datadog_sourced_context_updates_the_dd_tracestate_member_in_front() {
     let mut h = HeaderMap::new();
     write(
         &Plan::Write(Injection::default()),
-        &c,
+        &mut c,
         None,
         sources,
         &mut h,
@@ -199,4 +199,26 @@ fn datadog_sourced_context_updates_the_dd_tracestate_member_in_front() {
         tracestate.contains("s:2") && tracestate.contains("o:rum"),
         "{tracestate}"
     );
+}
+
+#[test]
+fn w3c_datadog_caller_without_last_parent_gets_its_span_as_p() {
+    let mut c = context();
+    c.datadog = Some(crate::propagation::DatadogMeta {
+        priority: Some(2),
+        ..Default::default()
+    });
+    let caller = SpanId::new(0xc648fc7cee38d740).unwrap();
+    let mut sources = Formats::default();
+    sources.insert(Format::TraceContext);
+    let mut h = HeaderMap::new();
+    write(
+        &Plan::Write(Injection::default()),
+        &mut c,
+        Some(caller),
+        sources,
+        &mut h,
+    );
+    let tracestate = h[&w3c::TRACESTATE].to_str().unwrap();
+    assert!(tracestate.contains("p:c648fc7cee38d740"), "{tracestate}");
 }

@@ -13,6 +13,11 @@
 //! - `flags`: one byte as 1–2 hex digits. Bit 0x1 is "sampled" (0 is a decision
 //!   not to sample: Jaeger never defers); bit 0x2 is "debug", which implies
 //!   sampled. Other bits are unused and ignored.
+//!
+//!   Debug is read as *sampled*, not as a force signal: OpenTelemetry's Jaeger
+//!   propagator sets 0x2 on every sampled span, so honouring it would turn all
+//!   such traffic into B3 debug / Datadog user-keep traces downstream. (A debug
+//!   decision from a format that means it — B3 — is still written as `3`.)
 //! - Hex is lower-case on the wire; upper-case is accepted on read.
 //! - Some clients send the value URL-encoded (`%3A` for `:`); such a value is
 //!   percent-decoded first.
@@ -73,7 +78,6 @@ fn parse(v: &[u8]) -> Option<TraceContext> {
     let debug = flags & u64::from(DEBUG) != 0;
     let sampled = debug || flags & u64::from(SAMPLED) != 0;
     let mut c = TraceContext::new(trace_id, parent_id, Sampling::from_bool(sampled));
-    c.debug = debug;
     c.narrow = trace.len() <= 16;
     Some(c)
 }

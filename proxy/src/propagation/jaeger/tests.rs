@@ -85,10 +85,10 @@ fn flags_0_is_a_decision_not_to_sample() {
 }
 
 #[test]
-fn debug_flag_implies_sampled() {
+fn debug_flag_is_read_as_sampled_not_as_a_force_signal() {
     for flags in ["2", "3", "03"] {
         let c = context(&format!("{TRACE}:{SPAN}:0:{flags}"));
-        assert!(c.debug && c.sampling.is_sampled(), "{flags}");
+        assert!(!c.debug && c.sampling.is_sampled(), "{flags}");
     }
 }
 
@@ -251,7 +251,6 @@ fn round_trips_through_the_context() {
     for value in [
         format!("{TRACE}:{SPAN}:{PARENT}:1"),
         format!("{TRACE}:{SPAN}:0:0"),
-        format!("{TRACE}:{SPAN}:0:3"),
         format!("a3ce929d0e0e4736:{SPAN}:0:1"),
         format!("0000000000000000a3ce929d0e0e4736:{SPAN}:0:1"),
     ] {
@@ -260,6 +259,12 @@ fn round_trips_through_the_context() {
         let parent = value.contains(PARENT).then_some(0xa2fb4a1d1a96d312);
         assert_eq!(sent(&c, parent, c.narrow), value);
     }
+}
+
+#[test]
+fn debug_flag_comes_back_as_plain_sampled() {
+    let c = context(&format!("{TRACE}:{SPAN}:0:3"));
+    assert_eq!(sent(&c, None, false), format!("{TRACE}:{SPAN}:0:1"));
 }
 
 // === robustness ===

@@ -99,7 +99,10 @@ impl TraceState {
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.members().find(|(k, _)| *k == key).map(|(_, v)| v)
+        // The stored list is normalised: members are split by bare commas.
+        let list = self.value.as_ref()?.as_bytes();
+        let member = list.split(|&b| b == b',').find(|m| has_key(m, key))?;
+        std::str::from_utf8(member.get(key.len() + 1..)?).ok()
     }
 
     /// The header value to send, if any members remain.
@@ -192,12 +195,9 @@ fn validate(list: &[u8]) -> Result<(usize, bool), TraceStateError> {
         if member.is_empty() {
             continue;
         }
-        let eq = member
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or(TraceStateError::Malformed)?;
-        let (key, value) = (&member[..eq], &member[eq + 1..]);
-        if !is_key(key) || !is_value(value) {
+        let key = member_key(member).ok_or(TraceStateError::Malformed)?;
+        let value = member.get(key.len() + 1..).unwrap_or_default();
+        if !is_value(value) {
             return Err(TraceStateError::Malformed);
         }
         if count == MAX_MEMBERS {
@@ -212,34 +212,102 @@ fn validate(list: &[u8]) -> Result<(usize, bool), TraceStateError> {
     Ok((count, normalised))
 }
 
-fn is_key_char(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'*' | b'/')
+/// Character classes of the tracestate grammar, one table lookup per byte.
+const KEY: u8 = 1; // lcalpha / DIGIT / _ - * /
+const LOWER: u8 = 2; // lcalpha
+const DIGIT: u8 = 4;
+const NBLK: u8 = 8; // %x21-2B / %x2D-3C / %x3E-7E: printable, not `,` `=`
+
+static CLASS: [u8; 256] = classes();
+
+const fn classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0x21;
+    while b <= 0x7e {
+        if b != b',' as usize && b != b'=' as usize {
+            t[b] = NBLK;
+        }
+        b += 1;
+    }
+    let mut b = b'a' as usize;
+    while b <= b'z' as usize {
+        t[b] |= KEY | LOWER;
+        b += 1;
+    }
+    let mut b = b'0' as usize;
+    while b <= b'9' as usize {
+        t[b] |= KEY | DIGIT;
+        b += 1;
+    }
+    t[b'_' as usize] |= KEY;
+    t[b'-' as usize] |= KEY;
+    t[b'*' as usize] |= KEY;
+    t[b'/' as usize] |= KEY;
+    t
+}
+
+fn class(b: u8) -> u8 {
+    CLASS[usize::from(b)]
+}
+
+fn all_key_chars(s: &[u8]) -> bool {
+    s.iter().all(|&b| class(b) & KEY != 0)
+}
+
+/// The key of a `key=value` member, checked in one pass; `None` if malformed.
+fn member_key(member: &[u8]) -> Option<&[u8]> {
+    let mut at = None;
+    for (i, &b) in member.iter().enumerate() {
+        match b {
+            b'=' => {
+                let key = member.get(..i)?;
+                return valid_key_parts(key, at).then_some(key);
+            }
+            b'@' if at.is_none() => at = Some(i),
+            _ if class(b) & KEY != 0 => {}
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Checks the first characters and lengths of a key whose characters are
+/// already known to be key characters, with its `@` at `at`.
+fn valid_key_parts(key: &[u8], at: Option<usize>) -> bool {
+    let starts = |s: &[u8], classes: u8| s.first().is_some_and(|&b| class(b) & classes != 0);
+    match at {
+        None => starts(key, LOWER) && key.len() <= 256,
+        Some(at) => {
+            let (tenant, system) = key.split_at(at);
+            let system = system.get(1..).unwrap_or_default();
+            starts(tenant, LOWER | DIGIT)
+                && tenant.len() <= 241
+                && starts(system, LOWER)
+                && system.len() <= 14
+        }
+    }
 }
 
 fn is_key(key: &[u8]) -> bool {
+    let starts = |s: &[u8], classes: u8| s.first().is_some_and(|&b| class(b) & classes != 0);
     match key.iter().position(|&b| b == b'@') {
-        None => {
-            matches!(key.first(), Some(b) if b.is_ascii_lowercase())
-                && key.len() <= 256
-                && key.iter().all(|&b| is_key_char(b))
-        }
+        None => starts(key, LOWER) && key.len() <= 256 && all_key_chars(key),
         Some(at) => {
             let (tenant, system) = (&key[..at], &key[at + 1..]);
-            matches!(tenant.first(), Some(b) if b.is_ascii_lowercase() || b.is_ascii_digit())
+            starts(tenant, LOWER | DIGIT)
                 && tenant.len() <= 241
-                && tenant.iter().all(|&b| is_key_char(b))
-                && matches!(system.first(), Some(b) if b.is_ascii_lowercase())
+                && all_key_chars(tenant)
+                && starts(system, LOWER)
                 && system.len() <= 14
-                && system.iter().all(|&b| is_key_char(b))
+                && all_key_chars(system)
         }
     }
 }
 
 fn is_value(value: &[u8]) -> bool {
-    let nblk = |b: u8| (0x21..=0x7e).contains(&b) && b != b',' && b != b'=';
-    matches!(value.last(), Some(&b) if nblk(b))
+    value.last().is_some_and(|&b| class(b) & NBLK != 0)
         && value.len() <= 256
-        && value.iter().all(|&b| b == b' ' || nblk(b))
+        && value.iter().all(|&b| b == b' ' || class(b) & NBLK != 0)
 }
 
 #[cfg(test)]
