@@ -44,6 +44,9 @@ async fn json_logs_give_one_parsable_object_per_request() {
     assert_eq!(json["status"], 404);
     assert_eq!(json["upstream"], app.addr().to_string());
     assert!(json["duration_ms"].as_f64().is_some(), "{line}");
+    assert_eq!(json["trace_id"].as_str().map(str::len), Some(32), "{line}");
+    assert_eq!(json["span_id"].as_str().map(str::len), Some(16), "{line}");
+    assert_eq!(json["sampled"], true, "{line}");
 }
 
 #[tokio::test]

@@ -1,0 +1,255 @@
+//! Trace context through the sidecar: every trace stays continuous whatever
+//! format each side speaks, the sidecar's span sits between caller and callee,
+//! boundaries are respected, and every format is counted.
+
+use http::{Request, Response, StatusCode};
+use meshtrace_config::{Injection, PropagationFormat as Format, UpstreamInjection, UpstreamMatch};
+use meshtrace_tests::apps::HttpApp;
+use meshtrace_tests::client::{self, empty};
+use meshtrace_tests::sidecar;
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+/// Sends `GET /` with `headers` to `addr` (Host `authority`) and returns the
+/// response, whose `x-echo-header-*` headers are what the app received.
+async fn send(
+    addr: std::net::SocketAddr,
+    authority: &str,
+    headers: &[(&str, &str)],
+) -> Response<bytes::Bytes> {
+    let mut req = Request::get("/").header("host", authority);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    client::collect(client::http1_request(addr, req.body(empty()).expect("request")).await).await
+}
+
+/// The value of `name` as the app received it.
+fn received<'a>(rsp: &'a Response<bytes::Bytes>, name: &str) -> Option<&'a str> {
+    rsp.headers()
+        .get(format!("x-echo-header-{name}"))
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The (trace id, parent span id, flags) of the traceparent the app received.
+fn traceparent(rsp: &Response<bytes::Bytes>) -> (String, String, String) {
+    let tp = received(rsp, "traceparent").expect("the app received a traceparent");
+    let parts: Vec<&str> = tp.split('-').collect();
+    assert_eq!(parts.len(), 4, "{tp}");
+    (parts[1].into(), parts[2].into(), parts[3].into())
+}
+
+#[tokio::test]
+async fn b3_caller_reaches_a_w3c_app_in_the_same_trace_under_the_sidecar_span() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new().inbound_to(app.addr()).start().await;
+    let b3 = format!("{TRACE}-{CALLER_SPAN}-1");
+    let rsp = send(proxy.inbound_addr(), "app", &[("b3", &b3)]).await;
+    assert_eq!(rsp.status(), StatusCode::OK);
+    let (trace, parent, flags) = traceparent(&rsp);
+    assert_eq!(trace, TRACE);
+    assert_ne!(
+        parent, CALLER_SPAN,
+        "the sidecar's own span is the app's parent"
+    );
+    assert_eq!(flags, "01");
+}
+
+#[tokio::test]
+async fn datadog_caller_gets_a_lossless_dd_member_toward_a_w3c_app() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new().inbound_to(app.addr()).start().await;
+    let rsp = send(
+        proxy.inbound_addr(),
+        "app",
+        &[
+            ("x-datadog-trace-id", "11803532876627986230"),
+            ("x-datadog-parent-id", "67667974448284343"),
+            ("x-datadog-sampling-priority", "2"),
+            ("x-datadog-origin", "rum"),
+            ("x-datadog-tags", "_dd.p.tid=4bf92f3577b34da6,_dd.p.dm=-4"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        traceparent(&rsp).0,
+        TRACE,
+        "the high 64 bits came from _dd.p.tid"
+    );
+    let tracestate = received(&rsp, "tracestate").expect("a tracestate");
+    for part in ["dd=", "s:2", "o:rum", "p:00f067aa0ba902b7", "t.dm:-4"] {
+        assert!(tracestate.contains(part), "{part} missing in {tracestate}");
+    }
+}
+
+#[tokio::test]
+async fn legacy_neighbour_gets_the_formats_its_rule_names() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new()
+        .host_route("billing", app.addr())
+        .configure(|c| {
+            c.propagation.upstreams.push(UpstreamInjection {
+                matches: UpstreamMatch {
+                    host: Some("billing".into()),
+                    ..Default::default()
+                },
+                external: false,
+                injection: Injection {
+                    inject: vec![Format::B3Multi],
+                    ..Injection::default()
+                },
+            })
+        })
+        .start()
+        .await;
+    let tp = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let rsp = send(
+        proxy.outbound_addr(),
+        "billing:8080",
+        &[("traceparent", &tp)],
+    )
+    .await;
+    assert_eq!(received(&rsp, "x-b3-traceid"), Some(TRACE));
+    assert_eq!(received(&rsp, "x-b3-parentspanid"), Some(CALLER_SPAN));
+    assert_eq!(received(&rsp, "x-b3-sampled"), Some("1"));
+    assert_eq!(
+        received(&rsp, "traceparent"),
+        Some(tp.as_str()),
+        "not injected here: passed as it came"
+    );
+}
+
+#[tokio::test]
+async fn strip_legacy_removes_formats_that_are_not_rewritten() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new()
+        .inbound_to(app.addr())
+        .configure(|c| c.propagation.inbound.strip_legacy = true)
+        .start()
+        .await;
+    let rsp = send(
+        proxy.inbound_addr(),
+        "app",
+        &[
+            ("x-b3-traceid", TRACE),
+            ("x-b3-spanid", CALLER_SPAN),
+            ("x-b3-sampled", "1"),
+            ("baggage", "tenant=acme"),
+        ],
+    )
+    .await;
+    assert_eq!(traceparent(&rsp).0, TRACE);
+    assert_eq!(received(&rsp, "x-b3-traceid"), None);
+    assert_eq!(
+        received(&rsp, "baggage"),
+        Some("tenant=acme"),
+        "baggage is never touched"
+    );
+}
+
+#[tokio::test]
+async fn external_destination_receives_no_trace_headers() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new()
+        .host_route("api.partner.example", app.addr())
+        .configure(|c| {
+            c.propagation.upstreams.push(UpstreamInjection {
+                matches: UpstreamMatch {
+                    host: Some("api.partner.example".into()),
+                    ..Default::default()
+                },
+                external: true,
+                injection: Injection::default(),
+            })
+        })
+        .start()
+        .await;
+    let tp = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let rsp = send(
+        proxy.outbound_addr(),
+        "api.partner.example",
+        &[
+            ("traceparent", &tp),
+            ("tracestate", "rojo=1"),
+            ("b3", "0"),
+            ("x-datadog-trace-id", "1"),
+        ],
+    )
+    .await;
+    let leaked: Vec<_> = ["traceparent", "tracestate", "b3", "x-datadog-trace-id"]
+        .into_iter()
+        .filter(|h| received(&rsp, h).is_some())
+        .collect();
+    assert!(leaked.is_empty(), "leaked {leaked:?}");
+}
+
+#[tokio::test]
+async fn untrusted_listener_ignores_incoming_context() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new()
+        .inbound_to(app.addr())
+        .configure(|c| c.inbound.trusted = false)
+        .start()
+        .await;
+    let tp = format!("00-{TRACE}-{CALLER_SPAN}-00");
+    let rsp = send(proxy.inbound_addr(), "app", &[("traceparent", &tp)]).await;
+    let (trace, _, flags) = traceparent(&rsp);
+    assert_ne!(trace, TRACE, "an edge caller cannot choose the trace");
+    assert_eq!(
+        flags, "03",
+        "a new root trace, sampled, with a random trace id"
+    );
+}
+
+#[tokio::test]
+async fn invalid_traceparent_starts_a_new_trace_and_drops_its_tracestate() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new().inbound_to(app.addr()).start().await;
+    let bad = format!("00-{TRACE}-{CALLER_SPAN}-");
+    let rsp = send(
+        proxy.inbound_addr(),
+        "app",
+        &[("traceparent", &bad), ("tracestate", "rojo=1")],
+    )
+    .await;
+    assert_eq!(
+        rsp.status(),
+        StatusCode::OK,
+        "a bad trace header never fails a request"
+    );
+    assert_ne!(traceparent(&rsp).0, TRACE);
+    assert_eq!(received(&rsp, "tracestate"), None);
+}
+
+#[tokio::test]
+async fn every_format_and_outcome_is_counted() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new().inbound_to(app.addr()).start().await;
+    let addr = proxy.inbound_addr();
+    let tp = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    send(addr, "app", &[]).await;
+    send(addr, "app", &[("traceparent", &tp)]).await;
+    send(addr, "app", &[("traceparent", "00-bad")]).await;
+    send(
+        addr,
+        "app",
+        &[
+            ("traceparent", &tp),
+            (
+                "b3",
+                &format!("0af7651916cd43dd8448eb211c80319c-{CALLER_SPAN}-1"),
+            ),
+        ],
+    )
+    .await;
+    let metrics = proxy.metrics().await;
+    for series in [
+        r#"meshtrace_trace_context_total{direction="inbound",format="none",outcome="valid"} 2"#,
+        r#"meshtrace_trace_context_total{direction="inbound",format="tracecontext",outcome="valid"} 2"#,
+        r#"meshtrace_trace_context_total{direction="inbound",format="tracecontext",outcome="invalid"} 1"#,
+        r#"meshtrace_trace_context_total{direction="inbound",format="b3single",outcome="conflict"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "missing {series} in\n{metrics}");
+    }
+}
