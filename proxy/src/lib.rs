@@ -26,3 +26,6 @@ pub mod target;
 pub mod tcp;
 
 pub use sidecar::{Sidecar, StartError};
+
+#[cfg(test)]
+mod test_support;

@@ -1,21 +1,9 @@
-use http::header::{HeaderName, HeaderValue};
-
 use super::*;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const OTHER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            (
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            )
-        })
-        .collect()
-}
+use crate::test_support::headers;
 
 fn extractor(conflict: ConflictPolicy) -> Extractor {
     Extractor::new(

@@ -1,4 +1,4 @@
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use meshtrace_config::{UpstreamInjection, UpstreamMatch};
 
 use super::*;
@@ -30,17 +30,7 @@ fn context() -> TraceContext {
     )
 }
 
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            (
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            )
-        })
-        .collect()
-}
+use crate::test_support::headers;
 
 fn injects(plan: &Plan) -> Vec<Format> {
     match plan {

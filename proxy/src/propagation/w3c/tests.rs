@@ -4,17 +4,7 @@ use super::*;
 
 const SPEC_EXAMPLE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            (
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            )
-        })
-        .collect()
-}
+use crate::test_support::headers;
 
 fn context(pairs: &[(&str, &str)]) -> TraceContext {
     match extract(&headers(pairs)) {

@@ -14,17 +14,7 @@ const MULTI_TRACE: &str = "463ac35c9f6413ad48485a3953bb6124";
 const MULTI_SPAN: &str = "a2fb4a1d1a96d312";
 const MULTI_PARENT: &str = "0020000000000001";
 
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            (
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            )
-        })
-        .collect()
-}
+pub(super) use crate::test_support::headers;
 
 fn multi(trace: &str, span: &str) -> Vec<(&'static str, String)> {
     vec![

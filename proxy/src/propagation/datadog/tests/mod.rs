@@ -16,17 +16,7 @@ const DD_64: &[(&str, &str)] = &[
     ("x-datadog-sampling-priority", "1"),
 ];
 
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            (
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            )
-        })
-        .collect()
-}
+pub(super) use crate::test_support::headers;
 
 /// `DD_64` with `extra` added (or replacing a header of the same name).
 fn dd_64_with(extra: &[(&str, &str)]) -> HeaderMap {
