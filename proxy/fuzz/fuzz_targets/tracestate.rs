@@ -6,9 +6,9 @@
 //!
 //! Checked: a parsed state (and the default one when parsing fails) renders to
 //! at most 512 characters and 32 members and re-parses to itself; `set_front`
-//! either refuses and changes nothing, or puts `dd=<value>` first (unless a
-//! >128-character member had to go for the 512 limit), keeps the limits, keeps
-//! the other members in order, and re-parses; `remove("dd")` likewise.
+//! either refuses and changes nothing, or puts `dd=<value>` first (unless it
+//! is over 128 characters and had to go for the 512 limit), keeps the limits,
+//! keeps the other members in order, and re-parses; `remove("dd")` likewise.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -19,7 +19,11 @@ use meshtrace_proxy_fuzz::{segments, value};
 /// The limits hold and the rendered value parses back to the same state.
 fn check(state: &TraceState, what: &str) {
     let members: Vec<_> = state.members().collect();
-    assert!(members.len() <= MAX_MEMBERS, "{what}: {} members: {state:?}", members.len());
+    assert!(
+        members.len() <= MAX_MEMBERS,
+        "{what}: {} members: {state:?}",
+        members.len()
+    );
     assert_eq!(state.len(), members.len());
     assert_eq!(state.is_empty(), members.is_empty(), "{what}: {state:?}");
     match state.header_value() {
@@ -64,7 +68,11 @@ fuzz_target!(|data: &[u8]| {
     check(&state, "set_front");
     let members: Vec<_> = state.members().collect();
     if "dd=".len() + dd.len() <= 128 {
-        assert_eq!(members.first(), Some(&("dd", &*dd)), "set_front: dd not first: {state:?}");
+        assert_eq!(
+            members.first(),
+            Some(&("dd", &*dd)),
+            "set_front: dd not first: {state:?}"
+        );
     }
     // The rest: a subsequence of the old members, in order, without the old `dd`.
     let mut old = others.iter();

@@ -35,11 +35,23 @@ fuzz_target!(|data: &[u8]| {
         for mut written in [HeaderMap::new(), headers.clone()] {
             w3c::inject(&out, &mut written);
             let again = reread("w3c", w3c::extract(&written), &written);
-            assert_eq!(again.trace_id, context.trace_id, "w3c trace id: {written:?}");
-            assert_eq!(again.parent_id, context.parent_id, "w3c parent id: {written:?}");
-            assert_eq!(again.sampling, context.sampling, "w3c sampling: {written:?}");
+            assert_eq!(
+                again.trace_id, context.trace_id,
+                "w3c trace id: {written:?}"
+            );
+            assert_eq!(
+                again.parent_id, context.parent_id,
+                "w3c parent id: {written:?}"
+            );
+            assert_eq!(
+                again.sampling, context.sampling,
+                "w3c sampling: {written:?}"
+            );
             assert_eq!(again.random, context.random, "w3c random flag: {written:?}");
-            assert_eq!(again.tracestate, context.tracestate, "w3c tracestate: {written:?}");
+            assert_eq!(
+                again.tracestate, context.tracestate,
+                "w3c tracestate: {written:?}"
+            );
             assert_eq!(again, context, "w3c context: {written:?}");
 
             w3c::strip(&mut written);

@@ -84,8 +84,10 @@ pub fn u64_16(v: u64) -> [u8; 16] {
 
 /// Appends a trace id in a width B3 and Jaeger accept: 32 digits, or, when
 /// `narrow`, only its low 64 bits as 16 digits (for 64-bit-only neighbours).
+/// An id whose low 64 bits are zero is always written whole: narrowed it would
+/// be the all-zero id every reader rejects, breaking the trace.
 pub fn push_trace_id(out: &mut Vec<u8>, v: u128, narrow: bool) {
-    if narrow {
+    if narrow && v as u64 != 0 {
         out.extend_from_slice(&u64_16(v as u64));
     } else {
         out.extend_from_slice(&u128_32(v));

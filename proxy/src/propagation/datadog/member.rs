@@ -21,7 +21,8 @@
 //!
 //!   Reading turns `~` back into `=` in values; the other replacements are lossy.
 //! - The whole `dd=` member stays within 256 characters (dd-trace-go drops a
-//!   longer one): `t.*` parts that would overflow are left out.
+//!   longer one): `t.*` parts that would overflow are left out, and so is an
+//!   origin too long to fit beside `p:` (which Datadog needs to re-parent).
 //! - Reading ignores unknown keys, parts without `:`, empty values, a priority
 //!   that is not an integer and a `p:` that is not 16 non-zero hex digits.
 
@@ -44,7 +45,18 @@ pub fn tracestate_member(meta: &DatadogMeta, sampling: Sampling) -> Option<Strin
         push(&mut out, "s:", small_int(p, &mut digits));
     }
     if let Some(origin) = meta.origin.as_deref() {
-        push(&mut out, "o:", &escape(origin, Part::Origin));
+        // `p:` must survive a long origin: without it Datadog cannot re-parent.
+        let reserved = if meta.last_parent.is_some() {
+            ";p:".len() + 16
+        } else {
+            0
+        };
+        push_within(
+            &mut out,
+            "o:",
+            &escape(origin, Part::Origin),
+            MAX_VALUE_LEN - reserved,
+        );
     }
     if let Some(parent) = meta.last_parent {
         let hex = hex::u64_16(parent.get());
@@ -130,8 +142,13 @@ fn push_tag(out: &mut String, name: &str, value: &str) {
 }
 
 fn push(out: &mut String, key: &str, value: &str) {
+    push_within(out, key, value, MAX_VALUE_LEN);
+}
+
+/// Appends `key` + `value` if the result stays within `limit` characters.
+fn push_within(out: &mut String, key: &str, value: &str, limit: usize) {
     let sep = usize::from(!out.is_empty());
-    if !value.is_empty() && out.len() + sep + key.len() + value.len() <= MAX_VALUE_LEN {
+    if !value.is_empty() && out.len() + sep + key.len() + value.len() <= limit {
         if sep == 1 {
             out.push(';');
         }

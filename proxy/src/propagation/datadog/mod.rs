@@ -130,10 +130,15 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
     Extracted::Context(context)
 }
 
-/// Writes the `x-datadog-*` headers, replacing any already there.
+/// Writes the `x-datadog-*` headers, replacing any already there. A trace id
+/// whose low 64 bits are zero cannot be carried (`x-datadog-trace-id: 0` is
+/// invalid), so for it nothing is written rather than something unreadable.
 pub fn inject(out: &Outgoing<'_>, headers: &mut HeaderMap) {
     strip(headers);
     let c = out.context;
+    if c.trace_id.low() == 0 {
+        return;
+    }
     let meta = c.datadog.as_ref();
     headers.insert(TRACE_ID.clone(), HeaderValue::from(c.trace_id.low()));
     headers.insert(PARENT_ID.clone(), HeaderValue::from(c.parent_id.get()));

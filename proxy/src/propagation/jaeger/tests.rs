@@ -281,3 +281,10 @@ fn no_prefix_of_a_valid_value_panics_or_parses() {
         }
     }
 }
+
+#[test]
+fn narrowing_never_writes_an_all_zero_trace_id() {
+    let mut c = new_context(Sampling::Sampled);
+    c.trace_id = TraceId::new(1 << 64).unwrap();
+    assert!(sent(&c, None, true).starts_with("00000000000000010000000000000000:"));
+}

@@ -180,3 +180,26 @@ fn datadog_non_ascii_bytes_are_handled() {
         let _ = extract(&h);
     }
 }
+
+#[test]
+fn datadog_inject_writes_nothing_for_a_trace_id_with_zero_low_bits() {
+    let c = TraceContext::new(
+        TraceId::new(1 << 64).unwrap(),
+        SpanId::new(1).unwrap(),
+        Sampling::Sampled,
+    );
+    let mut out = HeaderMap::new();
+    out.insert(TRACE_ID.clone(), HeaderValue::from_static("7"));
+    inject(
+        &Outgoing {
+            context: &c,
+            span_parent: None,
+            narrow_ids: false,
+        },
+        &mut out,
+    );
+    assert!(
+        out.is_empty(),
+        "x-datadog-trace-id: 0 would be unreadable: {out:?}"
+    );
+}

@@ -230,3 +230,18 @@ fn datadog_last_parent_survives_the_w3c_hop() {
     }));
     assert_eq!(meta.last_parent, SpanId::new(987654321));
 }
+
+#[test]
+fn a_long_origin_never_pushes_out_the_last_parent() {
+    let meta = DatadogMeta {
+        origin: Some("a".repeat(240)),
+        last_parent: SpanId::new(0x676622),
+        ..DatadogMeta::default()
+    };
+    let member = tracestate_member(&meta, Sampling::Sampled).unwrap();
+    assert_eq!(
+        from_tracestate_member(&member).last_parent,
+        meta.last_parent,
+        "{member}"
+    );
+}
