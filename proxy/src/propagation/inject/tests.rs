@@ -212,3 +212,42 @@ fn w3c_datadog_caller_without_last_parent_gets_its_span_as_p() {
     let tracestate = h[&w3c::TRACESTATE].to_str().unwrap();
     assert!(tracestate.contains("p:c648fc7cee38d740"), "{tracestate}");
 }
+
+/// B3 in → the sidecar writes W3C → the next sidecar reads W3C → writes B3 with
+/// `id_width: 64` for its 64-bit neighbour: the same header comes out (debug
+/// aside: W3C has no slot for it, only for "sampled").
+#[test]
+fn b3_round_trips_through_w3c_losing_nothing_w3c_can_carry() {
+    use crate::propagation::{b3, Extracted};
+    for b3_in in [
+        "a3ce929d0e0e4736-00f067aa0ba902b7-1",
+        "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+    ] {
+        let Extracted::Context(from_b3) = b3::extract_single(&headers(&[("b3", b3_in)])) else {
+            panic!("{b3_in} is valid B3");
+        };
+        let mut wire = HeaderMap::new();
+        w3c::inject(
+            &Outgoing {
+                context: &from_b3,
+                span_parent: None,
+                narrow_ids: false,
+            },
+            &mut wire,
+        );
+        let Extracted::Context(from_w3c) = w3c::extract(&wire) else {
+            panic!("the sidecar wrote valid W3C: {wire:?}");
+        };
+        let narrow = b3_in.len() < 40;
+        let mut out = HeaderMap::new();
+        b3::inject_single(
+            &Outgoing {
+                context: &from_w3c,
+                span_parent: None,
+                narrow_ids: narrow,
+            },
+            &mut out,
+        );
+        assert_eq!(out["b3"], b3_in);
+    }
+}
