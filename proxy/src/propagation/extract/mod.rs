@@ -84,11 +84,32 @@ impl Extractor {
     }
 
     /// Extracts, reporting each format's outcome to `count`.
+    ///
+    /// Contexts are merged as they are read (no intermediate list): the first
+    /// valid one is the primary — under `on_conflict: tracecontext`, W3C is read
+    /// first so that it is the primary whenever it is valid.
     pub fn extract(&self, headers: &HeaderMap, mut count: impl FnMut(Format, Outcome)) -> Incoming {
         let present = present(headers);
-        let mut found: Vec<(Format, TraceContext)> = Vec::new();
         let mut incoming = Incoming::default();
-        for &format in self.order.iter().filter(|f| present.contains(**f)) {
+        if present.is_empty() {
+            return incoming;
+        }
+        let w3c_first = self.conflict == ConflictPolicy::Tracecontext
+            && present.contains(Format::TraceContext)
+            && self.order.contains(&Format::TraceContext);
+        let order = w3c_first
+            .then_some(Format::TraceContext)
+            .into_iter()
+            .chain(
+                self.order
+                    .iter()
+                    .copied()
+                    .filter(|f| !(w3c_first && *f == Format::TraceContext)),
+            )
+            .filter(|f| present.contains(*f));
+        let mut primary: Option<(Format, TraceContext)> = None;
+        let mut decision_format = None;
+        for format in order {
             match read(format, headers) {
                 Extracted::Absent => {}
                 Extracted::Invalid => count(format, Outcome::Invalid),
@@ -96,48 +117,46 @@ impl Extractor {
                     count(format, Outcome::Valid);
                     if incoming.decision.is_none() {
                         incoming.decision = Some((sampling, debug));
-                        incoming.formats.insert(format);
+                        decision_format = Some(format);
                     }
                 }
-                Extracted::Context(context) => found.push((format, context)),
+                Extracted::Context(other) => match &mut primary {
+                    None => {
+                        count(format, Outcome::Valid);
+                        incoming.formats.insert(format);
+                        primary = Some((format, other));
+                    }
+                    Some((primary_format, context)) if other.trace_id == context.trace_id => {
+                        count(format, Outcome::Valid);
+                        incoming.formats.insert(format);
+                        merge(context, *primary_format, other, format);
+                    }
+                    Some(_) => {
+                        count(format, Outcome::Conflict);
+                        incoming.discarded.push(Discarded {
+                            format,
+                            trace_id: other.trace_id,
+                            span_id: other.parent_id,
+                        });
+                    }
+                },
             }
         }
-        if found.is_empty() {
-            return incoming;
-        }
-        let primary = match self.conflict {
-            ConflictPolicy::Tracecontext => found
-                .iter()
-                .position(|(f, _)| *f == Format::TraceContext)
-                .unwrap_or(0),
-            ConflictPolicy::First => 0,
-        };
-        let (primary_format, mut context) = found.swap_remove(primary);
-        count(primary_format, Outcome::Valid);
-        incoming.formats = Formats::default();
-        incoming.formats.insert(primary_format);
-        // Merge in extraction order (swap_remove disturbed it).
-        found.sort_by_key(|(f, _)| self.order.iter().position(|o| o == f));
-        for (format, other) in found {
-            if other.trace_id == context.trace_id {
-                count(format, Outcome::Valid);
-                incoming.formats.insert(format);
-                merge(&mut context, primary_format, other, format);
-            } else {
-                count(format, Outcome::Conflict);
-                incoming.discarded.push(Discarded {
-                    format,
-                    trace_id: other.trace_id,
-                    span_id: other.parent_id,
-                });
+        match primary {
+            Some((_, mut context)) => {
+                if !incoming.formats.contains(Format::TraceContext) {
+                    // Only W3C carries a tracestate; another trace's must not leak in.
+                    context.tracestate = Default::default();
+                }
+                incoming.context = Some(context);
+                incoming.decision = None;
+            }
+            None => {
+                if let Some(format) = decision_format {
+                    incoming.formats.insert(format);
+                }
             }
         }
-        if !incoming.formats.contains(Format::TraceContext) {
-            // Only W3C carries a tracestate; another trace's must not leak in.
-            context.tracestate = Default::default();
-        }
-        incoming.decision = None;
-        incoming.context = Some(context);
         incoming
     }
 }
