@@ -164,3 +164,38 @@ async fn a_failing_upstream_does_not_harm_other_requests() {
     assert_eq!(hung.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(fine.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn connections_over_the_limit_wait_until_one_closes() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new()
+        .inbound_to(app.addr())
+        .max_connections(1)
+        .start()
+        .await;
+    let mut first = H1Conn::connect(proxy.inbound_addr()).await;
+    assert_eq!(first.get("/first").await.status(), StatusCode::OK);
+    // The second connection is accepted by the kernel (backlog) but not served
+    // while the first holds the only slot...
+    let addr = proxy.inbound_addr();
+    let second = tokio::spawn(async move { client::http1_get(addr, "/second").await });
+    let accepted_two = r#"meshtrace_connections_total{direction="inbound",protocol="http1"} 2"#;
+    let proxy_took_second = async {
+        while !proxy.metrics().await.contains(accepted_two) {
+            tokio::task::yield_now().await;
+        }
+    };
+    // A bounded check that something does not happen (there is no event for it).
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), proxy_took_second)
+            .await
+            .is_err(),
+        "a second connection was taken while the limit was 1"
+    );
+    // ...and is served as soon as the first closes.
+    drop(first);
+    let rsp = meshtrace_tests::bound::within("the second request", second)
+        .await
+        .expect("client task");
+    assert_eq!(rsp.status(), StatusCode::OK);
+}
