@@ -11,12 +11,10 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use super::body::{collect, empty, RequestBody};
 use super::closed::Closed;
 use super::progress::Progress;
-use crate::bound::within;
 use crate::BoxError;
 
 /// `GET path` on a new HTTP/1.1 connection, the whole response read.
@@ -50,13 +48,7 @@ pub struct H1Conn {
 impl H1Conn {
     /// Connects to `addr` and performs the (trivial) HTTP/1.1 handshake.
     pub async fn connect(addr: SocketAddr) -> Self {
-        let stream = within(format!("connecting to {addr}"), TcpStream::connect(addr))
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-        let _ = stream.set_nodelay(true);
-        let local = stream
-            .local_addr()
-            .expect("a connected socket's local address");
+        let (stream, local) = super::tcp::connect(addr).await;
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .expect("an HTTP/1.1 client handshake does no I/O");

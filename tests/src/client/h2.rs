@@ -11,7 +11,6 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 
 use super::body::{collect, empty, RequestBody};
 use super::closed::Closed;
@@ -50,13 +49,7 @@ pub struct H2Conn {
 impl H2Conn {
     /// Connects to `addr` and performs the HTTP/2 handshake (prior knowledge).
     pub async fn connect(addr: SocketAddr) -> Self {
-        let stream = within(format!("connecting to {addr}"), TcpStream::connect(addr))
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-        let _ = stream.set_nodelay(true);
-        let local = stream
-            .local_addr()
-            .expect("a connected socket's local address");
+        let (stream, local) = super::tcp::connect(addr).await;
         let handshake = http2::handshake(TokioExecutor::new(), TokioIo::new(stream));
         let (sender, connection) = within(format!("the HTTP/2 handshake with {addr}"), handshake)
             .await

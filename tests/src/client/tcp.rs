@@ -20,10 +20,7 @@ pub struct TcpConn {
 impl TcpConn {
     /// Connects to `addr`.
     pub async fn connect(addr: SocketAddr) -> Self {
-        let stream = within(format!("connecting to {addr}"), TcpStream::connect(addr))
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-        let _ = stream.set_nodelay(true);
+        let (stream, _) = connect(addr).await;
         Self { stream, peer: addr }
     }
 
@@ -92,4 +89,17 @@ impl TcpConn {
     pub fn into_inner(self) -> TcpStream {
         self.stream
     }
+}
+
+/// A bounded connect with `TCP_NODELAY`, returning the stream and its local
+/// address; every client here starts with it.
+pub(crate) async fn connect(addr: SocketAddr) -> (TcpStream, SocketAddr) {
+    let stream = within(format!("connecting to {addr}"), TcpStream::connect(addr))
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+    let _ = stream.set_nodelay(true);
+    let local = stream
+        .local_addr()
+        .expect("a connected socket's local address");
+    (stream, local)
 }
