@@ -24,6 +24,7 @@
 
 pub mod env;
 mod propagation;
+mod sampling;
 mod schema;
 mod types;
 mod validate;
@@ -32,6 +33,7 @@ use std::fmt;
 use std::path::Path;
 
 pub use propagation::*;
+pub use sampling::*;
 pub use schema::*;
 pub use types::{Duration, HostPort};
 pub use validate::Problem;

@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use crate::propagation::Propagation;
+use crate::sampling::Sampling;
 use crate::types::{Duration, HostPort};
 
 /// The whole sidecar configuration.
@@ -34,6 +35,8 @@ pub struct Config {
     pub opaque_ports: Vec<u16>,
     /// Trace-context formats read and written.
     pub propagation: Propagation,
+    /// Which traces are recorded.
+    pub sampling: Sampling,
     /// The async runtime.
     pub runtime: Runtime,
     /// Process logs and the access log.
@@ -52,6 +55,7 @@ impl Default for Config {
             // Linkerd's default opaque set: protocols where the server speaks first.
             opaque_ports: vec![25, 587, 3306, 4444, 5432, 6379, 9300, 11211],
             propagation: Propagation::default(),
+            sampling: Sampling::default(),
             runtime: Runtime::default(),
             log: Log::default(),
         }

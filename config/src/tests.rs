@@ -184,3 +184,22 @@ fn empty_environment_values_are_ignored() {
     let c = load_with_env("", &[("MESHTRACE_APP_PORT", "")]).unwrap();
     assert_eq!(c.inbound.app_port, AppPort::Fixed(8080));
 }
+
+#[test]
+fn sampling_rates_budgets_and_header_names_are_validated() {
+    let found = problems(
+        "sampling:\n  default_rate: 1.5\n  force_header: X-Force\n  forced_tenants:\n  - {tenant: acme, traces_per_second: 0}\n  rules:\n  - {rate: -0.1, reservoir_per_second: 0}\n",
+    );
+    for path in [
+        "sampling.default_rate",
+        "sampling.force_header",
+        "sampling.forced_tenants[0].traces_per_second",
+        "sampling.rules[0].rate",
+        "sampling.rules[0].reservoir_per_second",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(&format!("{path}: "))),
+            "{path} missing in {found:?}"
+        );
+    }
+}

@@ -48,6 +48,7 @@ pub(crate) fn check(config: &Config, problems: &mut Problems) {
     check_timeouts(config, problems);
     check_limits(config, problems);
     check_propagation(config, problems);
+    check_sampling(config, problems);
     if config.opaque_ports.contains(&0) {
         problems.add("opaque_ports", "port 0 is not a port");
     }
@@ -211,5 +212,72 @@ fn no_duplicates<T: PartialEq + std::fmt::Debug>(path: &str, list: &[T], problem
         if list[..i].contains(item) {
             problems.add(format!("{path}[{i}]"), format!("{item:?} is listed twice"));
         }
+    }
+}
+
+fn check_sampling(config: &Config, problems: &mut Problems) {
+    let s = &config.sampling;
+    rate("sampling.default_rate", s.default_rate, problems);
+    if let Some(h) = &s.force_header {
+        header_name("sampling.force_header", h, problems);
+    }
+    for (i, h) in s.tenant.headers.iter().enumerate() {
+        header_name(&format!("sampling.tenant.headers[{i}]"), h, problems);
+    }
+    if s.tenant
+        .baggage_key
+        .as_deref()
+        .is_some_and(|k| k.trim().is_empty())
+    {
+        problems.add("sampling.tenant.baggage_key", "must not be empty");
+    }
+    for (i, t) in s.forced_tenants.iter().enumerate() {
+        let path = format!("sampling.forced_tenants[{i}]");
+        if t.tenant.is_empty() {
+            problems.add(format!("{path}.tenant"), "must not be empty");
+        }
+        if s.forced_tenants[..i].iter().any(|o| o.tenant == t.tenant) {
+            problems.add(
+                format!("{path}.tenant"),
+                format!("{:?} is listed twice", t.tenant),
+            );
+        }
+        rate(&format!("{path}.rate"), t.rate, problems);
+        if !(t.traces_per_second.is_finite() && t.traces_per_second > 0.0) {
+            problems.add(
+                format!("{path}.traces_per_second"),
+                "the budget must be greater than 0",
+            );
+        }
+    }
+    for (i, r) in s.rules.iter().enumerate() {
+        let path = format!("sampling.rules[{i}]");
+        rate(&format!("{path}.rate"), r.rate, problems);
+        if r.reservoir_per_second == Some(0) {
+            problems.add(
+                format!("{path}.reservoir_per_second"),
+                "must be greater than 0 (omit it for none)",
+            );
+        }
+        if r.matches.grpc_method.is_some() && r.matches.grpc_service.is_none() {
+            problems.add(format!("{path}.match.grpc_method"), "needs grpc_service");
+        }
+    }
+}
+
+fn rate(path: &str, value: f64, problems: &mut Problems) {
+    if !(0.0..=1.0).contains(&value) {
+        problems.add(path, format!("{value} is not a rate in [0, 1]"));
+    }
+}
+
+/// RFC 9110 token characters, lower case (HTTP/2 requires lower-case names).
+fn header_name(path: &str, name: &str, problems: &mut Problems) {
+    let ok = !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+        });
+    if !ok {
+        problems.add(path, format!("{name:?} is not a lower-case header name"));
     }
 }

@@ -20,6 +20,7 @@ pub mod logging;
 pub mod metrics;
 pub mod orig_dst;
 pub mod propagation;
+pub mod sampling;
 pub mod sidecar;
 pub mod stack;
 pub mod target;

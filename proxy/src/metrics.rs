@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 
 use crate::histogram::DurationHistogram;
 use crate::propagation::{Format, Outcome};
+use crate::sampling::Reason;
 use crate::target::{Direction, Protocol};
 
 /// Every metric family, plus the registry that renders them.
@@ -27,6 +28,32 @@ pub struct Metrics {
     connections: Family<ProtocolLabels, Counter>,
     upstream_errors: Family<ErrorLabels, Counter>,
     trace_context: Family<TraceContextLabels, Counter>,
+    sampling_decisions: Family<DecisionLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    direction: Direction,
+    decision: DecisionLabel,
+    reason: ReasonLabel,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct DecisionLabel(bool);
+
+impl EncodeLabelValue for DecisionLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        encoder.write_str(if self.0 { "sampled" } else { "not_sampled" })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct ReasonLabel(Reason);
+
+impl EncodeLabelValue for ReasonLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        encoder.write_str(self.0.as_str())
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -168,6 +195,7 @@ impl Metrics {
         let connections = Family::default();
         let upstream_errors = Family::default();
         let trace_context = Family::default();
+        let sampling_decisions = Family::default();
         registry.register(
             "requests",
             "HTTP requests by direction, protocol and response status class",
@@ -198,9 +226,15 @@ impl Metrics {
             "Trace context seen on requests, by format and outcome (none: no context at all)",
             trace_context.clone(),
         );
+        registry.register(
+            "sampling_decisions",
+            "Sampling decisions by outcome and reason",
+            sampling_decisions.clone(),
+        );
         Arc::new(Self {
             registry,
             trace_context,
+            sampling_decisions,
             requests,
             durations,
             open_connections,
@@ -270,6 +304,37 @@ impl Metrics {
             by_format: Arc::new(Format::ALL.map(|f| OUTCOMES.map(|o| counter(Some(f), o)))),
             none: counter(None, Outcome::Valid),
         }
+    }
+}
+
+impl Metrics {
+    /// Handles for sampling decisions of one direction.
+    pub fn sampling(&self, direction: Direction) -> SamplingMetrics {
+        let counter = |sampled: bool, reason: Reason| {
+            self.sampling_decisions
+                .get_or_create_owned(&DecisionLabels {
+                    direction,
+                    decision: DecisionLabel(sampled),
+                    reason: ReasonLabel(reason),
+                })
+        };
+        SamplingMetrics {
+            counters: Arc::new(Reason::ALL.map(|r| [counter(false, r), counter(true, r)])),
+        }
+    }
+}
+
+/// Pre-resolved `meshtrace_sampling_decisions_total` counters for one direction.
+#[derive(Clone, Debug)]
+pub struct SamplingMetrics {
+    counters: Arc<[[Counter; 2]; Reason::ALL.len()]>,
+}
+
+impl SamplingMetrics {
+    /// Counts one decision.
+    pub fn count(&self, sampled: bool, reason: Reason) {
+        let at = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        self.counters[at][usize::from(sampled)].inc();
     }
 }
 

@@ -21,6 +21,7 @@ use tower::ServiceBuilder;
 
 use crate::detect::{self, Detected, Prefixed};
 use crate::drain::Drain;
+use crate::http::decide::SamplingHeaders;
 use crate::http::forward::Forward;
 use crate::http::limits::HeaderLimitLayer;
 use crate::http::record::{RecordContext, RecordLayer};
@@ -30,6 +31,7 @@ use crate::http::upstream::{self, Upstreams};
 use crate::metrics::{ConnMetrics, ErrorKind, HttpMetrics, Metrics};
 use crate::propagation::extract::Extractor;
 use crate::propagation::inject::Injector;
+use crate::sampling::Sampler;
 use crate::target::{Accepted, Destination, Direction, Protocol, RouteTable};
 use crate::{listen, orig_dst, tcp};
 
@@ -95,6 +97,9 @@ impl Listener {
                 Direction::Outbound => Injector::outbound(propagation),
             },
             metrics: metrics.trace_context(direction),
+            sampler: Sampler::new(&config.sampling),
+            sampling_headers: SamplingHeaders::new(&config.sampling),
+            sampling_metrics: metrics.sampling(direction),
         });
         Arc::new(Self {
             direction,

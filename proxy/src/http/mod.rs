@@ -10,6 +10,7 @@
 //! 4. [`forward`] — hop-by-hop headers, route, pooled upstream, timeouts, and every
 //!    failure turned into a short response by [`edge`].
 
+pub mod decide;
 pub mod edge;
 pub mod forward;
 pub mod headers;

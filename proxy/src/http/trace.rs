@@ -7,8 +7,8 @@
 //! marked untrusted (`inbound.trusted: false`) incoming context is ignored and
 //! every request starts a new trace.
 //!
-//! Until sampling lands, a root request (no incoming decision) is sampled: the
-//! OpenTelemetry default, parent-based always-on.
+//! The sampling decision ([`crate::sampling`], glued in [`super::decide`]) is made
+//! here, after extraction and before injection, so every format written carries it.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,10 +16,12 @@ use std::task::{Context, Poll};
 use http::Request;
 
 use super::authority_of;
-use crate::metrics::TraceContextMetrics;
+use super::decide::{self, SamplingHeaders};
+use crate::metrics::{SamplingMetrics, TraceContextMetrics};
 use crate::propagation::extract::{Discarded, Extractor, Formats, Incoming};
 use crate::propagation::inject::{self, Injector};
 use crate::propagation::{start_span, Sampling, SpanId, TraceId};
+use crate::sampling::{Reason, Sampler};
 
 /// The sidecar's span for one request, left in the request's extensions.
 #[derive(Clone, Debug)]
@@ -38,6 +40,8 @@ pub struct SpanInfo {
     pub formats: Formats,
     /// Contexts that lost a conflict, for span links.
     pub discarded: Vec<Discarded>,
+    /// Why the trace is (not) sampled.
+    pub sampling_reason: Reason,
 }
 
 /// One listener's propagation policy.
@@ -51,6 +55,12 @@ pub struct TracePolicy {
     pub injector: Injector,
     /// `meshtrace_trace_context_total` for this direction.
     pub metrics: TraceContextMetrics,
+    /// The sampler.
+    pub sampler: Sampler,
+    /// Where the sampler's request inputs (tenant, force header) are read.
+    pub sampling_headers: SamplingHeaders,
+    /// `meshtrace_sampling_decisions_total` for this direction.
+    pub sampling_metrics: SamplingMetrics,
 }
 
 /// Adds [`Trace`] in front of a service.
@@ -110,7 +120,21 @@ where
         if incoming.formats.is_empty() {
             policy.metrics.none();
         }
+        let parent = parent_decision(&incoming);
+        let facts = policy.sampling_headers.facts(&req);
         let (mut context, span_parent) = start_span(incoming.context, incoming.decision);
+        let decision = decide::decide(
+            &policy.sampler,
+            policy.trusted,
+            &facts,
+            &req,
+            parent,
+            &context,
+        );
+        decide::apply(decision, &mut context);
+        policy
+            .sampling_metrics
+            .count(decision.sampled, decision.reason);
         let plan = policy.injector.plan(authority_of(&req), self.layer.port);
         inject::write(
             plan,
@@ -127,7 +151,22 @@ where
             debug: context.debug,
             formats: incoming.formats,
             discarded: incoming.discarded,
+            sampling_reason: decision.reason,
         });
         self.inner.call(req)
+    }
+}
+
+/// The caller's decision, if it made one (a context's flag or a decision-only
+/// header); `None` for a root or a deferred decision.
+fn parent_decision(incoming: &Incoming) -> Option<bool> {
+    let sampling = match (&incoming.context, incoming.decision) {
+        (Some(context), _) => context.sampling,
+        (None, Some((sampling, _))) => sampling,
+        (None, None) => Sampling::Deferred,
+    };
+    match sampling {
+        Sampling::Deferred => None,
+        decided => Some(decided.is_sampled()),
     }
 }

@@ -1,0 +1,121 @@
+//! The `sampling` section: how the sidecar decides whether a trace is recorded.
+//!
+//! Decision order (first that applies wins):
+//! 1. a trusted force signal (B3 debug, Datadog priority 2, `force_header`) —
+//!    honoured only on trusted listeners;
+//! 2. a forced tenant within its budget (`forced_tenants`);
+//! 3. the parent's decision (W3C sampled flag, B3 sampled, Datadog priority);
+//! 4. the first matching `rules` entry (reservoir, then rate), else `default_rate`.
+
+use serde::{Deserialize, Serialize};
+
+/// The `sampling` section.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sampling {
+    /// Probability for root traces no rule matches, in [0, 1].
+    pub default_rate: f64,
+    /// A request header that forces sampling when present with a true value
+    /// (`1`, `true`, `yes`), like Envoy's `x-envoy-force-trace`; trusted listeners only.
+    pub force_header: Option<String>,
+    /// Where a request's tenant id is read from.
+    pub tenant: TenantSource,
+    /// Tenants traced regardless of the normal decision, within a budget.
+    pub forced_tenants: Vec<ForcedTenant>,
+    /// Root-decision rules, first match wins.
+    pub rules: Vec<SamplingRule>,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self {
+            default_rate: 1.0,
+            force_header: Some("x-meshtrace-force-trace".into()),
+            tenant: TenantSource::default(),
+            forced_tenants: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// Where the tenant id comes from: the first header present, else a W3C baggage key.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantSource {
+    /// Header names, in order.
+    pub headers: Vec<String>,
+    /// A key of the W3C `baggage` header.
+    pub baggage_key: Option<String>,
+}
+
+impl Default for TenantSource {
+    fn default() -> Self {
+        Self {
+            headers: vec!["x-tenant-id".into()],
+            baggage_key: None,
+        }
+    }
+}
+
+/// A tenant whose traces are recorded, within `traces_per_second`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForcedTenant {
+    /// The tenant id.
+    pub tenant: String,
+    /// Probability of recording this tenant's requests, in [0, 1].
+    #[serde(default = "one")]
+    pub rate: f64,
+    /// Sample even when the parent said "not sampled".
+    #[serde(default = "yes")]
+    pub override_parent: bool,
+    /// Budget: at most this many forced traces per second (token bucket; the burst
+    /// is one second's worth). Over budget, the normal decision applies.
+    pub traces_per_second: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A root-decision rule.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingRule {
+    /// Which requests (all given criteria must hold).
+    #[serde(rename = "match", default)]
+    pub matches: RuleMatch,
+    /// Probability after the reservoir is used up, in [0, 1].
+    pub rate: f64,
+    /// Traces per second taken before `rate` applies (the AWS X-Ray model).
+    #[serde(default)]
+    pub reservoir_per_second: Option<u32>,
+}
+
+/// Request criteria of a rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleMatch {
+    /// Exact `host:port`, case-insensitive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    /// Host, any port, case-insensitive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// HTTP method, e.g. `GET`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Path prefix, e.g. `/api/`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// gRPC service, `package.Service`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_service: Option<String>,
+    /// gRPC method name (within the service).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_method: Option<String>,
+}

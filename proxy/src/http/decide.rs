@@ -1,0 +1,158 @@
+//! The sampling step of the trace layer: gather what the sampler needs from the
+//! request and the caller's context, ask it, and write its decision into the
+//! context the sidecar forwards — so every injected format carries it: the W3C
+//! sampled flag (with `ot=th:` for a probability decision), B3's sampled flag,
+//! and Datadog's priority with its `_dd.p.dm` decision mechanism.
+
+use http::header::{HeaderMap, HeaderName};
+use http::Request;
+
+use super::{authority_of, is_grpc};
+use crate::propagation::{Sampling, TraceContext};
+use crate::sampling::{Decision, Input, Reason, Sampler};
+
+/// Datadog's user-keep priority: a force signal when it arrives.
+const USER_KEEP: i8 = 2;
+
+/// What the request says about sampling, read once per request.
+#[derive(Debug)]
+pub struct RequestFacts<'a> {
+    tenant: Option<&'a str>,
+    force_header: bool,
+    grpc: Option<(&'a str, &'a str)>,
+}
+
+/// How the sampler reads requests: the configured header names, parsed once.
+#[derive(Debug)]
+pub struct SamplingHeaders {
+    force: Option<HeaderName>,
+    tenant: Vec<HeaderName>,
+    baggage_key: Option<String>,
+}
+
+impl SamplingHeaders {
+    /// From the validated `sampling` config.
+    pub fn new(config: &meshtrace_config::Sampling) -> Self {
+        let name = |n: &str| HeaderName::from_bytes(n.as_bytes()).ok();
+        Self {
+            force: config.force_header.as_deref().and_then(name),
+            tenant: config
+                .tenant
+                .headers
+                .iter()
+                .filter_map(|h| name(h))
+                .collect(),
+            baggage_key: config.tenant.baggage_key.clone(),
+        }
+    }
+
+    /// Reads the tenant, the force header and the gRPC method of `req`.
+    pub fn facts<'a, B>(&self, req: &'a Request<B>) -> RequestFacts<'a> {
+        let headers = req.headers();
+        let tenant = self
+            .tenant
+            .iter()
+            .find_map(|h| headers.get(h).and_then(|v| v.to_str().ok()))
+            .or_else(|| {
+                self.baggage_key
+                    .as_deref()
+                    .and_then(|k| baggage(headers, k))
+            });
+        let force_header = self
+            .force
+            .as_ref()
+            .and_then(|h| headers.get(h))
+            .is_some_and(|v| matches!(v.as_bytes(), b"1" | b"true" | b"yes" | b"TRUE" | b"True"));
+        let grpc = is_grpc(req)
+            .then(|| req.uri().path().strip_prefix('/')?.split_once('/'))
+            .flatten();
+        RequestFacts {
+            tenant,
+            force_header,
+            grpc,
+        }
+    }
+}
+
+/// The value of `key` in the W3C `baggage` header (`k=v;prop, k2=v2`).
+fn baggage<'a>(headers: &'a HeaderMap, key: &str) -> Option<&'a str> {
+    headers
+        .get_all("baggage")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|member| {
+            let (k, rest) = member.split_once('=')?;
+            (k.trim() == key).then(|| rest.split(';').next().unwrap_or("").trim())
+        })
+        .filter(|v| !v.is_empty())
+}
+
+/// Asks `sampler` about this request. `parent` is the caller's decision, if any;
+/// `context` is the context about to be forwarded (its trace id is decided).
+#[allow(clippy::too_many_arguments)]
+pub fn decide<B>(
+    sampler: &Sampler,
+    trusted: bool,
+    facts: &RequestFacts<'_>,
+    req: &Request<B>,
+    parent: Option<bool>,
+    context: &TraceContext,
+) -> Decision {
+    let dd_user_keep = context
+        .datadog
+        .as_ref()
+        .is_some_and(|m| m.priority == Some(USER_KEEP));
+    let input = Input {
+        trusted,
+        force_signal: context.debug || dd_user_keep || facts.force_header,
+        tenant: facts.tenant,
+        parent,
+        trace_id: context.trace_id,
+        authority: authority_of(req),
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        grpc: facts.grpc,
+    };
+    sampler.decide(&input, tokio::time::Instant::now())
+}
+
+/// Writes `decision` into the forwarded context. A parent decision changes
+/// nothing; the sidecar's own decisions set the sampled flag, the consistent
+/// probability threshold (`ot=th:`), and Datadog's priority and mechanism.
+pub fn apply(decision: Decision, context: &mut TraceContext) {
+    if decision.reason == Reason::Parent {
+        return;
+    }
+    context.sampling = Sampling::from_bool(decision.sampled);
+    // The threshold tells later hops the adjusted count; rate 1 (`th:0`) is the
+    // default assumption and would only add a header to every request.
+    if let Some(th) = decision
+        .threshold
+        .filter(|_| decision.sampled)
+        .map(|t| t.to_th())
+    {
+        if th != "0" {
+            context.tracestate.set_front("ot", &format!("th:{th}"));
+        }
+    }
+    // Datadog, when the trace came through it (headers or a `dd=` member): user
+    // keep for forced traces, auto keep/drop otherwise, and the decision maker
+    // (`_dd.p.dm`: -4 manual, -3 rule, -0 default) on kept traces. Without
+    // Datadog fields, a Datadog neighbour gets priority 1/0 from the sampled flag.
+    let Some(meta) = context.datadog.as_mut() else {
+        return;
+    };
+    let forced = matches!(decision.reason, Reason::ForceSignal | Reason::ForcedTenant);
+    let (priority, mechanism) = match (decision.sampled, decision.reason) {
+        (true, _) if forced => (USER_KEEP, "-4"),
+        (true, Reason::Rule) => (1, "-3"),
+        (true, _) => (1, "-0"),
+        (false, _) => (0, ""),
+    };
+    meta.priority = Some(priority);
+    meta.tags.retain(|(k, _)| k != "dm");
+    if !mechanism.is_empty() {
+        meta.tags.push(("dm".into(), mechanism.into()));
+    }
+}

@@ -1,0 +1,240 @@
+//! Sampling: whether the sidecar records a trace.
+//!
+//! [`Sampler::decide`] turns what the caller read from a request ([`Input`]) into a
+//! [`Decision`]. It does no I/O and reads no clock (the caller passes `now`); its
+//! only state is one lock-free token bucket per forced-tenant budget and rule
+//! reservoir. One [`Sampler`] is built per listener from the `sampling` config
+//! section and shared by every connection.
+//!
+//! # Decision order (first that applies wins)
+//!
+//! 1. **Force signal** ([`Reason::ForceSignal`]): on a trusted listener, a B3 debug
+//!    flag, Datadog priority 2 or the configured force header samples the trace.
+//!    From untrusted callers these signals are ignored.
+//! 2. **Forced tenant** ([`Reason::ForcedTenant`]): a request of a tenant listed in
+//!    `forced_tenants` takes a token from that tenant's budget and is decided with
+//!    the tenant's `rate` (rate 1 → always). A forced tenant only adds traces, so
+//!    this step is skipped — no token spent — when the parent already sampled, and
+//!    when the parent did not and `override_parent` is off. Over budget, steps 3–4
+//!    decide, but the reason is [`Reason::BudgetExceeded`] so that the budget's
+//!    effect shows in the metrics.
+//! 3. **Parent** ([`Reason::Parent`]): a caller's decision is followed both ways
+//!    (the OTel `ParentBased` sampler), so a trace is recorded whole or not at all.
+//! 4. **Root** ([`Reason::Rule`], [`Reason::Default`]): the first rule whose every
+//!    criterion holds (authority exact and host any-port, both case-insensitive;
+//!    method case-insensitive; path prefix; gRPC service and method) decides: its
+//!    reservoir first (so many traces a second, the AWS X-Ray model), then its
+//!    `rate`. No rule matches: `default_rate`.
+//!
+//! # Consistent probability sampling
+//!
+//! Every rate is applied as OpenTelemetry *consistent probability sampling*
+//! ([`consistent`]; specs: OTel [TraceState: Probability Sampling] and
+//! [TraceState Handling] § "Sampling threshold value `th`", from OTEP 235; W3C
+//! Trace Context Level 2 § "Randomness of trace-id"): the trace is kept
+//! iff the trace id's 56 random bits ([`randomness`]) are at least the rate's
+//! [`Threshold`]. Every sidecar with the same rate keeps the same traces, and one
+//! with a lower rate keeps a subset of them, so traces stay whole across hops that
+//! each decide for themselves.
+//!
+//! [`Decision::threshold`] is set only when a probability decision sampled the
+//! trace; the caller writes it as `ot=th:<th>` in `tracestate`. Every other
+//! decision leaves it `None`, as the spec asks of stages whose probability is
+//! unknown (force signals, reservoirs): the caller erases any `th`. For
+//! [`Reason::Parent`] the caller keeps the parent's `th` (the spec's parent-based
+//! threshold), erasing it if it is inconsistent with the sampled flag
+//! ([`Threshold::parse_th`] and [`Threshold::accepts`] give that check).
+//!
+//! A forced tenant's budget gate looks only at arrival times, never at the trace's
+//! randomness, so the threshold written after it still states the probability
+//! the trace was kept with (the spec: a conditional stage must not condition its
+//! threshold on the randomness).
+//!
+//! [TraceState: Probability Sampling]: https://opentelemetry.io/docs/specs/otel/trace/tracestate-probability-sampling/
+//! [TraceState Handling]: https://opentelemetry.io/docs/specs/otel/trace/tracestate-handling/
+
+mod budget;
+pub mod consistent;
+mod rules;
+
+use tokio::time::Instant;
+
+use crate::propagation::TraceId;
+
+pub use consistent::{randomness, Threshold};
+
+/// What the sampler needs to know about one request.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a> {
+    /// Whether the listener trusts its callers; force signals count only then.
+    pub trusted: bool,
+    /// A force signal arrived (B3 debug, Datadog priority 2, the force header set
+    /// to a true value); the caller computes it.
+    pub force_signal: bool,
+    /// The request's tenant id, if one was found.
+    pub tenant: Option<&'a str>,
+    /// The caller's decision (`Some(sampled)`), or `None` for a root.
+    pub parent: Option<bool>,
+    /// The trace id, whose random bits make probability decisions consistent.
+    pub trace_id: TraceId,
+    /// The request's `host[:port]`.
+    pub authority: Option<&'a str>,
+    /// The request method.
+    pub method: &'a str,
+    /// The request path.
+    pub path: &'a str,
+    /// `(package.Service, Method)` when the request is gRPC.
+    pub grpc: Option<(&'a str, &'a str)>,
+}
+
+/// Whether to record the trace, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Record (and propagate "sampled").
+    pub sampled: bool,
+    /// Which step of the decision order decided; a metric label.
+    pub reason: Reason,
+    /// The threshold a probability decision sampled with, for `ot=th:`; `None`
+    /// for every decision that was not a probability decision that sampled.
+    pub threshold: Option<Threshold>,
+}
+
+/// Which step decided, in the order of the [module docs](self).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The caller's decision was followed.
+    Parent,
+    /// A trusted force signal.
+    ForceSignal,
+    /// A forced tenant, within its budget.
+    ForcedTenant,
+    /// A forced tenant over its budget; the parent or rules decided.
+    BudgetExceeded,
+    /// A sampling rule (its reservoir or its rate).
+    Rule,
+    /// No rule matched: `default_rate`.
+    Default,
+}
+
+/// Decides whether traces are recorded; built once per listener from the
+/// `sampling` config section and shared by its connections.
+#[derive(Debug)]
+pub struct Sampler {
+    /// Sorted by tenant id.
+    tenants: Vec<rules::Tenant>,
+    rules: Vec<rules::Rule>,
+    default: Option<Threshold>,
+    /// Time zero of the token buckets.
+    epoch: Instant,
+}
+
+// === impl Sampler ===
+
+impl Sampler {
+    /// Compiles the `sampling` section (already validated).
+    pub fn new(config: &meshtrace_config::Sampling) -> Self {
+        Self {
+            tenants: rules::tenants(&config.forced_tenants),
+            rules: config.rules.iter().map(rules::Rule::new).collect(),
+            default: Threshold::for_rate(config.default_rate),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Decides for one request at `now` (from [`Instant::now`], so that tests can
+    /// pause the clock or pass their own instants).
+    pub fn decide(&self, input: &Input<'_>, now: Instant) -> Decision {
+        if input.trusted && input.force_signal {
+            return Decision::forced(Reason::ForceSignal);
+        }
+        let tenant = input.tenant.and_then(|id| rules::find(&self.tenants, id));
+        let Some(tenant) = tenant.filter(|t| t.applies(input.parent)) else {
+            return self.parent_or_root(input, now);
+        };
+        if tenant.budget.try_take(self.nanos(now)) {
+            return Decision::by_probability(tenant.threshold, input, Reason::ForcedTenant);
+        }
+        Decision {
+            reason: Reason::BudgetExceeded,
+            ..self.parent_or_root(input, now)
+        }
+    }
+
+    /// Steps 3 and 4: the parent's decision, else the rules.
+    fn parent_or_root(&self, input: &Input<'_>, now: Instant) -> Decision {
+        if let Some(sampled) = input.parent {
+            return Decision {
+                sampled,
+                reason: Reason::Parent,
+                threshold: None,
+            };
+        }
+        let Some(rule) = self.rules.iter().find(|r| r.matches(input)) else {
+            return Decision::by_probability(self.default, input, Reason::Default);
+        };
+        let reservoir = rule.reservoir.as_ref();
+        if reservoir.is_some_and(|r| r.try_take(self.nanos(now))) {
+            return Decision::forced(Reason::Rule);
+        }
+        Decision::by_probability(rule.threshold, input, Reason::Rule)
+    }
+
+    /// `now` on the token buckets' clock.
+    fn nanos(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.epoch);
+        u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+// === impl Decision ===
+
+impl Decision {
+    /// Sampled regardless of probability: no threshold to propagate.
+    fn forced(reason: Reason) -> Self {
+        Self {
+            sampled: true,
+            reason,
+            threshold: None,
+        }
+    }
+
+    /// Sampled iff `threshold` accepts the trace's randomness.
+    fn by_probability(threshold: Option<Threshold>, input: &Input<'_>, reason: Reason) -> Self {
+        let rv = randomness(input.trace_id);
+        let threshold = threshold.filter(|t| t.accepts(rv));
+        Self {
+            sampled: threshold.is_some(),
+            reason,
+            threshold,
+        }
+    }
+}
+
+// === impl Reason ===
+
+impl Reason {
+    /// Every reason, for registering metric label values up front.
+    pub const ALL: [Reason; 6] = [
+        Reason::Parent,
+        Reason::ForceSignal,
+        Reason::ForcedTenant,
+        Reason::BudgetExceeded,
+        Reason::Rule,
+        Reason::Default,
+    ];
+
+    /// The metric label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Parent => "parent",
+            Reason::ForceSignal => "force_signal",
+            Reason::ForcedTenant => "forced_tenant",
+            Reason::BudgetExceeded => "budget_exceeded",
+            Reason::Rule => "rule",
+            Reason::Default => "default",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
