@@ -204,3 +204,26 @@ fn host(host: &str) -> RuleMatch {
         ..RuleMatch::default()
     }
 }
+
+/// The same behaviour on tokio's paused clock, as the request path sees it
+/// (`Instant::now()`), advanced by hand: no sleeps.
+#[tokio::test(start_paused = true)]
+async fn reservoir_refills_as_the_paused_clock_advances() {
+    let reservoir = SamplingRule {
+        reservoir_per_second: Some(2),
+        ..rule(RuleMatch::default(), 0.0)
+    };
+    let sampler = with_rules(0.0, vec![reservoir]);
+    let now = || sampler.decide(&root(), Instant::now()).sampled;
+    assert_eq!([now(), now(), now()], [true, true, false]);
+    tokio::time::advance(Duration::from_millis(499)).await;
+    assert!(!now(), "half a token is not a token");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(now(), "one token after half a second at 2/s");
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(
+        [now(), now(), now()],
+        [true, true, false],
+        "the burst is capped at one second's worth"
+    );
+}
