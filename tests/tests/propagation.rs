@@ -2,39 +2,18 @@
 //! format each side speaks, the sidecar's span sits between caller and callee,
 //! boundaries are respected, and every format is counted.
 
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 use meshtrace_config::{Injection, PropagationFormat as Format, UpstreamInjection, UpstreamMatch};
-use meshtrace_tests::apps::HttpApp;
-use meshtrace_tests::client::{self, empty};
+use meshtrace_tests::apps::{echoed, HttpApp};
+use meshtrace_tests::client::http1_get_with;
 use meshtrace_tests::sidecar;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
-/// Sends `GET /` with `headers` to `addr` (Host `authority`) and returns the
-/// response, whose `x-echo-header-*` headers are what the app received.
-async fn send(
-    addr: std::net::SocketAddr,
-    authority: &str,
-    headers: &[(&str, &str)],
-) -> Response<bytes::Bytes> {
-    let mut req = Request::get("/").header("host", authority);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    client::collect(client::http1_request(addr, req.body(empty()).expect("request")).await).await
-}
-
-/// The value of `name` as the app received it.
-fn received<'a>(rsp: &'a Response<bytes::Bytes>, name: &str) -> Option<&'a str> {
-    rsp.headers()
-        .get(format!("x-echo-header-{name}"))
-        .and_then(|v| v.to_str().ok())
-}
-
 /// The (trace id, parent span id, flags) of the traceparent the app received.
 fn traceparent(rsp: &Response<bytes::Bytes>) -> (String, String, String) {
-    let tp = received(rsp, "traceparent").expect("the app received a traceparent");
+    let tp = echoed(rsp, "traceparent").expect("the app received a traceparent");
     let parts: Vec<&str> = tp.split('-').collect();
     assert_eq!(parts.len(), 4, "{tp}");
     (parts[1].into(), parts[2].into(), parts[3].into())
@@ -45,7 +24,7 @@ async fn b3_caller_reaches_a_w3c_app_in_the_same_trace_under_the_sidecar_span() 
     let app = HttpApp::start().await;
     let proxy = sidecar::new().inbound_to(app.addr()).start().await;
     let b3 = format!("{TRACE}-{CALLER_SPAN}-1");
-    let rsp = send(proxy.inbound_addr(), "app", &[("b3", &b3)]).await;
+    let rsp = http1_get_with(proxy.inbound_addr(), "app", &[("b3", &b3)]).await;
     assert_eq!(rsp.status(), StatusCode::OK);
     let (trace, parent, flags) = traceparent(&rsp);
     assert_eq!(trace, TRACE);
@@ -60,7 +39,7 @@ async fn b3_caller_reaches_a_w3c_app_in_the_same_trace_under_the_sidecar_span() 
 async fn datadog_caller_gets_a_lossless_dd_member_toward_a_w3c_app() {
     let app = HttpApp::start().await;
     let proxy = sidecar::new().inbound_to(app.addr()).start().await;
-    let rsp = send(
+    let rsp = http1_get_with(
         proxy.inbound_addr(),
         "app",
         &[
@@ -77,7 +56,7 @@ async fn datadog_caller_gets_a_lossless_dd_member_toward_a_w3c_app() {
         TRACE,
         "the high 64 bits came from _dd.p.tid"
     );
-    let tracestate = received(&rsp, "tracestate").expect("a tracestate");
+    let tracestate = echoed(&rsp, "tracestate").expect("a tracestate");
     for part in ["dd=", "s:2", "o:rum", "p:00f067aa0ba902b7", "t.dm:-4"] {
         assert!(tracestate.contains(part), "{part} missing in {tracestate}");
     }
@@ -104,17 +83,17 @@ async fn legacy_neighbour_gets_the_formats_its_rule_names() {
         .start()
         .await;
     let tp = format!("00-{TRACE}-{CALLER_SPAN}-01");
-    let rsp = send(
+    let rsp = http1_get_with(
         proxy.outbound_addr(),
         "billing:8080",
         &[("traceparent", &tp)],
     )
     .await;
-    assert_eq!(received(&rsp, "x-b3-traceid"), Some(TRACE));
-    assert_eq!(received(&rsp, "x-b3-parentspanid"), Some(CALLER_SPAN));
-    assert_eq!(received(&rsp, "x-b3-sampled"), Some("1"));
+    assert_eq!(echoed(&rsp, "x-b3-traceid"), Some(TRACE));
+    assert_eq!(echoed(&rsp, "x-b3-parentspanid"), Some(CALLER_SPAN));
+    assert_eq!(echoed(&rsp, "x-b3-sampled"), Some("1"));
     assert_eq!(
-        received(&rsp, "traceparent"),
+        echoed(&rsp, "traceparent"),
         Some(tp.as_str()),
         "not injected here: passed as it came"
     );
@@ -128,7 +107,7 @@ async fn strip_legacy_removes_formats_that_are_not_rewritten() {
         .configure(|c| c.propagation.inbound.strip_legacy = true)
         .start()
         .await;
-    let rsp = send(
+    let rsp = http1_get_with(
         proxy.inbound_addr(),
         "app",
         &[
@@ -140,9 +119,9 @@ async fn strip_legacy_removes_formats_that_are_not_rewritten() {
     )
     .await;
     assert_eq!(traceparent(&rsp).0, TRACE);
-    assert_eq!(received(&rsp, "x-b3-traceid"), None);
+    assert_eq!(echoed(&rsp, "x-b3-traceid"), None);
     assert_eq!(
-        received(&rsp, "baggage"),
+        echoed(&rsp, "baggage"),
         Some("tenant=acme"),
         "baggage is never touched"
     );
@@ -166,7 +145,7 @@ async fn external_destination_receives_no_trace_headers() {
         .start()
         .await;
     let tp = format!("00-{TRACE}-{CALLER_SPAN}-01");
-    let rsp = send(
+    let rsp = http1_get_with(
         proxy.outbound_addr(),
         "api.partner.example",
         &[
@@ -179,7 +158,7 @@ async fn external_destination_receives_no_trace_headers() {
     .await;
     let leaked: Vec<_> = ["traceparent", "tracestate", "b3", "x-datadog-trace-id"]
         .into_iter()
-        .filter(|h| received(&rsp, h).is_some())
+        .filter(|h| echoed(&rsp, h).is_some())
         .collect();
     assert!(leaked.is_empty(), "leaked {leaked:?}");
 }
@@ -193,7 +172,7 @@ async fn untrusted_listener_ignores_incoming_context() {
         .start()
         .await;
     let tp = format!("00-{TRACE}-{CALLER_SPAN}-00");
-    let rsp = send(proxy.inbound_addr(), "app", &[("traceparent", &tp)]).await;
+    let rsp = http1_get_with(proxy.inbound_addr(), "app", &[("traceparent", &tp)]).await;
     let (trace, _, flags) = traceparent(&rsp);
     assert_ne!(trace, TRACE, "an edge caller cannot choose the trace");
     assert_eq!(
@@ -207,7 +186,7 @@ async fn invalid_traceparent_starts_a_new_trace_and_drops_its_tracestate() {
     let app = HttpApp::start().await;
     let proxy = sidecar::new().inbound_to(app.addr()).start().await;
     let bad = format!("00-{TRACE}-{CALLER_SPAN}-");
-    let rsp = send(
+    let rsp = http1_get_with(
         proxy.inbound_addr(),
         "app",
         &[("traceparent", &bad), ("tracestate", "rojo=1")],
@@ -219,7 +198,7 @@ async fn invalid_traceparent_starts_a_new_trace_and_drops_its_tracestate() {
         "a bad trace header never fails a request"
     );
     assert_ne!(traceparent(&rsp).0, TRACE);
-    assert_eq!(received(&rsp, "tracestate"), None);
+    assert_eq!(echoed(&rsp, "tracestate"), None);
 }
 
 #[tokio::test]
@@ -228,10 +207,10 @@ async fn every_format_and_outcome_is_counted() {
     let proxy = sidecar::new().inbound_to(app.addr()).start().await;
     let addr = proxy.inbound_addr();
     let tp = format!("00-{TRACE}-{CALLER_SPAN}-01");
-    send(addr, "app", &[]).await;
-    send(addr, "app", &[("traceparent", &tp)]).await;
-    send(addr, "app", &[("traceparent", "00-bad")]).await;
-    send(
+    http1_get_with(addr, "app", &[]).await;
+    http1_get_with(addr, "app", &[("traceparent", &tp)]).await;
+    http1_get_with(addr, "app", &[("traceparent", "00-bad")]).await;
+    http1_get_with(
         addr,
         "app",
         &[

@@ -2,34 +2,16 @@
 //! that override a "not sampled" parent in every format, force signals only from
 //! trusted callers, and the decision counted by reason.
 
-use http::{Request, Response};
+use http::Response;
 use meshtrace_config::{ForcedTenant, PropagationFormat as Format};
-use meshtrace_tests::apps::HttpApp;
-use meshtrace_tests::client::{self, empty};
+use meshtrace_tests::apps::{echoed, HttpApp};
+use meshtrace_tests::client::http1_get_with;
 use meshtrace_tests::sidecar;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
-async fn send(
-    addr: std::net::SocketAddr,
-    authority: &str,
-    headers: &[(&str, &str)],
-) -> Response<bytes::Bytes> {
-    let mut req = Request::get("/").header("host", authority);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    client::collect(client::http1_request(addr, req.body(empty()).expect("request")).await).await
-}
-
-fn received<'a>(rsp: &'a Response<bytes::Bytes>, name: &str) -> Option<&'a str> {
-    rsp.headers()
-        .get(format!("x-echo-header-{name}"))
-        .and_then(|v| v.to_str().ok())
-}
-
 fn w3c_flags(rsp: &Response<bytes::Bytes>) -> &str {
-    received(rsp, "traceparent")
+    echoed(rsp, "traceparent")
         .and_then(|tp| tp.rsplit('-').next())
         .expect("a traceparent")
 }
@@ -70,7 +52,7 @@ async fn forced_tenant_turns_a_datadog_drop_into_a_trace_sampled_in_every_format
         .start()
         .await;
     // app -> upstream sidecar (outbound) -> downstream sidecar (inbound) -> app
-    let rsp = send(
+    let rsp = http1_get_with(
         upstream.outbound_addr(),
         "billing",
         &[
@@ -82,21 +64,21 @@ async fn forced_tenant_turns_a_datadog_drop_into_a_trace_sampled_in_every_format
         ],
     )
     .await;
-    let traceparent = received(&rsp, "traceparent").expect("traceparent");
+    let traceparent = echoed(&rsp, "traceparent").expect("traceparent");
     assert!(
         traceparent.contains(TRACE),
         "one continuous trace: {traceparent}"
     );
     assert_eq!(w3c_flags(&rsp), "01");
-    assert_eq!(received(&rsp, "x-b3-sampled"), Some("1"));
-    assert!(received(&rsp, "b3").is_some_and(|b3| b3.split('-').nth(2) == Some("1")));
+    assert_eq!(echoed(&rsp, "x-b3-sampled"), Some("1"));
+    assert!(echoed(&rsp, "b3").is_some_and(|b3| b3.split('-').nth(2) == Some("1")));
     assert_eq!(
-        received(&rsp, "x-datadog-sampling-priority"),
+        echoed(&rsp, "x-datadog-sampling-priority"),
         Some("2"),
         "user keep"
     );
-    assert!(received(&rsp, "x-datadog-tags").is_some_and(|t| t.contains("_dd.p.dm=-4")));
-    assert!(received(&rsp, "uber-trace-id").is_some_and(|u| u.ends_with(":1")));
+    assert!(echoed(&rsp, "x-datadog-tags").is_some_and(|t| t.contains("_dd.p.dm=-4")));
+    assert!(echoed(&rsp, "uber-trace-id").is_some_and(|u| u.ends_with(":1")));
     let metrics = upstream.metrics().await;
     let series = r#"meshtrace_sampling_decisions_total{direction="outbound",decision="sampled",reason="forced_tenant"} 1"#;
     assert!(metrics.contains(series), "{metrics}");
@@ -111,7 +93,7 @@ async fn other_tenants_follow_the_parent_not_sampled_decision() {
         .start()
         .await;
     let tp = format!("00-{TRACE}-00f067aa0ba902b7-00");
-    let rsp = send(
+    let rsp = http1_get_with(
         proxy.inbound_addr(),
         "app",
         &[("traceparent", &tp), ("x-tenant-id", "globex")],
@@ -129,13 +111,13 @@ async fn root_requests_follow_the_default_rate_and_children_follow_their_parent(
         .start()
         .await;
     assert_eq!(
-        w3c_flags(&send(proxy.inbound_addr(), "app", &[]).await),
+        w3c_flags(&http1_get_with(proxy.inbound_addr(), "app", &[]).await),
         "02",
         "a root at rate 0 is not sampled"
     );
     let tp = format!("00-{TRACE}-00f067aa0ba902b7-01");
     assert_eq!(
-        w3c_flags(&send(proxy.inbound_addr(), "app", &[("traceparent", &tp)]).await),
+        w3c_flags(&http1_get_with(proxy.inbound_addr(), "app", &[("traceparent", &tp)]).await),
         "01"
     );
 }
@@ -153,7 +135,7 @@ async fn force_header_is_honoured_only_from_trusted_callers() {
             })
             .start()
             .await;
-        let rsp = send(proxy.inbound_addr(), "app", &force).await;
+        let rsp = http1_get_with(proxy.inbound_addr(), "app", &force).await;
         assert_eq!(w3c_flags(&rsp), expected, "trusted: {trusted}");
     }
 }
@@ -168,13 +150,13 @@ async fn probability_decisions_record_their_threshold_in_tracestate() {
         .await;
     // Each root is sampled with probability 1/2: 64 tries all failing is a 2^-64 event.
     for _ in 0..64 {
-        let rsp = send(proxy.inbound_addr(), "app", &[]).await;
+        let rsp = http1_get_with(proxy.inbound_addr(), "app", &[]).await;
         if w3c_flags(&rsp) == "03" {
-            assert_eq!(received(&rsp, "tracestate"), Some("ot=th:8"));
+            assert_eq!(echoed(&rsp, "tracestate"), Some("ot=th:8"));
             return;
         }
         assert_eq!(
-            received(&rsp, "tracestate"),
+            echoed(&rsp, "tracestate"),
             None,
             "no threshold on a trace not sampled"
         );

@@ -235,6 +235,14 @@ fn empty() -> AppBody {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
+/// The value of request header `name` as the [`HttpApp`] received it, read back
+/// from its echo response.
+pub fn echoed<'a>(rsp: &'a Response<Bytes>, name: &str) -> Option<&'a str> {
+    rsp.headers()
+        .get(format!("x-echo-header-{name}"))
+        .and_then(|v| v.to_str().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

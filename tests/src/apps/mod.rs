@@ -17,6 +17,6 @@ mod ws;
 pub use gate::Gate;
 pub use generated::{generated_bytes, is_generated, CHUNK};
 pub use grpc::GrpcApp;
-pub use http::{echo_headers, HttpApp};
+pub use http::{echo_headers, echoed, HttpApp};
 pub use tcp::{TcpBannerApp, TcpEchoApp, BANNER};
 pub use ws::WsEchoApp;

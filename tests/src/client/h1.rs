@@ -146,3 +146,18 @@ impl H1Conn {
         self.closed.wait(&what).await;
     }
 }
+
+/// `GET /` on a new HTTP/1.1 connection with `Host: authority` and `headers`,
+/// the whole response read: for tests that care which headers arrive where.
+pub async fn http1_get_with(
+    addr: SocketAddr,
+    authority: &str,
+    headers: &[(&str, &str)],
+) -> Response<Bytes> {
+    let mut req = Request::get("/").header(HOST, authority);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(empty()).expect("test headers are valid");
+    collect(http1_request(addr, req).await).await
+}

@@ -25,7 +25,7 @@ pub use body::{
     read_body_and_trailers, read_generated, RequestBody,
 };
 pub use grpc::{grpc_client, grpc_client_for};
-pub use h1::{http1_get, http1_request, H1Conn};
+pub use h1::{http1_get, http1_get_with, http1_request, H1Conn};
 pub use h2::{http2_get, http2_request, H2Conn};
 pub use tcp::TcpConn;
 pub use ws::{ws_connect, ws_connect_request, WsMessage, WsStream};
