@@ -24,8 +24,10 @@
 
 pub mod env;
 mod propagation;
+mod route;
 mod sampling;
 mod schema;
+mod telemetry;
 mod types;
 mod validate;
 
@@ -33,8 +35,10 @@ use std::fmt;
 use std::path::Path;
 
 pub use propagation::*;
+pub use route::RouteTemplate;
 pub use sampling::*;
 pub use schema::*;
+pub use telemetry::*;
 pub use types::{Duration, HostPort};
 pub use validate::Problem;
 

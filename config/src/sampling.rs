@@ -24,6 +24,20 @@ pub struct Sampling {
     pub forced_tenants: Vec<ForcedTenant>,
     /// Root-decision rules, first match wins.
     pub rules: Vec<SamplingRule>,
+    /// Sidecar-local tail keep of requests that were not sampled.
+    pub tail: TailKeep,
+}
+
+/// Tail keep: a request that was not head-sampled still gets its span recorded
+/// (cheaply, in memory), and the span is exported if the response turned out
+/// interesting. The decision sent downstream never changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TailKeep {
+    /// Keep spans of HTTP 5xx responses and gRPC error statuses.
+    pub errors: bool,
+    /// Keep spans of requests slower than this (`null`: off).
+    pub slow: Option<crate::Duration>,
 }
 
 impl Default for Sampling {
@@ -34,6 +48,7 @@ impl Default for Sampling {
             tenant: TenantSource::default(),
             forced_tenants: Vec::new(),
             rules: Vec::new(),
+            tail: TailKeep::default(),
         }
     }
 }

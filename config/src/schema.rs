@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::propagation::Propagation;
 use crate::sampling::Sampling;
+use crate::telemetry::{Export, Spans};
 use crate::types::{Duration, HostPort};
 
 /// The whole sidecar configuration.
@@ -37,6 +38,10 @@ pub struct Config {
     pub propagation: Propagation,
     /// Which traces are recorded.
     pub sampling: Sampling,
+    /// What the sidecar's spans carry.
+    pub spans: Spans,
+    /// Where spans are sent (OTLP).
+    pub export: Export,
     /// The async runtime.
     pub runtime: Runtime,
     /// Process logs and the access log.
@@ -56,6 +61,8 @@ impl Default for Config {
             opaque_ports: vec![25, 587, 3306, 4444, 5432, 6379, 9300, 11211],
             propagation: Propagation::default(),
             sampling: Sampling::default(),
+            spans: Spans::default(),
+            export: Export::default(),
             runtime: Runtime::default(),
             log: Log::default(),
         }

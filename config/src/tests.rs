@@ -203,3 +203,106 @@ fn sampling_rates_budgets_and_header_names_are_validated() {
         );
     }
 }
+
+fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+#[test]
+fn export_settings_come_from_the_file_then_otel_variables_then_defaults() {
+    use crate::{Compression, OtlpProtocol};
+    let config = Config::default();
+    let (r, problems) = config.export.resolve(&vars(&[]));
+    assert!(problems.is_empty());
+    assert_eq!(r.endpoint, None, "no endpoint anywhere: spans off");
+    assert_eq!((r.queue_size, r.batch_size), (2048, 512));
+    assert_eq!(r.delay, std::time::Duration::from_secs(5));
+    assert_eq!(r.timeout, std::time::Duration::from_secs(10));
+    assert_eq!(r.protocol, OtlpProtocol::Grpc);
+
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "500"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "250"),
+    ];
+    let (r, problems) = config.export.resolve(&vars(&env));
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(
+        r.endpoint.as_deref(),
+        Some("http://collector:4318/v1/traces")
+    );
+    assert_eq!(r.protocol, OtlpProtocol::HttpProtobuf);
+    assert_eq!(r.timeout, std::time::Duration::from_millis(2500));
+    assert_eq!(r.compression, Compression::Gzip);
+    assert_eq!(
+        (r.queue_size, r.batch_size),
+        (100, 100),
+        "a batch never exceeds the queue"
+    );
+    assert_eq!(r.delay, std::time::Duration::from_millis(250));
+
+    let file = Config::from_yaml_str(
+        "export: {endpoint: 'http://file:4317', protocol: grpc, timeout: 1s, queue: {max_size: 10}}",
+        "t",
+    )
+    .unwrap();
+    let (r, _) = file.export.resolve(&vars(&env));
+    assert_eq!(
+        r.endpoint.as_deref(),
+        Some("http://file:4317"),
+        "the file wins"
+    );
+    assert_eq!(r.protocol, OtlpProtocol::Grpc);
+    assert_eq!(r.timeout, std::time::Duration::from_secs(1));
+    assert_eq!(r.queue_size, 10);
+
+    let (r, problems) = config.export.resolve(&vars(&[
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://traces:4318/custom",
+        ),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "lots"),
+    ]));
+    assert_eq!(
+        r.endpoint.as_deref(),
+        Some("http://traces:4318/custom"),
+        "used as is"
+    );
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].path, "env OTEL_BSP_MAX_QUEUE_SIZE");
+}
+
+#[test]
+fn spans_and_export_are_validated() {
+    let err = Config::from_yaml_str(
+        "spans: {routes: [users, '/a/{p*}/b'], tags: [{name: x}, {name: y, value: a, header: b}]}\n\
+         export: {endpoint: 'collector:4317', queue: {batch_size: 0}, tls: {cert_file: /c.pem}}\n\
+         sampling: {tail: {slow: 0s}}",
+        "t.yaml",
+    )
+    .unwrap_err()
+    .to_string();
+    for expected in [
+        "spans.routes[0]",
+        "spans.routes[1]",
+        "spans.tags[0]: needs exactly one of value, env, header",
+        "spans.tags[1]: needs exactly one",
+        "export.endpoint",
+        "export.queue.batch_size",
+        "export.tls: cert_file and key_file go together",
+        "sampling.tail.slow",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}

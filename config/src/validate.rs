@@ -49,6 +49,8 @@ pub(crate) fn check(config: &Config, problems: &mut Problems) {
     check_limits(config, problems);
     check_propagation(config, problems);
     check_sampling(config, problems);
+    check_spans(config, problems);
+    check_export(config, problems);
     if config.opaque_ports.contains(&0) {
         problems.add("opaque_ports", "port 0 is not a port");
     }
@@ -262,6 +264,83 @@ fn check_sampling(config: &Config, problems: &mut Problems) {
         if r.matches.grpc_method.is_some() && r.matches.grpc_service.is_none() {
             problems.add(format!("{path}.match.grpc_method"), "needs grpc_service");
         }
+    }
+}
+
+fn check_spans(config: &Config, problems: &mut Problems) {
+    let s = &config.spans;
+    for (i, route) in s.routes.iter().enumerate() {
+        if let Err(e) = crate::RouteTemplate::parse(route) {
+            problems.add(format!("spans.routes[{i}]"), e);
+        }
+    }
+    if s.max_path_length < 16 {
+        problems.add("spans.max_path_length", "must be at least 16");
+    }
+    if s.max_tag_length < 1 {
+        problems.add("spans.max_tag_length", "must be at least 1");
+    }
+    for (i, tag) in s.tags.iter().enumerate() {
+        let path = format!("spans.tags[{i}]");
+        if tag.name.trim().is_empty() {
+            problems.add(format!("{path}.name"), "must not be empty");
+        }
+        let sources = [tag.value.is_some(), tag.env.is_some(), tag.header.is_some()];
+        if sources.iter().filter(|&&set| set).count() != 1 {
+            problems.add(path.clone(), "needs exactly one of value, env, header");
+        }
+        if let Some(h) = &tag.header {
+            header_name(&format!("{path}.header"), h, problems);
+        }
+    }
+    for (i, h) in s.redact.headers.iter().enumerate() {
+        header_name(&format!("spans.redact.headers[{i}]"), h, problems);
+    }
+    if let Some(slow) = config.sampling.tail.slow {
+        if slow.is_zero() {
+            problems.add("sampling.tail.slow", "must be greater than 0 (null: off)");
+        }
+    }
+}
+
+fn check_export(config: &Config, problems: &mut Problems) {
+    let e = &config.export;
+    if let Some(endpoint) = &e.endpoint {
+        match endpoint.parse::<http::Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https"))
+                    && uri.authority().is_some() => {}
+            _ => problems.add(
+                "export.endpoint",
+                format!("{endpoint:?} is not an http:// or https:// URL"),
+            ),
+        }
+    }
+    for name in e.headers.keys() {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            problems.add(format!("export.headers.{name}"), "is not a header name");
+        }
+    }
+    if e.queue.max_size == Some(0) {
+        problems.add("export.queue.max_size", "must be greater than 0");
+    }
+    if e.queue.batch_size == Some(0) {
+        problems.add("export.queue.batch_size", "must be greater than 0");
+    }
+    if e.queue.delay.is_some_and(|d| d.is_zero()) {
+        problems.add("export.queue.delay", "must be greater than 0");
+    }
+    if e.timeout.is_some_and(|d| d.is_zero()) {
+        problems.add("export.timeout", "must be greater than 0");
+    }
+    if e.retry.max_backoff.get() < e.retry.initial_backoff.get() {
+        problems.add(
+            "export.retry.max_backoff",
+            "must not be less than initial_backoff",
+        );
+    }
+    if e.tls.cert_file.is_some() != e.tls.key_file.is_some() {
+        problems.add("export.tls", "cert_file and key_file go together");
     }
 }
 

@@ -1,7 +1,8 @@
 //! meshtrace-proxy: the sidecar. It accepts inbound (mesh → app) and outbound
 //! (app → mesh) connections, detects HTTP/1.1, HTTP/2 and gRPC (anything else is
 //! forwarded as opaque TCP), and forwards each request with pooled upstream
-//! connections, timeouts and honest edge errors.
+//! connections, timeouts and honest edge errors, recording a span per request
+//! ([`telemetry`]) exported over OTLP.
 //!
 //! Start at [`stack`]: it assembles the per-connection flow in one place. The
 //! binary (`main.rs`) only parses the command line, loads the config, installs
@@ -25,6 +26,7 @@ pub mod sidecar;
 pub mod stack;
 pub mod target;
 pub mod tcp;
+pub mod telemetry;
 
 pub use sidecar::{Sidecar, StartError};
 

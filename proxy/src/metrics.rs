@@ -29,6 +29,26 @@ pub struct Metrics {
     upstream_errors: Family<ErrorLabels, Counter>,
     trace_context: Family<TraceContextLabels, Counter>,
     sampling_decisions: Family<DecisionLabels, Counter>,
+    /// Span export counters, shared with the exporter.
+    pub spans: SpanMetrics,
+}
+
+/// `meshtrace_spans_exported_total` and `meshtrace_spans_dropped_total{reason}`.
+#[derive(Clone, Debug)]
+pub struct SpanMetrics {
+    /// Spans the collector accepted.
+    pub exported: Counter,
+    /// Spans dropped because the export queue was full.
+    pub queue_full: Counter,
+    /// Spans of exports that failed (after retries) or timed out.
+    pub export_failed: Counter,
+    /// Spans the collector rejected in a partial success.
+    pub rejected: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -231,7 +251,27 @@ impl Metrics {
             "Sampling decisions by outcome and reason",
             sampling_decisions.clone(),
         );
+        let exported = Counter::default();
+        registry.register(
+            "spans_exported",
+            "Spans accepted by the collector",
+            exported.clone(),
+        );
+        let dropped = Family::<DropLabels, Counter>::default();
+        registry.register(
+            "spans_dropped",
+            "Spans lost: queue_full (the request never waits), export_failed (after retries), rejected (partial success)",
+            dropped.clone(),
+        );
+        let drop = |reason| dropped.get_or_create_owned(&DropLabels { reason });
+        let spans = SpanMetrics {
+            exported,
+            queue_full: drop("queue_full"),
+            export_failed: drop("export_failed"),
+            rejected: drop("rejected"),
+        };
         Arc::new(Self {
+            spans,
             registry,
             trace_context,
             sampling_decisions,

@@ -14,6 +14,7 @@ use crate::listen;
 use crate::metrics::Metrics;
 use crate::stack::Listener;
 use crate::target::Direction;
+use crate::telemetry::{ExportError, Telemetry};
 
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,9 @@ pub enum StartError {
         /// The OS error.
         error: std::io::Error,
     },
+    /// The span exporter could not be built.
+    #[error(transparent)]
+    Export(#[from] ExportError),
 }
 
 /// A running sidecar. Dropping it starts a drain and stops the admin server.
@@ -38,6 +42,7 @@ pub struct Sidecar {
     drain: Drain,
     admin_stop: CancellationToken,
     config: Arc<Config>,
+    telemetry: Telemetry,
 }
 
 // === impl Sidecar ===
@@ -65,6 +70,7 @@ impl Sidecar {
         );
 
         let metrics = Metrics::new();
+        let telemetry = Telemetry::start(&config, &metrics, &|name| std::env::var(name).ok())?;
         let drain = Drain::default();
         let upstreams = Upstreams::new(config.timeouts.connect.get(), config.timeouts.idle.get());
         let state = Arc::new(AdminState {
@@ -84,6 +90,7 @@ impl Sidecar {
                 config.clone(),
                 upstreams.clone(),
                 &metrics,
+                telemetry.recorder.clone(),
                 drain.clone(),
             );
             tokio::spawn(shared.accept_loop(listener));
@@ -102,6 +109,7 @@ impl Sidecar {
             drain,
             admin_stop,
             config,
+            telemetry,
         })
     }
 
@@ -138,8 +146,9 @@ impl Sidecar {
     /// Waits for a drain to start (by [`shutdown`](Self::shutdown), `/shutdown`
     /// or a signal) and finish. True when every connection finished within
     /// `timeouts.drain`.
-    pub async fn wait(self) -> bool {
+    pub async fn wait(mut self) -> bool {
         let drained = self.drain.wait(self.config.timeouts.drain.get()).await;
+        std::mem::take(&mut self.telemetry).flush().await;
         tracing::info!(drained, "sidecar stopped");
         drained
     }

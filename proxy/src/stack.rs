@@ -7,6 +7,7 @@
 //!   └ opaque port? ─ yes → TCP forward
 //!   └ detect protocol (bounded read, timeout)
 //!       ├ HTTP/1 | HTTP/2 → hyper server → Trace → Record → HeaderLimit → Forward
+//!       │   (Trace: extract, sample, inject; Record: metrics, access log, span)
 //!       └ other          → TCP forward (detected bytes replayed first)
 //! ```
 
@@ -28,11 +29,13 @@ use crate::http::record::{RecordContext, RecordLayer};
 use crate::http::server::{self, ServerSettings};
 use crate::http::trace::{TraceLayer, TracePolicy};
 use crate::http::upstream::{self, Upstreams};
+use crate::metrics::SamplingMetrics;
 use crate::metrics::{ConnMetrics, ErrorKind, HttpMetrics, Metrics};
 use crate::propagation::extract::Extractor;
 use crate::propagation::inject::Injector;
 use crate::sampling::Sampler;
 use crate::target::{Accepted, Destination, Direction, Protocol, RouteTable};
+use crate::telemetry::Recorder;
 use crate::{listen, orig_dst, tcp};
 
 /// Everything the connections of one listener share, resolved once at start-up.
@@ -46,6 +49,8 @@ pub struct Listener {
     grpc: HttpMetrics,
     destination: DestinationRule,
     trace: Arc<TracePolicy>,
+    spans: Option<Arc<Recorder>>,
+    sampling: SamplingMetrics,
     drain: Drain,
 }
 
@@ -70,6 +75,7 @@ impl Listener {
         config: Arc<Config>,
         upstreams: Upstreams,
         metrics: &Metrics,
+        spans: Option<Arc<Recorder>>,
         drain: Drain,
     ) -> Arc<Self> {
         let destination = match direction {
@@ -104,6 +110,8 @@ impl Listener {
         Arc::new(Self {
             direction,
             trace,
+            spans,
+            sampling: metrics.sampling(direction),
             upstreams,
             conns: metrics.conns(direction),
             http1: metrics.http(direction, Protocol::Http1),
@@ -226,6 +234,8 @@ impl Listener {
                 grpc: self.grpc.clone(),
                 protocol,
                 access_log: self.config.log.access_log,
+                spans: self.spans.clone(),
+                sampling: self.sampling.clone(),
             }))
             .layer(HeaderLimitLayer::new(self.config.limits.max_header_bytes))
             .service(Forward::new(

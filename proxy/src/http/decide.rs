@@ -30,6 +30,13 @@ pub struct SamplingHeaders {
     baggage_key: Option<String>,
 }
 
+impl RequestFacts<'_> {
+    /// The request's tenant id.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant
+    }
+}
+
 impl SamplingHeaders {
     /// From the validated `sampling` config.
     pub fn new(config: &meshtrace_config::Sampling) -> Self {

@@ -6,6 +6,10 @@
 //! line is one `tracing` event on the `access` target with the fields direction,
 //! protocol, method, authority, path, status, duration_ms, bytes (response body),
 //! upstream, and the sidecar span's trace_id, span_id and sampled.
+//!
+//! The sidecar's span ([`crate::telemetry`]) ends here too: its request facts are
+//! captured on the way in (only when it may be exported), the response status and
+//! `grpc-status` (headers or trailers) on the way out.
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -23,9 +27,10 @@ use http_body::{Body, Frame, SizeHint};
 use super::forward::Upstream;
 use super::is_grpc;
 use super::trace::SpanInfo;
-use crate::metrics::HttpMetrics;
+use crate::metrics::{HttpMetrics, SamplingMetrics};
 use crate::propagation::{SpanId, TraceId};
 use crate::target::{Direction, Protocol};
+use crate::telemetry::{Recorder, SpanEnd, SpanStart};
 
 /// What every request on one connection shares.
 #[derive(Debug)]
@@ -42,6 +47,10 @@ pub struct RecordContext {
     pub protocol: Protocol,
     /// Whether to emit access-log lines.
     pub access_log: bool,
+    /// The span recorder, when spans are on.
+    pub spans: Option<Arc<Recorder>>,
+    /// Where tail keeps are counted.
+    pub sampling: SamplingMetrics,
 }
 
 /// Adds [`Record`] in front of a service.
@@ -107,12 +116,27 @@ where
                 .get::<SpanInfo>()
                 .map(|s| (s.trace_id, s.span_id, s.sampling.is_sampled() || s.debug)),
         });
+        let span = self.context.spans.as_ref().and_then(|r| {
+            r.start(
+                &req,
+                self.context.direction == Direction::Inbound,
+                self.context.peer.ip(),
+            )
+        });
         let context = self.context.clone();
         let response = self.inner.call(req);
         Box::pin(async move {
             let Ok(response) = response.await;
             let status = response.status();
             let upstream = response.extensions().get::<Upstream>().cloned();
+            let span = span.map(|start| {
+                let headers = response.headers();
+                SpanState {
+                    start,
+                    grpc_status: grpc_status(headers),
+                    proxy_error: headers.get(super::edge::PROXY_ERROR_HEADER).cloned(),
+                }
+            });
             let finish = Finish {
                 context,
                 grpc,
@@ -121,6 +145,7 @@ where
                 line,
                 upstream,
                 bytes: 0,
+                span,
             };
             Ok(response.map(|inner| Recorded {
                 inner,
@@ -141,6 +166,25 @@ struct Finish {
     line: Option<Line>,
     upstream: Option<Upstream>,
     bytes: u64,
+    span: Option<SpanState>,
+}
+
+/// The span in flight, with what the response said so far.
+#[derive(Debug)]
+struct SpanState {
+    start: SpanStart,
+    grpc_status: Option<u16>,
+    proxy_error: Option<HeaderValue>,
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<u16> {
+    headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 impl Finish {
@@ -149,6 +193,16 @@ impl Finish {
         let c = &self.context;
         let metrics = if self.grpc { &c.grpc } else { &c.http };
         metrics.record(self.status, elapsed);
+        if let (Some(span), Some(recorder)) = (self.span, &c.spans) {
+            let end = SpanEnd {
+                status: self.status,
+                grpc_status: span.grpc_status,
+                proxy_error: span.proxy_error,
+                elapsed,
+                complete,
+            };
+            recorder.finish(span.start, end, &c.sampling);
+        }
         let Some(line) = self.line else { return };
         let authority = line
             .uri
@@ -218,8 +272,14 @@ impl<B: Body<Data = Bytes>> Body for Recorded<B> {
         let frame = std::task::ready!(this.inner.poll_frame(cx));
         match &frame {
             Some(Ok(f)) => {
-                if let (Some(data), Some(finish)) = (f.data_ref(), this.finish.as_mut()) {
-                    finish.bytes += data.len() as u64;
+                if let Some(finish) = this.finish.as_mut() {
+                    if let Some(data) = f.data_ref() {
+                        finish.bytes += data.len() as u64;
+                    } else if let (Some(trailers), Some(span)) =
+                        (f.trailers_ref(), finish.span.as_mut())
+                    {
+                        span.grpc_status = grpc_status(trailers).or(span.grpc_status);
+                    }
                 }
             }
             None => {

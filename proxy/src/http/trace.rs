@@ -42,6 +42,8 @@ pub struct SpanInfo {
     pub discarded: Vec<Discarded>,
     /// Why the trace is (not) sampled.
     pub sampling_reason: Reason,
+    /// The request's tenant, when one was found.
+    pub tenant: Option<Box<str>>,
 }
 
 /// One listener's propagation policy.
@@ -131,6 +133,7 @@ where
             parent,
             &context,
         );
+        let tenant = facts.tenant().map(Box::<str>::from);
         decide::apply(decision, &mut context);
         policy
             .sampling_metrics
@@ -152,6 +155,7 @@ where
             formats: incoming.formats,
             discarded: incoming.discarded,
             sampling_reason: decision.reason,
+            tenant,
         });
         self.inner.call(req)
     }

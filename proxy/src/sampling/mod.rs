@@ -114,6 +114,11 @@ pub enum Reason {
     Rule,
     /// No rule matched: `default_rate`.
     Default,
+    /// Not sampled, but the span was kept because the response was an error
+    /// (sidecar-local tail keep; never a decision sent downstream).
+    TailError,
+    /// Not sampled, but the span was kept because the request was slow.
+    TailSlow,
 }
 
 /// Decides whether traces are recorded; built once per listener from the
@@ -214,13 +219,15 @@ impl Decision {
 
 impl Reason {
     /// Every reason, for registering metric label values up front.
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 8] = [
         Reason::Parent,
         Reason::ForceSignal,
         Reason::ForcedTenant,
         Reason::BudgetExceeded,
         Reason::Rule,
         Reason::Default,
+        Reason::TailError,
+        Reason::TailSlow,
     ];
 
     /// The metric label value.
@@ -232,6 +239,8 @@ impl Reason {
             Reason::BudgetExceeded => "budget_exceeded",
             Reason::Rule => "rule",
             Reason::Default => "default",
+            Reason::TailError => "tail_error",
+            Reason::TailSlow => "tail_slow",
         }
     }
 }

@@ -1,0 +1,82 @@
+//! The sidecar's own spans and their OTLP export.
+//!
+//! One SERVER span per inbound request and one CLIENT span per outbound request,
+//! with the ids the trace layer ([`crate::http::trace`]) already chose: the span's
+//! parent is the incoming context and its id is the one written downstream, so
+//! app span → sidecar A CLIENT → sidecar B SERVER → app span is one waterfall.
+//!
+//! - [`span`] builds a span from the request and response ([`semconv`] holds the
+//!   semantic-convention rules);
+//! - [`resource`] says who emitted it;
+//! - [`export`] queues it without ever blocking the request and exports batches
+//!   with opentelemetry-otlp.
+//!
+//! With no collector configured (`export.endpoint` and the `OTEL_EXPORTER_OTLP_*`
+//! endpoint variables all unset) nothing is recorded at all.
+
+pub mod export;
+pub mod resource;
+pub mod semconv;
+pub mod span;
+
+use std::sync::Arc;
+
+use meshtrace_config::Config;
+
+use crate::metrics::Metrics;
+pub use export::{ExportError, SpanExport, SpanQueue};
+pub use span::{Recorder, SpanEnd, SpanStart};
+
+/// The span recorder shared by every listener, and the export task behind it.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    /// `None` when spans are off.
+    pub recorder: Option<Arc<Recorder>>,
+    export: Option<SpanExport>,
+}
+
+impl Telemetry {
+    /// Resolves the export settings (file, then `OTEL_*` variables read through
+    /// `var`) and starts the exporter. Must run inside a tokio runtime.
+    pub fn start(
+        config: &Config,
+        metrics: &Metrics,
+        var: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ExportError> {
+        let (settings, problems) = config.export.resolve(var);
+        for problem in problems {
+            tracing::warn!(%problem, "ignored");
+        }
+        let Some(endpoint) = settings.endpoint.clone() else {
+            tracing::info!("spans off: no export.endpoint and no OTEL_EXPORTER_OTLP_ENDPOINT");
+            return Ok(Self::default());
+        };
+        let resource = resource::resource(config, var);
+        let (queue, export) = SpanExport::start(
+            &settings,
+            &config.export.headers,
+            &config.export.retry,
+            resource,
+            metrics.spans.clone(),
+        )?;
+        tracing::info!(
+            %endpoint,
+            protocol = ?settings.protocol,
+            queue = settings.queue_size,
+            batch = settings.batch_size,
+            "exporting spans"
+        );
+        Ok(Self {
+            recorder: Some(Arc::new(Recorder::new(config, queue, var))),
+            export: Some(export),
+        })
+    }
+
+    /// Exports what is queued and stops the exporter (bounded by the export timeout).
+    pub async fn flush(self) {
+        drop(self.recorder);
+        if let Some(export) = self.export {
+            export.flush().await;
+        }
+    }
+}
