@@ -17,12 +17,17 @@
 //! with a message instead of stalling the suite. Nothing waits by sleeping; tests
 //! synchronise on events (a request arrived at a [`apps::Gate`], a log line
 //! appeared in a [`process::ProxyProcess`]'s output).
+//!
+//! Spans the sidecar exports land in an in-process OTLP collector
+//! ([`otlp::OtlpReceiver`]: gRPC, gRPC over TLS, or HTTP), which records them and
+//! can be scripted to fail, reject, or answer slowly.
 
 #![forbid(unsafe_code)]
 
 pub mod apps;
 pub mod bound;
 pub mod client;
+pub mod otlp;
 pub mod process;
 pub mod sidecar;
 
