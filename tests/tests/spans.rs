@@ -617,3 +617,50 @@ fn counter(metrics: &str, name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
         .map_or(0, |v| v as u64)
 }
+
+/// The real binary configured only through the standard OpenTelemetry variables,
+/// as a Kubernetes manifest would.
+#[tokio::test]
+async fn the_binary_takes_its_collector_and_resource_from_otel_variables() {
+    let collector = OtlpReceiver::start_http().await;
+    let app = HttpApp::start().await;
+    let base = format!("http://{}", collector.addr());
+    let mut proxy = sidecar::new()
+        .inbound_to(app.addr())
+        .process()
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", base)
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20t0k")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "20")
+        .env("OTEL_SERVICE_NAME", "from-env")
+        .env(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment.name=test",
+        )
+        .env("POD_NAME", "checkout-7d9f8c6b5-x2x9z")
+        .spawn()
+        .await;
+    get(proxy.inbound_addr(), "/", &[]).await;
+    let spans = collector.wait_for_spans(1, WAIT).await;
+    let span = &spans[0];
+    assert_eq!(
+        span.resource_attr_str("service.name").as_deref(),
+        Some("from-env")
+    );
+    assert_eq!(
+        span.resource_attr_str("deployment.environment.name")
+            .as_deref(),
+        Some("test")
+    );
+    assert_eq!(
+        span.resource_attr_str("k8s.pod.name").as_deref(),
+        Some("checkout-7d9f8c6b5-x2x9z")
+    );
+    let headers = &collector.exports()[0].headers;
+    assert_eq!(
+        headers.get("authorization").map(|v| v.as_bytes()),
+        Some(&b"Bearer t0k"[..])
+    );
+    proxy.signal_term();
+    assert!(proxy.wait_exit(WAIT).await.success());
+}

@@ -43,6 +43,10 @@ impl Telemetry {
         metrics: &Metrics,
         var: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ExportError> {
+        if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            tracing::info!("spans off: OTEL_SDK_DISABLED=true");
+            return Ok(Self::default());
+        }
         let (settings, problems) = config.export.resolve(var);
         for problem in problems {
             tracing::warn!(%problem, "ignored");
