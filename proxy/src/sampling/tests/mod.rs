@@ -187,6 +187,8 @@ fn reason_labels_cover_every_reason() {
         "budget_exceeded",
         "rule",
         "default",
+        "tail_error",
+        "tail_slow",
     ];
     assert_eq!(labels, expected);
 }
