@@ -19,6 +19,9 @@
 //! | `MESHTRACE_WORKERS` | `runtime.workers` |
 //! | `MESHTRACE_LOG_LEVEL` | `log.level` |
 //! | `MESHTRACE_LOG_FORMAT` | `log.format` (`text` or `json`) |
+//! | `MESHTRACE_CONTROL_URL` | `control.url` |
+//! | `MESHTRACE_CONTROL_CACHE` | `control.cache_file` |
+//! | `MESHTRACE_POD_LABELS` | `control.labels` (`k=v,k2=v2`) |
 //!
 //! Empty variables are ignored. A malformed value is a problem reported as
 //! `env NAME: …` next to the file's problems.
@@ -93,6 +96,26 @@ pub(crate) fn apply(
     });
     parse("MESHTRACE_LOG_FORMAT", &mut |v| {
         set(&mut config.log.format, yaml(v))
+    });
+    parse("MESHTRACE_CONTROL_URL", &mut |v| {
+        set(&mut config.control.url, Ok(Some(v.to_string())))
+    });
+    parse("MESHTRACE_CONTROL_CACHE", &mut |v| {
+        set(&mut config.control.cache_file, Ok(Some(v.into())))
+    });
+    parse("MESHTRACE_POD_LABELS", &mut |v| {
+        let labels = v
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => {
+                    Ok((k.trim().to_string(), v.trim().to_string()))
+                }
+                _ => Err(format!("{p:?} is not key=value")),
+            })
+            .collect::<Result<_, _>>();
+        set(&mut config.control.labels, labels)
     });
 }
 

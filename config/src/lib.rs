@@ -149,6 +149,26 @@ impl Config {
         }
     }
 
+    /// A configuration that arrived whole (a control-plane push, a cache file):
+    /// the environment applied through `var`, then validated.
+    pub fn finish(
+        mut self,
+        source_name: &str,
+        var: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut problems = validate::Problems::default();
+        env::apply(&mut self, var, &mut problems);
+        self.validate_into(&mut problems);
+        if problems.0.is_empty() {
+            Ok(self)
+        } else {
+            Err(ConfigError::Invalid {
+                source_name: source_name.to_string(),
+                problems: problems.0,
+            })
+        }
+    }
+
     /// Every semantic problem in this configuration (empty when it is usable).
     pub fn problems(&self) -> Vec<Problem> {
         let mut problems = validate::Problems::default();

@@ -42,6 +42,8 @@ pub struct Config {
     pub spans: Spans,
     /// Where spans are sent (OTLP).
     pub export: Export,
+    /// Where live configuration comes from (local only: never taken from a push).
+    pub control: Control,
     /// The async runtime.
     pub runtime: Runtime,
     /// Process logs and the access log.
@@ -63,6 +65,7 @@ impl Default for Config {
             sampling: Sampling::default(),
             spans: Spans::default(),
             export: Export::default(),
+            control: Control::default(),
             runtime: Runtime::default(),
             log: Log::default(),
         }
@@ -277,6 +280,42 @@ impl Default for Limits {
             max_header_bytes: 64 * 1024,
             max_connections: 16_384,
             backlog: 1024,
+        }
+    }
+}
+
+/// The control plane the sidecar watches for configuration, or local file mode.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Control {
+    /// The control plane, e.g. `http://meshtrace-control.meshtrace:15010`
+    /// (`MESHTRACE_CONTROL_URL`). Unset: local file mode (the `--config` file is
+    /// watched and reloaded on change).
+    pub url: Option<String>,
+    /// Where the last configuration that was applied is kept, so a restarted
+    /// sidecar starts with it while the control plane is unreachable
+    /// (`MESHTRACE_CONTROL_CACHE`).
+    pub cache_file: Option<std::path::PathBuf>,
+    /// The pod's labels, which the control plane's workload sections match
+    /// (`MESHTRACE_POD_LABELS`: `k=v,k2=v2`).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// First reconnect delay after the watch fails (doubles, with jitter).
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay.
+    pub reconnect_max: Duration,
+    /// Local file mode: how often the `--config` file is checked for changes.
+    pub file_poll: Duration,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self {
+            url: None,
+            cache_file: None,
+            labels: std::collections::BTreeMap::new(),
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(10),
+            file_poll: Duration::from_secs(1),
         }
     }
 }

@@ -60,6 +60,23 @@ pub(crate) fn check(config: &Config, problems: &mut Problems) {
             "must be at least 1 (omit it for one per core)",
         );
     }
+    if let Some(url) = &config.control.url {
+        match url.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => {}
+            _ => problems.add("control.url", format!("{url:?} is not an http:// URL")),
+        }
+    }
+    if config.control.reconnect_max.get() < config.control.reconnect_min.get()
+        || config.control.reconnect_min.is_zero()
+    {
+        problems.add(
+            "control.reconnect_min",
+            "must be greater than 0 and not above reconnect_max",
+        );
+    }
+    if config.control.file_poll.is_zero() {
+        problems.add("control.file_poll", "must be greater than 0");
+    }
     if config.log.level.trim().is_empty() {
         problems.add("log.level", "must not be empty (e.g. `info`)");
     }

@@ -29,8 +29,8 @@ use crate::metrics::Metrics;
 pub struct AdminState {
     /// Every metric.
     pub metrics: Arc<Metrics>,
-    /// The effective configuration.
-    pub config: Arc<Config>,
+    /// The effective configuration (replaced on every reload).
+    pub config: Arc<arc_swap::ArcSwap<Config>>,
     /// Draining state, and the trigger for `/shutdown`.
     pub drain: Drain,
     /// Set once every listener is bound.
@@ -86,7 +86,11 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             state.metrics.render(),
         ),
-        (&Method::GET, "/config") => (StatusCode::OK, "application/yaml", state.config.to_yaml()),
+        (&Method::GET, "/config") => (
+            StatusCode::OK,
+            "application/yaml",
+            state.config.load().to_yaml(),
+        ),
         (&Method::POST, "/shutdown") => {
             tracing::info!("shutdown requested through the admin server");
             state.drain.start();

@@ -12,6 +12,7 @@
 #![deny(rust_2018_idioms, clippy::disallowed_methods)]
 
 pub mod admin;
+pub mod control;
 pub mod detect;
 pub mod drain;
 pub mod histogram;
@@ -28,7 +29,7 @@ pub mod target;
 pub mod tcp;
 pub mod telemetry;
 
-pub use sidecar::{Sidecar, StartError};
+pub use sidecar::{ReloadError, Reloader, Sidecar, StartError};
 
 #[cfg(test)]
 mod test_support;

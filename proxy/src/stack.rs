@@ -15,9 +15,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use meshtrace_config::{AppPort, Config, HostPort, OutboundMode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 use crate::detect::{self, Detected, Prefixed};
@@ -27,10 +29,10 @@ use crate::http::forward::Forward;
 use crate::http::limits::HeaderLimitLayer;
 use crate::http::record::{RecordContext, RecordLayer};
 use crate::http::server::{self, ServerSettings};
-use crate::http::trace::{TraceLayer, TracePolicy};
+use crate::http::trace::{PolicyHandle, TraceLayer, TracePolicy};
 use crate::http::upstream::{self, Upstreams};
 use crate::metrics::SamplingMetrics;
-use crate::metrics::{ConnMetrics, ErrorKind, HttpMetrics, Metrics};
+use crate::metrics::{ConnMetrics, ErrorKind, HttpMetrics, Metrics, TraceContextMetrics};
 use crate::propagation::extract::Extractor;
 use crate::propagation::inject::Injector;
 use crate::sampling::Sampler;
@@ -38,20 +40,28 @@ use crate::target::{Accepted, Destination, Direction, Protocol, RouteTable};
 use crate::telemetry::Recorder;
 use crate::{listen, orig_dst, tcp};
 
-/// Everything the connections of one listener share, resolved once at start-up.
+/// Everything the connections of one listener share. The config-derived parts are
+/// swapped whole on a reload ([`Listener::reload`]): a connection reads them once
+/// when it starts (destination, detection, limits), a request reads the trace
+/// policy when it arrives.
 pub struct Listener {
     direction: Direction,
-    config: Arc<Config>,
     upstreams: Upstreams,
     conns: ConnMetrics,
     http1: HttpMetrics,
     http2: HttpMetrics,
     grpc: HttpMetrics,
-    destination: DestinationRule,
-    trace: Arc<TracePolicy>,
-    spans: Option<Arc<Recorder>>,
+    trace_context: TraceContextMetrics,
     sampling: SamplingMetrics,
+    state: ArcSwap<ConnState>,
+    trace: PolicyHandle,
     drain: Drain,
+}
+
+/// What a connection reads from the config when it starts.
+struct ConnState {
+    config: Arc<Config>,
+    destination: DestinationRule,
 }
 
 /// How a listener finds a connection's destination.
@@ -78,23 +88,53 @@ impl Listener {
         spans: Option<Arc<Recorder>>,
         drain: Drain,
     ) -> Arc<Self> {
-        let destination = match direction {
-            Direction::Inbound => match config.inbound.app_port {
-                AppPort::Fixed(port) => DestinationRule::App(Arc::new(HostPort::from(
-                    SocketAddr::new(config.inbound.app_host, port),
-                ))),
-                AppPort::Original => DestinationRule::AppOriginalPort(config.inbound.app_host),
-            },
-            Direction::Outbound => match config.outbound.mode {
-                OutboundMode::Transparent => DestinationRule::OriginalDst,
-                OutboundMode::Explicit => DestinationRule::Routes(Arc::new(RouteTable::new(
-                    &config.outbound.routes,
-                    config.outbound.tcp_target.as_ref(),
-                ))),
-            },
-        };
+        let trace_context = metrics.trace_context(direction);
+        let sampling = metrics.sampling(direction);
+        let trace = Arc::new(ArcSwap::from_pointee(Self::policy(
+            direction,
+            &config,
+            &trace_context,
+            &sampling,
+            spans,
+        )));
+        Arc::new(Self {
+            direction,
+            state: ArcSwap::from_pointee(ConnState::new(direction, config)),
+            trace,
+            trace_context,
+            sampling,
+            upstreams,
+            conns: metrics.conns(direction),
+            http1: metrics.http(direction, Protocol::Http1),
+            http2: metrics.http(direction, Protocol::Http2),
+            grpc: metrics.http(direction, Protocol::Grpc),
+            drain,
+        })
+    }
+
+    /// Applies a new (validated) config: new connections see it when they start,
+    /// requests on every connection when they arrive.
+    pub fn reload(&self, config: Arc<Config>, spans: Option<Arc<Recorder>>) {
+        self.trace.store(Arc::new(Self::policy(
+            self.direction,
+            &config,
+            &self.trace_context,
+            &self.sampling,
+            spans,
+        )));
+        self.state
+            .store(Arc::new(ConnState::new(self.direction, config)));
+    }
+
+    fn policy(
+        direction: Direction,
+        config: &Config,
+        trace_context: &TraceContextMetrics,
+        sampling: &SamplingMetrics,
+        spans: Option<Arc<Recorder>>,
+    ) -> TracePolicy {
         let propagation = &config.propagation;
-        let trace = Arc::new(TracePolicy {
+        TracePolicy {
             // The local app (outbound) is always trusted; mesh callers per config.
             trusted: direction == Direction::Outbound || config.inbound.trusted,
             extractor: Extractor::new(propagation.extract.clone(), propagation.on_conflict),
@@ -102,33 +142,23 @@ impl Listener {
                 Direction::Inbound => Injector::inbound(propagation),
                 Direction::Outbound => Injector::outbound(propagation),
             },
-            metrics: metrics.trace_context(direction),
+            metrics: trace_context.clone(),
             sampler: Sampler::new(&config.sampling),
             sampling_headers: SamplingHeaders::new(&config.sampling),
-            sampling_metrics: metrics.sampling(direction),
-        });
-        Arc::new(Self {
-            direction,
-            trace,
+            sampling_metrics: sampling.clone(),
             spans,
-            sampling: metrics.sampling(direction),
-            upstreams,
-            conns: metrics.conns(direction),
-            http1: metrics.http(direction, Protocol::Http1),
-            http2: metrics.http(direction, Protocol::Http2),
-            grpc: metrics.http(direction, Protocol::Grpc),
-            destination,
-            drain,
-            config,
-        })
+        }
     }
 
-    /// Accepts connections until the drain starts; each runs in a drain-tracked task.
-    pub async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
-        let limit = Arc::new(Semaphore::new(self.config.limits.max_connections));
+    /// Accepts connections until the drain starts or `stop` (a rebind) fires; each
+    /// runs in a drain-tracked task, so a rebind never cuts a connection.
+    pub async fn accept_loop(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
+        let max = self.state.load().config.limits.max_connections;
+        let limit = Arc::new(Semaphore::new(max));
         loop {
             let permit = tokio::select! {
                 () = self.drain.signaled() => break,
+                () = stop.cancelled() => break,
                 permit = limit.clone().acquire_owned() => match permit {
                     Ok(permit) => permit,
                     Err(_closed) => break,
@@ -136,6 +166,7 @@ impl Listener {
             };
             let (stream, peer) = tokio::select! {
                 () = self.drain.signaled() => break,
+                () = stop.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -161,10 +192,11 @@ impl Listener {
 
     async fn connection(&self, stream: TcpStream, accepted: Accepted) {
         let _open = self.conns.open();
+        let state = self.state.load_full();
         if let Err(error) = listen::tune(&stream) {
             tracing::debug!(%error, "cannot set socket options");
         }
-        let destination = match self.destination(&stream) {
+        let destination = match state.destination(&stream) {
             Ok(destination) => destination,
             Err((kind, reason)) => {
                 self.conns.error(kind);
@@ -172,28 +204,42 @@ impl Listener {
                 return;
             }
         };
-        let timeouts = &self.config.timeouts;
+        let config = &state.config;
+        let timeouts = &config.timeouts;
         if let Some(port) = destination_port(&destination) {
-            if self.config.opaque_ports.contains(&port) {
+            if config.opaque_ports.contains(&port) {
                 return self
-                    .opaque(stream, bytes::Bytes::new(), &destination, accepted)
+                    .opaque(config, stream, bytes::Bytes::new(), &destination, accepted)
                     .await;
             }
         }
         let mut stream = stream;
-        let limit = self.config.limits.max_header_bytes;
+        let limit = config.limits.max_header_bytes;
         let detected = detect::detect(&mut stream, limit, timeouts.detect.get()).await;
         match detected {
             Ok((Detected::Http1, prefix)) => {
-                self.http(Prefixed::new(prefix, stream), false, destination, accepted)
-                    .await
+                self.http(
+                    config,
+                    Prefixed::new(prefix, stream),
+                    false,
+                    destination,
+                    accepted,
+                )
+                .await
             }
             Ok((Detected::Http2, prefix)) => {
-                self.http(Prefixed::new(prefix, stream), true, destination, accepted)
-                    .await
+                self.http(
+                    config,
+                    Prefixed::new(prefix, stream),
+                    true,
+                    destination,
+                    accepted,
+                )
+                .await
             }
             Ok((Detected::Opaque, prefix)) => {
-                self.opaque(stream, prefix, &destination, accepted).await
+                self.opaque(config, stream, prefix, &destination, accepted)
+                    .await
             }
             Ok((Detected::Closed, _)) => {}
             Err(error) => {
@@ -205,6 +251,7 @@ impl Listener {
     /// The HTTP stack for one connection.
     async fn http(
         &self,
+        config: &Config,
         io: Prefixed<TcpStream>,
         http2: bool,
         destination: Destination,
@@ -216,7 +263,7 @@ impl Listener {
             Protocol::Http1
         };
         self.conns.detected(protocol);
-        let timeouts = &self.config.timeouts;
+        let timeouts = &config.timeouts;
         let request_timeout = (!timeouts.request.is_zero()).then(|| timeouts.request.get());
         let stack = ServiceBuilder::new()
             .layer(TraceLayer::new(
@@ -233,11 +280,11 @@ impl Listener {
                 },
                 grpc: self.grpc.clone(),
                 protocol,
-                access_log: self.config.log.access_log,
-                spans: self.spans.clone(),
+                access_log: config.log.access_log,
+                policy: self.trace.clone(),
                 sampling: self.sampling.clone(),
             }))
-            .layer(HeaderLimitLayer::new(self.config.limits.max_header_bytes))
+            .layer(HeaderLimitLayer::new(config.limits.max_header_bytes))
             .service(Forward::new(
                 destination,
                 self.upstreams.clone(),
@@ -247,7 +294,7 @@ impl Listener {
             ));
         let settings = ServerSettings {
             header_read: timeouts.header_read.get(),
-            max_header_bytes: self.config.limits.max_header_bytes,
+            max_header_bytes: config.limits.max_header_bytes,
         };
         server::serve(io, http2, stack, settings, self.drain.clone()).await;
     }
@@ -255,6 +302,7 @@ impl Listener {
     /// Byte-for-byte forwarding to the connection's destination.
     async fn opaque(
         &self,
+        config: &Config,
         stream: TcpStream,
         prefix: bytes::Bytes,
         destination: &Destination,
@@ -272,7 +320,7 @@ impl Listener {
                 }
             },
         };
-        let timeouts = &self.config.timeouts;
+        let timeouts = &config.timeouts;
         let upstream = match upstream::dial(&target, timeouts.connect.get()).await {
             Ok(upstream) => upstream,
             Err(error) => {
@@ -288,6 +336,32 @@ impl Listener {
             Err(error) => {
                 tracing::debug!(peer = %accepted.peer, %target, %error, "opaque connection ended")
             }
+        }
+    }
+}
+
+// === impl ConnState ===
+
+impl ConnState {
+    fn new(direction: Direction, config: Arc<Config>) -> Self {
+        let destination = match direction {
+            Direction::Inbound => match config.inbound.app_port {
+                AppPort::Fixed(port) => DestinationRule::App(Arc::new(HostPort::from(
+                    SocketAddr::new(config.inbound.app_host, port),
+                ))),
+                AppPort::Original => DestinationRule::AppOriginalPort(config.inbound.app_host),
+            },
+            Direction::Outbound => match config.outbound.mode {
+                OutboundMode::Transparent => DestinationRule::OriginalDst,
+                OutboundMode::Explicit => DestinationRule::Routes(Arc::new(RouteTable::new(
+                    &config.outbound.routes,
+                    config.outbound.tcp_target.as_ref(),
+                ))),
+            },
+        };
+        Self {
+            config,
+            destination,
         }
     }
 

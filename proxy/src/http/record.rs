@@ -47,8 +47,9 @@ pub struct RecordContext {
     pub protocol: Protocol,
     /// Whether to emit access-log lines.
     pub access_log: bool,
-    /// The span recorder, when spans are on.
-    pub spans: Option<Arc<Recorder>>,
+    /// The listener's current policy, whose span recorder (when spans are on)
+    /// each request loads.
+    pub policy: super::trace::PolicyHandle,
     /// Where tail keeps are counted.
     pub sampling: SamplingMetrics,
 }
@@ -116,7 +117,8 @@ where
                 .get::<SpanInfo>()
                 .map(|s| (s.trace_id, s.span_id, s.sampling.is_sampled() || s.debug)),
         });
-        let span = self.context.spans.as_ref().and_then(|r| {
+        let recorder = self.context.policy.load().spans.clone();
+        let span = recorder.as_ref().and_then(|r| {
             r.start(
                 &req,
                 self.context.direction == Direction::Inbound,
@@ -138,6 +140,7 @@ where
                 }
             });
             let finish = Finish {
+                recorder,
                 context,
                 grpc,
                 start,
@@ -159,6 +162,7 @@ where
 /// Records the request once, when the body ends or is dropped.
 #[derive(Debug)]
 struct Finish {
+    recorder: Option<Arc<Recorder>>,
     context: Arc<RecordContext>,
     grpc: bool,
     start: Instant,
@@ -193,7 +197,7 @@ impl Finish {
         let c = &self.context;
         let metrics = if self.grpc { &c.grpc } else { &c.http };
         metrics.record(self.status, elapsed);
-        if let (Some(span), Some(recorder)) = (self.span, &c.spans) {
+        if let (Some(span), Some(recorder)) = (self.span, &self.recorder) {
             let end = SpanEnd {
                 status: self.status,
                 grpc_status: span.grpc_status,

@@ -13,6 +13,8 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use arc_swap::ArcSwap;
+
 use http::Request;
 
 use super::authority_of;
@@ -63,19 +65,25 @@ pub struct TracePolicy {
     pub sampling_headers: SamplingHeaders,
     /// `meshtrace_sampling_decisions_total` for this direction.
     pub sampling_metrics: SamplingMetrics,
+    /// The span recorder, when spans are on.
+    pub spans: Option<Arc<crate::telemetry::Recorder>>,
 }
+
+/// A listener's policy as a reload replaces it: every request loads the current
+/// one, so a new policy applies from the next request, on old connections too.
+pub type PolicyHandle = Arc<ArcSwap<TracePolicy>>;
 
 /// Adds [`Trace`] in front of a service.
 #[derive(Clone, Debug)]
 pub struct TraceLayer {
-    policy: Arc<TracePolicy>,
+    policy: PolicyHandle,
     /// The connection's destination port, for per-upstream rules.
     port: Option<u16>,
 }
 
 impl TraceLayer {
     /// Applies `policy` to requests of a connection to destination `port`.
-    pub fn new(policy: Arc<TracePolicy>, port: Option<u16>) -> Self {
+    pub fn new(policy: PolicyHandle, port: Option<u16>) -> Self {
         Self { policy, port }
     }
 }
@@ -111,7 +119,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let policy = &self.layer.policy;
+        let policy = self.layer.policy.load();
         let incoming = if policy.trusted {
             policy
                 .extractor

@@ -28,7 +28,7 @@ impl ConfigFile {
     }
 
     /// Where the file is, for `--config`.
-    pub(super) fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }

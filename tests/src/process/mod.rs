@@ -197,6 +197,12 @@ impl ProxyProcess {
         self.admin
     }
 
+    /// The config file the process was started with (`--config`): a test may
+    /// rewrite it to exercise local file mode.
+    pub fn config_file(&self) -> &std::path::Path {
+        self._config_file.path()
+    }
+
     /// The configuration the process was given.
     pub fn config(&self) -> &Config {
         &self.config
