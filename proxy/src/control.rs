@@ -112,8 +112,12 @@ async fn watch_once(
             continue;
         };
         for event in events.feed(&data) {
-            if event.name == "config" {
-                handle(client, url, local, reloader, &event.data).await;
+            match event.name.as_str() {
+                "config" => handle(client, url, local, reloader, &event.data).await,
+                "error" => {
+                    tracing::warn!(error = %event.data, "the control plane cannot resolve this workload's config; keeping the running one")
+                }
+                _ => {}
             }
         }
     }
@@ -150,9 +154,10 @@ async fn handle(client: &HttpClient, url: &str, local: &Config, reloader: &Reloa
         Ok(()) => tracing::info!(version, "config applied"),
         Err(error) => tracing::warn!(version, %error, "config rejected; the running one stays"),
     }
+    let (namespace, pod) = identity(local);
     let ack = serde_json::json!({
-        "namespace": local.workload.namespace,
-        "pod": local.workload.pod_name,
+        "namespace": namespace,
+        "pod": pod,
         "version": version,
         "status": if outcome.is_ok() { "ack" } else { "nack" },
         "error": outcome.err(),
@@ -246,18 +251,27 @@ pub fn watch_file(reloader: Reloader, path: PathBuf, poll: Duration) {
     });
 }
 
-fn watch_uri(url: &str, local: &Config) -> String {
+/// The sidecar's identity at the control plane: its namespace (`default` when
+/// unknown) and pod name (the host name, else `sidecar-<pid>`, outside Kubernetes).
+fn identity(local: &Config) -> (String, String) {
     let w = &local.workload;
+    let namespace = w.namespace.clone().unwrap_or_else(|| "default".into());
+    let pod = w
+        .pod_name
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| format!("sidecar-{}", std::process::id()));
+    (namespace, pod)
+}
+
+fn watch_uri(url: &str, local: &Config) -> String {
+    let (namespace, pod) = identity(local);
     let mut query = Vec::new();
-    for (key, value) in [
-        ("service", &w.service),
-        ("namespace", &w.namespace),
-        ("pod", &w.pod_name),
-    ] {
-        if let Some(v) = value {
-            query.push(format!("{key}={}", encode(v)));
-        }
+    if let Some(service) = &local.workload.service {
+        query.push(format!("service={}", encode(service)));
     }
+    query.push(format!("namespace={}", encode(&namespace)));
+    query.push(format!("pod={}", encode(&pod)));
     for (k, v) in &local.control.labels {
         query.push(format!("label={}", encode(&format!("{k}={v}"))));
     }

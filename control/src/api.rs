@@ -1,0 +1,253 @@
+//! The HTTP API: routing and handlers.
+//!
+//! | method | path | |
+//! |---|---|---|
+//! | GET | `/v1/watch?service=S&namespace=N&pod=P&label=k=v…` | SSE config stream (see [`crate::watch`]) |
+//! | POST | `/v1/ack` | `{"namespace","pod","version","status":"ack"\|"nack","error"?}` |
+//! | GET | `/v1/sidecars` | connected sidecars, sent / acked versions, last rejection |
+//! | GET | `/v1/config?service=S&namespace=N&label=k=v…` | a workload's resolved config |
+//! | GET, PUT, PATCH | `/v1/config/base` | the base document (PUT: YAML or JSON; PATCH: RFC 7386) |
+//! | GET, POST | `/v1/overrides` | incident overrides |
+//! | DELETE | `/v1/overrides/{id}` | |
+//! | GET | `/v1/status`, `/healthz` | |
+//!
+//! Writes need the bearer token (see [`crate::auth`]). `PUT` and `PATCH` accept an
+//! optional `If-Match: <version>`; if the version moved on, they fail with 409.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Denied, Token};
+use crate::document::Document;
+use crate::overrides::{NewOverride, Timestamp};
+use crate::reply::{self, ApiError, Body};
+use crate::resolve::Workload;
+use crate::sidecars::{Ack, Sidecars};
+use crate::store::Store;
+use crate::watch::{sse_stream, ConfigFeed};
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Api {
+    /// The state.
+    pub store: Store,
+    /// Connected sidecars.
+    pub sidecars: Sidecars,
+    /// The write token.
+    pub token: Arc<Token>,
+    /// Ends watch streams on shutdown.
+    pub shutdown: CancellationToken,
+}
+
+// === impl Api ===
+
+impl Api {
+    /// Handles one request; never fails (errors become JSON responses).
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let result = self.route(req).await;
+        let res = result.unwrap_or_else(|e| {
+            if e.status.is_server_error() {
+                tracing::error!(%method, %path, error = %e.message, "request failed");
+            }
+            let unauthorized = e.status == StatusCode::UNAUTHORIZED;
+            let mut res = e.into_response();
+            if unauthorized {
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"meshtrace-control\""),
+                );
+            }
+            res
+        });
+        tracing::debug!(%method, %path, status = res.status().as_u16(), "request");
+        res
+    }
+
+    async fn route<B>(&self, req: Request<B>) -> Result<Response<Body>, ApiError>
+    where
+        B: http_body::Body + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let method = req.method().clone();
+        let path = req.uri().path().trim_end_matches('/').to_string();
+        let is_write = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if is_write && path != "/v1/ack" {
+            self.authorize(&req)?;
+        }
+        let query = reply::query_pairs(req.uri().query())?;
+        let ok = |v: serde_json::Value| Ok(reply::json(StatusCode::OK, &v));
+        match (&method, path.as_str()) {
+            (&Method::GET, "/healthz") => ok(json!({ "status": "ok" })),
+            (&Method::GET, "/v1/status") => self.status().await,
+            (&Method::GET, "/v1/watch") => self.watch(&query),
+            (&Method::POST, "/v1/ack") => self.ack(req).await,
+            (&Method::GET, "/v1/sidecars") => ok(json!(self.sidecars.list())),
+            (&Method::GET, "/v1/config") => self.config(&query),
+            (&Method::GET, "/v1/config/base") => {
+                let snap = self.store.snapshot();
+                Ok(reply::json(StatusCode::OK, &*snap.document))
+            }
+            (&Method::PUT, "/v1/config/base") => {
+                self.check_if_match(&req)?;
+                let text = reply::read_text(req.into_body()).await?;
+                let doc = Document::parse(&text, "request body")
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let version = self.store.put_base(doc).await?;
+                ok(json!({ "version": version }))
+            }
+            (&Method::PATCH, "/v1/config/base") => {
+                self.check_if_match(&req)?;
+                let patch: serde_json::Value = reply::read_json(req.into_body()).await?;
+                let version = self.store.patch_base(&patch).await?;
+                ok(json!({ "version": version }))
+            }
+            (&Method::GET, "/v1/overrides") => ok(json!(self.store.overrides().await)),
+            (&Method::POST, "/v1/overrides") => {
+                let new: NewOverride = reply::read_json(req.into_body()).await?;
+                let created = self.store.add_override(new).await?;
+                tracing::info!(id = %created.id, "incident override added");
+                Ok(reply::json(StatusCode::CREATED, &created))
+            }
+            (&Method::DELETE, p) if p.starts_with("/v1/overrides/") => {
+                let id = &p["/v1/overrides/".len()..];
+                let removed = self.store.remove_override(id).await?;
+                tracing::info!(id = %removed.id, "incident override removed");
+                Ok(reply::json(StatusCode::OK, &removed))
+            }
+            (_, "/healthz" | "/v1/status" | "/v1/watch" | "/v1/ack" | "/v1/sidecars")
+            | (_, "/v1/config" | "/v1/config/base" | "/v1/overrides") => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed on {path}"),
+            )),
+            _ => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no route {path}"),
+            )),
+        }
+    }
+
+    fn authorize<B>(&self, req: &Request<B>) -> Result<(), ApiError> {
+        self.token.check(req.headers()).map_err(|d| match d {
+            Denied::Missing => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this request needs `Authorization: Bearer <token>`",
+            ),
+            Denied::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, why),
+        })
+    }
+
+    fn check_if_match<B>(&self, req: &Request<B>) -> Result<(), ApiError> {
+        let Some(value) = req.headers().get(header::IF_MATCH) else {
+            return Ok(());
+        };
+        let wanted = value
+            .to_str()
+            .ok()
+            .map(|v| v.trim().trim_matches('"'))
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| ApiError::bad_request("If-Match must be a version number"))?;
+        let current = self.store.snapshot().version;
+        if wanted != current {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("If-Match: version {wanted} is stale, the current version is {current}"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn status(&self) -> Result<Response<Body>, ApiError> {
+        let store = self.store.status().await;
+        let mut v = serde_json::to_value(store)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if let Some(map) = v.as_object_mut() {
+            map.insert("sidecar_count".into(), json!(self.sidecars.count()));
+            map.insert("writes_enabled".into(), json!(self.token.is_configured()));
+        }
+        Ok(reply::json(StatusCode::OK, &v))
+    }
+
+    fn config(&self, query: &[(String, String)]) -> Result<Response<Body>, ApiError> {
+        let workload = workload(query)?;
+        let snap = self.store.snapshot();
+        let resolved = snap.resolve(&workload).map_err(|e| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!("the matching sections do not resolve to a valid config: {e}"),
+            )
+        })?;
+        Ok(reply::json(
+            StatusCode::OK,
+            &json!({ "version": snap.version, "workload": workload, "config": resolved.config }),
+        ))
+    }
+
+    fn watch(&self, query: &[(String, String)]) -> Result<Response<Body>, ApiError> {
+        let workload = workload(query)?;
+        let (namespace, pod) = match (one(query, "namespace")?, one(query, "pod")?) {
+            (Some(n), Some(p)) => (n, p),
+            _ => return Err(ApiError::bad_request("watch needs `namespace` and `pod`")),
+        };
+        let registration =
+            self.sidecars
+                .register(&namespace, &pod, &workload, Timestamp(self.store.now()));
+        let feed = ConfigFeed::new(self.store.subscribe(), workload);
+        let body = StreamBody::new(sse_stream(feed, registration, self.shutdown.clone()));
+        let mut res = reply::with_type(StatusCode::OK, "text/event-stream", body.boxed_unsync());
+        let h = res.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        Ok(res)
+    }
+
+    async fn ack<B>(&self, req: Request<B>) -> Result<Response<Body>, ApiError>
+    where
+        B: http_body::Body,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let ack: Ack = reply::read_json(req.into_body()).await?;
+        if !self.sidecars.ack(&ack) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no sidecar {}/{} is watching", ack.namespace, ack.pod),
+            ));
+        }
+        Ok(reply::json(StatusCode::OK, &json!({ "recorded": true })))
+    }
+}
+
+/// The single value of a query parameter (repeating it is an error).
+fn one(query: &[(String, String)], key: &str) -> Result<Option<String>, ApiError> {
+    let mut values = query.iter().filter(|(k, _)| k == key).map(|(_, v)| v);
+    match (values.next(), values.next()) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(format!("`{key}` given twice"))),
+        (v, _) => Ok(v.filter(|v| !v.is_empty()).cloned()),
+    }
+}
+
+/// The workload named by `service`, `namespace` and repeated `label=k=v`.
+fn workload(query: &[(String, String)]) -> Result<Workload, ApiError> {
+    let mut labels = BTreeMap::new();
+    for (_, v) in query.iter().filter(|(k, _)| k == "label") {
+        let (k, v) = v
+            .split_once('=')
+            .ok_or_else(|| ApiError::bad_request(format!("label {v:?} is not `key=value`")))?;
+        labels.insert(k.to_string(), v.to_string());
+    }
+    Ok(Workload {
+        service: one(query, "service")?,
+        namespace: one(query, "namespace")?,
+        labels,
+    })
+}

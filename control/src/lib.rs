@@ -1,0 +1,53 @@
+//! meshtrace control plane: holds the sidecar configuration and pushes it, versioned,
+//! to every connected sidecar.
+//!
+//! # Model
+//!
+//! * **Source of truth**: a YAML document (a mounted ConfigMap) of `defaults` plus
+//!   per-workload `workloads` sections ([`document`]). The file is polled every
+//!   ~500 ms ([`source`] explains why polling); a changed file is validated and, if
+//!   invalid, rejected with its error kept for `/v1/status` while the last good
+//!   document keeps serving.
+//! * **API writes**: `PUT`/`PATCH /v1/config/base` replace the document; the result
+//!   is persisted and wins until the source file changes again — *last writer
+//!   wins*. Incident overrides ([`overrides`]) change sampling until they expire.
+//! * **Resolution** ([`resolve`]): defaults → matching sections in order → overrides
+//!   → embedded sidecar defaults → validation, per workload.
+//! * **Push** ([`watch`]): a global `u64` version is bumped on every effective
+//!   change; each sidecar's SSE stream sends its workload's full config whenever
+//!   *that* config changed. Sidecars ACK/NACK by `POST /v1/ack`.
+//! * **Persistence** ([`state`]): overrides, API documents and the last version
+//!   survive restarts, so versions never go backwards.
+//!
+//! # Security
+//!
+//! Writes need a bearer token ([`auth`]); without one configured the API is
+//! read-only. Reads, watch streams and ACKs are unauthenticated: they are meant for
+//! sidecars inside the cluster, so expose the port only in-cluster and restrict it
+//! with a NetworkPolicy. Config may contain export headers (collector API keys):
+//! treat read access accordingly.
+//!
+//! # Wire protocol
+//!
+//! See [`watch`] for the event stream and [`api`] for the routes.
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms, clippy::disallowed_methods)]
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod document;
+pub mod overrides;
+pub mod reply;
+pub mod resolve;
+pub mod server;
+pub mod sidecars;
+pub mod source;
+pub mod sse;
+pub mod state;
+pub mod store;
+pub mod testing;
+pub mod watch;

@@ -1,0 +1,62 @@
+//! Watching the source file (a mounted ConfigMap) for changes.
+//!
+//! Kubernetes updates a mounted ConfigMap by writing a new directory and swapping a
+//! `..data` symlink, so inotify on the file sees nothing useful (the watched inode
+//! never changes) and editors and `kubectl cp` do different things again. Polling is
+//! the robust choice: every ~500 ms the file is stat'ed and read, and its content
+//! hash compared with the last one seen. Any change is parsed and validated; a
+//! rejected file keeps its error for `/v1/status` and the last good document keeps
+//! serving. The cost is one small read per tick.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
+
+/// How often the source file is polled.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The source file's content and its hash.
+#[derive(Clone, Debug)]
+pub struct SourceText {
+    /// The text.
+    pub text: String,
+    /// FNV-1a of the bytes (stable across releases, so it can be persisted).
+    pub hash: u64,
+}
+
+/// Reads the source file; the error is a message naming the file.
+pub fn read(path: &Path) -> Result<SourceText, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let hash = fnv1a(&bytes);
+    let text =
+        String::from_utf8(bytes).map_err(|e| format!("{}: not UTF-8: {e}", path.display()))?;
+    Ok(SourceText { text, hash })
+}
+
+/// 64-bit FNV-1a: a change detector, not a security measure.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Polls the source file every `interval` until `cancel`, handing changes to `store`.
+pub async fn poll(store: Store, interval: Duration, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let path = store.source_path().to_path_buf();
+        let read = match tokio::task::spawn_blocking(move || read(&path)).await {
+            Ok(read) => read,
+            Err(e) => Err(format!("source reader task failed: {e}")),
+        };
+        store.source_changed(read).await;
+    }
+}

@@ -1,0 +1,460 @@
+//! The control plane's state and its one writer.
+//!
+//! Every change (source file reload, API write, override added, removed or expired)
+//! goes through [`Store`], under one async lock: it computes the new effective
+//! document and override set, persists what must survive a restart, bumps the
+//! global version if anything effective changed, and publishes an immutable
+//! [`Snapshot`] on a `tokio::sync::watch` channel. Watchers only ever see the newest
+//! snapshot, so a burst of changes coalesces for a slow watcher.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::document::Document;
+use crate::overrides::{NewOverride, Override, Timestamp};
+use crate::resolve::{self, Workload};
+use crate::source::{self, SourceText};
+use crate::state::{ApiBase, PersistedState, StateError, StateFile};
+
+/// Distinct workloads cached per snapshot (beyond this, resolution is not cached).
+const CACHE_LIMIT: usize = 10_000;
+
+/// A published state: everything a watcher needs to resolve its config.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The global version.
+    pub version: u64,
+    /// The effective base document.
+    pub document: Arc<Document>,
+    /// Active overrides, in creation order.
+    pub overrides: Arc<Vec<Override>>,
+    cache: Mutex<HashMap<Workload, Arc<Resolved>>>,
+}
+
+/// A workload's resolved config, with its JSON (what is compared and sent).
+#[derive(Debug)]
+pub struct Resolved {
+    /// The config.
+    pub config: meshtrace_config::Config,
+    /// The config as JSON.
+    pub json: String,
+}
+
+/// The shared handle on the state; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    inner: tokio::sync::Mutex<Inner>,
+    tx: watch::Sender<Arc<Snapshot>>,
+    overrides_changed: Notify,
+    source_path: PathBuf,
+    state: StateFile,
+    clock: Clock,
+}
+
+#[derive(Debug)]
+struct Inner {
+    version: u64,
+    file_doc: Option<Document>,
+    file_hash: Option<u64>,
+    last_seen: Option<Result<u64, String>>,
+    load_error: Option<String>,
+    api_base: Option<(ApiBase, Document)>,
+    overrides: Vec<Override>,
+}
+
+/// Where the effective document came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The source file.
+    File,
+    /// `PUT`/`PATCH /v1/config/base`.
+    Api,
+}
+
+/// What `GET /v1/status` reports about the store.
+#[derive(Clone, Debug, Serialize)]
+pub struct StoreStatus {
+    /// The current version.
+    pub version: u64,
+    /// The source file.
+    pub source: PathBuf,
+    /// Why the source file's current content was rejected, if it was.
+    pub last_load_error: Option<String>,
+    /// Where the served document came from.
+    pub document_origin: Origin,
+    /// The state file.
+    pub state_file: PathBuf,
+    /// Active overrides.
+    pub override_count: usize,
+}
+
+/// Why a write was refused; each maps to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The request is invalid (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// It conflicts with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// No such thing (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The state could not be persisted; nothing changed (500).
+    #[error("{0}")]
+    Persist(#[from] StateError),
+}
+
+/// Why the store could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The state file is unreadable.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// There is no valid document to serve.
+    #[error("no valid configuration to serve: {0}")]
+    NoDocument(String),
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    fn new(version: u64, document: Document, overrides: Vec<Override>) -> Self {
+        Self {
+            version,
+            document: Arc::new(document),
+            overrides: Arc::new(overrides),
+            cache: Mutex::default(),
+        }
+    }
+
+    /// The workload's resolved config (cached per snapshot).
+    pub fn resolve(&self, workload: &Workload) -> Result<Arc<Resolved>, String> {
+        if let Some(hit) = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(workload).cloned())
+        {
+            return Ok(hit);
+        }
+        let config = resolve::resolve(&self.document, &self.overrides, workload)?;
+        let json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
+        let resolved = Arc::new(Resolved { config, json });
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() < CACHE_LIMIT {
+                cache.insert(workload.clone(), resolved.clone());
+            }
+        }
+        Ok(resolved)
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    fn document(&self) -> Document {
+        match (&self.api_base, &self.file_doc) {
+            (Some((_, doc)), _) | (None, Some(doc)) => doc.clone(),
+            (None, None) => Document::default(),
+        }
+    }
+
+    fn persisted(&self) -> PersistedState {
+        PersistedState {
+            version: self.version,
+            overrides: self.overrides.clone(),
+            api_base: self.api_base.as_ref().map(|(b, _)| b.clone()),
+        }
+    }
+}
+
+// === impl Store ===
+
+impl Store {
+    /// Reads the state file and the source file and publishes the first snapshot.
+    ///
+    /// A base document saved through the API is kept if the source file has not
+    /// changed since it was saved; otherwise the file wins. With no valid file and
+    /// no saved document there is nothing safe to serve, and this fails.
+    pub fn open(source_path: &Path, state: StateFile) -> Result<Self, OpenError> {
+        let clock = Clock::new();
+        let saved = state.load()?;
+        let now = clock.now();
+        let overrides: Vec<Override> = saved
+            .overrides
+            .into_iter()
+            .filter(|o| o.expires_at.0 > now)
+            .collect();
+        let read = source::read(source_path);
+        let (file_doc, file_hash, load_error) = match &read {
+            Ok(SourceText { text, hash }) => {
+                match Document::parse(text, &source_path.display().to_string()) {
+                    Ok(doc) => (Some(doc), Some(*hash), None),
+                    Err(e) => (None, None, Some(e.to_string())),
+                }
+            }
+            Err(e) => (None, None, Some(e.clone())),
+        };
+        let api_base = match saved.api_base {
+            Some(base) if file_doc.is_none() || base.source_hash == file_hash => {
+                let doc = serde_json::from_value::<Document>(base.document.clone())
+                    .map_err(|e| OpenError::NoDocument(format!("saved API document: {e}")))?;
+                Some((base, doc))
+            }
+            _ => None,
+        };
+        if file_doc.is_none() && api_base.is_none() {
+            return Err(OpenError::NoDocument(load_error.unwrap_or_default()));
+        }
+        let inner = Inner {
+            version: saved.version + 1,
+            file_doc,
+            file_hash,
+            last_seen: Some(read.map(|s| s.hash)),
+            load_error,
+            api_base,
+            overrides,
+        };
+        state.save(&inner.persisted())?;
+        let snapshot = Snapshot::new(inner.version, inner.document(), inner.overrides.clone());
+        let (tx, _) = watch::channel(Arc::new(snapshot));
+        Ok(Self {
+            shared: Arc::new(Shared {
+                inner: tokio::sync::Mutex::new(inner),
+                tx,
+                overrides_changed: Notify::new(),
+                source_path: source_path.to_path_buf(),
+                state,
+                clock,
+            }),
+        })
+    }
+
+    /// Starts the source poller and the expiry timer; both stop on `cancel`.
+    pub fn spawn_background(&self, poll_interval: Duration, cancel: CancellationToken) {
+        tokio::spawn(source::poll(self.clone(), poll_interval, cancel.clone()));
+        tokio::spawn(self.clone().expire_loop(cancel));
+    }
+
+    /// The source file.
+    pub fn source_path(&self) -> &Path {
+        &self.shared.source_path
+    }
+
+    /// The newest snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.tx.borrow().clone()
+    }
+
+    /// A receiver of every newer snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.shared.tx.subscribe()
+    }
+
+    /// The current wall-clock time as the store sees it.
+    pub fn now(&self) -> SystemTime {
+        self.shared.clock.now()
+    }
+
+    /// The store part of `/v1/status`.
+    pub async fn status(&self) -> StoreStatus {
+        let inner = self.shared.inner.lock().await;
+        StoreStatus {
+            version: inner.version,
+            source: self.shared.source_path.clone(),
+            last_load_error: inner.load_error.clone(),
+            document_origin: if inner.api_base.is_some() {
+                Origin::Api
+            } else {
+                Origin::File
+            },
+            state_file: self.shared.state.path().to_path_buf(),
+            override_count: inner.overrides.len(),
+        }
+    }
+
+    /// Handles a poll of the source file: only a content change does anything.
+    pub async fn source_changed(&self, read: Result<SourceText, String>) {
+        let mut inner = self.shared.inner.lock().await;
+        let seen = read.as_ref().map(|s| s.hash).map_err(Clone::clone);
+        if inner.last_seen.as_ref() == Some(&seen) {
+            return;
+        }
+        inner.last_seen = Some(seen);
+        let parsed = read.and_then(|s| {
+            let name = self.shared.source_path.display().to_string();
+            Document::parse(&s.text, &name)
+                .map(|doc| (doc, s.hash))
+                .map_err(|e| e.to_string())
+        });
+        match parsed {
+            Err(e) => {
+                tracing::warn!(error = %e, "source file rejected; the last good document keeps serving");
+                inner.load_error = Some(e);
+            }
+            Ok((doc, hash)) => {
+                tracing::info!(source = %self.shared.source_path.display(), "source file loaded");
+                inner.load_error = None;
+                inner.file_doc = Some(doc);
+                inner.file_hash = Some(hash);
+                // The file changed after the API's last write: the file wins now.
+                inner.api_base = None;
+                if let Err(e) = self.publish(&mut inner).await {
+                    tracing::error!(error = %e, "cannot persist state after a source reload");
+                }
+            }
+        }
+    }
+
+    /// Replaces the base document (`PUT /v1/config/base`).
+    pub async fn put_base(&self, doc: Document) -> Result<u64, StoreError> {
+        let mut inner = self.shared.inner.lock().await;
+        self.set_base(&mut inner, doc).await
+    }
+
+    /// Applies a JSON merge patch to the base document (`PATCH /v1/config/base`).
+    pub async fn patch_base(&self, patch: &Value) -> Result<u64, StoreError> {
+        let mut inner = self.shared.inner.lock().await;
+        let mut json = inner.document().to_json();
+        resolve::merge_patch(&mut json, patch);
+        let doc = Document::from_json(json, "patched document")
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.set_base(&mut inner, doc).await
+    }
+
+    async fn set_base(&self, inner: &mut Inner, doc: Document) -> Result<u64, StoreError> {
+        let base = ApiBase {
+            document: doc.to_json(),
+            source_hash: inner.file_hash,
+            updated_at: Timestamp(self.now()),
+        };
+        let previous = inner.api_base.replace((base, doc));
+        if let Err(e) = self.publish(inner).await {
+            inner.api_base = previous;
+            return Err(e.into());
+        }
+        Ok(inner.version)
+    }
+
+    /// Adds an incident override (`POST /v1/overrides`).
+    pub async fn add_override(&self, new: NewOverride) -> Result<Override, StoreError> {
+        let new = new.build(self.now()).map_err(StoreError::Invalid)?;
+        let mut inner = self.shared.inner.lock().await;
+        if let Some(old) = inner.overrides.iter().find(|o| o.same_target(&new)) {
+            return Err(StoreError::Conflict(format!(
+                "override {} already applies to the same {} until {}; remove it first",
+                old.id,
+                if new.service.is_some() {
+                    "service"
+                } else {
+                    "tenant"
+                },
+                old.expires_at
+            )));
+        }
+        inner.overrides.push(new.clone());
+        if let Err(e) = self.publish(&mut inner).await {
+            inner.overrides.pop();
+            return Err(e.into());
+        }
+        self.shared.overrides_changed.notify_one();
+        Ok(new)
+    }
+
+    /// Removes an override (`DELETE /v1/overrides/{id}`).
+    pub async fn remove_override(&self, id: &str) -> Result<Override, StoreError> {
+        let mut inner = self.shared.inner.lock().await;
+        let Some(at) = inner.overrides.iter().position(|o| o.id == id) else {
+            return Err(StoreError::NotFound(format!("no active override {id:?}")));
+        };
+        let removed = inner.overrides.remove(at);
+        if let Err(e) = self.publish(&mut inner).await {
+            inner.overrides.insert(at, removed);
+            return Err(e.into());
+        }
+        self.shared.overrides_changed.notify_one();
+        Ok(removed)
+    }
+
+    /// Active overrides.
+    pub async fn overrides(&self) -> Vec<Override> {
+        self.shared.inner.lock().await.overrides.clone()
+    }
+
+    /// Removes every override whose expiry has passed; returns how many.
+    pub async fn expire(&self) -> usize {
+        let now = self.now();
+        let mut inner = self.shared.inner.lock().await;
+        let before = inner.overrides.len();
+        inner.overrides.retain(|o| o.expires_at.0 > now);
+        let removed = before - inner.overrides.len();
+        if removed > 0 {
+            tracing::info!(removed, "incident overrides expired");
+            if let Err(e) = self.publish(&mut inner).await {
+                tracing::error!(error = %e, "cannot persist state after override expiry");
+            }
+        }
+        removed
+    }
+
+    async fn expire_loop(self, cancel: CancellationToken) {
+        loop {
+            let next = {
+                let inner = self.shared.inner.lock().await;
+                inner.overrides.iter().map(|o| o.expires_at.0).min()
+            };
+            let wake = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(self.shared.clock.instant_of(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.shared.overrides_changed.notified() => {}
+                _ = wake => { self.expire().await; }
+            }
+        }
+    }
+
+    /// Publishes the state if anything effective changed: bumps the version,
+    /// persists, then sends. On a persistence error nothing is published and the
+    /// caller restores its change.
+    async fn publish(&self, inner: &mut Inner) -> Result<(), StateError> {
+        let document = inner.document();
+        let current = self.snapshot();
+        let changed = *current.document != document || *current.overrides != inner.overrides;
+        let mut state = inner.persisted();
+        if changed {
+            state.version += 1;
+        }
+        let file = self.shared.state.clone();
+        tokio::task::spawn_blocking(move || file.save(&state))
+            .await
+            .map_err(|e| StateError::Io {
+                path: self.shared.state.path().to_path_buf(),
+                error: std::io::Error::other(e.to_string()),
+            })??;
+        if changed {
+            inner.version += 1;
+            let snapshot = Snapshot::new(inner.version, document, inner.overrides.clone());
+            self.shared.tx.send_replace(Arc::new(snapshot));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,183 @@
+//! An in-process control plane for tests (this crate's and the sidecar's).
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let cp = meshtrace_control::testing::start("defaults: {sampling: {default_rate: 0.5}}", Some("t0ken")).await;
+//! let mut watch = cp.watch("checkout", "shop", "checkout-1", &[]).await;
+//! let first = watch.next_config().await; // wrap in tokio::time::timeout in real tests
+//! # }
+//! ```
+//!
+//! The server listens on `127.0.0.1:0`, keeps its source and state files in a
+//! temporary directory removed on drop, polls the source every 50 ms, and is shut
+//! down when the [`Running`] is dropped.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Token;
+use crate::client::{ControlClient, WatchStream};
+use crate::reply::encode;
+use crate::server::{self, ServeConfig};
+use crate::sidecars::Sidecars;
+use crate::store::Store;
+
+/// How often the test server polls its source file.
+pub const TEST_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A running in-process control plane.
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Holds `source.yaml` and `state.json`; removed on drop.
+    pub state_dir: tempfile::TempDir,
+    /// The source file.
+    pub source_path: PathBuf,
+    /// The state file.
+    pub state_path: PathBuf,
+    /// The write token, if any.
+    pub token: Option<String>,
+    /// The server's state (for assertions that bypass HTTP).
+    pub store: Store,
+    /// Connected sidecars.
+    pub sidecars: Sidecars,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts a control plane serving `source_yaml`; panics (failing the test) if it
+/// cannot start. `token: None` means writes are refused.
+pub async fn start(source_yaml: &str, token: Option<&str>) -> Running {
+    match try_start(source_yaml, token).await {
+        Ok(running) => running,
+        Err(e) => panic!("cannot start the test control plane: {e}"),
+    }
+}
+
+/// Like [`start`], returning the error.
+pub async fn try_start(source_yaml: &str, token: Option<&str>) -> Result<Running, String> {
+    let state_dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let source_path = state_dir.path().join("source.yaml");
+    let state_path = state_dir.path().join("state.json");
+    std::fs::write(&source_path, source_yaml).map_err(|e| format!("source file: {e}"))?;
+    let token = token.map(String::from);
+    let server = server::start(config(&source_path, &state_path, token.as_deref())).await?;
+    Ok(Running {
+        addr: server.addr,
+        state_dir,
+        source_path,
+        state_path,
+        token,
+        store: server.store,
+        sidecars: server.sidecars,
+        shutdown: server.shutdown,
+        task: server.task,
+    })
+}
+
+fn config(source: &std::path::Path, state: &std::path::Path, token: Option<&str>) -> ServeConfig {
+    ServeConfig {
+        source: source.to_path_buf(),
+        state: state.to_path_buf(),
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        token: token.map_or_else(Token::none, Token::new),
+        poll_interval: TEST_POLL_INTERVAL,
+    }
+}
+
+// === impl Running ===
+
+impl Running {
+    /// `http://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A client that sends the token.
+    pub fn client(&self) -> ControlClient {
+        self.client_with(self.token.clone())
+    }
+
+    /// A client that sends `token` (or none).
+    pub fn client_with(&self, token: Option<String>) -> ControlClient {
+        match ControlClient::new(&self.url(), token) {
+            Ok(client) => client,
+            Err(e) => panic!("test client: {e}"),
+        }
+    }
+
+    /// Opens a watch as sidecar `namespace/pod` of `service` with `labels`.
+    pub async fn watch(
+        &self,
+        service: &str,
+        namespace: &str,
+        pod: &str,
+        labels: &[(&str, &str)],
+    ) -> WatchStream {
+        let mut q = format!(
+            "service={}&namespace={}&pod={}",
+            encode(service),
+            encode(namespace),
+            encode(pod)
+        );
+        for (k, v) in labels {
+            q.push_str(&format!("&label={}", encode(&format!("{k}={v}"))));
+        }
+        match tokio::time::timeout(Duration::from_secs(10), self.client().watch(&q)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => panic!("watch: {e}"),
+            Err(_) => panic!("watch: timed out"),
+        }
+    }
+
+    /// Replaces the source file the way a ConfigMap update does (a new file
+    /// renamed into place), so the poller sees it.
+    pub fn write_source(&self, yaml: &str) {
+        let tmp = self.state_dir.path().join(".source.yaml.new");
+        if let Err(e) =
+            std::fs::write(&tmp, yaml).and_then(|()| std::fs::rename(&tmp, &self.source_path))
+        {
+            panic!("write source: {e}");
+        }
+    }
+
+    /// Stops the server (watch streams end) and waits for it.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+    }
+
+    /// Stops the server and starts a new one on the same files (new port).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let cfg = config(&self.source_path, &self.state_path, self.token.as_deref());
+        let server = match server::start(cfg).await {
+            Ok(server) => server,
+            Err(e) => panic!("restart: {e}"),
+        };
+        self.addr = server.addr;
+        self.store = server.store;
+        self.sidecars = server.sidecars;
+        self.shutdown = server.shutdown;
+        self.task = server.task;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.task.abort();
+    }
+}
+
+/// Awaits `fut` for at most 10 s, failing the test with `what` if it takes longer.
+pub async fn within<F: std::future::Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(Duration::from_secs(10), fut).await {
+        Ok(out) => out,
+        Err(_) => panic!("timed out after 10s: {what}"),
+    }
+}
