@@ -85,6 +85,8 @@ struct Inner {
     telemetry: Mutex<Telemetry>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// Announces every applied config (tests and tools wait on it).
+    applied: tokio::sync::watch::Sender<Arc<Config>>,
 }
 
 /// One bound listener.
@@ -182,6 +184,7 @@ impl Sidecar {
             drain,
             telemetry: Mutex::new(telemetry),
             reloading: tokio::sync::Mutex::new(()),
+            applied: tokio::sync::watch::Sender::new(config.clone()),
         });
         let sidecar = Self { inner, admin_stop };
         if config.control.url.is_some() {
@@ -343,8 +346,14 @@ impl Reloader {
             old.stop.cancel();
             tracing::info!(listener = NAMES[i], from = %old.local, to = %local, "listener moved");
         }
-        inner.config.store(config);
+        inner.config.store(config.clone());
+        inner.applied.send_replace(config);
         Ok(())
+    }
+
+    /// A receiver that sees every config applied from now on.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<Config>> {
+        self.0.applied.subscribe()
     }
 
     /// The configuration in force.
