@@ -33,7 +33,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use meshtrace_config::Config;
 use serde::Deserialize;
 
@@ -61,6 +61,8 @@ pub fn spawn(reloader: Reloader, local: &Config) {
     tokio::spawn(async move {
         let client: HttpClient = Client::builder(TokioExecutor::new())
             .http2_only(true)
+            // hyper needs a timer for keep-alive pings (it panics without one).
+            .timer(TokioTimer::new())
             .http2_keep_alive_interval(Some(Duration::from_secs(20)))
             .build_http();
         let mut backoff = Backoff::new(&local);
@@ -178,11 +180,13 @@ async fn handle(client: &HttpClient, url: &str, local: &Config, reloader: &Reloa
 }
 
 /// A pushed (or cached) config as this pod runs it: the pod-local sections
-/// (`control`, `admin`, `runtime`, `log`) are the local file's, and the
-/// environment (pod identity, listen ports) applies on top; then it is validated.
+/// (`workload` — the pod's identity —, `control`, `admin`, `runtime`, `log`) are
+/// the local file's, and the environment (identity, listen ports) applies on top;
+/// then it is validated.
 pub fn local_view(pushed: serde_json::Value, local: &Config) -> Result<Config, String> {
     let mut config: Config =
         serde_json::from_value(pushed).map_err(|e| format!("not a sidecar config: {e}"))?;
+    config.workload = local.workload.clone();
     config.control = local.control.clone();
     config.admin = local.admin.clone();
     config.runtime = local.runtime.clone();
@@ -438,6 +442,14 @@ mod tests {
         assert_eq!(view.sampling.default_rate, 0.25);
         assert_eq!(view.admin.listen, local.admin.listen);
         assert_eq!(view.control, local.control);
+        let mut named = local.clone();
+        named.workload.service = Some("checkout".into());
+        let view = local_view(serde_json::to_value(&pushed).unwrap(), &named).unwrap();
+        assert_eq!(
+            view.workload.service.as_deref(),
+            Some("checkout"),
+            "identity is local"
+        );
         let mut bad = serde_json::to_value(&pushed).unwrap();
         bad["sampling"]["default_rate"] = serde_json::json!(3.0);
         let error = local_view(bad, &local).unwrap_err();
