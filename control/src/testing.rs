@@ -148,13 +148,18 @@ impl Running {
     /// Stops the server (watch streams end) and waits for it.
     pub async fn stop(&mut self) {
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+        // Idempotent: a finished task must not be awaited again.
+        if !self.task.is_finished() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+        }
     }
 
-    /// Stops the server and starts a new one on the same files (new port).
+    /// Stops the server and starts a new one on the same files and the same
+    /// port, as a restarted pod behind its Service would be: sidecars reconnect.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let cfg = config(&self.source_path, &self.state_path, self.token.as_deref());
+        let mut cfg = config(&self.source_path, &self.state_path, self.token.as_deref());
+        cfg.listen = self.addr;
         let server = match server::start(cfg).await {
             Ok(server) => server,
             Err(e) => panic!("restart: {e}"),

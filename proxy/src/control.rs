@@ -179,14 +179,21 @@ async fn handle(client: &HttpClient, url: &str, local: &Config, reloader: &Reloa
     }
 }
 
-/// A pushed (or cached) config as this pod runs it: the pod-local sections
-/// (`workload` — the pod's identity —, `control`, `admin`, `runtime`, `log`) are
-/// the local file's, and the environment (identity, listen ports) applies on top;
-/// then it is validated.
+/// A pushed (or cached) config as this pod runs it, then validated. The control
+/// plane sets mesh policy (propagation, sampling, spans, export, outbound routes,
+/// timeouts, limits); the pod's own plumbing stays the local file's and the
+/// environment's: `workload` (identity), `control`, `admin`, `runtime`, `log`, and
+/// the listeners and app address (`inbound.listen`, `inbound.app_host`,
+/// `inbound.app_port`, `outbound.listen`), which the injector sets per pod. A pushed
+/// config therefore never moves a listener; a local file reload may.
 pub fn local_view(pushed: serde_json::Value, local: &Config) -> Result<Config, String> {
     let mut config: Config =
         serde_json::from_value(pushed).map_err(|e| format!("not a sidecar config: {e}"))?;
     config.workload = local.workload.clone();
+    config.inbound.listen = local.inbound.listen;
+    config.inbound.app_host = local.inbound.app_host;
+    config.inbound.app_port = local.inbound.app_port;
+    config.outbound.listen = local.outbound.listen;
     config.control = local.control.clone();
     config.admin = local.admin.clone();
     config.runtime = local.runtime.clone();
@@ -442,6 +449,14 @@ mod tests {
         assert_eq!(view.sampling.default_rate, 0.25);
         assert_eq!(view.admin.listen, local.admin.listen);
         assert_eq!(view.control, local.control);
+        let mut elsewhere = pushed.clone();
+        elsewhere.inbound.listen = "0.0.0.0:1".parse().unwrap();
+        elsewhere.inbound.app_port = meshtrace_config::AppPort::Fixed(1);
+        let view = local_view(serde_json::to_value(&elsewhere).unwrap(), &local).unwrap();
+        assert_eq!(
+            view.inbound, local.inbound,
+            "a push never moves the pod's plumbing"
+        );
         let mut named = local.clone();
         named.workload.service = Some("checkout".into());
         let view = local_view(serde_json::to_value(&pushed).unwrap(), &named).unwrap();

@@ -1,0 +1,272 @@
+//! Sidecars under a real control plane: a push is applied and acknowledged, an
+//! override reaches the sidecar and its removal restores the config, a config the
+//! sidecar cannot apply is NACKed while the old one keeps serving, and a control
+//! plane that goes away and comes back costs no request.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use meshtrace_config::{Config, PropagationFormat as Format};
+use meshtrace_control::sidecars::SidecarInfo;
+use meshtrace_control::testing::{self, Running};
+use meshtrace_tests::apps::{echoed, HttpApp};
+use meshtrace_tests::bound::within;
+use meshtrace_tests::client::{http1_get, H1Conn};
+use meshtrace_tests::sidecar::{self, Proxy};
+
+const TOKEN: &str = "s3cret";
+
+async fn control(yaml: &str) -> Running {
+    testing::start(yaml, Some(TOKEN)).await
+}
+
+/// An in-process sidecar for checkout in front of `app`, watching `cp`.
+async fn meshed(cp: &Running, app: &HttpApp) -> Proxy {
+    let url = cp.url();
+    sidecar::new()
+        .inbound_to(app.addr())
+        .configure(move |c| {
+            c.control.url = Some(url);
+            c.control.reconnect_min = meshtrace_config::Duration::from_millis(50);
+            c.control.reconnect_max = meshtrace_config::Duration::from_millis(200);
+            c.workload.service = Some("checkout".into());
+            c.workload.namespace = Some("shop".into());
+            c.workload.pod_name = Some("checkout-1".into());
+        })
+        .start()
+        .await
+}
+
+/// Waits until the sidecar has applied a config satisfying `done`.
+async fn applied(proxy: &Proxy, what: &str, done: impl Fn(&Config) -> bool) {
+    let mut rx = proxy.reloader().subscribe();
+    within(what, rx.wait_for(|c| done(c)))
+        .await
+        .expect("the sidecar is running");
+}
+
+/// `/v1/sidecars` once `done` holds for checkout-1 (each poll is a real request).
+async fn sidecar_info(cp: &Running, done: impl Fn(&SidecarInfo) -> bool) -> SidecarInfo {
+    let client = cp.client();
+    within("the control plane to see the sidecar's answer", async {
+        loop {
+            let list: Vec<SidecarInfo> =
+                client.get("/v1/sidecars").await.expect("GET /v1/sidecars");
+            if let Some(info) = list.into_iter().find(|s| s.identity == "shop/checkout-1") {
+                if done(&info) {
+                    return info;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+}
+
+fn b3(c: &Config) -> bool {
+    c.propagation.inbound.inject.contains(&Format::B3Multi)
+}
+
+#[tokio::test]
+async fn a_push_is_applied_acknowledged_and_felt_by_traffic() {
+    let cp =
+        control("defaults:\n  propagation: {inbound: {inject: [tracecontext, b3multi]}}\n").await;
+    let app = HttpApp::start().await;
+    let proxy = meshed(&cp, &app).await;
+    applied(&proxy, "the pushed propagation", b3).await;
+    let rsp = http1_get(proxy.inbound_addr(), "/").await;
+    assert!(
+        echoed(&rsp, "x-b3-traceid").is_some(),
+        "the pushed inject list is in force"
+    );
+    let info = sidecar_info(&cp, |s| s.acked_version.is_some()).await;
+    assert_eq!(info.acked_version, info.sent_version);
+    assert_eq!(info.service.as_deref(), Some("checkout"));
+    assert_eq!(
+        proxy.config().workload.pod_name.as_deref(),
+        Some("checkout-1"),
+        "the pod's identity stays its own"
+    );
+}
+
+#[tokio::test]
+async fn an_override_reaches_the_sidecar_and_its_removal_restores_the_config() {
+    let cp = control("defaults:\n  sampling: {default_rate: 0.5}\n").await;
+    let app = HttpApp::start().await;
+    let proxy = meshed(&cp, &app).await;
+    applied(&proxy, "the base config", |c| {
+        c.sampling.default_rate == 0.5
+    })
+    .await;
+    let body =
+        serde_json::json!({"service": "checkout", "rate": 1.0, "for": "30m", "reason": "incident"});
+    let (status, created) = cp
+        .client()
+        .send(
+            Method::POST,
+            "/v1/overrides",
+            Some(("application/json", body.to_string().into())),
+        )
+        .await
+        .expect("POST /v1/overrides");
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&created)
+    );
+    applied(&proxy, "the override", |c| c.sampling.default_rate == 1.0).await;
+    let id = serde_json::from_slice::<serde_json::Value>(&created).expect("JSON")["id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    let (status, _) = cp
+        .client()
+        .send(Method::DELETE, &format!("/v1/overrides/{id}"), None)
+        .await
+        .expect("DELETE");
+    assert!(status.is_success(), "{status}");
+    applied(&proxy, "the base config again", |c| {
+        c.sampling.default_rate == 0.5
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_config_the_sidecar_cannot_apply_is_nacked_and_the_old_one_serves() {
+    let cp =
+        control("defaults:\n  propagation: {inbound: {inject: [tracecontext, b3multi]}}\n").await;
+    let app = HttpApp::start().await;
+    let proxy = meshed(&cp, &app).await;
+    applied(&proxy, "the first push", b3).await;
+    let first = sidecar_info(&cp, |s| s.acked_version.is_some()).await;
+    // A valid config that this pod cannot apply: its collector CA file is missing
+    // here (the control plane cannot know).
+    cp.write_source(
+        "defaults:\n  propagation: {inbound: {inject: [tracecontext]}}\n  export: {endpoint: 'https://127.0.0.1:1', tls: {ca_file: /nonexistent/meshtrace-ca.pem}}\n",
+    );
+    let info = sidecar_info(&cp, |s| s.last_rejection.is_some()).await;
+    let rejection = info.last_rejection.expect("a rejection");
+    assert!(rejection.version > first.acked_version.unwrap_or(0));
+    assert!(
+        rejection.error.contains("cannot read"),
+        "{}",
+        rejection.error
+    );
+    assert_eq!(
+        info.acked_version, first.acked_version,
+        "still on the old version"
+    );
+    let rsp = http1_get(proxy.inbound_addr(), "/").await;
+    assert_eq!(rsp.status(), StatusCode::OK);
+    assert!(
+        echoed(&rsp, "x-b3-traceid").is_some(),
+        "the old config is in force"
+    );
+}
+
+#[tokio::test]
+async fn the_control_plane_restarting_under_load_costs_no_request() {
+    let mut cp = control("defaults:\n  sampling: {default_rate: 0.5}\n").await;
+    let app = HttpApp::start().await;
+    let proxy = meshed(&cp, &app).await;
+    applied(&proxy, "the first push", |c| c.sampling.default_rate == 0.5).await;
+    let addr = proxy.inbound_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        load.push(tokio::spawn(async move {
+            let mut conn = H1Conn::connect(addr).await;
+            while !stop.load(Ordering::Relaxed) {
+                match conn.get("/").await.status() {
+                    StatusCode::OK => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    cp.stop().await;
+    // While it is gone, requests keep flowing on the last good config.
+    let before = ok.load(Ordering::Relaxed);
+    within("requests during the outage", async {
+        while ok.load(Ordering::Relaxed) < before + 200 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    cp.write_source("defaults:\n  sampling: {default_rate: 0.25}\n");
+    cp.restart().await;
+    applied(&proxy, "the change made while it was down", |c| {
+        c.sampling.default_rate == 0.25
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        within("a load task", task).await.expect("load task");
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn a_restarted_sidecar_starts_from_its_cache_while_the_control_plane_is_down() {
+    let dir = tempfile_dir();
+    let cache = dir.join("last-good.yaml");
+    // A first life: the control plane pushes b3 injection; the sidecar caches it.
+    let cp =
+        control("defaults:\n  propagation: {inbound: {inject: [tracecontext, b3multi]}}\n").await;
+    let app = HttpApp::start().await;
+    let url = cp.url();
+    let cache_file = cache.clone();
+    let first = sidecar::new()
+        .inbound_to(app.addr())
+        .configure(move |c| {
+            c.control.url = Some(url);
+            c.control.cache_file = Some(cache_file);
+            c.workload.namespace = Some("shop".into());
+            c.workload.pod_name = Some("checkout-1".into());
+        })
+        .start()
+        .await;
+    applied(&first, "the push", b3).await;
+    sidecar_info(&cp, |s| s.acked_version.is_some()).await;
+    assert!(cache.exists(), "the applied config was cached");
+    drop(first);
+    let dead = cp.url();
+    drop(cp);
+    // Second life: the real binary, the control plane gone.
+    let cache_file = cache.clone();
+    let proxy = sidecar::new()
+        .inbound_to(app.addr())
+        .configure(move |c| {
+            c.control.url = Some(dead);
+            c.control.cache_file = Some(cache_file);
+        })
+        .process()
+        .spawn()
+        .await;
+    proxy
+        .output()
+        .wait_for_line("starting from the cached control-plane config")
+        .await;
+    let rsp = http1_get(proxy.inbound_addr(), "/").await;
+    assert_eq!(rsp.status(), StatusCode::OK);
+    assert!(
+        echoed(&rsp, "x-b3-traceid").is_some(),
+        "the cached config is in force"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "meshtrace-control-push-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
