@@ -66,16 +66,23 @@ pub fn spawn(reloader: Reloader, local: &Config) {
             .http2_keep_alive_interval(Some(Duration::from_secs(20)))
             .build_http();
         let mut backoff = Backoff::new(&local);
-        loop {
-            match watch_once(&client, &url, &local, &reloader, &mut backoff).await {
-                Ok(()) => tracing::info!(%url, "control-plane watch ended; reconnecting"),
-                Err(error) => {
-                    tracing::warn!(%url, %error, "control-plane watch failed; keeping the last good config")
+        let watch = async {
+            loop {
+                match watch_once(&client, &url, &local, &reloader, &mut backoff).await {
+                    Ok(()) => tracing::info!(%url, "control-plane watch ended; reconnecting"),
+                    Err(error) => {
+                        tracing::warn!(%url, %error, "control-plane watch failed; keeping the last good config")
+                    }
                 }
+                let delay = backoff.next();
+                tracing::debug!(?delay, "reconnecting to the control plane");
+                tokio::time::sleep(delay).await;
             }
-            let delay = backoff.next();
-            tracing::debug!(?delay, "reconnecting to the control plane");
-            tokio::time::sleep(delay).await;
+        };
+        // A draining sidecar stops watching, so it stops acknowledging too.
+        tokio::select! {
+            () = reloader.draining() => tracing::debug!("control-plane watch stopped: draining"),
+            () = watch => {}
         }
     });
 }

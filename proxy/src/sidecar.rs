@@ -62,6 +62,9 @@ pub enum ReloadError {
     /// A new listen address could not be bound.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The sidecar is shutting down.
+    #[error("the sidecar is shutting down")]
+    Draining,
 }
 
 /// A running sidecar. Dropping it starts a drain and stops the admin server.
@@ -271,7 +274,7 @@ impl Reloader {
         let inner = &self.0;
         let _one_at_a_time = inner.reloading.lock().await;
         if inner.drain.is_draining() {
-            return Ok(());
+            return Err(ReloadError::Draining);
         }
         let problems = config.problems();
         if !problems.is_empty() {
@@ -349,6 +352,11 @@ impl Reloader {
         inner.config.store(config.clone());
         inner.applied.send_replace(config);
         Ok(())
+    }
+
+    /// Resolves when the sidecar starts shutting down.
+    pub async fn draining(&self) {
+        self.0.drain.signaled().await;
     }
 
     /// A receiver that sees every config applied from now on.

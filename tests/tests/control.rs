@@ -1,0 +1,406 @@
+//! The control plane end to end, beyond `control_push.rs`: an override felt on
+//! the wire and undone exactly; a hundred pushes under load; a push that names
+//! other listeners or another app port, which never moves the pod; a change made
+//! after the control plane restarted; and the `meshtrace-control` binary's CLI
+//! with its write token.
+//!
+//! Nothing sleeps: a test waits for an applied config on
+//! [`Reloader::subscribe`](meshtrace_proxy::Reloader::subscribe), for an ACK on
+//! `/v1/sidecars`, or for a process's log line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use meshtrace_config::{Config, Duration, PropagationFormat as Format};
+use meshtrace_control::client::ControlClient;
+use meshtrace_control::overrides::{NewOverride, Override};
+use meshtrace_control::sidecars::SidecarInfo;
+use meshtrace_control::testing;
+use meshtrace_tests::apps::{echoed, HttpApp};
+use meshtrace_tests::bound::within;
+use meshtrace_tests::client::{http1_get_with, H1Conn};
+use meshtrace_tests::process::proxy_binary;
+use meshtrace_tests::sidecar::{self, Proxy};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::watch;
+
+const SERVICE: &str = "checkout";
+const NAMESPACE: &str = "shop";
+const POD: &str = "checkout-1";
+const TOKEN: &str = "t0ken";
+const B3: &str = "propagation: {inbound: {inject: [tracecontext, b3multi]}}";
+const NO_B3: &str = "propagation: {inbound: {inject: [tracecontext]}}";
+
+/// A control-plane document whose `defaults` are `entries` (of a YAML flow map).
+fn document(entries: &str) -> String {
+    format!("defaults: {{{entries}}}\n")
+}
+
+/// An in-process sidecar of `checkout` in front of `app`, watching `control`
+/// and reconnecting within 50–200 ms.
+async fn watching(control: &str, app: SocketAddr) -> Proxy {
+    let control = control.to_string();
+    sidecar::new()
+        .inbound_to(app)
+        .configure(move |c| {
+            c.control.url = Some(control);
+            c.control.reconnect_min = Duration::from_millis(50);
+            c.control.reconnect_max = Duration::from_millis(200);
+            c.workload.service = Some(SERVICE.into());
+            c.workload.namespace = Some(NAMESPACE.into());
+            c.workload.pod_name = Some(POD.into());
+        })
+        .start()
+        .await
+}
+
+fn injects_b3(config: &Config) -> bool {
+    config.propagation.inbound.inject.contains(&Format::B3Multi)
+}
+
+/// The first config the sidecar runs (now or later) for which `done` holds.
+async fn applied(proxy: &Proxy, what: &str, done: impl Fn(&Config) -> bool) -> Arc<Config> {
+    let mut configs = proxy.reloader().subscribe();
+    let config = within(what, configs.wait_for(|c| done(c)))
+        .await
+        .expect("the sidecar is running");
+    config.clone()
+}
+
+/// The sidecar as `/v1/sidecars` shows it once it has ACKed `version`. There
+/// is no ACK event to await: it asks again once every other task has run.
+async fn acked(control: &ControlClient, version: u64) -> SidecarInfo {
+    let identity = format!("{NAMESPACE}/{POD}");
+    within(format!("an ACK of version {version}"), async {
+        loop {
+            let all: Vec<SidecarInfo> = control.get("/v1/sidecars").await.expect("/v1/sidecars");
+            let done = |s: &SidecarInfo| s.identity == identity && s.acked_version == Some(version);
+            if let Some(info) = all.into_iter().find(done) {
+                return info;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+}
+
+/// Whether the app behind `addr` received B3 headers on a fresh request.
+async fn app_gets_b3(addr: SocketAddr) -> bool {
+    let rsp = http1_get_with(addr, "app", &[]).await;
+    assert_eq!(rsp.status(), StatusCode::OK);
+    echoed(&rsp, "x-b3-traceid").is_some()
+}
+
+/// Whether the app behind `addr` received a traceparent with the sampled flag.
+async fn app_gets_sampled(addr: SocketAddr) -> bool {
+    let rsp = http1_get_with(addr, "app", &[]).await;
+    assert_eq!(rsp.status(), StatusCode::OK);
+    let traceparent = echoed(&rsp, "traceparent").expect("the app received a traceparent");
+    let flags = traceparent
+        .rsplit('-')
+        .next()
+        .map(|f| u8::from_str_radix(f, 16));
+    flags.expect("traceparent flags").expect("hex flags") & 1 == 1
+}
+
+async fn put_base(control: &ControlClient, yaml: String) -> u64 {
+    let body = Some(("application/yaml", Bytes::from(yaml)));
+    let answer: serde_json::Value = control
+        .call(Method::PUT, "/v1/config/base", body)
+        .await
+        .expect("PUT /v1/config/base");
+    answer["version"].as_u64().expect("a version")
+}
+
+/// Keep-alive connections sending `GET /` back to back until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    served: watch::Receiver<usize>,
+    tasks: Vec<tokio::task::JoinHandle<usize>>,
+}
+
+impl Load {
+    fn start(addr: SocketAddr, connections: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, served) = watch::channel(0);
+        let count = Arc::new(count);
+        let tasks = (0..connections)
+            .map(|_| {
+                let (stop, count) = (stop.clone(), count.clone());
+                tokio::spawn(async move {
+                    let mut conn = H1Conn::connect(addr).await;
+                    let mut failed = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        match conn.get("/").await.status() {
+                            StatusCode::OK => count.send_modify(|n| *n += 1),
+                            _ => failed += 1,
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            served,
+            tasks,
+        }
+    }
+
+    /// Waits until `n` more requests succeeded.
+    async fn serves(&mut self, n: usize) {
+        let target = *self.served.borrow() + n;
+        within(
+            format!("{n} more requests"),
+            self.served.wait_for(|&s| s >= target),
+        )
+        .await
+        .expect("the load runs");
+    }
+
+    /// Stops; returns (succeeded, failed). A connection error fails the test.
+    async fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut failed = 0;
+        for task in self.tasks {
+            failed += within("a load connection", task)
+                .await
+                .expect("load connection");
+        }
+        (*self.served.borrow(), failed)
+    }
+}
+
+#[tokio::test]
+async fn an_override_samples_every_request_and_its_removal_restores_the_exact_config() {
+    let app = HttpApp::start().await;
+    let cp = testing::start(&document("sampling: {default_rate: 0.0}"), Some(TOKEN)).await;
+    let proxy = watching(&cp.url(), app.addr()).await;
+    let before = applied(&proxy, "rate 0", |c| c.sampling.default_rate == 0.0).await;
+    assert!(!app_gets_sampled(proxy.inbound_addr()).await);
+
+    let incident = NewOverride {
+        service: Some(SERVICE.into()),
+        rate: 1.0,
+        duration: Some("30m".into()),
+        ..NewOverride::default()
+    };
+    let control = cp.client();
+    let added: Override = control
+        .send_json(Method::POST, "/v1/overrides", &incident)
+        .await
+        .expect("add the override");
+    applied(&proxy, "the override", |c| c.sampling.default_rate == 1.0).await;
+    assert!(app_gets_sampled(proxy.inbound_addr()).await);
+
+    let _: Override = control
+        .call(Method::DELETE, &format!("/v1/overrides/{}", added.id), None)
+        .await
+        .expect("remove the override");
+    let after = applied(&proxy, "rate 0 again", |c| c.sampling.default_rate == 0.0).await;
+    assert_eq!(after, before, "exactly the config before the override");
+    assert!(!app_gets_sampled(proxy.inbound_addr()).await);
+    acked(&control, cp.store.snapshot().version).await;
+}
+
+#[tokio::test]
+async fn a_hundred_pushes_under_load_fail_no_request_and_converge_on_the_last() {
+    let app = HttpApp::start().await;
+    let cp = testing::start(&document(NO_B3), Some(TOKEN)).await;
+    let proxy = watching(&cp.url(), app.addr()).await;
+    let control = cp.client();
+    acked(&control, cp.store.snapshot().version).await;
+    let mut load = Load::start(proxy.inbound_addr(), 4);
+    load.serves(4).await;
+    let mut last = 0;
+    for i in 0..100 {
+        let propagation = if i % 2 == 0 { B3 } else { NO_B3 };
+        let entries = format!("{propagation}, spans: {{max_tag_length: {}}}", 100 + i);
+        last = put_base(&control, document(&entries)).await;
+    }
+    let converged = applied(&proxy, "the last push", |c| c.spans.max_tag_length == 199).await;
+    acked(&control, last).await;
+    load.serves(4).await;
+    let (served, failed) = load.finish().await;
+    assert_eq!(failed, 0, "{served} requests succeeded");
+    assert!(!injects_b3(&converged), "the last push (i = 99) had no B3");
+    assert_eq!(*proxy.reloader().current(), *converged);
+}
+
+#[tokio::test]
+async fn a_push_naming_other_listeners_or_app_port_never_moves_the_pod() {
+    let app = HttpApp::start().await;
+    let cp = testing::start(&document(NO_B3), Some(TOKEN)).await;
+    let proxy = watching(&cp.url(), app.addr()).await;
+    let control = cp.client();
+    acked(&control, cp.store.snapshot().version).await;
+    let (inbound, outbound) = (proxy.inbound_addr(), proxy.outbound_addr());
+    // Addresses this pod could not bind, and an app port nothing listens on.
+    let taken: Vec<std::net::TcpListener> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port"))
+        .collect();
+    let [a, b] = [0, 1].map(|i| taken[i].local_addr().expect("its address"));
+    let elsewhere =
+        format!("{B3}, inbound: {{listen: '{a}', app_port: 1}}, outbound: {{listen: '{b}'}}");
+
+    let version = put_base(&control, document(&elsewhere)).await;
+    let running = applied(&proxy, "the push", injects_b3).await;
+    let info = acked(&control, version).await;
+    assert_eq!(info.last_rejection, None);
+    assert_eq!(
+        (proxy.inbound_addr(), proxy.outbound_addr()),
+        (inbound, outbound)
+    );
+    assert_eq!(
+        running.inbound,
+        proxy.config().inbound,
+        "the pod's own inbound settings"
+    );
+    assert_eq!(running.workload.service.as_deref(), Some(SERVICE));
+    assert!(
+        app_gets_b3(inbound).await,
+        "the app is reached where it was, with B3"
+    );
+}
+
+#[tokio::test]
+async fn a_change_made_after_a_control_plane_restart_reaches_the_sidecar_under_load() {
+    let app = HttpApp::start().await;
+    let mut cp = testing::start(&document(NO_B3), Some(TOKEN)).await;
+    let proxy = watching(&cp.url(), app.addr()).await;
+    acked(&cp.client(), cp.store.snapshot().version).await;
+    let mut load = Load::start(proxy.inbound_addr(), 4);
+
+    cp.stop().await;
+    load.serves(200).await;
+    cp.restart().await;
+    let version = put_base(&cp.client(), document(B3)).await;
+    applied(&proxy, "the change made after the restart", injects_b3).await;
+    acked(&cp.client(), version).await;
+
+    let (served, failed) = load.finish().await;
+    assert_eq!(failed, 0, "{served} requests succeeded");
+    assert!(app_gets_b3(proxy.inbound_addr()).await);
+}
+
+/// `meshtrace-control`, built next to `meshtrace-proxy` by the same build.
+async fn control_binary() -> PathBuf {
+    let binary = proxy_binary().await.with_file_name("meshtrace-control");
+    assert!(binary.is_file(), "{} does not exist", binary.display());
+    binary
+}
+
+/// A `meshtrace-control serve` process; killed, and its files removed, when
+/// dropped.
+struct ControlProcess {
+    url: String,
+    dir: PathBuf,
+    _child: tokio::process::Child,
+}
+
+impl Drop for ControlProcess {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl ControlProcess {
+    async fn serve(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("meshtrace-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let (source, token) = (dir.join("source.yaml"), dir.join("token"));
+        std::fs::write(&source, "defaults: {sampling: {default_rate: 0.1}}\n").expect("source");
+        std::fs::write(&token, format!("{TOKEN}\n")).expect("token file");
+        let mut child = tokio::process::Command::new(control_binary().await)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--source"])
+            .arg(&source)
+            .arg("--state")
+            .arg(dir.join("state.json"))
+            .arg("--token-file")
+            .arg(&token)
+            .env_remove("MESHTRACE_CONTROL_TOKEN")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run meshtrace-control serve");
+        let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+        let listening = within("meshtrace-control to listen", async {
+            while let Some(line) = lines.next_line().await.expect("read its log") {
+                if let Some((_, addr)) = line.split_once("control plane listening addr=") {
+                    return addr.trim().to_string();
+                }
+            }
+            panic!("meshtrace-control exited before it listened");
+        })
+        .await;
+        // Keep reading, so that its log never fills the pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            url: format!("http://{listening}"),
+            dir,
+            _child: child,
+        }
+    }
+
+    /// Runs a client command line against this server; returns (success,
+    /// stdout, stderr).
+    async fn cli(&self, token: Option<&str>, line: &str) -> (bool, String, String) {
+        let mut command = tokio::process::Command::new(control_binary().await);
+        command
+            .args(["--server", &self.url])
+            .args(line.split_whitespace())
+            .env_remove("MESHTRACE_CONTROL_URL")
+            .env_remove("MESHTRACE_CONTROL_TOKEN")
+            .kill_on_drop(true);
+        if let Some(token) = token {
+            command.args(["--token", token]);
+        }
+        let out = within(format!("meshtrace-control {line}"), command.output())
+            .await
+            .expect("run meshtrace-control");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    }
+}
+
+const ADD: &str = "override add --service checkout --rate 1 --for 30m";
+
+#[tokio::test]
+async fn control_cli_writes_need_the_right_token() {
+    let server = ControlProcess::serve("control-cli-token").await;
+    let (ok, _, stderr) = server.cli(None, ADD).await;
+    assert!(!ok && stderr.contains("401"), "no token: {stderr}");
+    let (ok, _, stderr) = server.cli(Some("wrong"), ADD).await;
+    assert!(!ok && stderr.contains("403"), "wrong token: {stderr}");
+    let (ok, stdout, stderr) = server.cli(Some(TOKEN), ADD).await;
+    assert!(ok && stdout.starts_with("added ovr-"), "{stdout}{stderr}");
+}
+
+#[tokio::test]
+async fn control_cli_lists_overrides_and_reports_status() {
+    let server = ControlProcess::serve("control-cli-status").await;
+    let (ok, added, stderr) = server.cli(Some(TOKEN), ADD).await;
+    assert!(ok, "{stderr}");
+    let id = added.split_whitespace().nth(1).expect("the override's id");
+    let (ok, list, stderr) = server.cli(None, "override list").await;
+    assert!(ok, "{stderr}");
+    let row = list.lines().find(|l| l.starts_with(id)).expect(&list);
+    assert!(row.contains(&format!("service={SERVICE}")), "{list}");
+    let (ok, status, stderr) = server.cli(None, "status").await;
+    assert!(ok, "{stderr}");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.split_whitespace().eq(["overrides", "1"])),
+        "{status}"
+    );
+}
