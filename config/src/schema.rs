@@ -324,7 +324,8 @@ impl Default for Control {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Runtime {
-    /// Worker threads; unset means one per available core.
+    /// Worker threads; unset means one per available core. One runs tokio's
+    /// single-threaded scheduler (cheapest per request for a one-core sidecar).
     pub workers: Option<usize>,
 }
 

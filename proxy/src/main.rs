@@ -83,10 +83,17 @@ fn run(path: Option<PathBuf>, json_logs: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = config.runtime.workers {
-        runtime.worker_threads(workers);
-    }
+    // One worker runs on tokio's single-threaded scheduler: the same thread, but no
+    // cross-thread wake-ups or work-stealing queues on every request.
+    let mut runtime = match config.runtime.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(workers) => {
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            runtime.worker_threads(workers);
+            runtime
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

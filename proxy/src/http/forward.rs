@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::header::{HeaderValue, HOST};
 use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -93,14 +94,19 @@ impl Inner {
                 }
             },
         };
-        if let Err(message) = absolute_uri(&mut req, &target) {
+        let addressed = if self.http2 {
+            absolute_uri(&mut req, &target)
+        } else {
+            origin_form(&mut req, &target)
+        };
+        if let Err(message) = addressed {
             return edge::respond(Refusal::BadAuthority, grpc, &message);
         }
         let upgrade = !self.http2 && headers::wants_upgrade(req.headers());
         headers::strip_hop_by_hop(req.headers_mut(), upgrade);
         let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
-        let sent = client.request(req);
+        let sent = client.send(req);
         let result = match self.request_timeout {
             Some(limit) => match tokio::time::timeout(limit, sent).await {
                 Ok(result) => result,
@@ -150,7 +156,7 @@ impl tower::Service<Request<Incoming>> for Forward {
     }
 }
 
-/// Gives the request an absolute URI (the pooling client requires one) whose
+/// Gives an HTTP/2 request an absolute URI (`:scheme` and `:authority`) whose
 /// authority is the one the client addressed, falling back to the target.
 fn absolute_uri<B>(req: &mut Request<B>, target: &HostPort) -> Result<(), String> {
     let authority = match authority_of(req) {
@@ -170,6 +176,29 @@ fn absolute_uri<B>(req: &mut Request<B>, target: &HostPort) -> Result<(), String
     parts.authority = Some(authority);
     parts.path_and_query = Some(path);
     *req.uri_mut() = Uri::from_parts(parts).map_err(|e| format!("invalid request target: {e}"))?;
+    Ok(())
+}
+
+/// Gives an HTTP/1 request the origin-form target (`/path?query`; CONNECT keeps
+/// its authority-form) and a `Host` header: the client's, else the authority of
+/// an absolute-form target, else the upstream target.
+fn origin_form<B>(req: &mut Request<B>, target: &HostPort) -> Result<(), String> {
+    if !req.headers().contains_key(HOST) {
+        let host = match req.uri().authority() {
+            Some(authority) => HeaderValue::from_str(authority.as_str()),
+            None => HeaderValue::from_str(&target.to_string()),
+        }
+        .map_err(|_| format!("invalid target {target}"))?;
+        req.headers_mut().insert(HOST, host);
+    }
+    if req.uri().scheme().is_some() && req.method() != Method::CONNECT {
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(path);
+    }
     Ok(())
 }
 

@@ -32,6 +32,11 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
 
 /// Strips hop-by-hop headers; with `upgrade`, keeps the two that carry it.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none: one pass over the names, comparing without
+    // hashing, spares the removals below.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(CONNECTION)
@@ -62,6 +67,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             headers.remove(TE);
         }
     }
+}
+
+/// Whether a header is one this module may remove or rewrite (those `Connection`
+/// names come with `Connection` itself).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+        || name == TE
+        || ALWAYS.contains(name)
 }
 
 /// The comma-separated tokens of a header value.
