@@ -269,6 +269,7 @@ impl Listener {
             .layer(TraceLayer::new(
                 self.trace.clone(),
                 destination_port(&destination),
+                config.log.access_log,
             ))
             .layer(RecordLayer::new(RecordContext {
                 direction: self.direction,
@@ -291,6 +292,7 @@ impl Listener {
                 http2,
                 request_timeout,
                 self.conns.clone(),
+                config.log.access_log,
             ));
         let settings = ServerSettings {
             header_read: timeouts.header_read.get(),

@@ -28,7 +28,8 @@ use super::{authority_of, headers, is_grpc, ProxyBody};
 use crate::metrics::{ConnMetrics, ErrorKind};
 use crate::target::Destination;
 
-/// The upstream a response came from, for the access log.
+/// The upstream a response came from, for the access log (attached only when
+/// the log is on: an extension costs two allocations per response).
 #[derive(Clone, Debug)]
 pub struct Upstream(pub Arc<HostPort>);
 
@@ -42,6 +43,8 @@ struct Inner {
     http2: bool,
     request_timeout: Option<Duration>,
     metrics: ConnMetrics,
+    /// Whether responses carry their [`Upstream`].
+    name_upstream: bool,
 }
 
 /// The connection's destination, with the client already chosen when it is fixed.
@@ -61,6 +64,7 @@ impl Forward {
         http2: bool,
         request_timeout: Option<Duration>,
         metrics: ConnMetrics,
+        name_upstream: bool,
     ) -> Self {
         let route = match destination {
             Destination::Fixed(target) => {
@@ -75,6 +79,7 @@ impl Forward {
             http2,
             request_timeout,
             metrics,
+            name_upstream,
         }))
     }
 }
@@ -136,7 +141,9 @@ impl Inner {
             tunnel(downstream, hyper::upgrade::on(&mut response));
         }
         headers::strip_hop_by_hop(response.headers_mut(), upgraded);
-        response.extensions_mut().insert(Upstream(target));
+        if self.name_upstream {
+            response.extensions_mut().insert(Upstream(target));
+        }
         response.map(Either::Left)
     }
 }

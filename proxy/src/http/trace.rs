@@ -25,7 +25,8 @@ use crate::propagation::inject::{self, Injector};
 use crate::propagation::{start_span, Sampling, SpanId, TraceId};
 use crate::sampling::{Reason, Sampler};
 
-/// The sidecar's span for one request, left in the request's extensions.
+/// The sidecar's span for one request, left in the request's extensions when the
+/// access log or spans read it.
 #[derive(Clone, Debug)]
 pub struct SpanInfo {
     /// The trace.
@@ -79,12 +80,18 @@ pub struct TraceLayer {
     policy: PolicyHandle,
     /// The connection's destination port, for per-upstream rules.
     port: Option<u16>,
+    /// Whether the access log reads [`SpanInfo`] (spans read it when on).
+    access_log: bool,
 }
 
 impl TraceLayer {
     /// Applies `policy` to requests of a connection to destination `port`.
-    pub fn new(policy: PolicyHandle, port: Option<u16>) -> Self {
-        Self { policy, port }
+    pub fn new(policy: PolicyHandle, port: Option<u16>, access_log: bool) -> Self {
+        Self {
+            policy,
+            port,
+            access_log,
+        }
     }
 }
 
@@ -154,6 +161,10 @@ where
             incoming.formats,
             req.headers_mut(),
         );
+        // Only for a reader: an extension costs two allocations per request.
+        if !self.layer.access_log && policy.spans.is_none() {
+            return self.inner.call(req);
+        }
         req.extensions_mut().insert(SpanInfo {
             trace_id: context.trace_id,
             span_id: context.parent_id,
