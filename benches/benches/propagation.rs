@@ -1,6 +1,10 @@
 //! Per-request trace-context cost: extract every configured format (the default
 //! order, all five), merge, start the sidecar's span, and inject the caller's
-//! format plus W3C — for a typical header set of each format.
+//! format plus W3C — for a typical header set of each format
+//! (`extract_normalise_inject`). Then each codec on its own, so a change to one
+//! format shows in its own figure: `codec_extract/<codec>` reads that format's
+//! headers from the same request, `codec_inject/<codec>` writes the re-parented
+//! context back over them (the common case: the caller's format goes on).
 //! Run: `cargo bench -p meshtrace-benches --bench propagation`.
 
 use std::hint::black_box;
@@ -10,7 +14,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use meshtrace_config::{Injection, Propagation, PropagationFormat as Format};
 use meshtrace_proxy::propagation::extract::Extractor;
 use meshtrace_proxy::propagation::inject::{self, Plan};
-use meshtrace_proxy::propagation::start_span;
+use meshtrace_proxy::propagation::{b3, datadog, jaeger, start_span, w3c, Extracted, Outgoing};
 
 /// The ordinary headers of an API call, which every lookup has to skip past.
 const BASE: [(&str, &str); 6] = [
@@ -121,5 +125,62 @@ fn propagate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, propagate);
+type Extract = fn(&HeaderMap) -> Extracted;
+type Inject = fn(&Outgoing<'_>, &mut HeaderMap);
+
+/// Each codec's own pair of functions, with the `cases()` header set it reads.
+const CODECS: [(&str, &str, Extract, Inject); 5] = [
+    ("w3c", "tracecontext", w3c::extract, w3c::inject),
+    ("b3_multi", "b3multi", b3::extract_multi, b3::inject_multi),
+    (
+        "b3_single",
+        "b3single",
+        b3::extract_single,
+        b3::inject_single,
+    ),
+    ("datadog", "datadog", datadog::extract, datadog::inject),
+    ("jaeger", "jaeger", jaeger::extract, jaeger::inject),
+];
+
+fn codecs(c: &mut Criterion) {
+    let cases = cases();
+    let template = |case: &str| {
+        let Some((_, _, headers)) = cases.iter().find(|(name, ..)| *name == case) else {
+            panic!("no bench case {case:?}");
+        };
+        headers
+    };
+    let mut group = c.benchmark_group("codec_extract");
+    for (name, case, extract, _) in CODECS {
+        let headers = template(case);
+        group.bench_function(name, |b| b.iter(|| extract(black_box(headers))));
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("codec_inject");
+    for (name, case, extract, inject) in CODECS {
+        let headers = template(case);
+        // The caller's context as this codec reads it (W3C keeps its tracestate,
+        // Datadog its origin and tags), re-parented onto the sidecar's span.
+        let Extracted::Context(caller) = extract(headers) else {
+            panic!("{name}: the bench headers must carry a whole context");
+        };
+        let (context, span_parent) = start_span(Some(caller), None);
+        let out = Outgoing {
+            context: &context,
+            span_parent,
+            narrow_ids: false,
+        };
+        group.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || headers.clone(),
+                |headers| inject(black_box(&out), headers),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, propagate, codecs);
 criterion_main!(benches);
