@@ -5,6 +5,9 @@
 #
 #   bash benches/load/quick.sh [rounds] [seconds-per-window]
 #   WORKERS=2 bash benches/load/quick.sh     # sidecar worker threads (default 1)
+#   BEFORE=/path/to/old/meshtrace-proxy bash benches/load/quick.sh
+#       # also runs that build of the sidecar, in its own windows alternating with
+#       # this one's, for before/after figures of an optimisation
 #
 # Needs wrk (apt-get install wrk). Loopback only; bounded: rounds x 2 windows.
 set -euo pipefail
@@ -32,29 +35,51 @@ YAML
 target/release/meshtrace-proxy run --config "$tmp/sidecar.yaml" >"$tmp/sidecar.log" 2>&1 &
 sidecar=$!
 pids+=($sidecar)
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$admin_port/ready" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$admin_port/ready" >/dev/null
+ready() {
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$1/ready" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  curl -sf "http://127.0.0.1:$1/ready" >/dev/null
+}
+ready $admin_port
+if [[ -n ${BEFORE:-} ]]; then
+  before_port=18116; before_admin=18110
+  sed -e "s/:$inbound_port,/:$before_port,/" -e "s/:$admin_port}/:$before_admin}/" \
+    "$tmp/sidecar.yaml" >"$tmp/before.yaml"
+  "$BEFORE" run --config "$tmp/before.yaml" >"$tmp/before.log" 2>&1 &
+  before=$!
+  pids+=($before)
+  ready $before_admin
+fi
 
-rss() { awk '/VmRSS/ {print $2}' "/proc/$sidecar/status"; }
+rss() { awk '/VmRSS/ {print $2}' "/proc/${1:-$sidecar}/status"; }
 idle_rss=$(rss)
 
 # One wrk window; prints "req/s total-requests".
 window() { wrk -t2 -c32 -d"${secs}s" "$1" | awk '/requests in/ {n=$1} /Requests\/sec/ {print $2, n}'; }
 # The sidecar's CPU time so far (utime + stime), in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$sidecar/stat"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 tick_us=$((1000000 / $(getconf CLK_TCK)))
-direct=(); proxied=(); cpu_us=()
+# One window through the sidecar process $1 on port $2; prints "req/s cpu-us/request".
+proxied_window() {
+  local t0 t1 p n
+  t0=$(cpu_ticks "$1")
+  read -r p n < <(window "http://127.0.0.1:$2/")
+  t1=$(cpu_ticks "$1")
+  echo "$p $(awk -v t=$((t1 - t0)) -v n="$n" -v u="$tick_us" 'BEGIN {printf "%.1f", t * u / n}')"
+}
+direct=(); proxied=(); cpu_us=(); old=(); old_cpu=()
 for r in $(seq "$rounds"); do
   read -r d _ < <(window "http://127.0.0.1:$backend_port/")
-  before=$(cpu_ticks)
-  read -r p n < <(window "http://127.0.0.1:$inbound_port/")
-  after=$(cpu_ticks)
-  direct+=("$d"); proxied+=("$p")
-  cpu_us+=("$(awk -v t=$((after - before)) -v n="$n" -v u="$tick_us" 'BEGIN {printf "%.1f", t * u / n}')")
-  echo "round $r: direct $d req/s, meshtrace $p req/s, sidecar CPU ${cpu_us[-1]} us/request"
+  read -r p c < <(proxied_window "$sidecar" "$inbound_port")
+  direct+=("$d"); proxied+=("$p"); cpu_us+=("$c")
+  echo "round $r: direct $d req/s, meshtrace $p req/s, sidecar CPU $c us/request"
+  if [[ -n ${BEFORE:-} ]]; then
+    read -r p c < <(proxied_window "$before" "$before_port")
+    old+=("$p"); old_cpu+=("$c")
+    echo "         BEFORE build $p req/s, sidecar CPU $c us/request"
+  fi
 done
 peak_rss=$(awk '/VmHWM/ {print $2}' "/proc/$sidecar/status")
 after_rss=$(rss)
@@ -66,3 +91,10 @@ echo "median meshtrace: $mp req/s   (all: ${proxied[*]})"
 awk -v p="$mp" -v d="$md" 'BEGIN {printf "ratio:            %.2f of direct\n", p/d}'
 echo "sidecar CPU:      $(median "${cpu_us[@]}") us/request median (all: ${cpu_us[*]})"
 echo "sidecar RSS idle: ${idle_rss} KiB, peak: ${peak_rss} KiB, after load: ${after_rss} KiB"
+if [[ -n ${BEFORE:-} ]]; then
+  mo=$(median "${old[@]}")
+  echo "BEFORE build:     $mo req/s   (all: ${old[*]})"
+  awk -v p="$mo" -v d="$md" 'BEGIN {printf "BEFORE ratio:     %.2f of direct\n", p/d}'
+  echo "BEFORE CPU:       $(median "${old_cpu[@]}") us/request median (all: ${old_cpu[*]})"
+  echo "BEFORE RSS after load: $(rss "$before") KiB"
+fi

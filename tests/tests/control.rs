@@ -11,7 +11,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -23,11 +22,10 @@ use meshtrace_control::sidecars::SidecarInfo;
 use meshtrace_control::testing;
 use meshtrace_tests::apps::{echoed, HttpApp};
 use meshtrace_tests::bound::within;
-use meshtrace_tests::client::{http1_get_with, H1Conn};
+use meshtrace_tests::client::{http1_get_with, SteadyLoad};
 use meshtrace_tests::process::proxy_binary;
 use meshtrace_tests::sidecar::{self, Proxy};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::watch;
 
 const SERVICE: &str = "checkout";
 const NAMESPACE: &str = "shop";
@@ -117,65 +115,6 @@ async fn put_base(control: &ControlClient, yaml: String) -> u64 {
     answer["version"].as_u64().expect("a version")
 }
 
-/// Keep-alive connections sending `GET /` back to back until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    served: watch::Receiver<usize>,
-    tasks: Vec<tokio::task::JoinHandle<usize>>,
-}
-
-impl Load {
-    fn start(addr: SocketAddr, connections: usize) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (count, served) = watch::channel(0);
-        let count = Arc::new(count);
-        let tasks = (0..connections)
-            .map(|_| {
-                let (stop, count) = (stop.clone(), count.clone());
-                tokio::spawn(async move {
-                    let mut conn = H1Conn::connect(addr).await;
-                    let mut failed = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        match conn.get("/").await.status() {
-                            StatusCode::OK => count.send_modify(|n| *n += 1),
-                            _ => failed += 1,
-                        }
-                    }
-                    failed
-                })
-            })
-            .collect();
-        Self {
-            stop,
-            served,
-            tasks,
-        }
-    }
-
-    /// Waits until `n` more requests succeeded.
-    async fn serves(&mut self, n: usize) {
-        let target = *self.served.borrow() + n;
-        within(
-            format!("{n} more requests"),
-            self.served.wait_for(|&s| s >= target),
-        )
-        .await
-        .expect("the load runs");
-    }
-
-    /// Stops; returns (succeeded, failed). A connection error fails the test.
-    async fn finish(self) -> (usize, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut failed = 0;
-        for task in self.tasks {
-            failed += within("a load connection", task)
-                .await
-                .expect("load connection");
-        }
-        (*self.served.borrow(), failed)
-    }
-}
-
 #[tokio::test]
 async fn an_override_samples_every_request_and_its_removal_restores_the_exact_config() {
     let app = HttpApp::start().await;
@@ -215,7 +154,7 @@ async fn a_hundred_pushes_under_load_fail_no_request_and_converge_on_the_last() 
     let proxy = watching(&cp.url(), app.addr()).await;
     let control = cp.client();
     acked(&control, cp.store.snapshot().version).await;
-    let mut load = Load::start(proxy.inbound_addr(), 4);
+    let mut load = SteadyLoad::start(proxy.inbound_addr(), 4);
     load.serves(4).await;
     let mut last = 0;
     for i in 0..100 {
@@ -274,7 +213,7 @@ async fn a_change_made_after_a_control_plane_restart_reaches_the_sidecar_under_l
     let mut cp = testing::start(&document(NO_B3), Some(TOKEN)).await;
     let proxy = watching(&cp.url(), app.addr()).await;
     acked(&cp.client(), cp.store.snapshot().version).await;
-    let mut load = Load::start(proxy.inbound_addr(), 4);
+    let mut load = SteadyLoad::start(proxy.inbound_addr(), 4);
 
     cp.stop().await;
     load.serves(200).await;

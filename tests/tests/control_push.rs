@@ -3,8 +3,7 @@
 //! sidecar cannot apply is NACKed while the old one keeps serving, and a control
 //! plane that goes away and comes back costs no request.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::{Method, StatusCode};
 use meshtrace_config::{Config, PropagationFormat as Format};
@@ -12,7 +11,7 @@ use meshtrace_control::sidecars::SidecarInfo;
 use meshtrace_control::testing::{self, Running};
 use meshtrace_tests::apps::{echoed, HttpApp};
 use meshtrace_tests::bound::within;
-use meshtrace_tests::client::{http1_get, H1Conn};
+use meshtrace_tests::client::{http1_get, SteadyLoad};
 use meshtrace_tests::sidecar::{self, Proxy};
 
 const TOKEN: &str = "s3cret";
@@ -173,41 +172,18 @@ async fn the_control_plane_restarting_under_load_costs_no_request() {
     let proxy = meshed(&cp, &app).await;
     applied(&proxy, "the first push", |c| c.sampling.default_rate == 0.5).await;
     let addr = proxy.inbound_addr();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let mut load = Vec::new();
-    for _ in 0..4 {
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        load.push(tokio::spawn(async move {
-            let mut conn = H1Conn::connect(addr).await;
-            while !stop.load(Ordering::Relaxed) {
-                match conn.get("/").await.status() {
-                    StatusCode::OK => ok.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        }));
-    }
+    let mut load = SteadyLoad::start(addr, 4);
     cp.stop().await;
     // While it is gone, requests keep flowing on the last good config.
-    let before = ok.load(Ordering::Relaxed);
-    within("requests during the outage", async {
-        while ok.load(Ordering::Relaxed) < before + 200 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    load.serves(200).await;
     cp.write_source("defaults:\n  sampling: {default_rate: 0.25}\n");
     cp.restart().await;
     applied(&proxy, "the change made while it was down", |c| {
         c.sampling.default_rate == 0.25
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        within("a load task", task).await.expect("load task");
-    }
-    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    let (served, failed) = load.finish().await;
+    assert_eq!(failed, 0, "{served} requests succeeded");
 }
 
 #[tokio::test]

@@ -3,14 +3,11 @@
 //! listener moves without cutting in-flight requests; the binary reloads its
 //! config file in local file mode.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-
 use http::StatusCode;
 use meshtrace_config::{Config, PropagationFormat as Format};
 use meshtrace_tests::apps::{echoed, HttpApp};
 use meshtrace_tests::bound::within;
-use meshtrace_tests::client::{http1_get, http1_get_with, H1Conn};
+use meshtrace_tests::client::{http1_get, http1_get_with, H1Conn, SteadyLoad};
 use meshtrace_tests::sidecar;
 
 fn with_b3(config: &Config, on: bool) -> Config {
@@ -72,21 +69,7 @@ async fn a_hundred_reloads_under_load_fail_no_request() {
     let app = HttpApp::start().await;
     let proxy = sidecar::new().inbound_to(app.addr()).start().await;
     let addr = proxy.inbound_addr();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let mut load = Vec::new();
-    for _ in 0..4 {
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        load.push(tokio::spawn(async move {
-            let mut conn = H1Conn::connect(addr).await;
-            while !stop.load(Ordering::Relaxed) {
-                match conn.get("/").await.status() {
-                    StatusCode::OK => ok.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        }));
-    }
+    let mut load = SteadyLoad::start(addr, 4);
     let reloader = proxy.reloader();
     for i in 0..100 {
         let mut next = with_b3(&reloader.current(), i % 2 == 0);
@@ -96,12 +79,9 @@ async fn a_hundred_reloads_under_load_fail_no_request() {
         // Let requests through between reloads (without sleeping).
         tokio::task::yield_now().await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        within("a load task", task).await.expect("load task");
-    }
-    assert_eq!(failed.load(Ordering::Relaxed), 0);
-    assert!(ok.load(Ordering::Relaxed) > 0);
+    load.serves(1).await;
+    let (served, failed) = load.finish().await;
+    assert_eq!(failed, 0, "{served} requests succeeded");
 }
 
 #[tokio::test]

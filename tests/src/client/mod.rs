@@ -16,6 +16,7 @@ mod closed;
 mod grpc;
 mod h1;
 mod h2;
+mod load;
 mod progress;
 mod tcp;
 mod ws;
@@ -27,5 +28,6 @@ pub use body::{
 pub use grpc::{grpc_client, grpc_client_for};
 pub use h1::{http1_get, http1_get_with, http1_request, H1Conn};
 pub use h2::{http2_get, http2_request, H2Conn};
+pub use load::SteadyLoad;
 pub use tcp::TcpConn;
 pub use ws::{ws_connect, ws_connect_request, WsMessage, WsStream};
