@@ -194,8 +194,8 @@ impl Pool {
                 // request's future (moved at each layer) several times larger.
                 None => (Box::pin(self.dial_h1()).await?, false),
             };
-            // A reused connection is ready at once (its last body ended) unless it
-            // closed meanwhile; a fresh one once its task runs.
+            // A reused connection is ready (checked) unless it closed since; a
+            // fresh one once its task runs.
             if let Err(error) = sender.ready().await {
                 if reused {
                     continue;
@@ -253,12 +253,20 @@ impl Pool {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The most recently used idle connection that is still open.
+    /// The most recently used idle connection that can take a request now. One
+    /// still sending an earlier request's body (its response ended first, e.g. an
+    /// early 413) stays listed until it can; waiting for it could take as long as
+    /// that upload. Closed ones are dropped.
     fn checkout(&self) -> Option<http1::SendRequest<Incoming>> {
         let mut state = self.lock();
-        while let Some(idle) = state.idle.pop() {
-            if !idle.sender.is_closed() {
-                return Some(idle.sender);
+        let mut i = state.idle.len();
+        while i > 0 {
+            i -= 1;
+            let sender = &state.idle[i].sender;
+            if sender.is_closed() {
+                state.idle.remove(i);
+            } else if sender.is_ready() {
+                return Some(state.idle.remove(i).sender);
             }
         }
         None
@@ -586,6 +594,38 @@ mod tests {
         let front = front(pool).await;
         get_sequentially(front, 20).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 20);
+    }
+
+    #[tokio::test]
+    async fn a_connection_still_sending_an_upload_is_not_handed_to_the_next_request() {
+        let (addr, accepted, _) = upstream(false).await;
+        let (_upstreams, pool) = pool(addr, Duration::from_secs(60));
+        let front = front(pool).await;
+        // The upstream answers at once; the upload's body then stalls for good.
+        let stream = TcpStream::connect(front).await.unwrap();
+        let (mut uploader, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        let chunk = futures_util::stream::once(async {
+            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(b"x")))
+        });
+        let stalled = http_body_util::StreamBody::new(futures_util::StreamExt::chain(
+            chunk,
+            futures_util::stream::pending(),
+        ));
+        let req = Request::post("/upload")
+            .header("host", "app")
+            .header("content-length", "10")
+            .body(stalled)
+            .unwrap();
+        let response = tokio::time::timeout(BOUND, uploader.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok");
+        // Another client's request gets a connection of its own, not a wait.
+        get_sequentially(front, 1).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
