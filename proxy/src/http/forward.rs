@@ -166,6 +166,11 @@ impl tower::Service<Request<Incoming>> for Forward {
 /// Gives an HTTP/2 request an absolute URI (`:scheme` and `:authority`) whose
 /// authority is the one the client addressed, falling back to the target.
 fn absolute_uri<B>(req: &mut Request<B>, target: &HostPort) -> Result<(), String> {
+    // An HTTP/2 client's request already is one (`:scheme http`, `:authority`).
+    let uri = req.uri();
+    if uri.scheme() == Some(&Scheme::HTTP) && uri.authority().is_some() {
+        return Ok(());
+    }
     let authority = match authority_of(req) {
         Some(a) => a.parse().map_err(|_| format!("invalid authority {a:?}"))?,
         None => target

@@ -148,7 +148,9 @@ where
             parent,
             &context,
         );
-        let tenant = facts.tenant().map(Box::<str>::from);
+        // Only for a reader: an extension costs two allocations per request.
+        let keep_info = self.layer.access_log || policy.spans.is_some();
+        let tenant = facts.tenant().filter(|_| keep_info).map(Box::<str>::from);
         decide::apply(decision, &mut context);
         policy
             .sampling_metrics
@@ -161,21 +163,19 @@ where
             incoming.formats,
             req.headers_mut(),
         );
-        // Only for a reader: an extension costs two allocations per request.
-        if !self.layer.access_log && policy.spans.is_none() {
-            return self.inner.call(req);
+        if keep_info {
+            req.extensions_mut().insert(SpanInfo {
+                trace_id: context.trace_id,
+                span_id: context.parent_id,
+                parent_id: span_parent,
+                sampling: context.sampling,
+                debug: context.debug,
+                formats: incoming.formats,
+                discarded: incoming.discarded,
+                sampling_reason: decision.reason,
+                tenant,
+            });
         }
-        req.extensions_mut().insert(SpanInfo {
-            trace_id: context.trace_id,
-            span_id: context.parent_id,
-            parent_id: span_parent,
-            sampling: context.sampling,
-            debug: context.debug,
-            formats: incoming.formats,
-            discarded: incoming.discarded,
-            sampling_reason: decision.reason,
-            tenant,
-        });
         self.inner.call(req)
     }
 }
