@@ -197,14 +197,16 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
             message: e.to_string(),
         }
     };
-    // An empty document (or one of comments only) means "all defaults".
-    let value: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|e| parse_error(String::new(), &e))?;
-    if value.is_null() {
-        return Ok(Config::default());
-    }
     let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| parse_error(e.path().to_string(), e.inner()))
+    serde_path_to_error::deserialize(de).or_else(|e| {
+        // An empty document (or one of comments only, or `null`) means "all
+        // defaults". Checked only when the typed parse failed, so a config is
+        // parsed once (a second parse doubled the cost of every reload).
+        match serde_yaml::from_str::<serde_yaml::Value>(text) {
+            Ok(value) if value.is_null() => Ok(Config::default()),
+            _ => Err(parse_error(e.path().to_string(), e.inner())),
+        }
+    })
 }
 
 impl fmt::Display for Config {

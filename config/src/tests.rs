@@ -27,8 +27,10 @@ fn embedded_default_yaml_is_the_code_default() {
 
 #[test]
 fn empty_document_means_all_defaults() {
-    let parsed = Config::from_yaml_str("# nothing here\n", "empty.yaml").unwrap();
-    assert_eq!(parsed, Config::default());
+    for text in ["# nothing here\n", "", "~\n", "null\n"] {
+        let parsed = Config::from_yaml_str(text, "empty.yaml").unwrap();
+        assert_eq!(parsed, Config::default(), "{text:?}");
+    }
 }
 
 #[test]
