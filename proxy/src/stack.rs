@@ -90,11 +90,13 @@ impl Listener {
     ) -> Arc<Self> {
         let trace_context = metrics.trace_context(direction);
         let sampling = metrics.sampling(direction);
+        let sampler = Sampler::new(&config.sampling);
         let trace = Arc::new(ArcSwap::from_pointee(Self::policy(
             direction,
             &config,
             &trace_context,
             &sampling,
+            sampler,
             spans,
         )));
         Arc::new(Self {
@@ -115,11 +117,14 @@ impl Listener {
     /// Applies a new (validated) config: new connections see it when they start,
     /// requests on every connection when they arrive.
     pub fn reload(&self, config: Arc<Config>, spans: Option<Arc<Recorder>>) {
+        // Budgets and reservoirs keep what they have spent across the reload.
+        let sampler = Sampler::reloaded(&config.sampling, &self.trace.load().sampler);
         self.trace.store(Arc::new(Self::policy(
             self.direction,
             &config,
             &self.trace_context,
             &self.sampling,
+            sampler,
             spans,
         )));
         self.state
@@ -131,6 +136,7 @@ impl Listener {
         config: &Config,
         trace_context: &TraceContextMetrics,
         sampling: &SamplingMetrics,
+        sampler: Sampler,
         spans: Option<Arc<Recorder>>,
     ) -> TracePolicy {
         let propagation = &config.propagation;
@@ -143,7 +149,7 @@ impl Listener {
                 Direction::Outbound => Injector::outbound(propagation),
             },
             metrics: trace_context.clone(),
-            sampler: Sampler::new(&config.sampling),
+            sampler,
             sampling_headers: SamplingHeaders::new(&config.sampling),
             sampling_metrics: sampling.clone(),
             spans,

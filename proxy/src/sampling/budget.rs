@@ -57,6 +57,13 @@ impl TokenBucket {
         }
     }
 
+    /// Carries what `spent` has used up into this (not yet shared) bucket, for a
+    /// reload: the state is the instant the bucket is full again, so a bucket of
+    /// a new rate starts exactly as empty, in time, as the one it replaces.
+    pub(super) fn carry(&mut self, spent: &TokenBucket) {
+        *self.full_at.get_mut() = spent.full_at.load(Ordering::Relaxed);
+    }
+
     /// Takes a token at `now` (nanoseconds since the epoch) if one is left.
     pub(super) fn try_take(&self, now: u64) -> bool {
         // Relaxed is enough: the atomic is the whole state, publishing nothing else.

@@ -146,6 +146,33 @@ impl Sampler {
         }
     }
 
+    /// Compiles the `sampling` section of a reloaded config. Budgets and
+    /// reservoirs that carry over — a forced tenant with the same id, a rule with
+    /// the same criteria — keep what they have spent, so that reloads, however
+    /// frequent, never grant a fresh burst. New ones start full.
+    ///
+    /// Requests already deciding on `previous` may still take a token from its
+    /// buckets after the copy: at most one burst's worth across one swap.
+    pub fn reloaded(config: &meshtrace_config::Sampling, previous: &Sampler) -> Self {
+        let mut next = Self {
+            epoch: previous.epoch,
+            ..Self::new(config)
+        };
+        for tenant in &mut next.tenants {
+            if let Some(old) = rules::find(&previous.tenants, &tenant.id) {
+                tenant.budget.carry(&old.budget);
+            }
+        }
+        for rule in &mut next.rules {
+            let old = previous.rules.iter().find(|old| old.same_criteria(rule));
+            let old = old.and_then(|old| old.reservoir.as_ref());
+            if let (Some(reservoir), Some(old)) = (rule.reservoir.as_mut(), old) {
+                reservoir.carry(old);
+            }
+        }
+        next
+    }
+
     /// Decides for one request at `now` (from [`Instant::now`], so that tests can
     /// pause the clock or pass their own instants).
     pub fn decide(&self, input: &Input<'_>, now: Instant) -> Decision {

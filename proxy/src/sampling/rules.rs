@@ -26,7 +26,7 @@ pub(super) struct Rule {
 }
 
 /// A rule's criteria; `None` matches anything.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 struct Match {
     authority: Option<Box<str>>,
     host: Option<Box<str>>,
@@ -86,6 +86,11 @@ impl Rule {
                 .reservoir_per_second
                 .map(|n| TokenBucket::new(f64::from(n))),
         }
+    }
+
+    /// Whether `other` has the same criteria (the same rule, for a reload).
+    pub(super) fn same_criteria(&self, other: &Rule) -> bool {
+        self.matches == other.matches
     }
 
     /// Whether every criterion the rule gives holds for the request.

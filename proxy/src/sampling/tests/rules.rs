@@ -227,3 +227,28 @@ async fn reservoir_refills_as_the_paused_clock_advances() {
         "the burst is capped at one second's worth"
     );
 }
+
+#[test]
+fn a_reload_keeps_what_a_reservoir_has_spent_when_the_rule_is_the_same() {
+    let reservoir = |matches: RuleMatch| SamplingRule {
+        reservoir_per_second: Some(1),
+        ..rule(matches, 0.0)
+    };
+    let before = with_rules(0.0, vec![reservoir(path("/a")), reservoir(path("/b"))]);
+    let t0 = Instant::now();
+    let on = |p: &'static str| Input { path: p, ..root() };
+    assert_eq!(before.decide(&on("/a"), t0), sampled(Reason::Rule, None));
+    assert_eq!(before.decide(&on("/b"), t0), sampled(Reason::Rule, None));
+
+    // "/a" is unchanged (moved to second place); "/b" now matches another path.
+    let rules = vec![reservoir(path("/c")), reservoir(path("/a"))];
+    let after = Sampler::reloaded(
+        &Sampling {
+            rules,
+            ..sampling(0.0)
+        },
+        &before,
+    );
+    assert_eq!(after.decide(&on("/a"), t0), not_sampled(Reason::Rule));
+    assert_eq!(after.decide(&on("/c"), t0), sampled(Reason::Rule, None));
+}

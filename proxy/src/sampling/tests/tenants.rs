@@ -123,3 +123,44 @@ fn over_budget_the_parent_or_rules_decide_with_reason_budget_exceeded() {
     let by_parent = sampler.decide(&parent_no, now);
     assert_eq!(by_parent, not_sampled(Reason::BudgetExceeded));
 }
+
+#[test]
+fn a_reload_keeps_what_a_budget_has_spent() {
+    use Reason::{BudgetExceeded as Over, ForcedTenant as Forced};
+    let before = Sampler::new(&Sampling {
+        forced_tenants: vec![forced("acme", 1.0, 2.0), forced("gone", 1.0, 1.0)],
+        ..sampling(0.0)
+    });
+    let t0 = Instant::now();
+    let reason = |sampler: &Sampler, tenant: &str, at: Duration| {
+        let input = Input {
+            tenant: Some(tenant),
+            ..root()
+        };
+        sampler.decide(&input, t0 + at).reason
+    };
+    assert_eq!(reason(&before, "acme", Duration::ZERO), Forced);
+    assert_eq!(reason(&before, "acme", Duration::ZERO), Forced);
+    assert_eq!(reason(&before, "gone", Duration::ZERO), Forced);
+
+    // The same tenant at a new rate, and a new tenant.
+    let after = Sampler::reloaded(
+        &Sampling {
+            forced_tenants: vec![forced("acme", 1.0, 4.0), forced("new", 1.0, 1.0)],
+            ..sampling(0.0)
+        },
+        &before,
+    );
+    assert_eq!(reason(&after, "acme", Duration::ZERO), Over);
+    assert_eq!(reason(&after, "new", Duration::ZERO), Forced);
+    // "acme" would have been full again 1 s after t0 at its old rate. That
+    // second of debt is carried, so at 4/s it is empty now and gets its first
+    // token back after 250 ms; it holds four again once the second is over.
+    let reasons = |at: Duration, n: usize| -> Vec<Reason> {
+        (0..n).map(|_| reason(&after, "acme", at)).collect()
+    };
+    assert_eq!(reasons(Duration::from_millis(249), 1), [Over]);
+    assert_eq!(reasons(Duration::from_millis(250), 2), [Forced, Over]);
+    let full = reasons(Duration::from_secs(3), 5);
+    assert_eq!(full, [Forced, Forced, Forced, Forced, Over]);
+}
