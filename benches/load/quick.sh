@@ -8,8 +8,13 @@
 #   BEFORE=/path/to/old/meshtrace-proxy bash benches/load/quick.sh
 #       # also runs that build of the sidecar, in its own windows alternating with
 #       # this one's, for before/after figures of an optimisation
+#   SAMPLING=1.0 bash benches/load/quick.sh
+#       # the sidecars sample at that rate and export OTLP/gRPC to target/release/otlp-sink
+#   LATENCY=1 bash benches/load/quick.sh
+#       # also an open-loop window per sidecar: oha at 1000 req/s, p50/p99/p99.9
 #
-# Needs wrk (apt-get install wrk). Loopback only; bounded: rounds x 2 windows.
+# Needs wrk (apt-get install wrk), and oha for LATENCY (cargo install oha --locked).
+# Loopback only; bounded: rounds x (2-5) windows.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
@@ -32,6 +37,15 @@ admin: {listen: 127.0.0.1:$admin_port}
 runtime: {workers: ${WORKERS:-1}}
 log: {access_log: false, level: warn}
 YAML
+if [[ -n ${SAMPLING:-} ]]; then
+  sink_port=18191
+  target/release/otlp-sink --listen 127.0.0.1:$sink_port --stats 127.0.0.1:18192 >"$tmp/sink.log" 2>&1 &
+  pids+=($!)
+  cat >>"$tmp/sidecar.yaml" <<YAML
+sampling: {default_rate: $SAMPLING}
+export: {endpoint: "http://127.0.0.1:$sink_port", protocol: grpc, compression: none}
+YAML
+fi
 target/release/meshtrace-proxy run --config "$tmp/sidecar.yaml" >"$tmp/sidecar.log" 2>&1 &
 sidecar=$!
 pids+=($sidecar)
@@ -69,6 +83,12 @@ proxied_window() {
   t1=$(cpu_ticks "$1")
   echo "$p $(awk -v t=$((t1 - t0)) -v n="$n" -v u="$tick_us" 'BEGIN {printf "%.1f", t * u / n}')"
 }
+# One open-loop window (oha, 1000 req/s, latency from when each request was due);
+# prints "p50 p99 p99.9" in microseconds.
+latency() {
+  oha -z "${secs}s" -q 1000 -c 32 --latency-correction --no-tui --output-format json "$1" |
+    python3 -c 'import json,sys; p=json.load(sys.stdin)["latencyPercentiles"]; print(*(round(p[k]*1e6) for k in ("p50","p99","p99.9")))'
+}
 direct=(); proxied=(); cpu_us=(); old=(); old_cpu=()
 for r in $(seq "$rounds"); do
   read -r d _ < <(window "http://127.0.0.1:$backend_port/")
@@ -79,6 +99,11 @@ for r in $(seq "$rounds"); do
     read -r p c < <(proxied_window "$before" "$before_port")
     old+=("$p"); old_cpu+=("$c")
     echo "         BEFORE build $p req/s, sidecar CPU $c us/request"
+  fi
+  if [[ -n ${LATENCY:-} ]]; then
+    echo "         latency p50/p99/p99.9 us at 1000 req/s: direct $(latency "http://127.0.0.1:$backend_port/")," \
+      "meshtrace $(latency "http://127.0.0.1:$inbound_port/")" \
+      "${BEFORE:+, BEFORE build $(latency "http://127.0.0.1:$before_port/")}"
   fi
 done
 peak_rss=$(awk '/VmHWM/ {print $2}' "/proc/$sidecar/status")

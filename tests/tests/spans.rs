@@ -357,7 +357,8 @@ async fn a_dead_collector_costs_spans_never_requests_and_export_resumes() {
         }
     };
     assert!(spans.len() >= 5);
-    assert!(counter(&proxy.metrics().await, "meshtrace_spans_exported_total") > 0);
+    let metrics = counter_reaches(&proxy, "meshtrace_spans_exported_total", 1).await;
+    assert!(counter(&metrics, "meshtrace_spans_exported_total") > 0);
 }
 
 #[tokio::test]
@@ -409,12 +410,10 @@ async fn retryable_failures_are_retried_and_others_are_not() {
     collector.fail_next(1, Failure::Grpc(tonic::Code::InvalidArgument));
     get(proxy.inbound_addr(), "/", &[]).await;
     collector.wait_for_attempts(4, WAIT).await;
-    let metrics = proxy.metrics().await;
+    let export_failed = "meshtrace_spans_dropped_total{reason=\"export_failed\"}";
+    let metrics = counter_reaches(&proxy, export_failed, 1).await;
     assert_eq!(
-        counter(
-            &metrics,
-            "meshtrace_spans_dropped_total{reason=\"export_failed\"}"
-        ),
+        counter(&metrics, export_failed),
         1,
         "INVALID_ARGUMENT is not retried: {metrics}"
     );
@@ -437,15 +436,9 @@ async fn partial_success_rejections_are_counted_not_retried() {
     collector.reject_next(1, 1, "span too large");
     get(proxy.inbound_addr(), "/", &[]).await;
     collector.wait_for_spans(1, WAIT).await;
-    let metrics = proxy.metrics().await;
-    assert_eq!(
-        counter(
-            &metrics,
-            "meshtrace_spans_dropped_total{reason=\"rejected\"}"
-        ),
-        1,
-        "{metrics}"
-    );
+    let rejected = "meshtrace_spans_dropped_total{reason=\"rejected\"}";
+    let metrics = counter_reaches(&proxy, rejected, 1).await;
+    assert_eq!(counter(&metrics, rejected), 1, "{metrics}");
     assert_eq!(counter(&metrics, "meshtrace_spans_exported_total"), 0);
     assert_eq!(collector.attempts(), 1, "never retried");
 }
@@ -611,6 +604,21 @@ fn formats(span: &ReceivedSpan) -> Vec<String> {
 }
 
 /// The value of the sample `name` (with labels) in a Prometheus text exposition.
+/// Scrapes `/metrics` until `name` counts at least `want`, for at most [`WAIT`],
+/// and returns the last scrape. The exporter counts a batch when the collector's
+/// answer reaches it, on its own thread, after the collector has the spans.
+async fn counter_reaches(proxy: &Proxy, name: &str, want: u64) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let metrics = proxy.metrics().await;
+        if counter(&metrics, name) >= want || tokio::time::Instant::now() >= deadline {
+            return metrics;
+        }
+        // A poll interval, not a wait for the event: the scrape decides.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn counter(metrics: &str, name: &str) -> u64 {
     metrics
         .lines()

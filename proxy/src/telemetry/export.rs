@@ -3,6 +3,11 @@
 //! opentelemetry-otlp's exporter (OTLP/gRPC through tonic, or OTLP/HTTP protobuf
 //! through hyper).
 //!
+//! - **Thread**: the export task runs on its own thread, on a single-threaded
+//!   runtime of its own, never on the data path's workers. Encoding a full batch
+//!   takes milliseconds of CPU; on the data path's runtime (one worker runs
+//!   tokio's current-thread scheduler) every request on that worker would wait
+//!   for it.
 //! - **Queue**: `try_send` into a bounded channel; full → the span is dropped and
 //!   counted (`meshtrace_spans_dropped_total{reason="queue_full"}`). A slow or
 //!   dead collector fills the queue; it never slows a request.
@@ -30,8 +35,7 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use opentelemetry_sdk::Resource;
 use rustls::pki_types::pem::PemObject;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::instrument::WithSubscriber;
 
@@ -58,6 +62,11 @@ pub enum ExportError {
 pub struct SpanQueue {
     tx: mpsc::Sender<SpanData>,
     metrics: SpanMetrics,
+    /// Wakes the batcher once a batch is queued; until then it sleeps on its
+    /// delay, so a span costs the data path no cross-thread wake-up.
+    batch_ready: Arc<Notify>,
+    /// Spans queued that make a batch (`batch_size`, at most the queue size).
+    batch_size: usize,
 }
 
 impl SpanQueue {
@@ -65,13 +74,21 @@ impl SpanQueue {
     #[cfg(test)]
     pub fn for_test(capacity: usize, metrics: SpanMetrics) -> (Self, mpsc::Receiver<SpanData>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Self { tx, metrics }, rx)
+        let queue = Self {
+            tx,
+            metrics,
+            batch_ready: Arc::default(),
+            batch_size: capacity,
+        };
+        (queue, rx)
     }
 
     /// Queues `span`, or drops and counts it when the queue is full. Never waits.
     pub fn push(&self, span: SpanData) {
         if self.tx.try_send(span).is_err() {
             self.metrics.queue_full.inc();
+        } else if self.tx.max_capacity() - self.tx.capacity() >= self.batch_size {
+            self.batch_ready.notify_one();
         }
     }
 }
@@ -80,13 +97,15 @@ impl SpanQueue {
 #[derive(Debug)]
 pub struct SpanExport {
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    /// Resolves (or is dropped) when the export thread has finished.
+    done: oneshot::Receiver<()>,
     timeout: Duration,
 }
 
 impl SpanExport {
-    /// Builds the exporter for `settings` (which must have an endpoint) and starts
-    /// the batch task. Must run inside a tokio runtime.
+    /// Builds the exporter for `settings` (which must have an endpoint) on the
+    /// export thread it starts, and returns once it is built (no connection is
+    /// made yet).
     pub fn start(
         settings: &ResolvedExport,
         headers: &std::collections::BTreeMap<String, String>,
@@ -94,81 +113,74 @@ impl SpanExport {
         resource: Resource,
         metrics: SpanMetrics,
     ) -> Result<(SpanQueue, SpanExport), ExportError> {
-        let endpoint = settings.endpoint.clone().unwrap_or_default();
-        let policy = opentelemetry_otlp::RetryPolicy::recommended()
-            .with_max_retries(retry.max_retries)
-            .with_initial_delay(retry.initial_backoff.get())
-            .with_max_delay(retry.max_backoff.get());
-        let compression = match settings.compression {
-            Compression::Gzip => Some(opentelemetry_otlp::Compression::Gzip),
-            Compression::None => None,
-        };
-        let mut exporter = match settings.protocol {
-            OtlpProtocol::Grpc => {
-                let mut metadata = opentelemetry_otlp::tonic_types::metadata::MetadataMap::new();
-                for (name, value) in headers {
-                    let name = tonic::metadata::MetadataKey::from_bytes(name.as_bytes())
-                        .map_err(|e| ExportError::Build(format!("header {name}: {e}")))?;
-                    let value = value
-                        .parse()
-                        .map_err(|e| ExportError::Build(format!("header {name}: {e}")))?;
-                    metadata.insert(name, value);
-                }
-                let mut builder = opentelemetry_otlp::SpanExporter::builder()
-                    .with_tonic()
-                    .with_endpoint(endpoint.clone())
-                    .with_timeout(settings.timeout)
-                    .with_metadata(metadata)
-                    .with_retry_policy(policy);
-                if let Some(c) = compression {
-                    builder = builder.with_compression(c);
-                }
-                if let Some(tls) = tonic_tls(settings, &endpoint)? {
-                    builder = builder.with_tls_config(tls);
-                }
-                builder.build()
-            }
-            OtlpProtocol::HttpProtobuf => {
-                let client = opentelemetry_http::hyper::HyperClient::new(
-                    https_connector(settings)?,
-                    settings.timeout,
-                    None,
-                );
-                let mut builder = opentelemetry_otlp::SpanExporter::builder()
-                    .with_http()
-                    .with_endpoint(endpoint.clone())
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                    .with_timeout(settings.timeout)
-                    .with_http_client(client)
-                    .with_headers(headers.clone().into_iter().collect())
-                    .with_retry_policy(policy);
-                if let Some(c) = compression {
-                    builder = builder.with_compression(c);
-                }
-                builder.build()
-            }
-        }
-        .map_err(|e| ExportError::Build(e.to_string()))?;
-        exporter.set_resource(&resource);
-
-        let (tx, rx) = mpsc::channel(settings.queue_size.max(1));
+        let queue_size = settings.queue_size.max(1);
+        let batch_size = settings.batch_size.clamp(1, queue_size);
+        let (tx, rx) = mpsc::channel(queue_size);
+        let batch_ready = Arc::new(Notify::new());
         let stop = CancellationToken::new();
-        let batcher = Batcher {
-            exporter,
-            batch_size: settings.batch_size.max(1),
-            delay: settings.delay,
-            metrics: metrics.clone(),
-            rejects: RejectCounter::dispatch(),
-            failing: false,
-            endpoint,
+        let (done_tx, done) = oneshot::channel();
+        let (built_tx, built) = std::sync::mpsc::sync_channel(1);
+        let (settings, headers, retry) = (settings.clone(), headers.clone(), retry.clone());
+        let batch_metrics = metrics.clone();
+        let batch_stop = stop.clone();
+        let ready = batch_ready.clone();
+        let timeout = settings.timeout;
+        let thread = move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = built_tx.send(Err(ExportError::Build(format!("runtime: {error}"))));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                // Built inside this runtime: tonic's channel spawns its connection
+                // (and with it the request encoding) on the runtime it is built in.
+                let exporter = match exporter(&settings, &headers, &retry, resource) {
+                    Ok(exporter) => exporter,
+                    Err(error) => {
+                        let _ = built_tx.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = built_tx.send(Ok(()));
+                let batcher = Batcher {
+                    exporter,
+                    batch_size,
+                    batch_ready: ready,
+                    delay: settings.delay,
+                    metrics: batch_metrics,
+                    rejects: RejectCounter::dispatch(),
+                    failing: false,
+                    endpoint: settings.endpoint.clone().unwrap_or_default(),
+                };
+                batcher.run(rx, batch_stop).await;
+            });
+            let _ = done_tx.send(());
         };
-        let task = tokio::spawn(batcher.run(rx, stop.clone()));
+        std::thread::Builder::new()
+            .name("meshtrace-export".into())
+            .spawn(thread)
+            .map_err(|e| ExportError::Build(format!("cannot start the export thread: {e}")))?;
+        // Building takes no network round trip (the channel connects lazily);
+        // reading TLS files is the slowest part.
+        built
+            .recv()
+            .map_err(|_| ExportError::Build("the export thread stopped".into()))??;
         Ok((
-            SpanQueue { tx, metrics },
+            SpanQueue {
+                tx,
+                metrics,
+                batch_ready,
+                batch_size,
+            },
             SpanExport {
                 stop,
-                task,
-                timeout: settings.timeout,
+                done,
+                timeout,
             },
         ))
     }
@@ -178,15 +190,83 @@ impl SpanExport {
     pub async fn flush(self) {
         self.stop.cancel();
         let limit = self.timeout + Duration::from_millis(500);
-        if tokio::time::timeout(limit, self.task).await.is_err() {
+        if tokio::time::timeout(limit, self.done).await.is_err() {
             tracing::warn!("span export did not finish flushing in time; queued spans lost");
         }
     }
 }
 
+/// opentelemetry-otlp's exporter for `settings`. Must run inside the runtime
+/// that will drive it.
+fn exporter(
+    settings: &ResolvedExport,
+    headers: &std::collections::BTreeMap<String, String>,
+    retry: &meshtrace_config::Retry,
+    resource: Resource,
+) -> Result<opentelemetry_otlp::SpanExporter, ExportError> {
+    let endpoint = settings.endpoint.clone().unwrap_or_default();
+    let policy = opentelemetry_otlp::RetryPolicy::recommended()
+        .with_max_retries(retry.max_retries)
+        .with_initial_delay(retry.initial_backoff.get())
+        .with_max_delay(retry.max_backoff.get());
+    let compression = match settings.compression {
+        Compression::Gzip => Some(opentelemetry_otlp::Compression::Gzip),
+        Compression::None => None,
+    };
+    let mut exporter = match settings.protocol {
+        OtlpProtocol::Grpc => {
+            let mut metadata = opentelemetry_otlp::tonic_types::metadata::MetadataMap::new();
+            for (name, value) in headers {
+                let name = tonic::metadata::MetadataKey::from_bytes(name.as_bytes())
+                    .map_err(|e| ExportError::Build(format!("header {name}: {e}")))?;
+                let value = value
+                    .parse()
+                    .map_err(|e| ExportError::Build(format!("header {name}: {e}")))?;
+                metadata.insert(name, value);
+            }
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .with_timeout(settings.timeout)
+                .with_metadata(metadata)
+                .with_retry_policy(policy);
+            if let Some(c) = compression {
+                builder = builder.with_compression(c);
+            }
+            if let Some(tls) = tonic_tls(settings, &endpoint)? {
+                builder = builder.with_tls_config(tls);
+            }
+            builder.build()
+        }
+        OtlpProtocol::HttpProtobuf => {
+            let client = opentelemetry_http::hyper::HyperClient::new(
+                https_connector(settings)?,
+                settings.timeout,
+                None,
+            );
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(endpoint)
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_timeout(settings.timeout)
+                .with_http_client(client)
+                .with_headers(headers.clone().into_iter().collect())
+                .with_retry_policy(policy);
+            if let Some(c) = compression {
+                builder = builder.with_compression(c);
+            }
+            builder.build()
+        }
+    }
+    .map_err(|e| ExportError::Build(e.to_string()))?;
+    exporter.set_resource(&resource);
+    Ok(exporter)
+}
+
 struct Batcher {
     exporter: opentelemetry_otlp::SpanExporter,
     batch_size: usize,
+    batch_ready: Arc<Notify>,
     delay: Duration,
     metrics: SpanMetrics,
     rejects: (tracing::Dispatch, Arc<AtomicI64>),
@@ -208,17 +288,22 @@ impl Batcher {
                     None => break,
                 },
             }
-            // Fill it until it is full or `delay` has passed.
-            let deadline = tokio::time::Instant::now() + self.delay;
-            while batch.len() < self.batch_size {
+            // Then sleep until a batch is queued or `delay` has passed, without
+            // polling the queue: a receiver waiting on it would be woken (from
+            // the data path's thread) for every span.
+            if self.batch_size > 1 {
+                let deadline = tokio::time::Instant::now() + self.delay;
                 tokio::select! {
                     biased;
-                    () = stop.cancelled() => break,
-                    () = tokio::time::sleep_until(deadline) => break,
-                    span = rx.recv() => match span {
-                        Some(span) => batch.push(span),
-                        None => break,
-                    },
+                    () = stop.cancelled() => {}
+                    () = tokio::time::sleep_until(deadline) => {}
+                    () = self.batch_ready.notified() => {}
+                }
+            }
+            while batch.len() < self.batch_size {
+                match rx.try_recv() {
+                    Ok(span) => batch.push(span),
+                    Err(_) => break,
                 }
             }
             self.export(&mut batch).await;
@@ -434,4 +519,118 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, ExportError> {
         path: path.display().to_string(),
         error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::time::{Duration, SystemTime};
+
+    use meshtrace_config::{Compression, OtlpProtocol, ResolvedExport, Retry};
+    use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId};
+    use opentelemetry::InstrumentationScope;
+    use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+    use opentelemetry_sdk::Resource;
+
+    use super::{SpanExport, SpanQueue};
+    use crate::metrics::Metrics;
+
+    fn span() -> SpanData {
+        let context = SpanContext::new(
+            TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736_u128),
+            SpanId::from(0x00f0_67aa_0ba9_02b7_u64),
+            TraceFlags::SAMPLED,
+            false,
+            Default::default(),
+        );
+        SpanData {
+            span_context: context,
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Server,
+            name: "GET".into(),
+            start_time: SystemTime::UNIX_EPOCH,
+            end_time: SystemTime::UNIX_EPOCH,
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: InstrumentationScope::builder("test").build(),
+        }
+    }
+
+    /// A collector on a plain thread (it runs whatever the test's runtime does):
+    /// its endpoint, and the first request line it reads.
+    fn collector() -> (String, std::sync::mpsc::Receiver<String>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+        let (got_tx, got) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 256];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let _ = got_tx.send(head.lines().next().unwrap_or_default().to_string());
+        });
+        (endpoint, got)
+    }
+
+    fn start(endpoint: String, batch_size: usize, delay: Duration) -> (SpanQueue, SpanExport) {
+        let settings = ResolvedExport {
+            endpoint: Some(endpoint),
+            protocol: OtlpProtocol::HttpProtobuf,
+            timeout: Duration::from_millis(500),
+            compression: Compression::None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            queue_size: 8,
+            batch_size,
+            delay,
+        };
+        let metrics = Metrics::new();
+        let spans = metrics.spans.clone();
+        let resource = Resource::builder_empty().build();
+        SpanExport::start(
+            &settings,
+            &Default::default(),
+            &Retry::default(),
+            resource,
+            spans,
+        )
+        .unwrap()
+    }
+
+    /// The export must make progress while the runtime that pushed the span is
+    /// busy: on a one-worker sidecar that runtime is the whole data path.
+    #[tokio::test(flavor = "current_thread")]
+    async fn export_runs_while_the_pushing_runtime_is_blocked() {
+        let (endpoint, got) = collector();
+        let (queue, export) = start(endpoint, 1, Duration::from_millis(1));
+        queue.push(span());
+        // Blocks this runtime's only thread until the collector has the request.
+        let line = got.recv_timeout(Duration::from_secs(10));
+        assert_eq!(line.as_deref(), Ok("POST /v1/traces HTTP/1.1"));
+        drop(queue);
+        export.flush().await;
+    }
+
+    /// The batcher sleeps on its delay without watching the queue; a full batch
+    /// must still wake it.
+    #[tokio::test]
+    async fn a_full_batch_is_sent_before_the_delay() {
+        let (endpoint, got) = collector();
+        let (queue, export) = start(endpoint, 3, Duration::from_secs(600));
+        for _ in 0..3 {
+            queue.push(span());
+        }
+        let line = tokio::task::spawn_blocking(move || got.recv_timeout(Duration::from_secs(10)));
+        let line = line.await.unwrap();
+        assert_eq!(line.as_deref(), Ok("POST /v1/traces HTTP/1.1"));
+        drop(queue);
+        export.flush().await;
+    }
 }

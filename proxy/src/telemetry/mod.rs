@@ -9,7 +9,7 @@
 //!   semantic-convention rules);
 //! - [`resource`] says who emitted it;
 //! - [`export`] queues it without ever blocking the request and exports batches
-//!   with opentelemetry-otlp.
+//!   with opentelemetry-otlp on a thread of its own.
 //!
 //! With no collector configured (`export.endpoint` and the `OTEL_EXPORTER_OTLP_*`
 //! endpoint variables all unset) nothing is recorded at all.
@@ -37,7 +37,7 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Resolves the export settings (file, then `OTEL_*` variables read through
-    /// `var`) and starts the exporter. Must run inside a tokio runtime.
+    /// `var`) and starts the exporter on its own thread.
     pub fn start(
         config: &Config,
         metrics: &Metrics,
