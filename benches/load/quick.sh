@@ -116,7 +116,14 @@ echo "median meshtrace: $mp req/s   (all: ${proxied[*]})"
 awk -v p="$mp" -v d="$md" 'BEGIN {printf "ratio:            %.2f of direct\n", p/d}'
 echo "sidecar CPU:      $(median "${cpu_us[@]}") us/request median (all: ${cpu_us[*]})"
 echo "sidecar RSS idle: ${idle_rss} KiB, peak: ${peak_rss} KiB, after load: ${after_rss} KiB"
+# Where the sidecar's CPU went, by thread (all windows: wrk and oha).
+threads() {
+  for t in /proc/"$1"/task/*; do echo "$(cat "$t/comm") $(awk '{print $14 + $15}' "$t/stat")"; done |
+    awk '{n[$1] += $2; all += $2} END {for (k in n) printf "%s %.0f%%, ", k, all ? 100 * n[k] / all : 0; print ""}'
+}
+echo "sidecar CPU by thread: $(threads "$sidecar")"
 if [[ -n ${BEFORE:-} ]]; then
+  echo "BEFORE CPU by thread:  $(threads "$before")"
   mo=$(median "${old[@]}")
   echo "BEFORE build:     $mo req/s   (all: ${old[*]})"
   awk -v p="$mo" -v d="$md" 'BEGIN {printf "BEFORE ratio:     %.2f of direct\n", p/d}'
