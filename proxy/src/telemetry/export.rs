@@ -93,7 +93,7 @@ impl SpanQueue {
     }
 }
 
-/// The running export task.
+/// The running export thread.
 #[derive(Debug)]
 pub struct SpanExport {
     stop: CancellationToken,
@@ -186,7 +186,7 @@ impl SpanExport {
     }
 
     /// Exports what is still queued (one export timeout at most, plus a little)
-    /// and stops the task.
+    /// and lets the export thread end.
     pub async fn flush(self) {
         self.stop.cancel();
         let limit = self.timeout + Duration::from_millis(500);
