@@ -3,13 +3,23 @@
 //! - A list of at most 32 `key=value` list-members, separated by commas with
 //!   optional spaces/tabs around them; empty list-members (`a=1,,b=2`) are allowed
 //!   and dropped. Several `tracestate` header lines are one list, joined in order.
-//! - `key` is a simple key (`lcalpha 0*255(lcalpha / DIGIT / _ - * /)`) or a
-//!   multi-tenant key `tenant@system` (tenant: `(lcalpha / DIGIT) 0*240(…)`,
-//!   system: `lcalpha 0*13(…)`).
+//! - `key` is `(lcalpha / DIGIT) 0*255(lcalpha / DIGIT / _ - * / @)`: 1–256
+//!   characters, starting with a lowercase letter or a digit. `@` is an ordinary
+//!   key character, allowed anywhere after the first, any number of times; the
+//!   earlier `tenant@system` rule (with its own 241/14-character limits) is gone.
 //! - `value` is 1–256 printable ASCII characters except `,` and `=`, not ending in
 //!   a space.
-//! - A malformed member, a duplicated key, or more than 32 members makes the whole
-//!   `tracestate` invalid: it is dropped (the `traceparent` still counts).
+//! - Only one entry per key is allowed. When a key appears again (in the same
+//!   line or a later one), the first, leftmost member is kept and the later ones
+//!   are dropped; the rest of the list stays, in order. Vendors move the entry
+//!   they update to the front, so the leftmost is the most recent position, and
+//!   deleting an entry is an allowed mutation; dropping the whole list instead
+//!   would lose every other vendor's entry over one vendor's mistake. A dropped
+//!   duplicate must still be well-formed.
+//! - A malformed member, or more than 32 members, makes the whole `tracestate`
+//!   invalid: it is dropped (the `traceparent` still counts). Members are counted
+//!   after dropping empty members and duplicates: the limit is on the list that
+//!   is kept and sent on.
 //! - Order is preserved. A member the sidecar updates moves to the front.
 //! - Over 512 characters (commas included), members longer than 128 characters are
 //!   removed first, then members from the end, until it fits.
@@ -22,14 +32,16 @@ pub const MAX_MEMBERS: usize = 32;
 pub const MAX_LEN: usize = 512;
 /// Members longer than this are trimmed first.
 const LONG_MEMBER: usize = 128;
+/// Longest key.
+const MAX_KEY_LEN: usize = 256;
+/// Longest value.
+const MAX_VALUE_LEN: usize = 256;
 
 /// Why a tracestate was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TraceStateError {
     /// A list-member does not match the grammar.
     Malformed,
-    /// The same key appears twice.
-    DuplicateKey,
     /// More than 32 list-members.
     TooManyMembers,
 }
@@ -52,30 +64,29 @@ impl TraceState {
         let Some(first) = lines.next() else {
             return Ok(Self::default());
         };
-        let second = lines.next();
-        // The common case, one line already normalised, keeps the header value
-        // (a reference-counted buffer) without copying it.
-        if second.is_none() {
+        let Some(second) = lines.next() else {
             let bytes = first.as_bytes();
-            let (count, normalised) = validate(bytes)?;
-            if count == 0 {
+            let list = validate(bytes, |_| {})?;
+            if list.count == 0 {
                 return Ok(Self::default());
             }
-            if normalised && bytes.len() <= MAX_LEN {
+            // The common case, one line already normalised, keeps the header
+            // value (a reference-counted buffer) without copying it.
+            if list.normalised && bytes.len() <= MAX_LEN {
                 return Ok(Self {
                     value: Some(first.clone()),
                 });
             }
-        }
-        let mut joined = Vec::with_capacity(first.len());
-        for line in std::iter::once(first).chain(second).chain(lines) {
+            return Ok(Self::from_members(kept_members(bytes)?));
+        };
+        let mut joined = Vec::with_capacity(first.len() + 1 + second.len());
+        for line in [first, second].into_iter().chain(lines) {
             if !joined.is_empty() {
                 joined.push(b',');
             }
             joined.extend_from_slice(line.as_bytes());
         }
-        validate(&joined)?;
-        Ok(Self::from_members(members(&joined).collect()))
+        Ok(Self::from_members(kept_members(&joined)?))
     }
 
     /// Whether there are no members.
@@ -101,7 +112,9 @@ impl TraceState {
     pub fn get(&self, key: &str) -> Option<&str> {
         // The stored list is normalised: members are split by bare commas.
         let list = self.value.as_ref()?.as_bytes();
-        let member = list.split(|&b| b == b',').find(|m| has_key(m, key))?;
+        let member = list
+            .split(|&b| b == b',')
+            .find(|m| has_key(m, key.as_bytes()))?;
         std::str::from_utf8(member.get(key.len() + 1..)?).ok()
     }
 
@@ -119,7 +132,7 @@ impl TraceState {
         }
         let member = format!("{key}={value}");
         let mut list: Vec<&[u8]> = vec![member.as_bytes()];
-        list.extend(self.member_slices().filter(|m| !has_key(m, key)));
+        list.extend(self.member_slices().filter(|m| !has_key(m, key.as_bytes())));
         list.truncate(MAX_MEMBERS);
         *self = Self::from_members(list);
         true
@@ -128,7 +141,10 @@ impl TraceState {
     /// Removes `key`'s member, if any.
     pub fn remove(&mut self, key: &str) {
         if self.get(key).is_some() {
-            let list: Vec<&[u8]> = self.member_slices().filter(|m| !has_key(m, key)).collect();
+            let list: Vec<&[u8]> = self
+                .member_slices()
+                .filter(|m| !has_key(m, key.as_bytes()))
+                .collect();
             *self = Self::from_members(list);
         }
     }
@@ -175,22 +191,38 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
     s
 }
 
-fn has_key(member: &[u8], key: &str) -> bool {
+fn has_key(member: &[u8], key: &[u8]) -> bool {
     member
-        .strip_prefix(key.as_bytes())
+        .strip_prefix(key)
         .is_some_and(|rest| rest.first() == Some(&b'='))
 }
 
-/// Checks a raw list; returns its member count and whether it is already
-/// normalised (no spaces around members, no empty members).
-fn validate(list: &[u8]) -> Result<(usize, bool), TraceStateError> {
+/// What [`validate`] found in a raw list.
+struct Checked {
+    /// Members kept: without empty members and later duplicates.
+    count: usize,
+    /// Whether the raw list is already what we would send: no spaces around
+    /// members, no empty members, no duplicates.
+    normalised: bool,
+}
+
+/// Checks a raw list in one pass, dropping empty members and every member
+/// whose key an earlier member already has; `keep` sees each member kept, in
+/// order. (A callback, not a returned list: the common single-line case keeps
+/// the header value and needs no list at all.)
+fn validate<'a>(
+    list: &'a [u8],
+    mut keep: impl FnMut(&'a [u8]),
+) -> Result<Checked, TraceStateError> {
     let mut keys: [&[u8]; MAX_MEMBERS] = [&[]; MAX_MEMBERS];
-    let mut count = 0;
-    let mut normalised = true;
+    let mut checked = Checked {
+        count: 0,
+        normalised: true,
+    };
     for raw in list.split(|&b| b == b',') {
         let member = trim_ows(raw);
         if member.len() != raw.len() || member.is_empty() {
-            normalised = false;
+            checked.normalised = false;
         }
         if member.is_empty() {
             continue;
@@ -200,23 +232,30 @@ fn validate(list: &[u8]) -> Result<(usize, bool), TraceStateError> {
         if !is_value(value) {
             return Err(TraceStateError::Malformed);
         }
-        if count == MAX_MEMBERS {
+        if keys[..checked.count].contains(&key) {
+            checked.normalised = false;
+            continue;
+        }
+        if checked.count == MAX_MEMBERS {
             return Err(TraceStateError::TooManyMembers);
         }
-        if keys[..count].contains(&key) {
-            return Err(TraceStateError::DuplicateKey);
-        }
-        keys[count] = key;
-        count += 1;
+        keys[checked.count] = key;
+        checked.count += 1;
+        keep(member);
     }
-    Ok((count, normalised))
+    Ok(checked)
 }
 
-/// Character classes of the tracestate grammar, one table lookup per byte.
-const KEY: u8 = 1; // lcalpha / DIGIT / _ - * /
-const LOWER: u8 = 2; // lcalpha
-const DIGIT: u8 = 4;
-const NBLK: u8 = 8; // %x21-2B / %x2D-3C / %x3E-7E: printable, not `,` `=`
+/// The members of a raw list that [`validate`] keeps.
+fn kept_members(list: &[u8]) -> Result<Vec<&[u8]>, TraceStateError> {
+    let mut kept = Vec::new();
+    validate(list, |member| kept.push(member))?;
+    Ok(kept)
+}
+
+const KEY_START: u8 = 1; // lcalpha / DIGIT
+const KEY: u8 = 2; // keychar: lcalpha / DIGIT / _ - * / @
+const NBLK: u8 = 4; // %x21-2B / %x2D-3C / %x3E-7E: printable, not `,` `=`
 
 static CLASS: [u8; 256] = classes();
 
@@ -231,18 +270,19 @@ const fn classes() -> [u8; 256] {
     }
     let mut b = b'a' as usize;
     while b <= b'z' as usize {
-        t[b] |= KEY | LOWER;
+        t[b] |= KEY_START | KEY;
         b += 1;
     }
     let mut b = b'0' as usize;
     while b <= b'9' as usize {
-        t[b] |= KEY | DIGIT;
+        t[b] |= KEY_START | KEY;
         b += 1;
     }
     t[b'_' as usize] |= KEY;
     t[b'-' as usize] |= KEY;
     t[b'*' as usize] |= KEY;
     t[b'/' as usize] |= KEY;
+    t[b'@' as usize] |= KEY;
     t
 }
 
@@ -250,63 +290,36 @@ fn class(b: u8) -> u8 {
     CLASS[usize::from(b)]
 }
 
-fn all_key_chars(s: &[u8]) -> bool {
-    s.iter().all(|&b| class(b) & KEY != 0)
+/// The key rule, `(lcalpha / DIGIT) 0*255(keychar)`, in one pass over the
+/// start of `s`: the key `s` begins with and what follows it, or `None` if `s`
+/// does not begin with a valid key. The key ends at the first byte that is not
+/// a keychar (in a member, the `=`).
+fn split_key(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = s
+        .iter()
+        .position(|&b| class(b) & KEY == 0)
+        .unwrap_or(s.len());
+    let (key, rest) = s.split_at(len);
+    let starts_well = key.first().is_some_and(|&b| class(b) & KEY_START != 0);
+    (starts_well && key.len() <= MAX_KEY_LEN).then_some((key, rest))
 }
 
-/// The key of a `key=value` member, checked in one pass; `None` if malformed.
+/// The key of a `key=value` member; `None` if the key is malformed or there is
+/// no `=` after it.
 fn member_key(member: &[u8]) -> Option<&[u8]> {
-    let mut at = None;
-    for (i, &b) in member.iter().enumerate() {
-        match b {
-            b'=' => {
-                let key = member.get(..i)?;
-                return valid_key_parts(key, at).then_some(key);
-            }
-            b'@' if at.is_none() => at = Some(i),
-            _ if class(b) & KEY != 0 => {}
-            _ => return None,
-        }
-    }
-    None
-}
-
-/// Checks the first characters and lengths of a key whose characters are
-/// already known to be key characters, with its `@` at `at`.
-fn valid_key_parts(key: &[u8], at: Option<usize>) -> bool {
-    let starts = |s: &[u8], classes: u8| s.first().is_some_and(|&b| class(b) & classes != 0);
-    match at {
-        None => starts(key, LOWER) && key.len() <= 256,
-        Some(at) => {
-            let (tenant, system) = key.split_at(at);
-            let system = system.get(1..).unwrap_or_default();
-            starts(tenant, LOWER | DIGIT)
-                && tenant.len() <= 241
-                && starts(system, LOWER)
-                && system.len() <= 14
-        }
+    match split_key(member)? {
+        (key, [b'=', ..]) => Some(key),
+        _ => None,
     }
 }
 
 fn is_key(key: &[u8]) -> bool {
-    let starts = |s: &[u8], classes: u8| s.first().is_some_and(|&b| class(b) & classes != 0);
-    match key.iter().position(|&b| b == b'@') {
-        None => starts(key, LOWER) && key.len() <= 256 && all_key_chars(key),
-        Some(at) => {
-            let (tenant, system) = (&key[..at], &key[at + 1..]);
-            starts(tenant, LOWER | DIGIT)
-                && tenant.len() <= 241
-                && all_key_chars(tenant)
-                && starts(system, LOWER)
-                && system.len() <= 14
-                && all_key_chars(system)
-        }
-    }
+    split_key(key).is_some_and(|(_, rest)| rest.is_empty())
 }
 
 fn is_value(value: &[u8]) -> bool {
     value.last().is_some_and(|&b| class(b) & NBLK != 0)
-        && value.len() <= 256
+        && value.len() <= MAX_VALUE_LEN
         && value.iter().all(|&b| b == b' ' || class(b) & NBLK != 0)
 }
 

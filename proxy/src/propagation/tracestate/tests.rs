@@ -42,30 +42,76 @@ fn spaces_and_empty_members_are_normalised_away() {
 }
 
 #[test]
-fn multi_tenant_keys_are_valid() {
-    let ts = parse(&["fw529a3039@dt=ab,0tenant@vendor=x"]).unwrap();
-    assert_eq!(ts.get("fw529a3039@dt"), Some("ab"));
+fn key_may_start_with_a_digit() {
+    let ts = parse(&["1abc=1,0tenant@vendor=x"]).unwrap();
+    assert_eq!(ts.get("1abc"), Some("1"));
+    assert_eq!(ts.get("0tenant@vendor"), Some("x"));
 }
 
 #[test]
-fn malformed_keys_and_values_are_invalid() {
-    for bad in [
-        "Rojo=1",
-        "1abc=1",
-        "a=",
-        "a",
-        "a=b,c",
-        "a=b=c",
-        "a@1sys=1",
-        "a@sys_toolongname=1",
-    ] {
+fn at_sign_is_allowed_anywhere_after_the_first_character() {
+    let list = "fw529a3039@dt=ab,a@1sys=1,a@b@c=2,a@=3,k@@_-*/=4";
+    assert_eq!(rendered(&parse(&[list]).unwrap()), list);
+}
+
+#[test]
+fn tenant_and_system_parts_have_no_limits_of_their_own() {
+    // Valid now, invalid under the earlier `tenant@system` rule: a 242-character
+    // tenant, a 15-character system, a system starting with a digit.
+    let tenant = format!("{}@s", "t".repeat(242));
+    let system = "a@sys_toolongname";
+    let digit = "a@1sys";
+    let list = format!("{tenant}=1,{system}=2,{digit}=3");
+    assert_eq!(rendered(&parse(&[&list]).unwrap()), list);
+}
+
+#[test]
+fn key_of_256_characters_is_valid_257_is_not() {
+    let key = |len| "k".repeat(len);
+    assert_eq!(parse(&[&format!("{}=1", key(256))]).unwrap().len(), 1);
+    assert_eq!(
+        parse(&[&format!("{}=1", key(257))]),
+        Err(TraceStateError::Malformed)
+    );
+}
+
+#[test]
+fn key_may_not_start_with_at_sign_or_underscore() {
+    for bad in ["@a=1", "_a=1", "-a=1", "*a=1", "/a=1"] {
         assert_eq!(parse(&[bad]), Err(TraceStateError::Malformed), "{bad}");
     }
 }
 
 #[test]
-fn duplicate_keys_are_invalid() {
-    assert_eq!(parse(&["a=1,b=2,a=3"]), Err(TraceStateError::DuplicateKey));
+fn malformed_keys_and_values_are_invalid() {
+    for bad in ["Rojo=1", "=1", "a b=1", "a=", "a", "a=b,c", "a=b=c"] {
+        assert_eq!(parse(&[bad]), Err(TraceStateError::Malformed), "{bad}");
+    }
+}
+
+#[test]
+fn duplicate_key_keeps_the_first_member_and_the_rest_of_the_list() {
+    let ts = parse(&["a=1,b=2,a=3,c=4"]).unwrap();
+    assert_eq!(rendered(&ts), "a=1,b=2,c=4");
+}
+
+#[test]
+fn duplicate_key_in_a_second_header_line_keeps_the_first() {
+    let ts = parse(&["rojo=1,congo=2", "rojo=3,dd=s:1"]).unwrap();
+    assert_eq!(rendered(&ts), "rojo=1,congo=2,dd=s:1");
+}
+
+#[test]
+fn malformed_duplicate_still_makes_the_list_invalid() {
+    assert_eq!(parse(&["a=1,a="]), Err(TraceStateError::Malformed));
+}
+
+#[test]
+fn duplicates_do_not_count_toward_the_thirty_two_members() {
+    let list = format!("{},k0=again", n_members(32));
+    let ts = parse(&[&list]).unwrap();
+    assert_eq!(ts.len(), 32);
+    assert_eq!(ts.get("k0"), Some("v0"));
 }
 
 #[test]
@@ -75,6 +121,14 @@ fn thirty_two_members_are_valid_and_thirty_three_are_not() {
         parse(&[&n_members(33)]),
         Err(TraceStateError::TooManyMembers)
     );
+}
+
+#[test]
+fn normalised_single_line_is_kept_without_copying() {
+    let line = HeaderValue::from_static("rojo=1,congo=2");
+    let ts = TraceState::parse([&line]).unwrap();
+    let kept = ts.header_value().unwrap();
+    assert_eq!(kept.as_bytes().as_ptr(), line.as_bytes().as_ptr());
 }
 
 #[test]
@@ -151,6 +205,17 @@ fn invalid_updates_are_refused() {
     assert!(!ts.set_front("Bad", "x"));
     assert!(!ts.set_front("ok", "a,b"));
     assert!(ts.is_empty());
+}
+
+#[test]
+fn updates_follow_the_same_key_rule_as_parsing() {
+    let mut ts = TraceState::default();
+    assert!(ts.set_front("1ab@c@d", "x"));
+    assert!(ts.set_front(&"k".repeat(256), "x"));
+    for bad in ["@a".to_string(), "_a".to_string(), "k".repeat(257)] {
+        assert!(!ts.set_front(&bad, "x"), "{bad}");
+    }
+    assert_eq!(ts.len(), 2);
 }
 
 #[test]
