@@ -24,6 +24,7 @@
 
 pub mod env;
 mod propagation;
+pub mod report;
 mod route;
 mod sampling;
 mod schema;

@@ -4,8 +4,10 @@
 //! 1. a trusted force signal (B3 debug, Datadog priority 2, `force_header`) —
 //!    honoured only on trusted listeners;
 //! 2. a forced tenant within its budget (`forced_tenants`);
-//! 3. the parent's decision (W3C sampled flag, B3 sampled, Datadog priority);
-//! 4. the first matching `rules` entry (reservoir, then rate), else `default_rate`.
+//! 3. the forced workload within its budget (`forced_workload`: an incident
+//!    override of this service, which samples even when the caller said no);
+//! 4. the parent's decision (W3C sampled flag, B3 sampled, Datadog priority);
+//! 5. the first matching `rules` entry (reservoir, then rate), else `default_rate`.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +24,9 @@ pub struct Sampling {
     pub tenant: TenantSource,
     /// Tenants traced regardless of the normal decision, within a budget.
     pub forced_tenants: Vec<ForcedTenant>,
+    /// Every request of this workload traced regardless of the caller's decision,
+    /// within a budget (what `meshtrace-control override add --service` sets).
+    pub forced_workload: Option<ForcedWorkload>,
     /// Root-decision rules, first match wins.
     pub rules: Vec<SamplingRule>,
     /// Sidecar-local tail keep of requests that were not sampled.
@@ -47,6 +52,7 @@ impl Default for Sampling {
             force_header: Some("x-meshtrace-force-trace".into()),
             tenant: TenantSource::default(),
             forced_tenants: Vec::new(),
+            forced_workload: None,
             rules: Vec::new(),
             tail: TailKeep::default(),
         }
@@ -86,6 +92,20 @@ pub struct ForcedTenant {
     pub override_parent: bool,
     /// Budget: at most this many forced traces per second (token bucket; the burst
     /// is one second's worth). Over budget, the normal decision applies.
+    pub traces_per_second: f64,
+}
+
+/// The workload's own requests traced at `rate` even when the caller said "not
+/// sampled", within `traces_per_second` (per listener; over budget, the normal
+/// decision applies).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForcedWorkload {
+    /// Probability of recording a request, in [0, 1].
+    #[serde(default = "one")]
+    pub rate: f64,
+    /// Budget: at most this many forced traces per second (token bucket; the burst
+    /// is one second's worth).
     pub traces_per_second: f64,
 }
 

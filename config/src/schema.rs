@@ -305,6 +305,9 @@ pub struct Control {
     pub reconnect_max: Duration,
     /// Local file mode: how often the `--config` file is checked for changes.
     pub file_poll: Duration,
+    /// How often the sidecar reports the trace-context formats it sees to the
+    /// control plane (the fleet-wide migration view).
+    pub report_interval: Duration,
 }
 
 impl Default for Control {
@@ -316,6 +319,7 @@ impl Default for Control {
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(10),
             file_poll: Duration::from_secs(1),
+            report_interval: Duration::from_secs(15),
         }
     }
 }

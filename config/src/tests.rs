@@ -206,6 +206,50 @@ fn sampling_rates_budgets_and_header_names_are_validated() {
     }
 }
 
+#[test]
+fn propagation_stages_rules_and_app_formats_are_validated() {
+    let found = problems(
+        "propagation:\n  app_formats: [b3multi, b3multi]\n  learn_for: 0s\n  upstreams:\n  - {name: 'bad name', match: {host: a}, inject: [b3multi]}\n  - {match: {host: b}}\n  - {match: {host: c}, external: true, inject: [tracecontext]}\n  - {name: x, match: {host: d}, inject: [datadog]}\n  - {name: x, match: {host: e}, inject: [datadog]}\nsampling:\n  forced_workload: {rate: 2, traces_per_second: 0}\ncontrol:\n  report_interval: 0s\n",
+    );
+    for path in [
+        "propagation.app_formats[1]",
+        "propagation.learn_for",
+        "propagation.upstreams[0].name",
+        "propagation.upstreams[1].inject",
+        "propagation.upstreams[2].inject",
+        "propagation.upstreams[4].name",
+        "sampling.forced_workload.rate",
+        "sampling.forced_workload.traces_per_second",
+        "control.report_interval",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(&format!("{path}: "))),
+            "{path} missing in {found:?}"
+        );
+    }
+}
+
+#[test]
+fn a_migration_stage_is_one_word_and_moves_one_step() {
+    use crate::MigrationStage;
+    let c = Config::from_yaml_str("propagation: {stage: dual}", "t").unwrap();
+    assert_eq!(c.propagation.stage, MigrationStage::Dual);
+    assert_eq!(MigrationStage::Legacy.next(), Some(MigrationStage::Dual));
+    assert_eq!(MigrationStage::W3c.next(), None);
+    assert_eq!(MigrationStage::Legacy.previous(), None);
+    assert_eq!("w3c".parse::<MigrationStage>(), Ok(MigrationStage::W3c));
+    let error = Config::from_yaml_str("propagation: {stage: w3}", "t").unwrap_err();
+    assert!(error.to_string().contains("t:1:"), "{error}");
+}
+
+#[test]
+fn the_removed_strip_legacy_setting_is_an_error_not_ignored() {
+    let error = Config::from_yaml_str("propagation: {inbound: {strip_legacy: true}}", "t")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("unknown field `inbound`"), "{error}");
+}
+
 fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
     move |name| {
         pairs

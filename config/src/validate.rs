@@ -74,6 +74,9 @@ pub(crate) fn check(config: &Config, problems: &mut Problems) {
             "must be greater than 0 and not above reconnect_max",
         );
     }
+    if config.control.report_interval.get() < std::time::Duration::from_secs(1) {
+        problems.add("control.report_interval", "must be at least 1s");
+    }
     if config.control.file_poll.is_zero() {
         problems.add("control.file_poll", "must be greater than 0");
     }
@@ -202,11 +205,42 @@ fn check_limits(config: &Config, problems: &mut Problems) {
 fn check_propagation(config: &Config, problems: &mut Problems) {
     let p = &config.propagation;
     no_duplicates("propagation.extract", &p.extract, problems);
-    no_duplicates("propagation.inbound.inject", &p.inbound.inject, problems);
-    no_duplicates("propagation.outbound.inject", &p.outbound.inject, problems);
+    if let Some(formats) = &p.app_formats {
+        no_duplicates("propagation.app_formats", formats, problems);
+    }
+    if p.learn_for.get() < std::time::Duration::from_secs(1) {
+        problems.add("propagation.learn_for", "must be at least 1s");
+    }
+    let mut names = HashSet::new();
     for (i, rule) in p.upstreams.iter().enumerate() {
         let path = format!("propagation.upstreams[{i}]");
-        no_duplicates(&format!("{path}.inject"), &rule.injection.inject, problems);
+        no_duplicates(&format!("{path}.inject"), &rule.inject, problems);
+        match (rule.external, rule.inject.is_empty()) {
+            (true, false) => problems.add(
+                format!("{path}.inject"),
+                "an external rule writes no trace header; remove `inject` or `external`",
+            ),
+            (false, true) => problems.add(
+                format!("{path}.inject"),
+                "name the formats this upstream gets (e.g. [tracecontext, b3multi]), or set `external: true` to send none",
+            ),
+            _ => {}
+        }
+        if let Some(name) = &rule.name {
+            let valid = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            if !valid {
+                problems.add(
+                    format!("{path}.name"),
+                    "1 to 64 characters of A-Z a-z 0-9 _ . - (it is a metric label)",
+                );
+            } else if !names.insert(name.as_str()) {
+                problems.add(format!("{path}.name"), format!("{name:?} is used twice"));
+            }
+        }
         let m = &rule.matches;
         if m.authority.is_none() && m.host.is_none() && m.port.is_none() {
             problems.add(
@@ -265,6 +299,15 @@ fn check_sampling(config: &Config, problems: &mut Problems) {
         if !(t.traces_per_second.is_finite() && t.traces_per_second > 0.0) {
             problems.add(
                 format!("{path}.traces_per_second"),
+                "the budget must be greater than 0",
+            );
+        }
+    }
+    if let Some(forced) = &s.forced_workload {
+        rate("sampling.forced_workload.rate", forced.rate, problems);
+        if !(forced.traces_per_second.is_finite() && forced.traces_per_second > 0.0) {
+            problems.add(
+                "sampling.forced_workload.traces_per_second",
                 "the budget must be greater than 0",
             );
         }

@@ -19,6 +19,15 @@
 //! and a restarting sidecar starts from that file ([`startup_config`]) so it comes
 //! up with the last good config while the control plane is down.
 //!
+//! # Reports
+//!
+//! While watching, the sidecar also `POST`s `{control.url}/v1/report` every
+//! `control.report_interval` (15 s): a [`meshtrace_config::report::Report`] of the
+//! trace formats it has seen per direction and calling workload and the formats
+//! its app sends ([`crate::migration`]), for the control plane's fleet-wide
+//! migration view. A report that fails is dropped; the next one carries the
+//! cumulative counts anyway.
+//!
 //! # Local file mode
 //!
 //! Without `control.url`, [`watch_file`] checks the `--config` file every
@@ -66,6 +75,7 @@ pub fn spawn(reloader: Reloader, local: &Config) {
             .http2_keep_alive_interval(Some(Duration::from_secs(20)))
             .build_http();
         let mut backoff = Backoff::new(&local);
+        let reports = report_loop(&client, &url, &local, &reloader);
         let watch = async {
             loop {
                 match watch_once(&client, &url, &local, &reloader, &mut backoff).await {
@@ -83,6 +93,7 @@ pub fn spawn(reloader: Reloader, local: &Config) {
         tokio::select! {
             () = reloader.draining() => tracing::debug!("control-plane watch stopped: draining"),
             () = watch => {}
+            () = reports => {}
         }
     });
 }
@@ -182,6 +193,40 @@ async fn handle(client: &HttpClient, url: &str, local: &Config, reloader: &Reloa
             Ok(Ok(rsp)) => tracing::debug!(status = %rsp.status(), "ack refused"),
             Ok(Err(error)) => tracing::debug!(%error, "ack failed"),
             Err(_) => tracing::debug!("ack timed out"),
+        }
+    }
+}
+
+/// Sends a report every `control.report_interval`, forever.
+async fn report_loop(client: &HttpClient, url: &str, local: &Config, reloader: &Reloader) {
+    let (namespace, pod) = identity(local);
+    let uri = format!("{}/v1/report", url.trim_end_matches('/'));
+    let mut ticks = tokio::time::interval(local.control.report_interval.get());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let config = reloader.current();
+        let report =
+            reloader
+                .migration()
+                .report(&config, &namespace, &pod, tokio::time::Instant::now());
+        let Ok(body) = serde_json::to_vec(&report) else {
+            continue;
+        };
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(&uri)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)));
+        let Ok(req) = req else {
+            continue;
+        };
+        match tokio::time::timeout(Duration::from_secs(5), client.request(req)).await {
+            Ok(Ok(rsp)) if rsp.status().is_success() => {}
+            Ok(Ok(rsp)) => tracing::debug!(status = %rsp.status(), "report refused"),
+            Ok(Err(error)) => tracing::debug!(%error, "report failed"),
+            Err(_) => tracing::debug!("report timed out"),
         }
     }
 }

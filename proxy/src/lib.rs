@@ -20,6 +20,7 @@ pub mod http;
 pub mod listen;
 pub mod logging;
 pub mod metrics;
+pub mod migration;
 pub mod orig_dst;
 pub mod propagation;
 pub mod sampling;

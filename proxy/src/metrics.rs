@@ -28,6 +28,8 @@ pub struct Metrics {
     connections: Family<ProtocolLabels, Counter>,
     upstream_errors: Family<ErrorLabels, Counter>,
     trace_context: Family<TraceContextLabels, Counter>,
+    trace_context_by_caller: Family<CallerLabels, Counter>,
+    trace_context_written: Family<WrittenLabels, Counter>,
     sampling_decisions: Family<DecisionLabels, Counter>,
     /// Span export counters, shared with the exporter.
     pub spans: SpanMetrics,
@@ -81,6 +83,19 @@ struct TraceContextLabels {
     direction: Direction,
     format: FormatLabel,
     outcome: OutcomeLabel,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallerLabels {
+    caller: String,
+    format: FormatLabel,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WrittenLabels {
+    direction: Direction,
+    target: String,
+    format: FormatLabel,
 }
 
 /// A trace-context format, or `none` for requests that carried no context.
@@ -215,6 +230,8 @@ impl Metrics {
         let connections = Family::default();
         let upstream_errors = Family::default();
         let trace_context = Family::default();
+        let trace_context_by_caller = Family::default();
+        let trace_context_written = Family::default();
         let sampling_decisions = Family::default();
         registry.register(
             "requests",
@@ -247,6 +264,16 @@ impl Metrics {
             trace_context.clone(),
         );
         registry.register(
+            "trace_context_by_caller",
+            "Inbound requests by calling workload (x-meshtrace-caller; unknown: no mesh caller, other: beyond the bound) and the formats they carried",
+            trace_context_by_caller.clone(),
+        );
+        registry.register(
+            "trace_context_written",
+            "Requests forwarded by the formats the sidecar wrote, by target (app, default, or the propagation.upstreams rule); none: no trace header",
+            trace_context_written.clone(),
+        );
+        registry.register(
             "sampling_decisions",
             "Sampling decisions by outcome and reason",
             sampling_decisions.clone(),
@@ -274,6 +301,8 @@ impl Metrics {
             spans,
             registry,
             trace_context,
+            trace_context_by_caller,
+            trace_context_written,
             sampling_decisions,
             requests,
             durations,
@@ -343,6 +372,87 @@ impl Metrics {
         TraceContextMetrics {
             by_format: Arc::new(Format::ALL.map(|f| OUTCOMES.map(|o| counter(Some(f), o)))),
             none: counter(None, Outcome::Valid),
+        }
+    }
+}
+
+impl Metrics {
+    /// The `meshtrace_trace_context_by_caller_total` family, resolved per caller
+    /// by [`crate::migration::caller::Callers`].
+    pub fn by_caller(&self) -> FormatCounters {
+        FormatCounters {
+            family: self.trace_context_by_caller.clone(),
+        }
+    }
+
+    /// Handles for `meshtrace_trace_context_written_total` of one direction:
+    /// `targets[0]` is the default target, `targets[i + 1]` rule `i`'s.
+    pub fn written(&self, direction: Direction, targets: &[String]) -> WrittenMetrics {
+        let counters = targets
+            .iter()
+            .map(|target| {
+                FORMAT_LABELS.map(|format| {
+                    self.trace_context_written
+                        .get_or_create_owned(&WrittenLabels {
+                            direction,
+                            target: target.clone(),
+                            format,
+                        })
+                })
+            })
+            .collect();
+        WrittenMetrics {
+            by_target: Arc::new(counters),
+        }
+    }
+}
+
+/// Every format label, then `none`: the order of per-format counter arrays.
+const FORMAT_LABELS: [FormatLabel; 6] = [
+    FormatLabel(Some(Format::TraceContext)),
+    FormatLabel(Some(Format::B3Multi)),
+    FormatLabel(Some(Format::B3Single)),
+    FormatLabel(Some(Format::Datadog)),
+    FormatLabel(Some(Format::Jaeger)),
+    FormatLabel(None),
+];
+
+/// A per-format counter family keyed by one more label (the caller).
+#[derive(Clone, Debug)]
+pub struct FormatCounters {
+    family: Family<CallerLabels, Counter>,
+}
+
+impl FormatCounters {
+    /// The counters of `caller`: one per format, then `none`.
+    pub fn get(&self, caller: &str) -> [Counter; 6] {
+        FORMAT_LABELS.map(|format| {
+            self.family.get_or_create_owned(&CallerLabels {
+                caller: caller.to_string(),
+                format,
+            })
+        })
+    }
+}
+
+/// Pre-resolved `meshtrace_trace_context_written_total` counters of one
+/// direction, per target.
+#[derive(Clone, Debug)]
+pub struct WrittenMetrics {
+    by_target: Arc<Vec<[Counter; 6]>>,
+}
+
+impl WrittenMetrics {
+    /// Counts one request forwarded to `target` with `formats` written.
+    pub fn count(&self, target: usize, formats: crate::propagation::extract::Formats) {
+        let Some(counters) = self.by_target.get(target) else {
+            return;
+        };
+        if formats.is_empty() {
+            counters[Format::ALL.len()].inc();
+        }
+        for format in formats.iter() {
+            counters[format as usize].inc();
         }
     }
 }

@@ -31,6 +31,7 @@ use crate::drain::Drain;
 use crate::http::upstream::Upstreams;
 use crate::listen;
 use crate::metrics::Metrics;
+use crate::migration::Migration;
 use crate::stack::Listener;
 use crate::target::Direction;
 use crate::telemetry::{ExportError, Telemetry};
@@ -80,6 +81,7 @@ pub struct Reloader(Arc<Inner>);
 struct Inner {
     config: Arc<ArcSwap<Config>>,
     metrics: Arc<Metrics>,
+    migration: Arc<Migration>,
     /// Inbound, outbound.
     listeners: [Arc<Listener>; 2],
     bound: Mutex<[Bound; 2]>,
@@ -145,12 +147,14 @@ impl Sidecar {
         });
         let admin_stop = CancellationToken::new();
         tokio::spawn(admin::serve(admin, state.clone(), admin_stop.clone()));
+        let migration = Arc::new(Migration::new(&metrics));
         let listeners = DIRECTIONS.map(|direction| {
             Listener::new(
                 direction,
                 config.clone(),
                 upstreams.clone(),
                 &metrics,
+                migration.clone(),
                 telemetry.recorder.clone(),
                 drain.clone(),
             )
@@ -181,6 +185,7 @@ impl Sidecar {
         let inner = Arc::new(Inner {
             config: shared_config,
             metrics,
+            migration,
             listeners,
             bound: Mutex::new(bound),
             admin: admin_addr,
@@ -367,6 +372,11 @@ impl Reloader {
     /// The configuration in force.
     pub fn current(&self) -> Arc<Config> {
         self.0.config.load_full()
+    }
+
+    /// The migration counts, for reports to the control plane.
+    pub fn migration(&self) -> &Migration {
+        &self.0.migration
     }
 }
 

@@ -33,6 +33,7 @@ use crate::http::trace::{PolicyHandle, TraceLayer, TracePolicy};
 use crate::http::upstream::{self, Upstreams};
 use crate::metrics::SamplingMetrics;
 use crate::metrics::{ConnMetrics, ErrorKind, HttpMetrics, Metrics, TraceContextMetrics};
+use crate::migration::{caller, Migration};
 use crate::propagation::extract::Extractor;
 use crate::propagation::inject::Injector;
 use crate::sampling::Sampler;
@@ -53,6 +54,8 @@ pub struct Listener {
     grpc: HttpMetrics,
     trace_context: TraceContextMetrics,
     sampling: SamplingMetrics,
+    metrics: Arc<Metrics>,
+    migration: Arc<Migration>,
     state: ArcSwap<ConnState>,
     trace: PolicyHandle,
     drain: Drain,
@@ -84,27 +87,32 @@ impl Listener {
         direction: Direction,
         config: Arc<Config>,
         upstreams: Upstreams,
-        metrics: &Metrics,
+        metrics: &Arc<Metrics>,
+        migration: Arc<Migration>,
         spans: Option<Arc<Recorder>>,
         drain: Drain,
     ) -> Arc<Self> {
         let trace_context = metrics.trace_context(direction);
         let sampling = metrics.sampling(direction);
         let sampler = Sampler::new(&config.sampling);
-        let trace = Arc::new(ArcSwap::from_pointee(Self::policy(
+        let shared = PolicyParts {
             direction,
-            &config,
-            &trace_context,
-            &sampling,
-            sampler,
-            spans,
-        )));
+            trace_context: &trace_context,
+            sampling: &sampling,
+            metrics,
+            migration: &migration,
+        };
+        let trace = Arc::new(ArcSwap::from_pointee(
+            shared.policy(&config, sampler, spans),
+        ));
         Arc::new(Self {
             direction,
             state: ArcSwap::from_pointee(ConnState::new(direction, config)),
             trace,
             trace_context,
             sampling,
+            metrics: metrics.clone(),
+            migration,
             upstreams,
             conns: metrics.conns(direction),
             http1: metrics.http(direction, Protocol::Http1),
@@ -119,41 +127,17 @@ impl Listener {
     pub fn reload(&self, config: Arc<Config>, spans: Option<Arc<Recorder>>) {
         // Budgets and reservoirs keep what they have spent across the reload.
         let sampler = Sampler::reloaded(&config.sampling, &self.trace.load().sampler);
-        self.trace.store(Arc::new(Self::policy(
-            self.direction,
-            &config,
-            &self.trace_context,
-            &self.sampling,
-            sampler,
-            spans,
-        )));
+        let shared = PolicyParts {
+            direction: self.direction,
+            trace_context: &self.trace_context,
+            sampling: &self.sampling,
+            metrics: &self.metrics,
+            migration: &self.migration,
+        };
+        self.trace
+            .store(Arc::new(shared.policy(&config, sampler, spans)));
         self.state
             .store(Arc::new(ConnState::new(self.direction, config)));
-    }
-
-    fn policy(
-        direction: Direction,
-        config: &Config,
-        trace_context: &TraceContextMetrics,
-        sampling: &SamplingMetrics,
-        sampler: Sampler,
-        spans: Option<Arc<Recorder>>,
-    ) -> TracePolicy {
-        let propagation = &config.propagation;
-        TracePolicy {
-            // The local app (outbound) is always trusted; mesh callers per config.
-            trusted: direction == Direction::Outbound || config.inbound.trusted,
-            extractor: Extractor::new(propagation.extract.clone(), propagation.on_conflict),
-            injector: match direction {
-                Direction::Inbound => Injector::inbound(propagation),
-                Direction::Outbound => Injector::outbound(propagation),
-            },
-            metrics: trace_context.clone(),
-            sampler,
-            sampling_headers: SamplingHeaders::new(&config.sampling),
-            sampling_metrics: sampling.clone(),
-            spans,
-        }
     }
 
     /// Accepts connections until the drain starts or `stop` (a rebind) fires; each
@@ -344,6 +328,62 @@ impl Listener {
             Err(error) => {
                 tracing::debug!(peer = %accepted.peer, %target, %error, "opaque connection ended")
             }
+        }
+    }
+}
+
+/// What every trace policy of a listener shares, across reloads.
+pub(crate) struct PolicyParts<'a> {
+    pub(crate) direction: Direction,
+    pub(crate) trace_context: &'a TraceContextMetrics,
+    pub(crate) sampling: &'a SamplingMetrics,
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) migration: &'a Arc<Migration>,
+}
+
+impl PolicyParts<'_> {
+    /// The trace policy `config` asks for.
+    pub(crate) fn policy(
+        &self,
+        config: &Config,
+        sampler: Sampler,
+        spans: Option<Arc<Recorder>>,
+    ) -> TracePolicy {
+        let propagation = &config.propagation;
+        let direction = self.direction;
+        let targets: Vec<String> = match direction {
+            Direction::Inbound => vec!["app".into()],
+            Direction::Outbound => std::iter::once("default".to_string())
+                .chain(
+                    propagation
+                        .upstreams
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| r.label(i)),
+                )
+                .collect(),
+        };
+        TracePolicy {
+            direction,
+            // The local app (outbound) is always trusted; mesh callers per config.
+            trusted: direction == Direction::Outbound || config.inbound.trusted,
+            extractor: Extractor::new(propagation.extract.clone(), propagation.on_conflict),
+            injector: match direction {
+                Direction::Inbound => Injector::inbound(propagation),
+                Direction::Outbound => Injector::outbound(propagation),
+            },
+            metrics: self.trace_context.clone(),
+            sampler,
+            sampling_headers: SamplingHeaders::new(&config.sampling),
+            sampling_metrics: self.sampling.clone(),
+            spans,
+            migration: self.migration.clone(),
+            learn_for: propagation.learn_for.get(),
+            caller: match direction {
+                Direction::Inbound => None,
+                Direction::Outbound => caller::identity(&config.workload),
+            },
+            written: self.metrics.written(direction, &targets),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! what the sidecar reads, then writes, then its next hop reads.
 //!
 //! Input: byte 0 picks the conflict policy (bit 0), the id width (bits 1-2:
-//! auto, 128, 64, auto) and `strip_legacy` (bit 3); byte 1 picks the extract
+//! auto, 128, 64, auto) and the formats written (bits 3-7, one per format in
+//! discriminant order: a set bit leaves that format out); byte 1 picks the extract
 //! order (one of the 120 orders of the five formats); the rest is tagged
 //! segments (see the crate doc) over every trace header: `'0'` traceparent,
 //! `'1'` tracestate, `'2'` b3, `'3'`..`'7'` x-b3-traceid / spanid /
@@ -13,16 +14,18 @@
 //! (each format counted once, losers are conflicts with another trace id, a
 //! decision only without a context). Then, as the sidecar does, the context is
 //! re-parented onto the sidecar's span (or a new trace started), written in
-//! every format over the incoming headers with `inject::write`, and extracted
-//! again: every format must read back valid, agreeing on the trace id (unless
-//! `id_width: 64` truncated a 128-bit id for B3/Jaeger), with the sidecar's
-//! span as parent and the same sampling, debug and random flags.
+//! the chosen formats over the incoming headers with `inject::write`, and
+//! extracted again: every format written must read back valid, agreeing on the
+//! trace id (unless `id_width: 64` truncated a 128-bit id for B3/Jaeger), with
+//! the sidecar's span as parent and the same sampling, debug and random flags;
+//! every format not written must be gone (header ownership: nothing stale
+//! passes through).
 #![no_main]
 
 use http::{HeaderMap, HeaderName};
 use libfuzzer_sys::fuzz_target;
-use meshtrace_config::{ConflictPolicy, IdWidth, Injection};
-use meshtrace_proxy::propagation::extract::{Extractor, Incoming};
+use meshtrace_config::{ConflictPolicy, IdWidth};
+use meshtrace_proxy::propagation::extract::{self, Extractor, Formats, Incoming};
 use meshtrace_proxy::propagation::inject::{self, Plan};
 use meshtrace_proxy::propagation::{
     b3, datadog, jaeger, w3c, Format, Outcome, Sampling, SpanId, TraceContext, TraceId,
@@ -156,11 +159,17 @@ fuzz_target!(|data: &[u8]| {
     let (incoming, _) = extract(&extractor, &headers);
     let (mut context, span_parent) = start_span(&incoming);
 
-    let plan = Plan::Write(Injection {
-        inject: Format::ALL.to_vec(),
-        strip_legacy: control & 8 != 0,
+    let chosen: Formats = Format::ALL
+        .into_iter()
+        .filter(|f| (control >> (3 + *f as u8)) & 1 == 0)
+        .collect();
+    let plan = Plan {
+        formats: chosen,
         id_width,
-    });
+        target: 0,
+        external: false,
+    };
+    let present = extract::present(&headers).formats;
     let mut written = headers.clone();
     // (`write` may update the context's tracestate: the `dd=` member.)
     inject::write(
@@ -168,14 +177,26 @@ fuzz_target!(|data: &[u8]| {
         &mut context,
         span_parent,
         incoming.formats,
+        present,
         &mut written,
     );
     let (again, outcomes) = extract(&extractor, &written);
 
-    // Every format was written (Datadog only when the low 64 bits are not
-    // zero: it cannot carry such an id), so every format must read back.
+    // Nothing but the chosen formats is left.
+    let left = extract::present(&written).formats;
+    assert_eq!(left.minus(chosen), Formats::default(), "stale: {written:?}");
+    if chosen.is_empty() {
+        assert_eq!(again.context, None, "{written:?}");
+        return;
+    }
+
+    // Every chosen format was written (Datadog only when the low 64 bits are
+    // not zero: it cannot carry such an id), so every one must read back.
     let low_zero = context.trace_id.low() == 0;
-    let unwritten = |f: Format| low_zero && f == Format::Datadog;
+    let unwritten = |f: Format| !chosen.contains(f) || (low_zero && f == Format::Datadog);
+    if Format::ALL.into_iter().all(unwritten) {
+        return;
+    }
     let invalid: Vec<_> = outcomes
         .iter()
         .filter(|(_, o)| *o == Outcome::Invalid)
@@ -184,7 +205,11 @@ fuzz_target!(|data: &[u8]| {
         invalid.is_empty(),
         "wrote unreadable {invalid:?}: {written:?}"
     );
-    let truncated = id_width == IdWidth::Bits64 && !context.trace_id.is_64_bit() && !low_zero;
+    let narrowable = [Format::B3Multi, Format::B3Single, Format::Jaeger]
+        .into_iter()
+        .any(|f| chosen.contains(f));
+    let truncated =
+        narrowable && id_width == IdWidth::Bits64 && !context.trace_id.is_64_bit() && !low_zero;
     let c = again
         .context
         .as_ref()
@@ -209,17 +234,29 @@ fuzz_target!(|data: &[u8]| {
             );
         }
         assert_eq!(c.trace_id, context.trace_id, "trace id: {written:?}");
-        assert_eq!(c.debug, context.debug, "debug: {written:?}");
-        assert_eq!(c.random, context.random, "random: {written:?}");
+        // Only B3 carries the debug flag, and only W3C the random flag.
+        if chosen.contains(Format::B3Multi) || chosen.contains(Format::B3Single) {
+            assert_eq!(c.debug, context.debug, "debug: {written:?}");
+        }
+        if chosen.contains(Format::TraceContext) {
+            assert_eq!(c.random, context.random, "random: {written:?}");
+        }
     }
 
     // A trust boundary leaves nothing to read.
     let mut stripped = written;
+    let external = Plan {
+        formats: Formats::default(),
+        external: true,
+        ..plan
+    };
+    let present = extract::present(&stripped).formats;
     inject::write(
-        &Plan::External,
+        &external,
         &mut context,
         span_parent,
         incoming.formats,
+        present,
         &mut stripped,
     );
     let (none, outcomes) = extract(&extractor, &stripped);

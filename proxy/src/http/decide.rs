@@ -105,6 +105,7 @@ pub fn decide<B>(
     req: &Request<B>,
     parent: Option<bool>,
     context: &TraceContext,
+    now: tokio::time::Instant,
 ) -> Decision {
     let dd_user_keep = context
         .datadog
@@ -121,7 +122,7 @@ pub fn decide<B>(
         path: req.uri().path(),
         grpc: facts.grpc,
     };
-    sampler.decide(&input, tokio::time::Instant::now())
+    sampler.decide(&input, now)
 }
 
 /// Writes `decision` into the forwarded context. A parent decision changes
@@ -150,7 +151,10 @@ pub fn apply(decision: Decision, context: &mut TraceContext) {
     let Some(meta) = context.datadog.as_mut() else {
         return;
     };
-    let forced = matches!(decision.reason, Reason::ForceSignal | Reason::ForcedTenant);
+    let forced = matches!(
+        decision.reason,
+        Reason::ForceSignal | Reason::ForcedTenant | Reason::ForcedWorkload
+    );
     let (priority, mechanism) = match (decision.sampled, decision.reason) {
         (true, _) if forced => (USER_KEEP, "-4"),
         (true, Reason::Rule) => (1, "-3"),

@@ -5,7 +5,8 @@
 //! streaming included. Metrics are pre-resolved atomic counters; the access-log
 //! line is one `tracing` event on the `access` target with the fields direction,
 //! protocol, method, authority, path, status, duration_ms, bytes (response body),
-//! upstream, and the sidecar span's trace_id, span_id and sampled.
+//! upstream, and the sidecar span's trace_id, span_id, parent_id (the caller's
+//! span, `-` for a new trace) and sampled.
 //!
 //! The sidecar's span ([`crate::telemetry`]) ends here too: its request facts are
 //! captured on the way in (only when it may be exported), the response status and
@@ -89,7 +90,17 @@ struct Line {
     method: Method,
     uri: Uri,
     host: Option<HeaderValue>,
-    span: Option<(TraceId, SpanId, bool)>,
+    span: Option<LineSpan>,
+}
+
+/// The sidecar span's ids for the access-log line.
+#[derive(Debug)]
+struct LineSpan {
+    trace_id: TraceId,
+    span_id: SpanId,
+    /// The caller's span (`-` for a new trace).
+    parent_id: Option<SpanId>,
+    sampled: bool,
 }
 
 impl<S, B, RB> tower::Service<Request<B>> for Record<S>
@@ -112,10 +123,12 @@ where
             method: req.method().clone(),
             uri: req.uri().clone(),
             host: req.headers().get(http::header::HOST).cloned(),
-            span: req
-                .extensions()
-                .get::<SpanInfo>()
-                .map(|s| (s.trace_id, s.span_id, s.sampling.is_sampled() || s.debug)),
+            span: req.extensions().get::<SpanInfo>().map(|s| LineSpan {
+                trace_id: s.trace_id,
+                span_id: s.span_id,
+                parent_id: s.parent_id,
+                sampled: s.sampling.is_sampled() || s.debug,
+            }),
         });
         let recorder = self.context.policy.load().spans.clone();
         let span = recorder.as_ref().and_then(|r| {
@@ -215,13 +228,16 @@ impl Finish {
             .or_else(|| line.host.as_ref().and_then(|h| h.to_str().ok()))
             .unwrap_or("-");
         let upstream = self.upstream.as_ref().map(|u| u.0.to_string());
-        let (trace_id, span_id, sampled) = match line.span {
-            Some((t, s, sampled)) => (
-                format!("{:032x}", t.get()),
-                format!("{:016x}", s.get()),
-                sampled,
+        let dash = || String::from("-");
+        let (trace_id, span_id, parent_id, sampled) = match line.span {
+            Some(s) => (
+                format!("{:032x}", s.trace_id.get()),
+                format!("{:016x}", s.span_id.get()),
+                s.parent_id
+                    .map_or_else(dash, |p| format!("{:016x}", p.get())),
+                s.sampled,
             ),
-            None => (String::from("-"), String::from("-"), false),
+            None => (dash(), dash(), dash(), false),
         };
         tracing::info!(
             target: "access",
@@ -238,6 +254,7 @@ impl Finish {
             complete,
             trace_id,
             span_id,
+            parent_id,
             sampled,
         );
     }

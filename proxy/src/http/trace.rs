@@ -1,6 +1,12 @@
 //! The trace-context layer: extract what the request carries, start the sidecar's
 //! span (a new span id under the caller's context, or a new trace), and inject
-//! the formats the next hop needs.
+//! the formats the next hop needs — removing every other trace header
+//! ([`inject::write`] owns them all).
+//!
+//! It also feeds the migration view ([`crate::migration`]): the formats each
+//! request arrived with, per direction and (inbound) per calling workload, what
+//! the local app sends (outbound), and what was written per target. The mesh
+//! caller header is set on outbound requests and removed from inbound ones.
 //!
 //! It runs outermost, before anything can answer, so every request — forwarded or
 //! refused — gets its span ids, which the access log then shows. On a listener
@@ -14,16 +20,19 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
-
+use http::header::{HeaderMap, HeaderValue};
 use http::Request;
+use tokio::time::Instant;
 
 use super::authority_of;
 use super::decide::{self, SamplingHeaders};
-use crate::metrics::{SamplingMetrics, TraceContextMetrics};
-use crate::propagation::extract::{Discarded, Extractor, Formats, Incoming};
-use crate::propagation::inject::{self, Injector};
+use crate::metrics::{SamplingMetrics, TraceContextMetrics, WrittenMetrics};
+use crate::migration::{caller, Migration};
+use crate::propagation::extract::{self, Discarded, Extractor, Formats, Incoming, Present};
+use crate::propagation::inject::{self, Injector, Plan};
 use crate::propagation::{start_span, Sampling, SpanId, TraceId};
 use crate::sampling::{Reason, Sampler};
+use crate::target::Direction;
 
 /// The sidecar's span for one request, left in the request's extensions when the
 /// access log or spans read it.
@@ -52,7 +61,9 @@ pub struct SpanInfo {
 /// One listener's propagation policy.
 #[derive(Debug)]
 pub struct TracePolicy {
-    /// Whether incoming context is honoured.
+    /// The listener's direction.
+    pub direction: Direction,
+    /// Whether incoming context (and the mesh caller header) is honoured.
     pub trusted: bool,
     /// The extraction policy.
     pub extractor: Extractor,
@@ -68,6 +79,50 @@ pub struct TracePolicy {
     pub sampling_metrics: SamplingMetrics,
     /// The span recorder, when spans are on.
     pub spans: Option<Arc<crate::telemetry::Recorder>>,
+    /// Migration counts and what the app speaks (process-wide).
+    pub migration: Arc<Migration>,
+    /// How long a learned app format is kept (`propagation.learn_for`).
+    pub learn_for: std::time::Duration,
+    /// Outbound: this workload's name for the next sidecar.
+    pub caller: Option<HeaderValue>,
+    /// `meshtrace_trace_context_written_total` per target.
+    pub written: WrittenMetrics,
+}
+
+// === impl TracePolicy ===
+
+impl TracePolicy {
+    /// Counts what a request arrived with: per direction, per caller (inbound),
+    /// and what the app speaks (outbound).
+    fn observe(&self, present: Present, headers: &HeaderMap, now: Instant) {
+        let migration = &self.migration;
+        match self.direction {
+            Direction::Inbound => {
+                let caller = (self.trusted && present.caller)
+                    .then(|| headers.get(&caller::HEADER))
+                    .flatten();
+                migration.callers.count(caller, present.formats);
+            }
+            Direction::Outbound => {
+                migration.outbound.count(present.formats);
+                migration.app.observe(present.formats, now);
+            }
+        }
+    }
+
+    /// The mesh caller header: ours on outbound requests (never toward an
+    /// external upstream), nobody's on the way to the app.
+    fn mark_caller(&self, plan: &Plan, present: Present, headers: &mut HeaderMap) {
+        match &self.caller {
+            Some(name) if self.direction == Direction::Outbound && !plan.external => {
+                headers.insert(caller::HEADER.clone(), name.clone());
+            }
+            _ if present.caller => {
+                headers.remove(&caller::HEADER);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A listener's policy as a reload replaces it: every request loads the current
@@ -127,16 +182,22 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let policy = self.layer.policy.load();
+        let now = Instant::now();
+        let present = extract::present(req.headers());
         let incoming = if policy.trusted {
             policy
                 .extractor
-                .extract(req.headers(), |f, o| policy.metrics.count(f, o))
+                .extract_present(req.headers(), present, |f, o| policy.metrics.count(f, o))
         } else {
-            Incoming::default()
+            Incoming {
+                present,
+                ..Incoming::default()
+            }
         };
         if incoming.formats.is_empty() {
             policy.metrics.none();
         }
+        policy.observe(present, req.headers(), now);
         let parent = parent_decision(&incoming);
         let facts = policy.sampling_headers.facts(&req);
         let (mut context, span_parent) = start_span(incoming.context, incoming.decision);
@@ -147,6 +208,7 @@ where
             &req,
             parent,
             &context,
+            now,
         );
         // Only for a reader: an extension costs two allocations per request.
         let keep_info = self.layer.access_log || policy.spans.is_some();
@@ -155,14 +217,22 @@ where
         policy
             .sampling_metrics
             .count(decision.sampled, decision.reason);
-        let plan = policy.injector.plan(authority_of(&req), self.layer.port);
+        let plan =
+            policy
+                .injector
+                .plan(authority_of(&req), self.layer.port, present.formats, || {
+                    policy.migration.app.get(now, policy.learn_for)
+                });
         inject::write(
-            plan,
+            &plan,
             &mut context,
             span_parent,
             incoming.formats,
+            present.formats,
             req.headers_mut(),
         );
+        policy.mark_caller(&plan, present, req.headers_mut());
+        policy.written.count(plan.target, plan.formats);
         if keep_info {
             req.extensions_mut().insert(SpanInfo {
                 trace_id: context.trace_id,
@@ -193,3 +263,6 @@ fn parent_decision(incoming: &Incoming) -> Option<bool> {
         decided => Some(decided.is_sampled()),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -18,8 +18,11 @@
 //! | [`jaeger`] | Jaeger | `uber-trace-id` |
 //!
 //! Shared pieces live once: ids and sampling in [`context`], hex in [`hex`],
-//! tracestate in [`tracestate`]. [`policy`] decides which formats are read and
-//! written, merges agreeing contexts and resolves conflicting ones.
+//! tracestate in [`tracestate`]. [`extract`] reads the configured formats,
+//! merges agreeing contexts and resolves conflicting ones; [`inject`] owns every
+//! trace header that leaves the sidecar (which formats are written toward a
+//! neighbour, and nothing stale beside them); [`learn`] remembers which formats
+//! the local app speaks.
 
 pub mod b3;
 pub mod context;
@@ -28,6 +31,7 @@ pub mod extract;
 pub mod hex;
 pub mod inject;
 pub mod jaeger;
+pub mod learn;
 pub mod tracestate;
 pub mod w3c;
 

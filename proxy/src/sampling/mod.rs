@@ -16,11 +16,17 @@
 //!    the tenant's `rate` (rate 1 → always). A forced tenant only adds traces, so
 //!    this step is skipped — no token spent — when the parent already sampled, and
 //!    when the parent did not and `override_parent` is off. Over budget, steps 3–4
-//!    decide, but the reason is [`Reason::BudgetExceeded`] so that the budget's
-//!    effect shows in the metrics.
-//! 3. **Parent** ([`Reason::Parent`]): a caller's decision is followed both ways
+//!    (or, when set, the forced workload) decide, but the reason is
+//!    [`Reason::BudgetExceeded`] so that the budget's effect shows in the metrics.
+//! 3. **Forced workload** ([`Reason::ForcedWorkload`]): with `forced_workload`
+//!    set (an incident override of this service), a request takes a token from
+//!    its budget and is decided with its `rate`, even when the parent said "not
+//!    sampled" — an incident wants to see this service whoever called it. Like a
+//!    tenant it only adds traces (skipped when the parent sampled); over budget,
+//!    steps 4–5 decide with reason [`Reason::BudgetExceeded`].
+//! 4. **Parent** ([`Reason::Parent`]): a caller's decision is followed both ways
 //!    (the OTel `ParentBased` sampler), so a trace is recorded whole or not at all.
-//! 4. **Root** ([`Reason::Rule`], [`Reason::Default`]): the first rule whose every
+//! 5. **Root** ([`Reason::Rule`], [`Reason::Default`]): the first rule whose every
 //!    criterion holds (authority exact and host any-port, both case-insensitive;
 //!    method case-insensitive; path prefix; gRPC service and method) decides: its
 //!    reservoir first (so many traces a second, the AWS X-Ray model), then its
@@ -108,7 +114,11 @@ pub enum Reason {
     ForceSignal,
     /// A forced tenant, within its budget.
     ForcedTenant,
-    /// A forced tenant over its budget; the parent or rules decided.
+    /// The forced workload (an incident override of this service), within its
+    /// budget.
+    ForcedWorkload,
+    /// A forced tenant or the forced workload over budget; the parent or rules
+    /// decided.
     BudgetExceeded,
     /// A sampling rule (its reservoir or its rate).
     Rule,
@@ -127,6 +137,8 @@ pub enum Reason {
 pub struct Sampler {
     /// Sorted by tenant id.
     tenants: Vec<rules::Tenant>,
+    /// The forced workload, when set.
+    workload: Option<rules::Forced>,
     rules: Vec<rules::Rule>,
     default: Option<Threshold>,
     /// Time zero of the token buckets.
@@ -140,6 +152,7 @@ impl Sampler {
     pub fn new(config: &meshtrace_config::Sampling) -> Self {
         Self {
             tenants: rules::tenants(&config.forced_tenants),
+            workload: config.forced_workload.as_ref().map(rules::Forced::new),
             rules: config.rules.iter().map(rules::Rule::new).collect(),
             default: Threshold::for_rate(config.default_rate),
             epoch: Instant::now(),
@@ -163,6 +176,9 @@ impl Sampler {
                 tenant.budget.carry(&old.budget);
             }
         }
+        if let (Some(next), Some(old)) = (next.workload.as_mut(), previous.workload.as_ref()) {
+            next.budget.carry(&old.budget);
+        }
         for rule in &mut next.rules {
             let old = previous.rules.iter().find(|old| old.same_criteria(rule));
             let old = old.and_then(|old| old.reservoir.as_ref());
@@ -179,20 +195,31 @@ impl Sampler {
         if input.trusted && input.force_signal {
             return Decision::forced(Reason::ForceSignal);
         }
+        let mut over_budget = false;
         let tenant = input.tenant.and_then(|id| rules::find(&self.tenants, id));
-        let Some(tenant) = tenant.filter(|t| t.applies(input.parent)) else {
-            return self.parent_or_root(input, now);
-        };
-        if tenant.budget.try_take(self.nanos(now)) {
-            return Decision::by_probability(tenant.threshold, input, Reason::ForcedTenant);
+        if let Some(tenant) = tenant.filter(|t| t.applies(input.parent)) {
+            if tenant.budget.try_take(self.nanos(now)) {
+                return Decision::by_probability(tenant.threshold, input, Reason::ForcedTenant);
+            }
+            over_budget = true;
         }
-        Decision {
-            reason: Reason::BudgetExceeded,
-            ..self.parent_or_root(input, now)
+        if let Some(workload) = self.workload.as_ref().filter(|w| w.applies(input.parent)) {
+            if workload.budget.try_take(self.nanos(now)) {
+                return Decision::by_probability(workload.threshold, input, Reason::ForcedWorkload);
+            }
+            over_budget = true;
         }
+        let decision = self.parent_or_root(input, now);
+        if over_budget {
+            return Decision {
+                reason: Reason::BudgetExceeded,
+                ..decision
+            };
+        }
+        decision
     }
 
-    /// Steps 3 and 4: the parent's decision, else the rules.
+    /// Steps 4 and 5: the parent's decision, else the rules.
     fn parent_or_root(&self, input: &Input<'_>, now: Instant) -> Decision {
         if let Some(sampled) = input.parent {
             return Decision {
@@ -246,10 +273,11 @@ impl Decision {
 
 impl Reason {
     /// Every reason, for registering metric label values up front.
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::Parent,
         Reason::ForceSignal,
         Reason::ForcedTenant,
+        Reason::ForcedWorkload,
         Reason::BudgetExceeded,
         Reason::Rule,
         Reason::Default,
@@ -263,6 +291,7 @@ impl Reason {
             Reason::Parent => "parent",
             Reason::ForceSignal => "force_signal",
             Reason::ForcedTenant => "forced_tenant",
+            Reason::ForcedWorkload => "forced_workload",
             Reason::BudgetExceeded => "budget_exceeded",
             Reason::Rule => "rule",
             Reason::Default => "default",

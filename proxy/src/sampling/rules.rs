@@ -2,7 +2,7 @@
 //! decision compares: thresholds instead of rates, hosts without brackets, and a
 //! token bucket per budget and reservoir.
 
-use meshtrace_config::{ForcedTenant, RuleMatch, SamplingRule};
+use meshtrace_config::{ForcedTenant, ForcedWorkload, RuleMatch, SamplingRule};
 
 use super::budget::TokenBucket;
 use super::consistent::Threshold;
@@ -14,6 +14,13 @@ pub(super) struct Tenant {
     pub(super) id: Box<str>,
     pub(super) threshold: Option<Threshold>,
     override_parent: bool,
+    pub(super) budget: TokenBucket,
+}
+
+/// The forced workload: every request of this workload, within a budget.
+#[derive(Debug)]
+pub(super) struct Forced {
+    pub(super) threshold: Option<Threshold>,
     pub(super) budget: TokenBucket,
 }
 
@@ -72,6 +79,22 @@ impl Tenant {
             Some(true) => false,
             Some(false) => self.override_parent,
         }
+    }
+}
+
+// === impl Forced ===
+
+impl Forced {
+    pub(super) fn new(config: &ForcedWorkload) -> Self {
+        Self {
+            threshold: Threshold::for_rate(config.rate),
+            budget: TokenBucket::new(config.traces_per_second),
+        }
+    }
+
+    /// Like a tenant with `override_parent`: a sampled parent needs no forcing.
+    pub(super) fn applies(&self, parent: Option<bool>) -> bool {
+        parent != Some(true)
     }
 }
 

@@ -7,7 +7,10 @@
 //!   it keeps its ids and fills what it lacks from the others — a deferred
 //!   decision takes another format's decision, debug is set if any format says
 //!   so, an empty tracestate takes W3C's, missing Datadog fields come from
-//!   Datadog's headers (which win over a `dd=` member field by field).
+//!   Datadog's headers (which win over a `dd=` member field by field — except
+//!   the last Datadog span, `p:`: a sidecar writes its own span id in
+//!   `x-datadog-parent-id` but keeps the last Datadog span in `p:`, and a
+//!   Datadog tracer writing both writes the same id in each).
 //! - Contexts with a **different trace id** conflict. The winner is the first in
 //!   order (`on_conflict: first`) or W3C when it is valid (`on_conflict:
 //!   tracecontext`); each loser is counted `conflict` and kept, so the span can
@@ -44,6 +47,43 @@ impl Formats {
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
+
+    /// Every format.
+    pub const fn all() -> Self {
+        Self((1 << Format::ALL.len()) - 1)
+    }
+
+    /// Only `format`.
+    pub const fn only(format: Format) -> Self {
+        Self(1 << format as u8)
+    }
+
+    /// The formats in either set.
+    #[must_use]
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// The formats in `self` but not in `other`.
+    #[must_use]
+    pub const fn minus(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+
+    /// Whether any legacy format (anything but W3C) is in the set.
+    pub const fn any_legacy(self) -> bool {
+        self.0 & !(1 << Format::TraceContext as u8) != 0
+    }
+}
+
+impl FromIterator<Format> for Formats {
+    fn from_iter<I: IntoIterator<Item = Format>>(formats: I) -> Self {
+        let mut set = Self::default();
+        for format in formats {
+            set.insert(format);
+        }
+        set
+    }
 }
 
 /// A context that lost a conflict, for a span link.
@@ -57,9 +97,21 @@ pub struct Discarded {
     pub span_id: SpanId,
 }
 
+/// Which trace headers a request carries, from one pass over its header names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Present {
+    /// Formats with at least one header present, valid or not (W3C: `traceparent`
+    /// or `tracestate`).
+    pub formats: Formats,
+    /// The mesh's caller-identity header ([`crate::migration::caller`]).
+    pub caller: bool,
+}
+
 /// What a request carried, normalised.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Incoming {
+    /// Every trace header present, whether it was read or not.
+    pub present: Present,
     /// The winning context, merged with the formats that agree with it.
     pub context: Option<TraceContext>,
     /// A decision carried without ids, when no format carried a context.
@@ -88,9 +140,23 @@ impl Extractor {
     /// Contexts are merged as they are read (no intermediate list): the first
     /// valid one is the primary — under `on_conflict: tracecontext`, W3C is read
     /// first so that it is the primary whenever it is valid.
-    pub fn extract(&self, headers: &HeaderMap, mut count: impl FnMut(Format, Outcome)) -> Incoming {
-        let present = present(headers);
-        let mut incoming = Incoming::default();
+    pub fn extract(&self, headers: &HeaderMap, count: impl FnMut(Format, Outcome)) -> Incoming {
+        self.extract_present(headers, present(headers), count)
+    }
+
+    /// [`extract`](Self::extract) when the caller has already scanned the header
+    /// names with [`present`].
+    pub fn extract_present(
+        &self,
+        headers: &HeaderMap,
+        scanned: Present,
+        mut count: impl FnMut(Format, Outcome),
+    ) -> Incoming {
+        let mut incoming = Incoming {
+            present: scanned,
+            ..Incoming::default()
+        };
+        let present = scanned.formats;
         if present.is_empty() {
             return incoming;
         }
@@ -161,23 +227,28 @@ impl Extractor {
     }
 }
 
-/// The formats whose headers appear at all: one pass over the header names,
-/// so a request pays hashed lookups only for the formats it carries.
-fn present(headers: &HeaderMap) -> Formats {
-    let mut formats = Formats::default();
+/// The trace headers that appear at all: one pass over the header names, so a
+/// request pays hashed lookups (to read, and to remove) only for the formats it
+/// carries.
+pub fn present(headers: &HeaderMap) -> Present {
+    let mut present = Present::default();
     for name in headers.keys() {
         let name = name.as_str();
         let format = match name.as_bytes().first() {
-            Some(b't') if name == "traceparent" => Format::TraceContext,
+            Some(b't') if name == "traceparent" || name == "tracestate" => Format::TraceContext,
             Some(b'b') if name == "b3" => Format::B3Single,
             Some(b'x') if name.starts_with("x-b3-") => Format::B3Multi,
             Some(b'x') if name.starts_with("x-datadog-") => Format::Datadog,
+            Some(b'x') if name == crate::migration::caller::HEADER_NAME => {
+                present.caller = true;
+                continue;
+            }
             Some(b'u') if name == "uber-trace-id" => Format::Jaeger,
             _ => continue,
         };
-        formats.insert(format);
+        present.formats.insert(format);
     }
-    formats
+    present
 }
 
 fn read(format: Format, headers: &HeaderMap) -> Extracted {
@@ -220,7 +291,7 @@ fn merge(
             Some(super::DatadogMeta {
                 priority: headers.priority.or(member.priority),
                 origin: headers.origin.or(member.origin),
-                last_parent: headers.last_parent.or(member.last_parent),
+                last_parent: member.last_parent.or(headers.last_parent),
                 tags: if headers.tags.is_empty() {
                     member.tags
                 } else {

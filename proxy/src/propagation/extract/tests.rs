@@ -184,3 +184,23 @@ fn formats_not_configured_are_not_read() {
     );
     assert!(incoming.context.is_none());
 }
+
+/// A sidecar writes its own span id in `x-datadog-parent-id` beside a `dd=`
+/// member whose `p:` is the last Datadog span: the next hop keeps `p:`, so a
+/// Datadog tracer downstream re-parents on a Datadog span, not a sidecar's.
+#[test]
+fn the_dd_member_last_parent_wins_over_a_sidecar_written_datadog_parent_id() {
+    let (incoming, _) = run(
+        ConflictPolicy::First,
+        &[
+            ("traceparent", &traceparent(TRACE, "01")),
+            ("tracestate", "dd=s:1;p:30f9a2b4c5d6e7f8"),
+            ("x-datadog-trace-id", "11803532876627986230"),
+            ("x-datadog-parent-id", "67667974448284343"),
+            ("x-datadog-sampling-priority", "1"),
+            ("x-datadog-tags", "_dd.p.tid=4bf92f3577b34da6"),
+        ],
+    );
+    let meta = incoming.context.and_then(|c| c.datadog).unwrap();
+    assert_eq!(meta.last_parent, SpanId::new(0x30f9a2b4c5d6e7f8));
+}

@@ -1,29 +1,58 @@
-//! The injection policy: which formats the sidecar writes toward a neighbour, and
-//! writing them.
+//! Header ownership: the one place that decides which trace headers leave the
+//! sidecar, and writes them.
 //!
-//! Inbound requests get `propagation.inbound` (the local app is the neighbour).
-//! Outbound requests get the first `propagation.upstreams` rule whose `match`
-//! holds (authority, host and/or port, all given criteria), else
-//! `propagation.outbound`. An `external: true` rule is a trust boundary: every
-//! trace header is removed and none written.
+//! **The invariant.** A request the sidecar forwards carries, for each format,
+//! either headers the sidecar wrote for this hop — the same trace id, the
+//! sidecar's own span id as the parent, its sampling decision and flags — or
+//! none at all. [`write`] walks every format once: a format in the [`Plan`] is
+//! injected (replacing whatever arrived), every other format that arrived is
+//! removed. There is no third path, so a stale `x-b3-spanid` or `traceparent`
+//! can never reach the next hop beside the sidecar's own. `baggage` (and
+//! Jaeger's `uberctx-*`) is not trace context and passes untouched.
 //!
-//! What is written carries the sidecar's own span id as the parent, the same trace
-//! id, the decision (sampled / not / debug) in every format, the tracestate (with
-//! an updated `dd=` member when the context came through Datadog headers), and
-//! leaves `baggage` untouched. Formats not written are left as they came, or
-//! removed with `strip_legacy: true`.
+//! **Which formats** ([`Injector::plan`]):
+//!
+//! | toward | `legacy` (default) | `dual` | `w3c` |
+//! |---|---|---|---|
+//! | the app | W3C + what arrived + the app's formats | as `legacy` | W3C |
+//! | upstreams | W3C + what the app sent + the app's formats | W3C | W3C |
+//!
+//! "The app's formats" are `propagation.app_formats` when the operator set them,
+//! else what the app was seen sending on its own outbound requests
+//! ([`super::learn`]); before it has sent any, every format is written toward
+//! it, so a cold pod's first traces do not break. Toward upstreams, the first
+//! `propagation.upstreams` rule that matches (authority, host and/or port)
+//! replaces the stage's choice with exactly its `inject` list, or — with
+//! `external: true`, a trust boundary — with nothing.
+//!
+//! When W3C is written, its `tracestate` keeps every member, with the `dd=`
+//! member brought up to date when the context came through Datadog, so a
+//! Datadog app two hops away round-trips losslessly.
 
 use http::HeaderMap;
-use meshtrace_config::{IdWidth, Injection, Propagation};
+use meshtrace_config::{IdWidth, MigrationStage, Propagation};
 
 use super::context::{SpanId, TraceContext};
 use super::extract::Formats;
 use super::{b3, datadog, jaeger, w3c, Format, Outgoing};
 
-/// The injection rules of one direction.
+/// Which neighbour an injector writes for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Toward {
+    /// The local app (inbound requests).
+    App,
+    /// Upstreams (outbound requests).
+    Upstreams,
+}
+
+/// The injection policy of one direction, compiled from `propagation`.
 #[derive(Clone, Debug)]
 pub struct Injector {
-    default: Plan,
+    toward: Toward,
+    stage: MigrationStage,
+    /// `propagation.app_formats`, when set.
+    app_formats: Option<Formats>,
+    id_width: IdWidth,
     rules: Vec<Rule>,
 }
 
@@ -35,63 +64,120 @@ struct Rule {
     plan: Plan,
 }
 
-/// What to do toward one neighbour.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Plan {
-    /// A trust boundary: remove every trace header.
-    External,
-    /// Write these formats.
-    Write(Injection),
+/// What to write toward one neighbour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Formats written; every other format's headers are removed.
+    pub formats: Formats,
+    /// Trace-id width for B3 and Jaeger.
+    pub id_width: IdWidth,
+    /// Which target this is, for the `target` metric label: 0 is the direction's
+    /// default (the app, or upstreams no rule matched), `i + 1` is rule `i`.
+    pub target: usize,
+    /// A trust boundary: nothing written, not even the mesh caller header.
+    pub external: bool,
 }
 
+// === impl Injector ===
+
 impl Injector {
-    /// Rules for requests toward the local app.
+    /// The policy for requests toward the local app.
     pub fn inbound(config: &Propagation) -> Self {
-        Self {
-            default: Plan::Write(config.inbound.clone()),
-            rules: Vec::new(),
-        }
+        Self::new(Toward::App, config)
     }
 
-    /// Rules for requests toward upstreams.
+    /// The policy for requests toward upstreams.
     pub fn outbound(config: &Propagation) -> Self {
-        let rules = config
-            .upstreams
-            .iter()
-            .map(|r| Rule {
-                authority: r.matches.authority.as_deref().map(str::to_ascii_lowercase),
-                host: r.matches.host.as_deref().map(str::to_ascii_lowercase),
-                port: r.matches.port,
-                plan: if r.external {
-                    Plan::External
-                } else {
-                    Plan::Write(r.injection.clone())
-                },
-            })
-            .collect();
+        Self::new(Toward::Upstreams, config)
+    }
+
+    fn new(toward: Toward, config: &Propagation) -> Self {
+        let rules = match toward {
+            Toward::App => Vec::new(),
+            Toward::Upstreams => config
+                .upstreams
+                .iter()
+                .enumerate()
+                .map(|(i, r)| Rule {
+                    authority: r.matches.authority.as_deref().map(str::to_ascii_lowercase),
+                    host: r.matches.host.as_deref().map(str::to_ascii_lowercase),
+                    port: r.matches.port,
+                    plan: Plan {
+                        formats: if r.external {
+                            Formats::default()
+                        } else {
+                            r.inject.iter().copied().collect()
+                        },
+                        id_width: r.id_width.unwrap_or(config.id_width),
+                        target: i + 1,
+                        external: r.external,
+                    },
+                })
+                .collect(),
+        };
         Self {
-            default: Plan::Write(config.outbound.clone()),
+            toward,
+            stage: config.stage,
+            app_formats: config
+                .app_formats
+                .as_ref()
+                .map(|list| list.iter().copied().collect()),
+            id_width: config.id_width,
             rules,
         }
     }
 
-    /// The plan for a request to `authority` (`host[:port]`) on destination `port`.
-    pub fn plan(&self, authority: Option<&str>, port: Option<u16>) -> &Plan {
+    /// The plan for a request to `authority` (`host[:port]`) on destination
+    /// `port` that arrived with `arrived` formats. `learned` gives the formats the
+    /// app was seen sending (`None`: nothing known yet); it is called only when
+    /// the answer matters.
+    pub fn plan(
+        &self,
+        authority: Option<&str>,
+        port: Option<u16>,
+        arrived: Formats,
+        learned: impl FnOnce() -> Option<Formats>,
+    ) -> Plan {
+        if !self.rules.is_empty() {
+            if let Some(rule) = self.rule(authority, port) {
+                return rule.plan;
+            }
+        }
+        let w3c = Formats::only(Format::TraceContext);
+        let formats = match (self.toward, self.stage) {
+            (_, MigrationStage::W3c) | (Toward::Upstreams, MigrationStage::Dual) => w3c,
+            (Toward::App, _) => {
+                let app = self
+                    .app_formats
+                    .or_else(learned)
+                    .unwrap_or_else(Formats::all);
+                w3c.union(arrived).union(app)
+            }
+            (Toward::Upstreams, MigrationStage::Legacy) => w3c
+                .union(arrived)
+                .union(self.app_formats.unwrap_or_default()),
+        };
+        Plan {
+            formats,
+            id_width: self.id_width,
+            target: 0,
+            external: false,
+        }
+    }
+
+    fn rule(&self, authority: Option<&str>, port: Option<u16>) -> Option<&Rule> {
         let authority = authority.unwrap_or("");
         let (host, authority_port) = split(authority);
         let port = authority_port.or(port);
-        self.rules
-            .iter()
-            .find(|r| {
-                r.authority
+        self.rules.iter().find(|r| {
+            r.authority
+                .as_deref()
+                .is_none_or(|a| a.eq_ignore_ascii_case(authority))
+                && r.host
                     .as_deref()
-                    .is_none_or(|a| a.eq_ignore_ascii_case(authority))
-                    && r.host
-                        .as_deref()
-                        .is_none_or(|h| h.eq_ignore_ascii_case(host))
-                    && r.port.is_none_or(|p| Some(p) == port)
-            })
-            .map_or(&self.default, |r| &r.plan)
+                    .is_none_or(|h| h.eq_ignore_ascii_case(host))
+                && r.port.is_none_or(|p| Some(p) == port)
+        })
     }
 }
 
@@ -107,29 +193,23 @@ fn split(authority: &str) -> (&str, Option<u16>) {
     }
 }
 
-/// Writes `context` (whose `parent_id` is the sidecar's span) per `plan`.
-/// `sources` are the formats the context was read from. The context's
-/// tracestate may be updated in place (the `dd=` member).
+/// Enforces the invariant on `headers`: writes `context` (whose `parent_id` is
+/// the sidecar's span) in every format of `plan`, and removes every other format
+/// in `present` (the formats the request arrived with; nothing else can be
+/// there to remove). `sources` are the formats the context was read from. The
+/// context's tracestate may be updated in place (the `dd=` member).
 pub fn write(
     plan: &Plan,
     context: &mut TraceContext,
     span_parent: Option<SpanId>,
     sources: Formats,
+    present: Formats,
     headers: &mut HeaderMap,
 ) {
-    let injection = match plan {
-        Plan::External => {
-            for format in Format::ALL {
-                strip(format, headers);
-            }
-            return;
-        }
-        Plan::Write(injection) => injection,
-    };
-    if injection.inject.contains(&Format::TraceContext) {
+    if plan.formats.contains(Format::TraceContext) {
         update_dd_member(context, span_parent, sources);
     }
-    let narrow_ids = match injection.id_width {
+    let narrow_ids = match plan.id_width {
         IdWidth::Auto => context.narrow && context.trace_id.is_64_bit(),
         IdWidth::Bits64 => true,
         IdWidth::Bits128 => false,
@@ -139,12 +219,11 @@ pub fn write(
         span_parent,
         narrow_ids,
     };
-    for format in Format::ALL {
-        if injection.inject.contains(&format) {
-            inject(format, &out, headers);
-        } else if injection.strip_legacy && format != Format::TraceContext {
-            strip(format, headers);
-        }
+    for format in plan.formats.iter() {
+        inject(format, &out, headers);
+    }
+    for format in present.minus(plan.formats).iter() {
+        strip(format, headers);
     }
 }
 

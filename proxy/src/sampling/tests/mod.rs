@@ -5,6 +5,7 @@ use super::*;
 
 mod rules;
 mod tenants;
+mod workload;
 
 /// Randomness exactly at the threshold of rate 1/2: kept at 1/2 and above.
 const KEPT_AT_HALF: u64 = 0x80_0000_0000_0000;
@@ -184,6 +185,7 @@ fn reason_labels_cover_every_reason() {
         "parent",
         "force_signal",
         "forced_tenant",
+        "forced_workload",
         "budget_exceeded",
         "rule",
         "default",
