@@ -4,15 +4,32 @@
 //! |---|---|---|
 //! | GET | `/v1/watch?service=S&namespace=N&pod=P&label=k=v…` | SSE config stream (see [`crate::watch`]) |
 //! | POST | `/v1/ack` | `{"namespace","pod","version","status":"ack"\|"nack","error"?}` |
+//! | POST | `/v1/report` | a sidecar's [`Report`] (see [`crate::reports`]) → `{"recorded":true}` |
 //! | GET | `/v1/sidecars` | connected sidecars, sent / acked versions, last rejection |
 //! | GET | `/v1/config?service=S&namespace=N&label=k=v…` | a workload's resolved config |
 //! | GET, PUT, PATCH | `/v1/config/base` | the base document (PUT: YAML or JSON; PATCH: RFC 7386) |
-//! | GET, POST | `/v1/overrides` | incident overrides |
-//! | DELETE | `/v1/overrides/{id}` | |
+//! | GET, POST | `/v1/overrides` | incident overrides (POST: [`NewOverride`] → 201) |
+//! | PATCH, DELETE | `/v1/overrides/{id}` | change ([`OverrideChange`]) or remove one |
+//! | GET | `/v1/migration` | the fleet-wide migration view ([`crate::migration`]) |
+//! | POST | `/v1/migration/stage` | move a stage ([`StageRequest`] → [`StageMove`]) |
+//! | GET | `/v1/migration/stages` | stage assignments set through the API |
 //! | GET | `/v1/status`, `/healthz` | |
 //!
-//! Writes need the bearer token (see [`crate::auth`]). `PUT` and `PATCH` accept an
-//! optional `If-Match: <version>`; if the version moved on, they fail with 409.
+//! Writes need the bearer token (see [`crate::auth`]), except the sidecars' own
+//! `POST /v1/ack` and `POST /v1/report`. `PUT` and `PATCH /v1/config/base` accept
+//! an optional `If-Match: <version>`; if the version moved on, they fail with 409.
+//!
+//! **Warnings.** `POST /v1/overrides` answers 201 with the created override's
+//! fields, plus a `warnings` array of sentences when the server accepted it but
+//! something looks wrong, e.g. a service that no document section names and no
+//! sidecar (connected or reporting) has. The field is left out when empty, so a
+//! client that reads the answer as an override keeps working.
+//!
+//! **Limits.** An override lasts at most `serve --max-override-duration` (24 h by
+//! default), on creation and whenever its expiry changes; beyond is a 400 naming
+//! the limit. Bodies are limited to 4 MiB ([`reply::MAX_BODY`]), reports to 64 KiB
+//! (413 beyond). A report from a new sidecar when
+//! [`MAX_SIDECARS`](crate::reports::MAX_SIDECARS) are kept is a 503.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,12 +39,17 @@ use http_body_util::{BodyExt, StreamBody};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use meshtrace_config::report::Report;
+
 use crate::auth::{Denied, Token};
 use crate::document::Document;
-use crate::overrides::{NewOverride, Timestamp};
+use crate::migration;
+use crate::overrides::{Created, NewOverride, Override, OverrideChange, Timestamp};
 use crate::reply::{self, ApiError, Body};
+use crate::reports::{self, Reports, MAX_REPORT_BODY};
 use crate::resolve::Workload;
 use crate::sidecars::{Ack, Sidecars};
+use crate::stages::{StageMove, StageRequest};
 use crate::store::Store;
 use crate::watch::{sse_stream, ConfigFeed};
 
@@ -38,6 +60,8 @@ pub struct Api {
     pub store: Store,
     /// Connected sidecars.
     pub sidecars: Sidecars,
+    /// What sidecars reported.
+    pub reports: Reports,
     /// The write token.
     pub token: Arc<Token>,
     /// Ends watch streams on shutdown.
@@ -82,7 +106,7 @@ impl Api {
         let method = req.method().clone();
         let path = req.uri().path().trim_end_matches('/').to_string();
         let is_write = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if is_write && path != "/v1/ack" {
+        if is_write && path != "/v1/ack" && path != "/v1/report" {
             self.authorize(&req)?;
         }
         let query = reply::query_pairs(req.uri().query())?;
@@ -116,8 +140,20 @@ impl Api {
             (&Method::POST, "/v1/overrides") => {
                 let new: NewOverride = reply::read_json(req.into_body()).await?;
                 let created = self.store.add_override(new).await?;
-                tracing::info!(id = %created.id, "incident override added");
-                Ok(reply::json(StatusCode::CREATED, &created))
+                tracing::info!(id = %created.id, target = %created.target(), "incident override added");
+                let warnings = self.warnings(&created);
+                for w in &warnings {
+                    tracing::warn!(id = %created.id, "{w}");
+                }
+                let answer = Created { created, warnings };
+                Ok(reply::json(StatusCode::CREATED, &answer))
+            }
+            (&Method::PATCH, p) if p.starts_with("/v1/overrides/") => {
+                let id = &p["/v1/overrides/".len()..];
+                let change: OverrideChange = reply::read_json(req.into_body()).await?;
+                let changed = self.store.update_override(id, &change).await?;
+                tracing::info!(id = %changed.id, expires_at = %changed.expires_at, "incident override changed");
+                Ok(reply::json(StatusCode::OK, &changed))
             }
             (&Method::DELETE, p) if p.starts_with("/v1/overrides/") => {
                 let id = &p["/v1/overrides/".len()..];
@@ -125,8 +161,23 @@ impl Api {
                 tracing::info!(id = %removed.id, "incident override removed");
                 Ok(reply::json(StatusCode::OK, &removed))
             }
+            (&Method::POST, "/v1/report") => self.report(req).await,
+            (&Method::GET, "/v1/migration") => self.migration(),
+            (&Method::GET, "/v1/migration/stages") => ok(json!(self.store.stages().await)),
+            (&Method::POST, "/v1/migration/stage") => {
+                let request: StageRequest = reply::read_json(req.into_body()).await?;
+                let moved: StageMove = self.store.move_stage(&request).await?;
+                Ok(reply::json(StatusCode::OK, &moved))
+            }
             (_, "/healthz" | "/v1/status" | "/v1/watch" | "/v1/ack" | "/v1/sidecars")
-            | (_, "/v1/config" | "/v1/config/base" | "/v1/overrides") => Err(ApiError::new(
+            | (_, "/v1/config" | "/v1/config/base" | "/v1/overrides" | "/v1/report")
+            | (_, "/v1/migration" | "/v1/migration/stage" | "/v1/migration/stages") => {
+                Err(ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{method} is not allowed on {path}"),
+                ))
+            }
+            (_, p) if p.starts_with("/v1/overrides/") => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{method} is not allowed on {path}"),
             )),
@@ -135,6 +186,34 @@ impl Api {
                 format!("no route {path}"),
             )),
         }
+    }
+
+    /// What to tell the operator about an override that was accepted: a service
+    /// nobody has heard of is most likely a typo, or a workload not deployed yet.
+    fn warnings(&self, o: &Override) -> Vec<String> {
+        let Some(service) = o.service.as_deref() else {
+            return Vec::new();
+        };
+        let ns = o.namespace.as_deref();
+        let snap = self.store.snapshot();
+        let in_document = snap.document.workloads.iter().any(|s| {
+            let m = &s.matches;
+            m.service.as_deref() == Some(service)
+                && (ns.is_none() || m.namespace.is_none() || m.namespace.as_deref() == ns)
+        });
+        let now = self.store.now();
+        if in_document
+            || self.sidecars.has_service(service, ns)
+            || self.reports.has_service(service, ns, now)
+        {
+            return Vec::new();
+        }
+        let scope = ns
+            .map(|n| format!(" (namespace {n:?})"))
+            .unwrap_or_default();
+        vec![format!(
+            "no known workload or connected sidecar has service {service:?}{scope}; the override will apply when one connects"
+        )]
     }
 
     fn authorize<B>(&self, req: &Request<B>) -> Result<(), ApiError> {
@@ -173,6 +252,8 @@ impl Api {
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         if let Some(map) = v.as_object_mut() {
             map.insert("sidecar_count".into(), json!(self.sidecars.count()));
+            let reporting = self.reports.count(self.store.now());
+            map.insert("reporting_sidecars".into(), json!(reporting));
             map.insert("writes_enabled".into(), json!(self.token.is_configured()));
         }
         Ok(reply::json(StatusCode::OK, &v))
@@ -224,6 +305,36 @@ impl Api {
             ));
         }
         Ok(reply::json(StatusCode::OK, &json!({ "recorded": true })))
+    }
+}
+
+// === impl Api: migration ===
+
+impl Api {
+    async fn report<B>(&self, req: Request<B>) -> Result<Response<Body>, ApiError>
+    where
+        B: http_body::Body,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let report: Report = reply::read_json_limited(req.into_body(), MAX_REPORT_BODY).await?;
+        self.reports
+            .record(report, self.store.now())
+            .map_err(|e| match e {
+                reports::Refused::Invalid(why) => ApiError::bad_request(why),
+                full @ reports::Refused::Full(_) => {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, full.to_string())
+                }
+            })?;
+        Ok(reply::json(StatusCode::OK, &json!({ "recorded": true })))
+    }
+
+    fn migration(&self) -> Result<Response<Body>, ApiError> {
+        let windows = self.reports.windows(self.store.now());
+        let snap = self.store.snapshot();
+        let view = migration::view(&windows, |w| {
+            snap.resolve(w).map(|r| r.config.propagation.stage)
+        });
+        Ok(reply::json(StatusCode::OK, &view))
     }
 }
 

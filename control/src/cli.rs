@@ -1,19 +1,28 @@
-//! The command line: `serve`, and client commands that talk to a running server.
+//! The command line: `serve`, `check`, and client commands that talk to a running
+//! server.
+//!
+//! Client commands print a human table by default; `-o json` (on `status`,
+//! `override list` and `migration`) prints the API's JSON instead, for scripts.
+//! Warnings from the server (e.g. an override for a service nobody has heard of)
+//! go to stderr as `warning: …` and do not change the exit status.
+
+mod migration;
+mod overrides;
+mod status;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use http::Method;
-use serde_json::Value;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use self::migration::{MigrationArgs, MigrationCommand, StageTarget};
+pub use self::overrides::OverrideCommand;
+pub use self::status::ConfigCommand;
 use crate::auth::Token;
 use crate::client::{ClientError, ControlClient};
-use crate::overrides::{NewOverride, Override};
-use crate::reply::encode;
 use crate::server::{self, ServeConfig};
-use crate::sidecars::SidecarInfo;
 
 /// meshtrace control plane: pushes versioned config to meshtrace sidecars.
 #[derive(Debug, Parser)]
@@ -45,6 +54,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the control-plane server.
     Serve(ServeArgs),
+    /// Validate a source document offline, with the server's own messages.
+    Check {
+        /// The YAML file.
+        file: PathBuf,
+    },
     /// Commands that talk to a running server.
     #[command(flatten)]
     Client(ClientCommand),
@@ -54,13 +68,29 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// Show the version and the connected sidecars.
-    Status,
+    Status {
+        /// `table` or `json`.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Read or replace configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Manage incident overrides.
     #[command(subcommand)]
     Override(OverrideCommand),
+    /// Show the fleet's legacy → W3C migration, or move a workload's stage.
+    Migration(MigrationArgs),
+}
+
+/// How a client command prints what it read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A table for people.
+    #[default]
+    Table,
+    /// The API's JSON, for scripts.
+    Json,
 }
 
 /// `serve` options.
@@ -69,7 +99,7 @@ pub struct ServeArgs {
     /// The source YAML document (a mounted ConfigMap); polled for changes.
     #[arg(long)]
     pub source: PathBuf,
-    /// The state file (overrides, API changes, last version).
+    /// The state file (overrides, stage moves, API changes, last version).
     #[arg(long)]
     pub state: PathBuf,
     /// Where to listen.
@@ -78,78 +108,76 @@ pub struct ServeArgs {
     /// A file holding the write token (e.g. a mounted Secret).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// The longest an incident override may last (`24h`, `90m`).
+    #[arg(long, value_parser = parse_duration, default_value = "24h")]
+    pub max_override_duration: Duration,
 }
 
-/// `config` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum ConfigCommand {
-    /// Print a workload's resolved config as YAML.
-    Get {
-        /// The service.
-        #[arg(long)]
-        service: String,
-        /// The namespace.
-        #[arg(long)]
-        namespace: Option<String>,
-        /// A pod label, `key=value` (repeatable).
-        #[arg(long = "label")]
-        labels: Vec<String>,
-    },
-    /// Replace the base document with a YAML or JSON file.
-    Apply {
-        /// The file.
-        file: PathBuf,
-    },
+/// What a client command prints: its output, and warnings for stderr.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Output {
+    /// For stdout.
+    pub stdout: String,
+    /// For stderr, one `warning: …` line each.
+    pub warnings: Vec<String>,
 }
 
-/// `override` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum OverrideCommand {
-    /// Add an override.
-    Add {
-        /// The service whose sampling rate is set.
-        #[arg(long, conflicts_with = "tenant", required_unless_present = "tenant")]
-        service: Option<String>,
-        /// The tenant whose traces are forced.
-        #[arg(long)]
-        tenant: Option<String>,
-        /// The rate, in [0, 1].
-        #[arg(long)]
-        rate: f64,
-        /// How long it lasts (`30m`, `2h`).
-        #[arg(long = "for")]
-        duration: String,
-        /// Tenant overrides: forced traces per second (default 100).
-        #[arg(long)]
-        traces_per_second: Option<f64>,
-        /// Why (for the incident log).
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    /// List active overrides.
-    List,
-    /// Remove an override.
-    Rm {
-        /// Its id.
-        id: String,
-    },
+impl From<String> for Output {
+    fn from(stdout: String) -> Self {
+        Self {
+            stdout,
+            warnings: Vec::new(),
+        }
+    }
 }
 
 /// Runs a parsed command line; the error is printed by `main`.
 pub async fn run(cli: Cli) -> Result<(), String> {
     let command = match cli.command {
         Command::Serve(args) => return serve(args, cli.token).await,
+        Command::Check { file } => return check(&file),
         Command::Client(command) => command,
     };
     let client = ControlClient::new(&cli.server, cli.token).map_err(|e| e.to_string())?;
-    let out = match command {
-        ClientCommand::Status => status(&client).await,
-        ClientCommand::Config(c) => config(&client, c).await,
-        ClientCommand::Override(o) => overrides(&client, o).await,
-    };
-    let text = out.map_err(|e| e.to_string())?;
-    print!("{text}");
+    let out = run_client(&client, command)
+        .await
+        .map_err(|e| e.to_string())?;
+    for w in &out.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!("{}", out.stdout);
     Ok(())
+}
+
+/// Runs a client command against `client` and returns what it would print.
+pub async fn run_client(
+    client: &ControlClient,
+    command: ClientCommand,
+) -> Result<Output, ClientError> {
+    match command {
+        ClientCommand::Status { output } => status::status(client, output).await.map(Into::into),
+        ClientCommand::Config(c) => status::config(client, c).await.map(Into::into),
+        ClientCommand::Override(o) => overrides::run(client, o).await,
+        ClientCommand::Migration(m) => migration::run(client, m).await.map(Into::into),
+    }
+}
+
+fn check(file: &std::path::Path) -> Result<(), String> {
+    match crate::check::check(file) {
+        Ok(report) => {
+            print!("{report}");
+            Ok(())
+        }
+        Err(problems) => {
+            eprintln!("{problems}");
+            let n = problems.lines().count();
+            Err(format!(
+                "{} is not valid ({n} problem{})",
+                file.display(),
+                if n == 1 { "" } else { "s" }
+            ))
+        }
+    }
 }
 
 async fn serve(args: ServeArgs, env_token: Option<String>) -> Result<(), String> {
@@ -167,6 +195,7 @@ async fn serve(args: ServeArgs, env_token: Option<String>) -> Result<(), String>
         listen: args.listen,
         token,
         poll_interval: crate::source::POLL_INTERVAL,
+        max_override_duration: args.max_override_duration,
     })
     .await?;
     shutdown_signal().await;
@@ -190,153 +219,20 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn status(client: &ControlClient) -> Result<String, ClientError> {
-    let status: Value = client.get("/v1/status").await?;
-    let sidecars: Vec<SidecarInfo> = client.get("/v1/sidecars").await?;
-    let field = |k: &str| match status.get(k) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => "-".into(),
-        Some(v) => v.to_string(),
-    };
-    let mut out = String::new();
-    let _ = writeln!(out, "version     {}", field("version"));
-    let _ = writeln!(
-        out,
-        "source      {} ({})",
-        field("source"),
-        field("document_origin")
-    );
-    if let Some(Value::String(e)) = status.get("last_load_error") {
-        let _ = writeln!(out, "load error  {}", e.replace('\n', "\n            "));
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; write it like 24h or 90m"))?;
+    if d.is_zero() {
+        return Err("must be longer than 0s".into());
     }
-    let _ = writeln!(out, "overrides   {}", field("override_count"));
-    let _ = writeln!(out, "sidecars    {}\n", field("sidecar_count"));
-    let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
-    let mut rows = vec![[
-        "SIDECAR".to_string(),
-        "SERVICE".into(),
-        "SENT".into(),
-        "ACKED".into(),
-        "LAST REJECTION".into(),
-    ]];
-    for s in &sidecars {
-        rows.push([
-            s.identity.clone(),
-            s.service.clone().unwrap_or_else(|| "-".into()),
-            opt(s.sent_version),
-            opt(s.acked_version),
-            s.last_rejection
-                .as_ref()
-                .map_or("-".into(), |r| format!("v{}: {}", r.version, r.error)),
-        ]);
-    }
-    out.push_str(&table(&rows));
-    Ok(out)
+    Ok(d)
 }
 
-async fn config(client: &ControlClient, cmd: ConfigCommand) -> Result<String, ClientError> {
-    match cmd {
-        ConfigCommand::Get {
-            service,
-            namespace,
-            labels,
-        } => {
-            let mut q = format!("service={}", encode(&service));
-            if let Some(ns) = namespace {
-                let _ = write!(q, "&namespace={}", encode(&ns));
-            }
-            for l in labels {
-                if !l.contains('=') {
-                    return Err(ClientError::Request(format!(
-                        "label {l:?} is not key=value"
-                    )));
-                }
-                let _ = write!(q, "&label={}", encode(&l));
-            }
-            let v: Value = client.get(&format!("/v1/config?{q}")).await?;
-            let yaml = serde_yaml::to_string(v.get("config").unwrap_or(&Value::Null))
-                .map_err(|e| ClientError::Decode(e.to_string()))?;
-            let version = v.get("version").cloned().unwrap_or(Value::Null);
-            Ok(format!("# version {version}\n{yaml}"))
-        }
-        ConfigCommand::Apply { file } => {
-            let text = std::fs::read(&file)
-                .map_err(|e| ClientError::Request(format!("{}: {e}", file.display())))?;
-            let v: Value = client
-                .call(
-                    Method::PUT,
-                    "/v1/config/base",
-                    Some(("application/yaml", text.into())),
-                )
-                .await?;
-            Ok(format!(
-                "applied; version {}\n",
-                v.get("version").unwrap_or(&Value::Null)
-            ))
-        }
-    }
-}
-
-async fn overrides(client: &ControlClient, cmd: OverrideCommand) -> Result<String, ClientError> {
-    match cmd {
-        OverrideCommand::Add {
-            service,
-            tenant,
-            rate,
-            duration,
-            traces_per_second,
-            reason,
-        } => {
-            let body = NewOverride {
-                service,
-                tenant,
-                rate,
-                traces_per_second,
-                duration: Some(duration),
-                expires_at: None,
-                reason,
-            };
-            let o: Override = client
-                .send_json(Method::POST, "/v1/overrides", &body)
-                .await?;
-            Ok(format!("added {} (expires {})\n", o.id, o.expires_at))
-        }
-        OverrideCommand::List => {
-            let list: Vec<Override> = client.get("/v1/overrides").await?;
-            let mut rows = vec![[
-                "ID".to_string(),
-                "TARGET".into(),
-                "RATE".into(),
-                "EXPIRES".into(),
-                "REASON".into(),
-            ]];
-            for o in list {
-                let target = match (&o.service, &o.tenant) {
-                    (Some(s), _) => format!("service={s}"),
-                    (_, Some(t)) => format!("tenant={t}"),
-                    _ => "-".into(),
-                };
-                rows.push([
-                    o.id,
-                    target,
-                    o.rate.to_string(),
-                    o.expires_at.to_string(),
-                    o.reason.unwrap_or_else(|| "-".into()),
-                ]);
-            }
-            Ok(table(&rows))
-        }
-        OverrideCommand::Rm { id } => {
-            let o: Override = client
-                .call(
-                    Method::DELETE,
-                    &format!("/v1/overrides/{}", encode(&id)),
-                    None,
-                )
-                .await?;
-            Ok(format!("removed {}\n", o.id))
-        }
-    }
+/// Pretty JSON and a newline.
+fn json<T: serde::Serialize>(value: &T) -> Result<String, ClientError> {
+    serde_json::to_string_pretty(value)
+        .map(|s| s + "\n")
+        .map_err(|e| ClientError::Decode(e.to_string()))
 }
 
 /// Left-aligned columns, two spaces apart.
@@ -364,12 +260,16 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+    use crate::overrides::DEFAULT_MAX_DURATION;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from([&["meshtrace-control"], args].concat())
+    }
 
     #[test]
     fn override_add_needs_exactly_one_target() {
-        let parse = |args: &[&str]| Cli::try_parse_from([&["meshtrace-control"], args].concat());
         assert!(parse(&["override", "add", "--rate", "1", "--for", "30m"]).is_err());
-        assert!(parse(&[
+        let both = [
             "override",
             "add",
             "--service",
@@ -379,9 +279,9 @@ mod tests {
             "--rate",
             "1",
             "--for",
-            "1m"
-        ])
-        .is_err());
+            "1m",
+        ];
+        assert!(parse(&both).is_err());
         let ok = parse(&[
             "override", "add", "--tenant", "acme", "--rate", "1", "--for", "30m",
         ])
@@ -390,6 +290,40 @@ mod tests {
             ok.command,
             Command::Client(ClientCommand::Override(OverrideCommand::Add { .. }))
         ));
+    }
+
+    #[test]
+    fn override_update_needs_a_change_and_one_expiry_at_most() {
+        assert!(parse(&["override", "update", "ovr-1"]).is_err());
+        let both = [
+            "override", "update", "ovr-1", "--for", "1h", "--extend", "1h",
+        ];
+        assert!(parse(&both).is_err());
+        assert!(parse(&["override", "update", "ovr-1", "--budget", "10"]).is_ok());
+    }
+
+    #[test]
+    fn serve_takes_a_maximum_override_duration() {
+        let args = ["serve", "--source", "s", "--state", "t"];
+        let Command::Serve(serve) = parse(&args).unwrap().command else {
+            panic!("not serve");
+        };
+        assert_eq!(serve.max_override_duration, DEFAULT_MAX_DURATION);
+        let shorter = parse(&[&args[..], &["--max-override-duration", "90m"]].concat()).unwrap();
+        let Command::Serve(serve) = shorter.command else {
+            panic!("not serve");
+        };
+        assert_eq!(serve.max_override_duration, Duration::from_secs(90 * 60));
+        assert!(parse(&[&args[..], &["--max-override-duration", "soon"]].concat()).is_err());
+    }
+
+    #[test]
+    fn migration_moves_need_a_service() {
+        assert!(parse(&["migration", "advance"]).is_err());
+        assert!(parse(&["migration", "advance", "--service", "checkout"]).is_ok());
+        assert!(parse(&["migration", "set", "--service", "c", "--stage", "dual"]).is_ok());
+        assert!(parse(&["migration", "set", "--service", "c", "--stage", "w4c"]).is_err());
+        assert!(parse(&["migration", "-o", "json"]).is_ok());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! A small HTTP client for the API: used by the CLI and by tests, and a model for
-//! the sidecar's side of the watch protocol.
+//! the sidecar's side of the watch protocol and of `POST /v1/report`.
 
 use std::time::Duration;
 
@@ -12,7 +12,13 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use meshtrace_config::report::Report;
+
+use crate::migration::MigrationView;
+use crate::overrides::{Created, NewOverride, Override, OverrideChange};
+use crate::reply::encode;
 use crate::sse::{ConfigEvent, SseEvent, SseParser};
+use crate::stages::{StageAssignment, StageMove, StageRequest};
 
 /// How long a plain (non-watch) request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -186,6 +192,58 @@ impl ControlClient {
             url: format!("{}{path}", self.base),
             error: error.to_string(),
         }
+    }
+}
+
+// === impl ControlClient: typed calls ===
+
+impl ControlClient {
+    /// `GET /v1/overrides`.
+    pub async fn overrides(&self) -> Result<Vec<Override>, ClientError> {
+        self.get("/v1/overrides").await
+    }
+
+    /// `POST /v1/overrides`: the override, with the server's warnings.
+    pub async fn add_override(&self, new: &NewOverride) -> Result<Created, ClientError> {
+        self.send_json(Method::POST, "/v1/overrides", new).await
+    }
+
+    /// `PATCH /v1/overrides/{id}`.
+    pub async fn update_override(
+        &self,
+        id: &str,
+        change: &OverrideChange,
+    ) -> Result<Override, ClientError> {
+        let path = format!("/v1/overrides/{}", encode(id));
+        self.send_json(Method::PATCH, &path, change).await
+    }
+
+    /// `DELETE /v1/overrides/{id}`.
+    pub async fn remove_override(&self, id: &str) -> Result<Override, ClientError> {
+        let path = format!("/v1/overrides/{}", encode(id));
+        self.call(Method::DELETE, &path, None).await
+    }
+
+    /// `GET /v1/migration`.
+    pub async fn migration(&self) -> Result<MigrationView, ClientError> {
+        self.get("/v1/migration").await
+    }
+
+    /// `GET /v1/migration/stages`.
+    pub async fn stages(&self) -> Result<Vec<StageAssignment>, ClientError> {
+        self.get("/v1/migration/stages").await
+    }
+
+    /// `POST /v1/migration/stage`.
+    pub async fn move_stage(&self, request: &StageRequest) -> Result<StageMove, ClientError> {
+        self.send_json(Method::POST, "/v1/migration/stage", request)
+            .await
+    }
+
+    /// `POST /v1/report`, as a sidecar sends it.
+    pub async fn report(&self, report: &Report) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.send_json(Method::POST, "/v1/report", report).await?;
+        Ok(())
     }
 }
 

@@ -10,14 +10,25 @@
 //!   document keeps serving.
 //! * **API writes**: `PUT`/`PATCH /v1/config/base` replace the document; the result
 //!   is persisted and wins until the source file changes again — *last writer
-//!   wins*. Incident overrides ([`overrides`]) change sampling until they expire.
-//! * **Resolution** ([`resolve`]): defaults → matching sections in order → overrides
-//!   → embedded sidecar defaults → validation, per workload.
+//!   wins*. Incident overrides ([`overrides`]) change sampling until they expire;
+//!   they can be changed in place and extended, up to `--max-override-duration`.
+//!   Migration stage moves ([`stages`]) set one workload's `propagation.stage`.
+//! * **Resolution** ([`resolve`]): defaults → matching sections in order → stage
+//!   assignments → embedded sidecar defaults → validation → *every* active override
+//!   that concerns the workload (unscoped before namespace-scoped, then creation
+//!   order) → validation, per workload.
 //! * **Push** ([`watch`]): a global `u64` version is bumped on every effective
 //!   change; each sidecar's SSE stream sends its workload's full config whenever
 //!   *that* config changed. Sidecars ACK/NACK by `POST /v1/ack`.
-//! * **Persistence** ([`state`]): overrides, API documents and the last version
-//!   survive restarts, so versions never go backwards.
+//! * **Reports** ([`reports`], [`migration`]): sidecars `POST /v1/report` the
+//!   trace-context formats they see; the server keeps a five-minute window per
+//!   sidecar, in memory only (a restarted server rebuilds it within minutes), and
+//!   `GET /v1/migration` shows, per workload, its stage and how much legacy
+//!   traffic is left.
+//! * **Persistence** ([`state`]): overrides, stage assignments, API documents and
+//!   the last version survive restarts, so versions never go backwards.
+//! * **Offline check** ([`check`]): `meshtrace-control check FILE` runs the
+//!   server's own loading code on a file, for CI and before a ConfigMap change.
 //!
 //! # Security
 //!
@@ -36,18 +47,23 @@
 
 pub mod api;
 pub mod auth;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod document;
+pub mod migration;
 pub mod overrides;
 pub mod reply;
+pub mod reports;
 pub mod resolve;
 pub mod server;
 pub mod sidecars;
 pub mod source;
 pub mod sse;
+pub mod stages;
 pub mod state;
 pub mod store;
 pub mod testing;
+pub mod timestamp;
 pub mod watch;

@@ -1,30 +1,64 @@
 //! Incident overrides: temporary sampling changes with an expiry.
 //!
-//! * A **service** override sets, for every workload of that service,
-//!   `sampling.default_rate` and every `sampling.rules[*].rate` to its rate and
-//!   removes the rules' reservoirs (so the rate is exactly what the operator asked).
-//! * A **tenant** override adds (or replaces) a `sampling.forced_tenants` entry
+//! * A **service** override sets `sampling.forced_workload = {rate,
+//!   traces_per_second}` for the workloads of that service: each of their
+//!   requests is sampled at `rate` even when the caller said "not sampled", up to
+//!   the budget (default [`DEFAULT_TRACES_PER_SECOND`]); beyond it the normal
+//!   decision applies. `default_rate` and `rules` are left alone.
+//! * A **tenant** override adds (or replaces) the `sampling.forced_tenants` entry
 //!   `{tenant, rate, traces_per_second, override_parent: true}` in every workload.
 //!
-//! Overrides are applied in creation order, after the document is merged. At most
-//! one active override exists per service and per tenant: adding a second one is a
-//! conflict (remove the first, then add), so "which one wins" never needs an answer.
+//! # Scope
+//!
+//! With `namespace`, a service override applies to that service in that namespace
+//! only, and a tenant override to the workloads of that namespace only. At most one
+//! active override exists per target — (kind, name, namespace) — so adding a
+//! second one is a conflict; change the first in place (`PATCH`, see [`change`]).
+//! `checkout` and `checkout` in `shop` are different targets and may both be active.
+//!
+//! # Order
+//!
+//! Every active override that concerns a workload applies, after the document's
+//! sections and stage assignments ([`crate::resolve`]): unscoped overrides first,
+//! then namespace-scoped ones, each group in creation order ([`in_order`]). A later
+//! one replaces the same field: a tenant override replaces that tenant's
+//! `forced_tenants` entry, a service override sets `sampling.forced_workload`. So
+//! the namespace-scoped override wins over the unscoped one of the same name, and
+//! overrides of different targets all hold at once.
+//!
+//! # Lifetime
+//!
+//! An override is given `for` (a duration) or `expires_at`, at most the server's
+//! `--max-override-duration` (default [`DEFAULT_MAX_DURATION`]) from now; the same
+//! limit holds whenever its expiry is changed. It is removed, and the change pushed,
+//! when it expires.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+pub mod change;
 
-use meshtrace_config::{Config, ForcedTenant};
+use std::time::{Duration, SystemTime};
+
+use meshtrace_config::{Config, ForcedTenant, ForcedWorkload};
 use serde::{Deserialize, Serialize};
 
+pub use self::change::OverrideChange;
 use crate::resolve::Workload;
+use crate::timestamp::human;
+pub use crate::timestamp::Timestamp;
 
-/// Forced-tenant budget when a tenant override does not give one.
+/// Forced-trace budget when an override does not give one.
 pub const DEFAULT_TRACES_PER_SECOND: f64 = 100.0;
 
-/// An active incident override.
+/// The longest an override may last when the server is not told otherwise: an
+/// incident setting forgotten for a day is the limit of what is safe to leave on.
+pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// An active incident override (the resource of `/v1/overrides`).
+///
+/// Unknown fields are ignored when it is read, so a client keeps working when the
+/// server adds one (e.g. `warnings` on creation).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct Override {
-    /// Its id (`ovr-` + random hex), for `DELETE /v1/overrides/{id}`.
+    /// Its id (`ovr-` + random hex), for `PATCH` and `DELETE /v1/overrides/{id}`.
     pub id: String,
     /// The service it applies to (exactly one of `service` and `tenant`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -32,9 +66,12 @@ pub struct Override {
     /// The tenant it forces sampling for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// Only workloads of this namespace (unset: every namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// The sampling rate, in [0, 1].
     pub rate: f64,
-    /// Tenant overrides: the forced-trace budget.
+    /// The forced-trace budget per second (unset: the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traces_per_second: Option<f64>,
     /// When it stops applying.
@@ -56,9 +93,12 @@ pub struct NewOverride {
     /// A tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// Only this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// The rate, in [0, 1].
     pub rate: f64,
-    /// Tenant overrides: the budget (default 100 traces per second).
+    /// The budget (default 100 forced traces per second).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traces_per_second: Option<f64>,
     /// How long it lasts, e.g. `30m` (exactly one of `for` and `expires_at`).
@@ -72,26 +112,44 @@ pub struct NewOverride {
     pub reason: Option<String>,
 }
 
-/// A wall-clock instant: written as RFC 3339 (UTC, milliseconds), read from RFC
-/// 3339 or from unix milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(pub SystemTime);
+/// The answer to `POST /v1/overrides`: the override's own fields, plus `warnings`
+/// when the server accepted it but has something to say (omitted when empty).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct Created {
+    /// The override.
+    #[serde(flatten)]
+    pub created: Override,
+    /// E.g. that no known workload has the service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The overrides in the order they are applied: unscoped first, then
+/// namespace-scoped, each in creation order.
+pub fn in_order(overrides: &[Override]) -> impl Iterator<Item = &Override> {
+    let unscoped = overrides.iter().filter(|o| o.namespace.is_none());
+    unscoped.chain(overrides.iter().filter(|o| o.namespace.is_some()))
+}
 
 // === impl Override ===
 
 impl Override {
     /// Applies it to `config` if it concerns `workload`; returns whether it did.
     pub fn apply(&self, config: &mut Config, workload: &Workload) -> bool {
+        if let Some(ns) = &self.namespace {
+            if workload.namespace.as_deref() != Some(ns.as_str()) {
+                return false;
+            }
+        }
+        let traces_per_second = self.traces_per_second.unwrap_or(DEFAULT_TRACES_PER_SECOND);
         if let Some(service) = &self.service {
             if workload.service.as_deref() != Some(service.as_str()) {
                 return false;
             }
-            let s = &mut config.sampling;
-            s.default_rate = self.rate;
-            for rule in &mut s.rules {
-                rule.rate = self.rate;
-                rule.reservoir_per_second = None;
-            }
+            config.sampling.forced_workload = Some(ForcedWorkload {
+                rate: self.rate,
+                traces_per_second,
+            });
             return true;
         }
         if let Some(tenant) = &self.tenant {
@@ -101,61 +159,64 @@ impl Override {
                 tenant: tenant.clone(),
                 rate: self.rate,
                 override_parent: true,
-                traces_per_second: self.traces_per_second.unwrap_or(DEFAULT_TRACES_PER_SECOND),
+                traces_per_second,
             });
             return true;
         }
         false
     }
 
-    /// Whether `other` targets the same service or tenant.
+    /// Whether `other` has the same target: kind, name and namespace.
     pub fn same_target(&self, other: &Override) -> bool {
-        (self.service.is_some() && self.service == other.service)
-            || (self.tenant.is_some() && self.tenant == other.tenant)
+        let same_name = (self.service.is_some() && self.service == other.service)
+            || (self.tenant.is_some() && self.tenant == other.tenant);
+        same_name && self.namespace == other.namespace
+    }
+
+    /// The target for messages: `service "checkout" in namespace "shop"`.
+    pub fn target(&self) -> String {
+        let mut target = match (&self.service, &self.tenant) {
+            (Some(s), _) => format!("service {s:?}"),
+            (None, Some(t)) => format!("tenant {t:?}"),
+            (None, None) => "nothing".into(),
+        };
+        if let Some(ns) = &self.namespace {
+            target.push_str(&format!(" in namespace {ns:?}"));
+        }
+        target
     }
 }
 
 // === impl NewOverride ===
 
 impl NewOverride {
-    /// Checks the request and builds the override, created at `now`.
-    pub fn build(self, now: SystemTime) -> Result<Override, String> {
+    /// Checks the request and builds the override, created at `now` and lasting at
+    /// most `max`.
+    pub fn build(self, now: SystemTime, max: Duration) -> Result<Override, String> {
         let nonempty = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
         match (nonempty(&self.service), nonempty(&self.tenant)) {
             (true, false) | (false, true) => {}
             _ => return Err("give exactly one of `service` and `tenant`".into()),
         }
-        if !(0.0..=1.0).contains(&self.rate) {
-            return Err(format!("`rate` must be in [0, 1], got {}", self.rate));
+        if self.namespace.is_some() && !nonempty(&self.namespace) {
+            return Err("`namespace` must not be empty (leave it out for every namespace)".into());
         }
-        if let Some(tps) = self.traces_per_second {
-            if self.service.is_some() {
-                return Err("`traces_per_second` applies to tenant overrides only".into());
-            }
-            if !(tps.is_finite() && tps > 0.0) {
-                return Err(format!("`traces_per_second` must be positive, got {tps}"));
-            }
-        }
+        check_rate(self.rate)?;
+        let traces_per_second = self.traces_per_second.unwrap_or(DEFAULT_TRACES_PER_SECOND);
+        check_budget(traces_per_second)?;
         let expires_at = match (self.duration, self.expires_at) {
-            (Some(d), None) => {
-                let d = humantime::parse_duration(d.trim())
-                    .map_err(|e| format!("invalid `for` {d:?} ({e}); write it like 30m or 2h"))?;
-                Timestamp(now + d)
-            }
+            (Some(d), None) => Timestamp(now + parse_duration("for", &d)?),
             (None, Some(at)) => at,
             _ => return Err("give exactly one of `for` and `expires_at`".into()),
         };
-        if expires_at.0 <= now {
-            return Err(format!(
-                "the override would expire at {expires_at}, which is not in the future"
-            ));
-        }
+        check_expiry(expires_at, now, max)?;
         Ok(Override {
             id: format!("ovr-{:016x}", fastrand::u64(..)),
             service: self.service,
             tenant: self.tenant,
+            namespace: self.namespace,
             rate: self.rate,
-            traces_per_second: self.traces_per_second,
+            traces_per_second: Some(traces_per_second),
             expires_at,
             created_at: Timestamp(now),
             reason: self.reason,
@@ -163,145 +224,48 @@ impl NewOverride {
     }
 }
 
-// === impl Timestamp ===
+// === validation shared with `change` ===
 
-impl Timestamp {
-    /// Milliseconds since the unix epoch (0 before it).
-    pub fn unix_ms(self) -> u64 {
-        self.0
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
+fn check_rate(rate: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&rate) {
+        Ok(())
+    } else {
+        Err(format!("`rate` must be in [0, 1], got {rate}"))
     }
 }
 
-impl std::fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", humantime::format_rfc3339_millis(self.0))
+fn check_budget(tps: f64) -> Result<(), String> {
+    if tps.is_finite() && tps > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("`traces_per_second` must be positive, got {tps}"))
     }
 }
 
-impl Serialize for Timestamp {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
+fn parse_duration(field: &str, text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid `{field}` {text:?} ({e}); write it like 30m or 2h"))
 }
 
-impl<'de> Deserialize<'de> for Timestamp {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            UnixMs(u64),
-            Text(String),
+/// An expiry must be in the future and at most `max` from now.
+fn check_expiry(expires_at: Timestamp, now: SystemTime, max: Duration) -> Result<(), String> {
+    let lasts = match expires_at.0.duration_since(now) {
+        Ok(lasts) if !lasts.is_zero() => lasts,
+        _ => {
+            return Err(format!(
+                "the override would expire at {expires_at}, which is not in the future"
+            ))
         }
-        match Raw::deserialize(d)? {
-            Raw::UnixMs(ms) => Ok(Self(UNIX_EPOCH + Duration::from_millis(ms))),
-            Raw::Text(s) => humantime::parse_rfc3339_weak(s.trim())
-                .map(Self)
-                .map_err(|e| {
-                    serde::de::Error::custom(format!(
-                        "invalid timestamp {s:?} ({e}); use RFC 3339 (2025-01-31T12:00:00Z) or unix milliseconds"
-                    ))
-                }),
-        }
+    };
+    if lasts > max {
+        return Err(format!(
+            "the override would last until {expires_at} ({} from now); overrides last at most {} (serve --max-override-duration)",
+            human(lasts),
+            human(max)
+        ));
     }
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use meshtrace_config::{RuleMatch, SamplingRule};
-
-    use super::*;
-
-    fn new(service: Option<&str>, tenant: Option<&str>) -> NewOverride {
-        NewOverride {
-            service: service.map(Into::into),
-            tenant: tenant.map(Into::into),
-            rate: 1.0,
-            duration: Some("30m".into()),
-            ..NewOverride::default()
-        }
-    }
-
-    #[test]
-    fn service_override_sets_every_rate_and_drops_reservoirs() {
-        let o = new(Some("checkout"), None)
-            .build(SystemTime::now())
-            .unwrap();
-        let mut c = Config::default();
-        c.sampling.rules.push(SamplingRule {
-            matches: RuleMatch::default(),
-            rate: 0.1,
-            reservoir_per_second: Some(5),
-        });
-        let w = Workload {
-            service: Some("checkout".into()),
-            ..Workload::default()
-        };
-        assert!(o.apply(&mut c, &w));
-        assert_eq!(c.sampling.default_rate, 1.0);
-        assert_eq!(c.sampling.rules[0].rate, 1.0);
-        assert_eq!(c.sampling.rules[0].reservoir_per_second, None);
-        let other = Workload {
-            service: Some("cart".into()),
-            ..Workload::default()
-        };
-        assert!(!o.apply(&mut Config::default(), &other));
-    }
-
-    #[test]
-    fn tenant_override_replaces_the_forced_tenant_entry() {
-        let o = new(None, Some("acme")).build(SystemTime::now()).unwrap();
-        let mut c = Config::default();
-        c.sampling.forced_tenants.push(ForcedTenant {
-            tenant: "acme".into(),
-            rate: 0.1,
-            override_parent: false,
-            traces_per_second: 1.0,
-        });
-        assert!(o.apply(&mut c, &Workload::default()));
-        assert_eq!(c.sampling.forced_tenants.len(), 1);
-        let t = &c.sampling.forced_tenants[0];
-        assert_eq!(
-            (t.rate, t.override_parent, t.traces_per_second),
-            (1.0, true, 100.0)
-        );
-    }
-
-    #[test]
-    fn bad_requests_are_refused() {
-        let now = SystemTime::now();
-        assert!(new(Some("a"), Some("b")).build(now).is_err());
-        assert!(new(None, None).build(now).is_err());
-        assert!(NewOverride {
-            rate: 1.5,
-            ..new(Some("a"), None)
-        }
-        .build(now)
-        .is_err());
-        assert!(NewOverride {
-            duration: Some("soon".into()),
-            ..new(Some("a"), None)
-        }
-        .build(now)
-        .is_err());
-        assert!(NewOverride {
-            duration: None,
-            ..new(Some("a"), None)
-        }
-        .build(now)
-        .is_err());
-    }
-
-    #[test]
-    fn timestamps_read_rfc3339_and_unix_ms() {
-        let a: Timestamp = serde_json::from_str("\"2025-01-31T12:00:00Z\"").unwrap();
-        let b: Timestamp = serde_json::from_str("1738324800000").unwrap();
-        assert_eq!(a, b);
-        assert_eq!(
-            serde_json::to_string(&a).unwrap(),
-            "\"2025-01-31T12:00:00.000Z\""
-        );
-    }
-}
+mod tests;

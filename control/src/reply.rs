@@ -6,7 +6,7 @@ use std::convert::Infallible;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, Limited};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, LengthLimitError, Limited};
 use serde::Serialize;
 
 /// The response body type of every handler (JSON, YAML or an SSE stream).
@@ -96,23 +96,52 @@ where
     B: http_body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let bytes = Limited::new(body, MAX_BODY)
+    read_text_limited(body, MAX_BODY).await
+}
+
+/// Reads a request body of at most `limit` bytes as UTF-8 text; a longer one is
+/// a 413.
+pub async fn read_text_limited<B>(body: B, limit: usize) -> Result<String, ApiError>
+where
+    B: http_body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let bytes = Limited::new(body, limit)
         .collect()
         .await
-        .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
+        .map_err(|e| {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body is larger than {limit} bytes"),
+                )
+            } else {
+                ApiError::bad_request(format!("cannot read the request body: {e}"))
+            }
+        })?
         .to_bytes();
     String::from_utf8(bytes.to_vec())
         .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))
 }
 
-/// Reads a JSON request body into `T`.
+/// Reads a JSON request body (at most [`MAX_BODY`]) into `T`.
 pub async fn read_json<T, B>(body: B) -> Result<T, ApiError>
 where
     T: serde::de::DeserializeOwned,
     B: http_body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let text = read_text(body).await?;
+    read_json_limited(body, MAX_BODY).await
+}
+
+/// Reads a JSON request body of at most `limit` bytes into `T`.
+pub async fn read_json_limited<T, B>(body: B, limit: usize) -> Result<T, ApiError>
+where
+    T: serde::de::DeserializeOwned,
+    B: http_body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let text = read_text_limited(body, limit).await?;
     serde_json::from_str(&text)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }

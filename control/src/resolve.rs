@@ -1,11 +1,17 @@
 //! Resolution: the fully merged, validated sidecar config of one workload.
 //!
 //! Order: `defaults` → every matching `workloads` section, in document order →
-//! active incident overrides → the embedded sidecar defaults fill every key nobody
-//! set → validation. Merging is a deep merge of values: maps merge key by key,
-//! anything else (lists included) replaces. Overrides are applied to the typed
-//! config after the merge (they set exact fields, which is the same as merging them
-//! last) and the result is validated again.
+//! stage assignments set through the API ([`crate::stages`]) → the embedded
+//! sidecar defaults fill every key nobody set → validation → every active incident
+//! override that concerns the workload → validation again. Merging is a deep merge
+//! of values: maps merge key by key, anything else (lists included) replaces.
+//!
+//! Overrides are applied to the typed config (they set exact fields, which is the
+//! same as merging them last), **all** of them, in the order of
+//! [`overrides::in_order`]: unscoped ones before namespace-scoped ones, then
+//! creation order. A later one replaces the same field (a tenant's
+//! `forced_tenants` entry, or `sampling.forced_workload`), so a namespace-scoped
+//! override wins over an unscoped one and overrides of different targets all hold.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::document::Document;
-use crate::overrides::Override;
+use crate::overrides::{self, Override};
+use crate::stages::{self, StageAssignment};
 
 /// Who a config is resolved for.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
@@ -94,6 +101,7 @@ fn check(config: &Config) -> Result<(), String> {
 /// The effective config of `workload`.
 pub fn resolve(
     doc: &Document,
+    stages: &[StageAssignment],
     overrides: &[Override],
     workload: &Workload,
 ) -> Result<Config, String> {
@@ -102,8 +110,13 @@ pub fn resolve(
     for section in doc.workloads.iter().filter(|s| s.matches.matches(workload)) {
         deep_merge(&mut merged, &section.config);
     }
+    stages::apply(&mut merged, stages, workload);
     let mut config = to_config(merged)?;
-    if overrides.iter().any(|o| o.apply(&mut config, workload)) {
+    let mut applied = false;
+    for o in overrides::in_order(overrides) {
+        applied |= o.apply(&mut config, workload);
+    }
+    if applied {
         check(&config).map_err(|e| format!("after incident overrides: {e}"))?;
     }
     Ok(config)
@@ -143,7 +156,13 @@ workloads:
 
     #[test]
     fn later_matching_sections_win_and_maps_merge() {
-        let c = resolve(&doc(DOC), &[], &workload("checkout", &[("tier", "web")])).unwrap();
+        let c = resolve(
+            &doc(DOC),
+            &[],
+            &[],
+            &workload("checkout", &[("tier", "web")]),
+        )
+        .unwrap();
         assert_eq!(c.sampling.default_rate, 0.7);
         assert_eq!(c.limits.max_connections, 10);
         // Untouched keys of a merged map survive.
@@ -156,14 +175,20 @@ workloads:
 
     #[test]
     fn a_section_needs_all_its_labels() {
-        let c = resolve(&doc(DOC), &[], &workload("checkout", &[("tier", "db")])).unwrap();
+        let c = resolve(
+            &doc(DOC),
+            &[],
+            &[],
+            &workload("checkout", &[("tier", "db")]),
+        )
+        .unwrap();
         assert_eq!(c.sampling.default_rate, 0.5);
         assert_eq!(c.limits.max_connections, 16_384);
     }
 
     #[test]
     fn unmatched_workload_gets_defaults_then_embedded_defaults() {
-        let c = resolve(&doc(DOC), &[], &workload("cart", &[])).unwrap();
+        let c = resolve(&doc(DOC), &[], &[], &workload("cart", &[])).unwrap();
         assert_eq!(c.sampling.default_rate, 0.1);
         assert_eq!(
             c,
@@ -172,6 +197,70 @@ workloads:
                 export: c.export.clone(),
                 ..Config::default()
             }
+        );
+    }
+
+    fn incident(service: Option<&str>, tenant: Option<&str>) -> Override {
+        let new = crate::overrides::NewOverride {
+            service: service.map(Into::into),
+            tenant: tenant.map(Into::into),
+            rate: 1.0,
+            duration: Some("30m".into()),
+            ..Default::default()
+        };
+        let max = crate::overrides::DEFAULT_MAX_DURATION;
+        new.build(std::time::SystemTime::now(), max).unwrap()
+    }
+
+    fn forced_tenants(c: &Config) -> Vec<&str> {
+        let forced = &c.sampling.forced_tenants;
+        forced.iter().map(|t| t.tenant.as_str()).collect()
+    }
+
+    #[test]
+    fn a_service_override_and_two_tenant_overrides_all_apply() {
+        let checkout = workload("checkout", &[]);
+        let mut active = vec![
+            incident(Some("checkout"), None),
+            incident(None, Some("acme")),
+        ];
+        let c = resolve(&doc(DOC), &[], &active, &checkout).unwrap();
+        assert!(c.sampling.forced_workload.is_some());
+        assert_eq!(forced_tenants(&c), ["acme"]);
+
+        active.push(incident(None, Some("globex")));
+        let c = resolve(&doc(DOC), &[], &active, &checkout).unwrap();
+        assert!(c.sampling.forced_workload.is_some());
+        assert_eq!(forced_tenants(&c), ["acme", "globex"]);
+    }
+
+    #[test]
+    fn a_namespaced_override_replaces_the_unscoped_one_whatever_their_age() {
+        let mut in_shop = incident(Some("checkout"), None);
+        in_shop.namespace = Some("shop".into());
+        in_shop.rate = 0.5;
+        let everywhere = incident(Some("checkout"), None);
+        let active = [in_shop, everywhere];
+        let c = resolve(&doc(DOC), &[], &active, &workload("checkout", &[])).unwrap();
+        assert_eq!(c.sampling.forced_workload.map(|f| f.rate), Some(0.5));
+    }
+
+    #[test]
+    fn a_stage_assignment_applies_after_the_sections() {
+        let text =
+            "workloads:\n  - match: {service: checkout}\n    config: {propagation: {stage: w3c}}\n";
+        let stages = [StageAssignment {
+            service: "checkout".into(),
+            namespace: None,
+            stage: meshtrace_config::MigrationStage::Dual,
+            updated_at: crate::timestamp::Timestamp(std::time::UNIX_EPOCH),
+        }];
+        let c = resolve(&doc(text), &stages, &[], &workload("checkout", &[])).unwrap();
+        assert_eq!(c.propagation.stage, meshtrace_config::MigrationStage::Dual);
+        let c = resolve(&doc(text), &stages, &[], &workload("cart", &[])).unwrap();
+        assert_eq!(
+            c.propagation.stage,
+            meshtrace_config::MigrationStage::Legacy
         );
     }
 
@@ -191,7 +280,7 @@ workloads:
 
     #[test]
     fn resolved_config_round_trips_through_json() {
-        let c = resolve(&doc(DOC), &[], &workload("checkout", &[])).unwrap();
+        let c = resolve(&doc(DOC), &[], &[], &workload("checkout", &[])).unwrap();
         let text = serde_json::to_string(&c).unwrap();
         let back: Config = serde_json::from_str(&text).unwrap();
         assert_eq!(back, c);

@@ -18,9 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::Api;
 use crate::auth::Token;
+use crate::reports::Reports;
 use crate::sidecars::Sidecars;
 use crate::state::StateFile;
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 
 /// How long in-flight requests may take after shutdown begins.
 pub const DRAIN: Duration = Duration::from_secs(5);
@@ -38,6 +39,8 @@ pub struct ServeConfig {
     pub token: Token,
     /// How often the source file is polled.
     pub poll_interval: Duration,
+    /// The longest an incident override may last.
+    pub max_override_duration: Duration,
 }
 
 /// A started server.
@@ -49,6 +52,8 @@ pub struct Server {
     pub store: Store,
     /// Connected sidecars.
     pub sidecars: Sidecars,
+    /// What sidecars reported.
+    pub reports: Reports,
     /// Cancel to shut down.
     pub shutdown: CancellationToken,
     /// Ends when the server has shut down.
@@ -59,7 +64,10 @@ pub struct Server {
 pub async fn start(config: ServeConfig) -> Result<Server, String> {
     let source = config.source.clone();
     let state = StateFile::new(config.state.clone());
-    let store = tokio::task::spawn_blocking(move || Store::open(&source, state))
+    let options = StoreOptions {
+        max_override_duration: config.max_override_duration,
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open_with(&source, state, options))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
@@ -72,16 +80,18 @@ pub async fn start(config: ServeConfig) -> Result<Server, String> {
     let api = Api {
         store: store.clone(),
         sidecars: Sidecars::default(),
+        reports: Reports::default(),
         token: Arc::new(config.token),
         shutdown: shutdown.clone(),
     };
-    let sidecars = api.sidecars.clone();
+    let (sidecars, reports) = (api.sidecars.clone(), api.reports.clone());
     let task = tokio::spawn(serve(listener, api));
     tracing::info!(%addr, "control plane listening");
     Ok(Server {
         addr,
         store,
         sidecars,
+        reports,
         shutdown,
         task,
     })

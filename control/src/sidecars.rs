@@ -76,6 +76,7 @@ pub struct Sidecars {
 #[derive(Debug)]
 struct Entry {
     info: SidecarInfo,
+    namespace: String,
     connection: u64,
 }
 
@@ -114,8 +115,12 @@ impl Sidecars {
             acked_version: None,
             last_rejection: None,
         };
-        self.lock()
-            .insert(identity.clone(), Entry { info, connection });
+        let entry = Entry {
+            info,
+            namespace: namespace.to_string(),
+            connection,
+        };
+        self.lock().insert(identity.clone(), entry);
         Registration {
             sidecars: self.clone(),
             identity,
@@ -149,6 +154,14 @@ impl Sidecars {
         let mut list: Vec<SidecarInfo> = self.lock().values().map(|e| e.info.clone()).collect();
         list.sort_by(|a, b| a.identity.cmp(&b.identity));
         list
+    }
+
+    /// Whether a connected sidecar has `service` (in `namespace`, if given).
+    pub fn has_service(&self, service: &str, namespace: Option<&str>) -> bool {
+        self.lock().values().any(|e| {
+            e.info.service.as_deref() == Some(service)
+                && namespace.is_none_or(|ns| e.namespace == ns)
+        })
     }
 
     /// How many are connected.

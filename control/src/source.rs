@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::document::Document;
 use crate::store::Store;
 
 /// How often the source file is polled.
@@ -34,6 +35,16 @@ pub fn read(path: &Path) -> Result<SourceText, String> {
     let text =
         String::from_utf8(bytes).map_err(|e| format!("{}: not UTF-8: {e}", path.display()))?;
     Ok(SourceText { text, hash })
+}
+
+/// Parses what [`read`] returned into a checked document and its content hash;
+/// the error lists every problem, one per line. The server (at start and on every
+/// change) and `meshtrace-control check` both use this, so they say the same.
+pub fn parse(read: Result<SourceText, String>, path: &Path) -> Result<(Document, u64), String> {
+    let SourceText { text, hash } = read?;
+    Document::parse(&text, &path.display().to_string())
+        .map(|doc| (doc, hash))
+        .map_err(|e| e.to_string())
 }
 
 /// 64-bit FNV-1a: a change detector, not a security measure.

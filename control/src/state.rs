@@ -1,8 +1,9 @@
 //! The state file: what the API changed, kept across restarts.
 //!
-//! It holds the active overrides, the base document last PUT/PATCHed through the
-//! API (with the hash of the source file it replaced), and the last version number
-//! published, so versions never go backwards across a restart. It is JSON, written
+//! It holds the active overrides, the migration stage assignments, the base
+//! document last PUT/PATCHed through the API (with the hash of the source file it
+//! replaced), and the last version number published, so versions never go
+//! backwards across a restart. It is JSON, written
 //! atomically: a temporary file in the same directory is written and fsynced,
 //! renamed over the old one, and the directory is fsynced, so a crash leaves either
 //! the old or the new state, never a torn one.
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::overrides::{Override, Timestamp};
+use crate::stages::StageAssignment;
 
 /// The persisted state.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -27,6 +29,9 @@ pub struct PersistedState {
     /// Active overrides (expired ones are dropped on load).
     #[serde(default)]
     pub overrides: Vec<Override>,
+    /// Migration stages set through the API.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageAssignment>,
     /// The base document set through the API, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_base: Option<ApiBase>,

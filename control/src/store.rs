@@ -1,11 +1,18 @@
 //! The control plane's state and its one writer.
 //!
-//! Every change (source file reload, API write, override added, removed or expired)
-//! goes through [`Store`], under one async lock: it computes the new effective
-//! document and override set, persists what must survive a restart, bumps the
-//! global version if anything effective changed, and publishes an immutable
-//! [`Snapshot`] on a `tokio::sync::watch` channel. Watchers only ever see the newest
-//! snapshot, so a burst of changes coalesces for a slow watcher.
+//! Every change (source file reload, API write, override added, changed, removed
+//! or expired, migration stage moved) goes through [`Store`], under one async
+//! lock: it computes the new effective document, stage assignments and override
+//! set, persists what must survive a restart, bumps the global version if anything
+//! effective changed, and publishes an immutable [`Snapshot`] on a
+//! `tokio::sync::watch` channel. Watchers only ever see the newest snapshot, so a
+//! burst of changes coalesces for a slow watcher.
+//!
+//! The override writes live in `store/overrides.rs`, the stage moves in
+//! `store/stages.rs`.
+
+mod overrides;
+mod stages;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,9 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::document::Document;
-use crate::overrides::{NewOverride, Override, Timestamp};
+use crate::overrides::{Override, Timestamp, DEFAULT_MAX_DURATION};
 use crate::resolve::{self, Workload};
 use crate::source::{self, SourceText};
+use crate::stages::StageAssignment;
 use crate::state::{ApiBase, PersistedState, StateError, StateFile};
 
 /// Distinct workloads cached per snapshot (beyond this, resolution is not cached).
@@ -34,6 +42,8 @@ pub struct Snapshot {
     pub version: u64,
     /// The effective base document.
     pub document: Arc<Document>,
+    /// Migration stages set through the API.
+    pub stages: Arc<Vec<StageAssignment>>,
     /// Active overrides, in creation order.
     pub overrides: Arc<Vec<Override>>,
     cache: Mutex<HashMap<Workload, Arc<Resolved>>>,
@@ -62,6 +72,15 @@ struct Shared {
     source_path: PathBuf,
     state: StateFile,
     clock: Clock,
+    options: StoreOptions,
+}
+
+/// Limits the operator sets at start (`serve` flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The longest an override may last from now, on creation and on any change
+    /// of its expiry.
+    pub max_override_duration: Duration,
 }
 
 #[derive(Debug)]
@@ -72,6 +91,7 @@ struct Inner {
     last_seen: Option<Result<u64, String>>,
     load_error: Option<String>,
     api_base: Option<(ApiBase, Document)>,
+    stages: Vec<StageAssignment>,
     overrides: Vec<Override>,
 }
 
@@ -100,6 +120,10 @@ pub struct StoreStatus {
     pub state_file: PathBuf,
     /// Active overrides.
     pub override_count: usize,
+    /// Migration stages set through the API.
+    pub stage_assignments: usize,
+    /// The longest an override may last.
+    pub max_override_duration_seconds: u64,
 }
 
 /// Why a write was refused; each maps to an HTTP status.
@@ -130,14 +154,25 @@ pub enum OpenError {
     NoDocument(String),
 }
 
+// === impl StoreOptions ===
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_override_duration: DEFAULT_MAX_DURATION,
+        }
+    }
+}
+
 // === impl Snapshot ===
 
 impl Snapshot {
-    fn new(version: u64, document: Document, overrides: Vec<Override>) -> Self {
+    fn new(version: u64, inner: &Inner) -> Self {
         Self {
             version,
-            document: Arc::new(document),
-            overrides: Arc::new(overrides),
+            document: Arc::new(inner.document()),
+            stages: Arc::new(inner.stages.clone()),
+            overrides: Arc::new(inner.overrides.clone()),
             cache: Mutex::default(),
         }
     }
@@ -152,7 +187,7 @@ impl Snapshot {
         {
             return Ok(hit);
         }
-        let config = resolve::resolve(&self.document, &self.overrides, workload)?;
+        let config = resolve::resolve(&self.document, &self.stages, &self.overrides, workload)?;
         let json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
         let resolved = Arc::new(Resolved { config, json });
         if let Ok(mut cache) = self.cache.lock() {
@@ -178,6 +213,7 @@ impl Inner {
         PersistedState {
             version: self.version,
             overrides: self.overrides.clone(),
+            stages: self.stages.clone(),
             api_base: self.api_base.as_ref().map(|(b, _)| b.clone()),
         }
     }
@@ -186,12 +222,22 @@ impl Inner {
 // === impl Store ===
 
 impl Store {
+    /// Reads the state file and the source file and publishes the first snapshot,
+    /// with the default [`StoreOptions`].
+    pub fn open(source_path: &Path, state: StateFile) -> Result<Self, OpenError> {
+        Self::open_with(source_path, state, StoreOptions::default())
+    }
+
     /// Reads the state file and the source file and publishes the first snapshot.
     ///
     /// A base document saved through the API is kept if the source file has not
     /// changed since it was saved; otherwise the file wins. With no valid file and
     /// no saved document there is nothing safe to serve, and this fails.
-    pub fn open(source_path: &Path, state: StateFile) -> Result<Self, OpenError> {
+    pub fn open_with(
+        source_path: &Path,
+        state: StateFile,
+        options: StoreOptions,
+    ) -> Result<Self, OpenError> {
         let clock = Clock::new();
         let saved = state.load()?;
         let now = clock.now();
@@ -201,14 +247,10 @@ impl Store {
             .filter(|o| o.expires_at.0 > now)
             .collect();
         let read = source::read(source_path);
-        let (file_doc, file_hash, load_error) = match &read {
-            Ok(SourceText { text, hash }) => {
-                match Document::parse(text, &source_path.display().to_string()) {
-                    Ok(doc) => (Some(doc), Some(*hash), None),
-                    Err(e) => (None, None, Some(e.to_string())),
-                }
-            }
-            Err(e) => (None, None, Some(e.clone())),
+        let last_seen = Some(read.as_ref().map(|s| s.hash).map_err(Clone::clone));
+        let (file_doc, file_hash, load_error) = match source::parse(read, source_path) {
+            Ok((doc, hash)) => (Some(doc), Some(hash), None),
+            Err(e) => (None, None, Some(e)),
         };
         let api_base = match saved.api_base {
             Some(base) if file_doc.is_none() || base.source_hash == file_hash => {
@@ -225,13 +267,14 @@ impl Store {
             version: saved.version + 1,
             file_doc,
             file_hash,
-            last_seen: Some(read.map(|s| s.hash)),
+            last_seen,
             load_error,
             api_base,
+            stages: saved.stages,
             overrides,
         };
         state.save(&inner.persisted())?;
-        let snapshot = Snapshot::new(inner.version, inner.document(), inner.overrides.clone());
+        let snapshot = Snapshot::new(inner.version, &inner);
         let (tx, _) = watch::channel(Arc::new(snapshot));
         Ok(Self {
             shared: Arc::new(Shared {
@@ -241,6 +284,7 @@ impl Store {
                 source_path: source_path.to_path_buf(),
                 state,
                 clock,
+                options,
             }),
         })
     }
@@ -266,6 +310,11 @@ impl Store {
         self.shared.tx.subscribe()
     }
 
+    /// The limits it was opened with.
+    pub fn options(&self) -> StoreOptions {
+        self.shared.options
+    }
+
     /// The current wall-clock time as the store sees it.
     pub fn now(&self) -> SystemTime {
         self.shared.clock.now()
@@ -285,6 +334,8 @@ impl Store {
             },
             state_file: self.shared.state.path().to_path_buf(),
             override_count: inner.overrides.len(),
+            stage_assignments: inner.stages.len(),
+            max_override_duration_seconds: self.shared.options.max_override_duration.as_secs(),
         }
     }
 
@@ -296,13 +347,7 @@ impl Store {
             return;
         }
         inner.last_seen = Some(seen);
-        let parsed = read.and_then(|s| {
-            let name = self.shared.source_path.display().to_string();
-            Document::parse(&s.text, &name)
-                .map(|doc| (doc, s.hash))
-                .map_err(|e| e.to_string())
-        });
-        match parsed {
+        match source::parse(read, &self.shared.source_path) {
             Err(e) => {
                 tracing::warn!(error = %e, "source file rejected; the last good document keeps serving");
                 inner.load_error = Some(e);
@@ -351,94 +396,14 @@ impl Store {
         Ok(inner.version)
     }
 
-    /// Adds an incident override (`POST /v1/overrides`).
-    pub async fn add_override(&self, new: NewOverride) -> Result<Override, StoreError> {
-        let new = new.build(self.now()).map_err(StoreError::Invalid)?;
-        let mut inner = self.shared.inner.lock().await;
-        if let Some(old) = inner.overrides.iter().find(|o| o.same_target(&new)) {
-            return Err(StoreError::Conflict(format!(
-                "override {} already applies to the same {} until {}; remove it first",
-                old.id,
-                if new.service.is_some() {
-                    "service"
-                } else {
-                    "tenant"
-                },
-                old.expires_at
-            )));
-        }
-        inner.overrides.push(new.clone());
-        if let Err(e) = self.publish(&mut inner).await {
-            inner.overrides.pop();
-            return Err(e.into());
-        }
-        self.shared.overrides_changed.notify_one();
-        Ok(new)
-    }
-
-    /// Removes an override (`DELETE /v1/overrides/{id}`).
-    pub async fn remove_override(&self, id: &str) -> Result<Override, StoreError> {
-        let mut inner = self.shared.inner.lock().await;
-        let Some(at) = inner.overrides.iter().position(|o| o.id == id) else {
-            return Err(StoreError::NotFound(format!("no active override {id:?}")));
-        };
-        let removed = inner.overrides.remove(at);
-        if let Err(e) = self.publish(&mut inner).await {
-            inner.overrides.insert(at, removed);
-            return Err(e.into());
-        }
-        self.shared.overrides_changed.notify_one();
-        Ok(removed)
-    }
-
-    /// Active overrides.
-    pub async fn overrides(&self) -> Vec<Override> {
-        self.shared.inner.lock().await.overrides.clone()
-    }
-
-    /// Removes every override whose expiry has passed; returns how many.
-    pub async fn expire(&self) -> usize {
-        let now = self.now();
-        let mut inner = self.shared.inner.lock().await;
-        let before = inner.overrides.len();
-        inner.overrides.retain(|o| o.expires_at.0 > now);
-        let removed = before - inner.overrides.len();
-        if removed > 0 {
-            tracing::info!(removed, "incident overrides expired");
-            if let Err(e) = self.publish(&mut inner).await {
-                tracing::error!(error = %e, "cannot persist state after override expiry");
-            }
-        }
-        removed
-    }
-
-    async fn expire_loop(self, cancel: CancellationToken) {
-        loop {
-            let next = {
-                let inner = self.shared.inner.lock().await;
-                inner.overrides.iter().map(|o| o.expires_at.0).min()
-            };
-            let wake = async {
-                match next {
-                    Some(at) => tokio::time::sleep_until(self.shared.clock.instant_of(at)).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = self.shared.overrides_changed.notified() => {}
-                _ = wake => { self.expire().await; }
-            }
-        }
-    }
-
     /// Publishes the state if anything effective changed: bumps the version,
     /// persists, then sends. On a persistence error nothing is published and the
     /// caller restores its change.
     async fn publish(&self, inner: &mut Inner) -> Result<(), StateError> {
-        let document = inner.document();
         let current = self.snapshot();
-        let changed = *current.document != document || *current.overrides != inner.overrides;
+        let changed = *current.document != inner.document()
+            || *current.stages != inner.stages
+            || *current.overrides != inner.overrides;
         let mut state = inner.persisted();
         if changed {
             state.version += 1;
@@ -452,7 +417,7 @@ impl Store {
             })??;
         if changed {
             inner.version += 1;
-            let snapshot = Snapshot::new(inner.version, document, inner.overrides.clone());
+            let snapshot = Snapshot::new(inner.version, inner);
             self.shared.tx.send_replace(Arc::new(snapshot));
         }
         Ok(())

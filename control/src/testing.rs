@@ -20,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Token;
 use crate::client::{ControlClient, WatchStream};
+use crate::overrides::DEFAULT_MAX_DURATION;
 use crate::reply::encode;
+use crate::reports::Reports;
 use crate::server::{self, ServeConfig};
 use crate::sidecars::Sidecars;
 use crate::store::Store;
@@ -45,8 +47,44 @@ pub struct Running {
     pub store: Store,
     /// Connected sidecars.
     pub sidecars: Sidecars,
+    /// What sidecars reported.
+    pub reports: Reports,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// A bare [`Store`] on `source_yaml` — no server — with its background tasks
+/// (the source poll, hourly, and the expiry timer) running until it drops: for
+/// tests of expiry on tokio's paused clock.
+#[derive(Debug)]
+pub struct StoreFixture {
+    /// The store.
+    pub store: Store,
+    _dir: tempfile::TempDir,
+    cancel: CancellationToken,
+}
+
+/// A [`StoreFixture`] serving `source_yaml`; panics (failing the test) if the
+/// store cannot open.
+pub fn store(source_yaml: &str) -> StoreFixture {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let source = dir.path().join("source.yaml");
+    std::fs::write(&source, source_yaml).unwrap_or_else(|e| panic!("write source: {e}"));
+    let state = crate::state::StateFile::new(dir.path().join("state.json"));
+    let store = Store::open(&source, state).unwrap_or_else(|e| panic!("open the store: {e}"));
+    let cancel = CancellationToken::new();
+    store.spawn_background(Duration::from_secs(3600), cancel.clone());
+    StoreFixture {
+        store,
+        _dir: dir,
+        cancel,
+    }
+}
+
+impl Drop for StoreFixture {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
 }
 
 /// Starts a control plane serving `source_yaml`; panics (failing the test) if it
@@ -74,6 +112,7 @@ pub async fn try_start(source_yaml: &str, token: Option<&str>) -> Result<Running
         token,
         store: server.store,
         sidecars: server.sidecars,
+        reports: server.reports,
         shutdown: server.shutdown,
         task: server.task,
     })
@@ -86,6 +125,7 @@ fn config(source: &std::path::Path, state: &std::path::Path, token: Option<&str>
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         token: token.map_or_else(Token::none, Token::new),
         poll_interval: TEST_POLL_INTERVAL,
+        max_override_duration: DEFAULT_MAX_DURATION,
     }
 }
 
@@ -167,6 +207,7 @@ impl Running {
         self.addr = server.addr;
         self.store = server.store;
         self.sidecars = server.sidecars;
+        self.reports = server.reports;
         self.shutdown = server.shutdown;
         self.task = server.task;
     }

@@ -23,7 +23,7 @@ async fn a_thousand_watchers_all_receive_a_change() {
             let first = watch.next_config().await.ok().flatten();
             let _ = ready_tx.send(first.map(|e| e.version));
             if let Ok(Some(next)) = watch.next_config().await {
-                if next.config.sampling.default_rate == 1.0 {
+                if next.config.sampling.forced_workload.is_some() {
                     let _ = done.send(Instant::now()).await;
                 }
             }

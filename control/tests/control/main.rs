@@ -1,0 +1,10 @@
+//! The control plane over HTTP and from its CLI, as one test binary (it links
+//! once, which keeps the suite's build time and disk down).
+
+mod api;
+mod cli;
+mod fanout;
+mod migration;
+mod override_changes;
+mod overrides;
+mod reload;
