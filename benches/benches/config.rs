@@ -44,8 +44,8 @@ timeouts: {connect: 500ms, request: 10s, idle: 1m}
 propagation:
   extract: [tracecontext, b3single, b3multi, datadog, jaeger]
   on_conflict: tracecontext
-  inbound: {inject: [tracecontext, b3multi], strip_legacy: true}
-  outbound: {inject: [tracecontext]}
+  stage: dual
+  app_formats: [tracecontext, b3multi]
   upstreams:
     - match: {host: legacy-billing}
       inject: [tracecontext, datadog]

@@ -1,6 +1,9 @@
 //! Per-request trace-context cost: extract every configured format (the default
-//! order, all five), merge, start the sidecar's span, and inject the caller's
-//! format plus W3C — for a typical header set of each format
+//! order, all five), merge, start the sidecar's span, plan what to write toward
+//! the app (stage `legacy`, the app known to speak the caller's format) and
+//! write it — injecting the plan's formats and removing every other trace
+//! header that arrived (the header-ownership invariant) — for a typical header
+//! set of each format and for mixes that carry stale headers
 //! (`extract_normalise_inject`). Then each codec on its own, so a change to one
 //! format shows in its own figure: `codec_extract/<codec>` reads that format's
 //! headers from the same request, `codec_inject/<codec>` writes the re-parented
@@ -11,9 +14,9 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use meshtrace_config::{Injection, Propagation, PropagationFormat as Format};
-use meshtrace_proxy::propagation::extract::Extractor;
-use meshtrace_proxy::propagation::inject::{self, Plan};
+use meshtrace_config::{MigrationStage, Propagation, PropagationFormat as Format};
+use meshtrace_proxy::propagation::extract::{self, Extractor, Formats};
+use meshtrace_proxy::propagation::inject::{self, Injector};
 use meshtrace_proxy::propagation::{b3, datadog, jaeger, start_span, w3c, Extracted, Outgoing};
 
 /// The ordinary headers of an API call, which every lookup has to skip past.
@@ -91,6 +94,42 @@ fn cases() -> Vec<(&'static str, Format, HeaderMap)> {
                 "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1",
             )]),
         ),
+        // The migration's typical mess: a W3C caller that also forwards stale B3
+        // (another span id, "not sampled") to a W3C app.
+        (
+            "w3c_with_stale_b3",
+            Format::TraceContext,
+            headers(&[
+                (
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
+                ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
+                ("x-b3-spanid", "e457b5a2e4d86bd1"),
+                ("x-b3-sampled", "0"),
+            ]),
+        ),
+        // Every format at once, toward an app that speaks B3 multi.
+        (
+            "every_format",
+            Format::B3Multi,
+            headers(&[
+                (
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
+                ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
+                ("x-b3-spanid", "00f067aa0ba902b7"),
+                ("x-b3-sampled", "1"),
+                ("b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"),
+                ("x-datadog-trace-id", "11803532876627986230"),
+                ("x-datadog-parent-id", "67667974448284343"),
+                (
+                    "uber-trace-id",
+                    "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1",
+                ),
+            ]),
+        ),
     ]
 }
 
@@ -99,30 +138,65 @@ fn propagate(c: &mut Criterion) {
     let extractor = Extractor::new(defaults.extract.clone(), defaults.on_conflict);
     let mut group = c.benchmark_group("extract_normalise_inject");
     for (name, format, template) in cases() {
-        let mut formats = vec![Format::TraceContext];
-        if format != Format::TraceContext {
-            formats.push(format);
-        }
-        let plan = Plan::Write(Injection {
-            inject: formats,
-            ..Injection::default()
-        });
-        group.bench_function(name, |b| {
-            b.iter_batched_ref(
-                || template.clone(),
-                |headers| {
-                    let incoming = extractor.extract(headers, |f, o| {
-                        black_box((f, o));
-                    });
-                    let (mut context, parent) = start_span(incoming.context, incoming.decision);
-                    inject::write(&plan, &mut context, parent, incoming.formats, headers);
-                    black_box(context.parent_id)
-                },
-                BatchSize::SmallInput,
-            )
-        });
+        // The app speaks the case's format (learned from its own requests).
+        let app = Formats::only(format);
+        run(&mut group, name, &extractor, &defaults, app, &template);
     }
     group.finish();
+    // Stage `w3c`: only W3C is written, so every other format that arrived is
+    // removed — the invariant's own cost on the mixes that carry stale headers.
+    let w3c = Propagation {
+        stage: MigrationStage::W3c,
+        ..Propagation::default()
+    };
+    let mut group = c.benchmark_group("extract_normalise_inject_w3c_stage");
+    for (name, format, template) in cases() {
+        if matches!(name, "w3c_with_stale_b3" | "every_format") {
+            run(
+                &mut group,
+                name,
+                &extractor,
+                &w3c,
+                Formats::only(format),
+                &template,
+            );
+        }
+    }
+    group.finish();
+}
+
+fn run(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    extractor: &Extractor,
+    config: &Propagation,
+    app: Formats,
+    template: &HeaderMap,
+) {
+    let injector = Injector::inbound(config);
+    group.bench_function(name, |b| {
+        b.iter_batched_ref(
+            || template.clone(),
+            |headers| {
+                let present = extract::present(headers);
+                let incoming = extractor.extract_present(headers, present, |f, o| {
+                    black_box((f, o));
+                });
+                let (mut context, parent) = start_span(incoming.context, incoming.decision);
+                let plan = injector.plan(None, None, present.formats, || Some(app));
+                inject::write(
+                    &plan,
+                    &mut context,
+                    parent,
+                    incoming.formats,
+                    present.formats,
+                    headers,
+                );
+                black_box(context.parent_id)
+            },
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 type Extract = fn(&HeaderMap) -> Extracted;
@@ -182,5 +256,40 @@ fn codecs(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, propagate, codecs);
+/// What the migration view costs a request: counting the formats it carried
+/// (per direction, and inbound per calling workload), noting what the app sends
+/// (outbound), and reading that back (inbound, toward the app).
+fn migration(c: &mut Criterion) {
+    use meshtrace_proxy::metrics::Metrics;
+    use meshtrace_proxy::migration::Migration;
+
+    let metrics = Metrics::new();
+    let migration = Migration::new(&metrics);
+    let b3: Formats = [Format::TraceContext, Format::B3Multi]
+        .into_iter()
+        .collect();
+    let caller = http::HeaderValue::from_static("checkout.shop");
+    let now = tokio::time::Instant::now();
+    let hour = std::time::Duration::from_secs(3600);
+    let mut group = c.benchmark_group("migration");
+    group.bench_function("inbound_count_with_caller", |b| {
+        b.iter(|| {
+            migration
+                .callers
+                .count(Some(black_box(&caller)), black_box(b3))
+        })
+    });
+    group.bench_function("outbound_count_and_learn", |b| {
+        b.iter(|| {
+            migration.outbound.count(black_box(b3));
+            migration.app.observe(black_box(b3), now);
+        })
+    });
+    group.bench_function("learned_formats", |b| {
+        b.iter(|| migration.app.get(black_box(now), hour))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, propagate, codecs, migration);
 criterion_main!(benches);

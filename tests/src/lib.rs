@@ -27,6 +27,7 @@
 pub mod apps;
 pub mod bound;
 pub mod client;
+pub mod fleet;
 pub mod otlp;
 pub mod process;
 pub mod sidecar;

@@ -20,6 +20,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Deref;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Response;
@@ -145,6 +146,21 @@ impl Builder {
         self
     }
 
+    /// Watches the control plane at `url` as `service` in namespace `shop`, pod
+    /// `<service>-1`, reconnecting within 50–200 ms (tests restart control
+    /// planes and must not wait out the production backoff).
+    pub fn watching(mut self, url: &str, service: &str) -> Self {
+        let control = &mut self.config.control;
+        control.url = Some(url.to_string());
+        control.reconnect_min = Duration::from_millis(50);
+        control.reconnect_max = Duration::from_millis(200);
+        let workload = &mut self.config.workload;
+        workload.service = Some(service.to_string());
+        workload.namespace = Some("shop".into());
+        workload.pod_name = Some(format!("{service}-1"));
+        self
+    }
+
     /// Any other change, for settings without a method of their own.
     pub fn configure(mut self, change: impl FnOnce(&mut Config)) -> Self {
         change(&mut self.config);
@@ -225,6 +241,16 @@ impl Proxy {
     /// `GET path` on the admin server (`/ready`, `/metrics`, `/config`).
     pub async fn admin_get(&self, path: &str) -> Response<Bytes> {
         client::http1_get(self.sidecar.admin_addr(), path).await
+    }
+
+    /// The first config the sidecar runs — now or later — for which `done`
+    /// holds (waits on the reloader's subscription, bounded).
+    pub async fn applied(&self, what: &str, done: impl Fn(&Config) -> bool) -> Arc<Config> {
+        let mut configs = self.sidecar.reloader().subscribe();
+        let config = within(what, configs.wait_for(|c| done(c)))
+            .await
+            .unwrap_or_else(|_| panic!("the sidecar stopped while waiting for {what}"));
+        config.clone()
     }
 
     /// The Prometheus metrics text from `/metrics`.

@@ -11,11 +11,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use meshtrace_config::{Config, Duration, PropagationFormat as Format};
+use meshtrace_config::{Config, PropagationFormat as Format};
 use meshtrace_control::client::ControlClient;
 use meshtrace_control::overrides::{NewOverride, Override};
 use meshtrace_control::sidecars::SidecarInfo;
@@ -31,43 +30,29 @@ const SERVICE: &str = "checkout";
 const NAMESPACE: &str = "shop";
 const POD: &str = "checkout-1";
 const TOKEN: &str = "t0ken";
-const B3: &str = "propagation: {inbound: {inject: [tracecontext, b3multi]}}";
-const NO_B3: &str = "propagation: {inbound: {inject: [tracecontext]}}";
+const B3: &str = "propagation: {app_formats: [tracecontext, b3multi]}";
+const NO_B3: &str = "propagation: {app_formats: [tracecontext]}";
 
 /// A control-plane document whose `defaults` are `entries` (of a YAML flow map).
 fn document(entries: &str) -> String {
     format!("defaults: {{{entries}}}\n")
 }
 
-/// An in-process sidecar of `checkout` in front of `app`, watching `control`
-/// and reconnecting within 50–200 ms.
+/// An in-process sidecar of `checkout` in front of `app`, watching `control`.
 async fn watching(control: &str, app: SocketAddr) -> Proxy {
-    let control = control.to_string();
     sidecar::new()
         .inbound_to(app)
-        .configure(move |c| {
-            c.control.url = Some(control);
-            c.control.reconnect_min = Duration::from_millis(50);
-            c.control.reconnect_max = Duration::from_millis(200);
-            c.workload.service = Some(SERVICE.into());
-            c.workload.namespace = Some(NAMESPACE.into());
-            c.workload.pod_name = Some(POD.into());
-        })
+        .watching(control, SERVICE)
         .start()
         .await
 }
 
 fn injects_b3(config: &Config) -> bool {
-    config.propagation.inbound.inject.contains(&Format::B3Multi)
-}
-
-/// The first config the sidecar runs (now or later) for which `done` holds.
-async fn applied(proxy: &Proxy, what: &str, done: impl Fn(&Config) -> bool) -> Arc<Config> {
-    let mut configs = proxy.reloader().subscribe();
-    let config = within(what, configs.wait_for(|c| done(c)))
-        .await
-        .expect("the sidecar is running");
-    config.clone()
+    config
+        .propagation
+        .app_formats
+        .as_ref()
+        .is_some_and(|f| f.contains(&Format::B3Multi))
 }
 
 /// The sidecar as `/v1/sidecars` shows it once it has ACKed `version`. There
@@ -120,7 +105,9 @@ async fn an_override_samples_every_request_and_its_removal_restores_the_exact_co
     let app = HttpApp::start().await;
     let cp = testing::start(&document("sampling: {default_rate: 0.0}"), Some(TOKEN)).await;
     let proxy = watching(&cp.url(), app.addr()).await;
-    let before = applied(&proxy, "rate 0", |c| c.sampling.default_rate == 0.0).await;
+    let before = proxy
+        .applied("rate 0", |c| c.sampling.default_rate == 0.0)
+        .await;
     assert!(!app_gets_sampled(proxy.inbound_addr()).await);
 
     let incident = NewOverride {
@@ -134,14 +121,20 @@ async fn an_override_samples_every_request_and_its_removal_restores_the_exact_co
         .send_json(Method::POST, "/v1/overrides", &incident)
         .await
         .expect("add the override");
-    applied(&proxy, "the override", |c| c.sampling.default_rate == 1.0).await;
+    proxy
+        .applied("the override", |c| c.sampling.forced_workload.is_some())
+        .await;
     assert!(app_gets_sampled(proxy.inbound_addr()).await);
 
     let _: Override = control
         .call(Method::DELETE, &format!("/v1/overrides/{}", added.id), None)
         .await
         .expect("remove the override");
-    let after = applied(&proxy, "rate 0 again", |c| c.sampling.default_rate == 0.0).await;
+    let after = proxy
+        .applied("no override again", |c| {
+            c.sampling.forced_workload.is_none()
+        })
+        .await;
     assert_eq!(after, before, "exactly the config before the override");
     assert!(!app_gets_sampled(proxy.inbound_addr()).await);
     acked(&control, cp.store.snapshot().version).await;
@@ -162,7 +155,9 @@ async fn a_hundred_pushes_under_load_fail_no_request_and_converge_on_the_last() 
         let entries = format!("{propagation}, spans: {{max_tag_length: {}}}", 100 + i);
         last = put_base(&control, document(&entries)).await;
     }
-    let converged = applied(&proxy, "the last push", |c| c.spans.max_tag_length == 199).await;
+    let converged = proxy
+        .applied("the last push", |c| c.spans.max_tag_length == 199)
+        .await;
     acked(&control, last).await;
     load.serves(4).await;
     let (served, failed) = load.finish().await;
@@ -188,7 +183,7 @@ async fn a_push_naming_other_listeners_or_app_port_never_moves_the_pod() {
         format!("{B3}, inbound: {{listen: '{a}', app_port: 1}}, outbound: {{listen: '{b}'}}");
 
     let version = put_base(&control, document(&elsewhere)).await;
-    let running = applied(&proxy, "the push", injects_b3).await;
+    let running = proxy.applied("the push", injects_b3).await;
     let info = acked(&control, version).await;
     assert_eq!(info.last_rejection, None);
     assert_eq!(
@@ -219,7 +214,9 @@ async fn a_change_made_after_a_control_plane_restart_reaches_the_sidecar_under_l
     load.serves(200).await;
     cp.restart().await;
     let version = put_base(&cp.client(), document(B3)).await;
-    applied(&proxy, "the change made after the restart", injects_b3).await;
+    proxy
+        .applied("the change made after the restart", injects_b3)
+        .await;
     acked(&cp.client(), version).await;
 
     let (served, failed) = load.finish().await;

@@ -257,7 +257,8 @@ async fn interop(lib: &str, cases: &str) -> Vec<Run> {
     let proxy = sidecar::new()
         .inbound_to(app.addr())
         .configure(|c| {
-            c.propagation.inbound.inject = vec![TraceContext, B3Multi, B3Single, Datadog, Jaeger];
+            c.propagation.app_formats =
+                Some(vec![TraceContext, B3Multi, B3Single, Datadog, Jaeger]);
         })
         .start()
         .await;

@@ -1,9 +1,12 @@
 //! Trace context through the sidecar: every trace stays continuous whatever
 //! format each side speaks, the sidecar's span sits between caller and callee,
-//! boundaries are respected, and every format is counted.
+//! no stale trace header passes through, boundaries are respected, and every
+//! format is counted — per caller and per target too.
 
 use http::{Response, StatusCode};
-use meshtrace_config::{Injection, PropagationFormat as Format, UpstreamInjection, UpstreamMatch};
+use meshtrace_config::{
+    MigrationStage, PropagationFormat as Format, UpstreamInjection, UpstreamMatch,
+};
 use meshtrace_tests::apps::{echoed, HttpApp};
 use meshtrace_tests::client::http1_get_with;
 use meshtrace_tests::sidecar;
@@ -69,15 +72,14 @@ async fn legacy_neighbour_gets_the_formats_its_rule_names() {
         .host_route("billing", app.addr())
         .configure(|c| {
             c.propagation.upstreams.push(UpstreamInjection {
+                name: Some("billing".into()),
                 matches: UpstreamMatch {
                     host: Some("billing".into()),
                     ..Default::default()
                 },
                 external: false,
-                injection: Injection {
-                    inject: vec![Format::B3Multi],
-                    ..Injection::default()
-                },
+                inject: vec![Format::B3Multi],
+                id_width: None,
             })
         })
         .start()
@@ -94,17 +96,20 @@ async fn legacy_neighbour_gets_the_formats_its_rule_names() {
     assert_eq!(echoed(&rsp, "x-b3-sampled"), Some("1"));
     assert_eq!(
         echoed(&rsp, "traceparent"),
-        Some(tp.as_str()),
-        "not injected here: passed as it came"
+        None,
+        "the rule names exactly what the neighbour gets: the caller's traceparent is not passed on"
     );
+    let metrics = proxy.metrics().await;
+    let series = r#"meshtrace_trace_context_written_total{direction="outbound",target="billing",format="b3multi"} 1"#;
+    assert!(metrics.contains(series), "missing {series} in\n{metrics}");
 }
 
 #[tokio::test]
-async fn strip_legacy_removes_formats_that_are_not_rewritten() {
+async fn w3c_stage_app_gets_only_w3c_and_baggage() {
     let app = HttpApp::start().await;
     let proxy = sidecar::new()
         .inbound_to(app.addr())
-        .configure(|c| c.propagation.inbound.strip_legacy = true)
+        .configure(|c| c.propagation.stage = MigrationStage::W3c)
         .start()
         .await;
     let rsp = http1_get_with(
@@ -134,12 +139,14 @@ async fn external_destination_receives_no_trace_headers() {
         .host_route("api.partner.example", app.addr())
         .configure(|c| {
             c.propagation.upstreams.push(UpstreamInjection {
+                name: None,
                 matches: UpstreamMatch {
                     host: Some("api.partner.example".into()),
                     ..Default::default()
                 },
                 external: true,
-                injection: Injection::default(),
+                inject: vec![],
+                id_width: None,
             })
         })
         .start()
@@ -156,10 +163,16 @@ async fn external_destination_receives_no_trace_headers() {
         ],
     )
     .await;
-    let leaked: Vec<_> = ["traceparent", "tracestate", "b3", "x-datadog-trace-id"]
-        .into_iter()
-        .filter(|h| echoed(&rsp, h).is_some())
-        .collect();
+    let leaked: Vec<_> = [
+        "traceparent",
+        "tracestate",
+        "b3",
+        "x-datadog-trace-id",
+        "x-meshtrace-caller",
+    ]
+    .into_iter()
+    .filter(|h| echoed(&rsp, h).is_some())
+    .collect();
     assert!(leaked.is_empty(), "leaked {leaked:?}");
 }
 
@@ -231,4 +244,143 @@ async fn every_format_and_outcome_is_counted() {
     ] {
         assert!(metrics.contains(series), "missing {series} in\n{metrics}");
     }
+}
+
+/// The first defect of the migration issue: a caller's stale B3 headers beside
+/// the sidecar's new `traceparent` made a B3 app parent under the caller and
+/// keep the caller's "not sampled". Every format the app gets is now the
+/// sidecar's own, with one parent and one decision.
+#[tokio::test]
+async fn stale_b3_beside_traceparent_is_rewritten_under_the_sidecar_span() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new().inbound_to(app.addr()).start().await;
+    let tp = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let rsp = http1_get_with(
+        proxy.inbound_addr(),
+        "app",
+        &[
+            ("traceparent", &tp),
+            ("x-b3-traceid", TRACE),
+            ("x-b3-spanid", "e457b5a2e4d86bd1"),
+            ("x-b3-sampled", "0"),
+        ],
+    )
+    .await;
+    let (_, sidecar_span, _) = traceparent(&rsp);
+    assert_eq!(echoed(&rsp, "x-b3-traceid"), Some(TRACE));
+    assert_eq!(echoed(&rsp, "x-b3-spanid"), Some(sidecar_span.as_str()));
+    assert_eq!(echoed(&rsp, "x-b3-parentspanid"), Some(CALLER_SPAN));
+    assert_eq!(echoed(&rsp, "x-b3-sampled"), Some("1"), "one decision");
+}
+
+/// Before the app has sent anything, it gets every format; once its own
+/// outbound requests show what it speaks, it gets W3C, what arrived and that.
+#[tokio::test]
+async fn the_app_gets_the_formats_it_was_seen_sending() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new()
+        .inbound_to(app.addr())
+        .host_route("upstream", app.addr())
+        .start()
+        .await;
+    let tp = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let cold = http1_get_with(proxy.inbound_addr(), "app", &[("traceparent", &tp)]).await;
+    for header in [
+        "traceparent",
+        "b3",
+        "x-b3-spanid",
+        "x-datadog-parent-id",
+        "uber-trace-id",
+    ] {
+        assert!(
+            echoed(&cold, header).is_some(),
+            "a cold pod writes {header} too"
+        );
+    }
+    // The app calls out with Datadog headers only.
+    http1_get_with(
+        proxy.outbound_addr(),
+        "upstream:80",
+        &[
+            ("x-datadog-trace-id", "1"),
+            ("x-datadog-parent-id", "2"),
+            ("x-datadog-sampling-priority", "1"),
+        ],
+    )
+    .await;
+    let warm = http1_get_with(proxy.inbound_addr(), "app", &[("traceparent", &tp)]).await;
+    assert!(echoed(&warm, "traceparent").is_some());
+    assert!(echoed(&warm, "x-datadog-parent-id").is_some());
+    for header in ["b3", "x-b3-spanid", "uber-trace-id"] {
+        assert_eq!(
+            echoed(&warm, header),
+            None,
+            "{header}: the app does not speak it"
+        );
+    }
+}
+
+/// "Who still sends me B3?": a sidecar names its workload to the next one,
+/// which counts formats by caller and removes the header before its app.
+#[tokio::test]
+async fn formats_are_counted_by_calling_workload_and_the_caller_header_stops_at_the_pod() {
+    let app = HttpApp::start().await;
+    let callee = sidecar::new().inbound_to(app.addr()).start().await;
+    let caller = sidecar::new()
+        .host_route("callee", callee.inbound_addr())
+        .configure(|c| {
+            c.workload.service = Some("web".into());
+            c.workload.namespace = Some("shop".into());
+        })
+        .start()
+        .await;
+    let rsp = http1_get_with(
+        caller.outbound_addr(),
+        "callee:80",
+        &[
+            ("x-b3-traceid", TRACE),
+            ("x-b3-spanid", CALLER_SPAN),
+            ("x-b3-sampled", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(rsp.status(), StatusCode::OK);
+    assert_eq!(
+        echoed(&rsp, "x-meshtrace-caller"),
+        None,
+        "removed before the app"
+    );
+    let metrics = callee.metrics().await;
+    for series in [
+        r#"meshtrace_trace_context_by_caller_total{caller="web.shop",format="tracecontext"} 1"#,
+        r#"meshtrace_trace_context_by_caller_total{caller="web.shop",format="b3multi"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "missing {series} in\n{metrics}");
+    }
+    let metrics = caller.metrics().await;
+    let written = r#"meshtrace_trace_context_written_total{direction="outbound",target="default",format="b3multi"} 1"#;
+    assert!(metrics.contains(written), "missing {written} in\n{metrics}");
+}
+
+/// `dual`: the app still gets its legacy format, but only W3C crosses the wire.
+#[tokio::test]
+async fn dual_stage_sends_only_w3c_between_sidecars() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new()
+        .host_route("upstream", app.addr())
+        .configure(|c| c.propagation.stage = MigrationStage::Dual)
+        .start()
+        .await;
+    let rsp = http1_get_with(
+        proxy.outbound_addr(),
+        "upstream:80",
+        &[
+            ("x-b3-traceid", TRACE),
+            ("x-b3-spanid", CALLER_SPAN),
+            ("x-b3-sampled", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(traceparent(&rsp).0, TRACE);
+    assert_eq!(echoed(&rsp, "x-b3-traceid"), None);
 }

@@ -10,20 +10,29 @@ use meshtrace_tests::bound::within;
 use meshtrace_tests::client::{http1_get, http1_get_with, H1Conn, SteadyLoad};
 use meshtrace_tests::sidecar;
 
+/// `config` with the app declared to speak B3 (`on`) or W3C only: whether the
+/// app receives `x-b3-*` shows which config is in force.
 fn with_b3(config: &Config, on: bool) -> Config {
     let mut next = config.clone();
-    next.propagation.inbound.inject = if on {
+    next.propagation.app_formats = Some(if on {
         vec![Format::TraceContext, Format::B3Multi]
     } else {
         vec![Format::TraceContext]
-    };
+    });
     next
+}
+
+/// A sidecar in front of `app`, which speaks W3C only.
+fn w3c_app(app: std::net::SocketAddr) -> sidecar::Builder {
+    sidecar::new()
+        .inbound_to(app)
+        .configure(|c| c.propagation.app_formats = Some(vec![Format::TraceContext]))
 }
 
 #[tokio::test]
 async fn a_new_config_applies_from_the_next_request_on_open_connections() {
     let app = HttpApp::start().await;
-    let proxy = sidecar::new().inbound_to(app.addr()).start().await;
+    let proxy = w3c_app(app.addr()).start().await;
     let mut conn = H1Conn::connect(proxy.inbound_addr()).await;
     let rsp = conn.get("/").await;
     assert!(echoed(&rsp, "x-b3-traceid").is_none());
@@ -47,7 +56,7 @@ async fn a_new_config_applies_from_the_next_request_on_open_connections() {
 #[tokio::test]
 async fn an_invalid_config_is_rejected_and_the_old_one_stays() {
     let app = HttpApp::start().await;
-    let proxy = sidecar::new().inbound_to(app.addr()).start().await;
+    let proxy = w3c_app(app.addr()).start().await;
     let reloader = proxy.reloader();
     let mut bad = with_b3(&reloader.current(), true);
     bad.sampling.default_rate = 2.0;
@@ -67,7 +76,7 @@ async fn an_invalid_config_is_rejected_and_the_old_one_stays() {
 #[tokio::test]
 async fn a_hundred_reloads_under_load_fail_no_request() {
     let app = HttpApp::start().await;
-    let proxy = sidecar::new().inbound_to(app.addr()).start().await;
+    let proxy = w3c_app(app.addr()).start().await;
     let addr = proxy.inbound_addr();
     let mut load = SteadyLoad::start(addr, 4);
     let reloader = proxy.reloader();
@@ -87,7 +96,7 @@ async fn a_hundred_reloads_under_load_fail_no_request() {
 #[tokio::test]
 async fn a_moved_listener_keeps_its_in_flight_requests() {
     let app = HttpApp::start().await;
-    let proxy = sidecar::new().inbound_to(app.addr()).start().await;
+    let proxy = w3c_app(app.addr()).start().await;
     let old = proxy.inbound_addr();
     let gate = app.gate();
     let held = tokio::spawn(async move { http1_get(old, "/gate").await.status() });
@@ -117,7 +126,7 @@ async fn a_moved_listener_keeps_its_in_flight_requests() {
 #[tokio::test]
 async fn settings_fixed_at_start_keep_their_running_values() {
     let app = HttpApp::start().await;
-    let proxy = sidecar::new().inbound_to(app.addr()).start().await;
+    let proxy = w3c_app(app.addr()).start().await;
     let reloader = proxy.reloader();
     let before = reloader.current();
     let mut next = with_b3(&before, true);
@@ -127,13 +136,16 @@ async fn settings_fixed_at_start_keep_their_running_values() {
     let after = reloader.current();
     assert_eq!(after.admin, before.admin);
     assert_eq!(after.runtime, before.runtime);
-    assert_eq!(after.propagation.inbound.inject.len(), 2);
+    assert_eq!(
+        after.propagation.app_formats.as_ref().map(Vec::len),
+        Some(2)
+    );
 }
 
 #[tokio::test]
 async fn the_binary_reloads_its_config_file() {
     let app = HttpApp::start().await;
-    let builder = sidecar::new().inbound_to(app.addr()).configure(|c| {
+    let builder = w3c_app(app.addr()).configure(|c| {
         c.control.file_poll = meshtrace_config::Duration::from_millis(50);
     });
     let mut config = builder.config().clone();

@@ -39,7 +39,7 @@ async fn forced_tenant_turns_a_datadog_drop_into_a_trace_sampled_in_every_format
         .inbound_to(app.addr())
         .configure(|c| {
             c.sampling.forced_tenants.push(acme());
-            c.propagation.inbound.inject = every_format;
+            c.propagation.app_formats = Some(every_format);
         })
         .start()
         .await;
@@ -47,7 +47,7 @@ async fn forced_tenant_turns_a_datadog_drop_into_a_trace_sampled_in_every_format
         .host_route("billing", downstream.inbound_addr())
         .configure(|c| {
             c.sampling.forced_tenants.push(acme());
-            c.propagation.outbound.inject = vec![Format::TraceContext, Format::Datadog];
+            c.propagation.app_formats = Some(vec![Format::TraceContext, Format::Datadog]);
         })
         .start()
         .await;

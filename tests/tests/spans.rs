@@ -160,8 +160,8 @@ async fn every_caller_format_gives_one_trace_app_to_a_to_b_to_app() {
         );
         if format != "none" {
             assert_eq!(formats(client), [format], "A read the caller's format");
-            // A wrote traceparent; the caller's legacy headers pass on untouched
-            // (strip_legacy: false) and agree with it.
+            // A wrote traceparent and, rewritten under its own span, the format
+            // the app sent (stage `legacy`): both agree.
             assert_eq!(formats(server)[0], "tracecontext", "B read what A wrote");
         }
         // HTTP conventions on both sides.

@@ -83,7 +83,7 @@ fn sidecar_config(control: Option<String>, pod: &str) -> Config {
 
 /// Adds the override if `on`, else removes the active one; returns the rate the
 /// workload should now run with.
-async fn flip(client: &ControlClient, on: bool, active: &mut Option<String>) -> f64 {
+async fn flip(client: &ControlClient, on: bool, active: &mut Option<String>) -> bool {
     if on {
         let new = NewOverride {
             service: Some(SERVICE.into()),
@@ -96,14 +96,14 @@ async fn flip(client: &ControlClient, on: bool, active: &mut Option<String>) -> 
             .await
             .expect("add an override");
         *active = Some(added.id);
-        1.0
+        true
     } else {
         let id = active.take().expect("an active override");
         let _: Override = client
             .call(Method::DELETE, &format!("/v1/overrides/{id}"), None)
             .await
             .expect("remove the override");
-        BASE_RATE
+        false
     }
 }
 
@@ -132,10 +132,10 @@ async fn push_to_applied(n: usize) {
     let (mut samples, mut active) = (Vec::with_capacity(n), None);
     for i in 0..n {
         let start = Instant::now();
-        let rate = flip(&client, i % 2 == 0, &mut active).await;
+        let on = flip(&client, i % 2 == 0, &mut active).await;
         bounded(
             "push → applied",
-            applied.wait_for(|c| c.sampling.default_rate == rate),
+            applied.wait_for(|c| c.sampling.forced_workload.is_some() == on),
         )
         .await
         .expect("the sidecar runs");

@@ -510,15 +510,15 @@ workloads:
   - match: {{service: frontend, namespace: demo}}
     config:
       propagation:
-        inbound: {{inject: [b3multi], strip_legacy: true}}    # the app reads B3 only
-        outbound: {{inject: [tracecontext], strip_legacy: true}}   # W3C only between sidecars
+        stage: dual              # B3 stays inside the pod: only W3C between sidecars
+        app_formats: [b3multi]   # the app reads B3 only (without this: learned)
       outbound:
         mode: explicit
         routes: [{{host: backend, target: "{backend_sidecar}"}}]   # sidecar B
   - match: {{service: backend, namespace: demo}}
     config:
       propagation:
-        inbound: {{inject: [datadog], strip_legacy: true}}    # the app reads Datadog only
+        app_formats: [datadog]   # the app reads Datadog only (without this: learned)
 "#
     )
 }
