@@ -384,3 +384,48 @@ async fn dual_stage_sends_only_w3c_between_sidecars() {
     assert_eq!(traceparent(&rsp).0, TRACE);
     assert_eq!(echoed(&rsp, "x-b3-traceid"), None);
 }
+
+/// Datadog → a W3C-only wire (`dual`) → Datadog loses nothing: the `dd=`
+/// tracestate member carries priority, origin and tags across, so the Datadog
+/// app two hops away gets them back in its own headers.
+#[tokio::test]
+async fn datadog_round_trips_losslessly_across_a_w3c_only_wire() {
+    let app = HttpApp::start().await;
+    let callee = sidecar::new()
+        .inbound_to(app.addr())
+        .configure(|c| c.propagation.app_formats = Some(vec![Format::Datadog]))
+        .start()
+        .await;
+    let caller = sidecar::new()
+        .host_route("callee", callee.inbound_addr())
+        .configure(|c| c.propagation.stage = MigrationStage::Dual)
+        .start()
+        .await;
+    let rsp = http1_get_with(
+        caller.outbound_addr(),
+        "callee:80",
+        &[
+            ("x-datadog-trace-id", "11803532876627986230"),
+            ("x-datadog-parent-id", "67667974448284343"),
+            ("x-datadog-sampling-priority", "2"),
+            ("x-datadog-origin", "rum"),
+            ("x-datadog-tags", "_dd.p.tid=4bf92f3577b34da6,_dd.p.dm=-4"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        echoed(&rsp, "x-datadog-trace-id"),
+        Some("11803532876627986230")
+    );
+    assert_eq!(echoed(&rsp, "x-datadog-sampling-priority"), Some("2"));
+    assert_eq!(echoed(&rsp, "x-datadog-origin"), Some("rum"));
+    let tags = echoed(&rsp, "x-datadog-tags").expect("tags");
+    for tag in ["_dd.p.tid=4bf92f3577b34da6", "_dd.p.dm=-4"] {
+        assert!(tags.contains(tag), "{tag} missing in {tags}");
+    }
+    assert_ne!(
+        echoed(&rsp, "x-datadog-parent-id"),
+        Some("67667974448284343"),
+        "the parent is the callee sidecar's span"
+    );
+}
