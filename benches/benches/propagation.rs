@@ -13,125 +13,12 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
+use meshtrace_benches::propagation::{cases, extract_normalise_inject};
 use meshtrace_config::{MigrationStage, Propagation, PropagationFormat as Format};
-use meshtrace_proxy::propagation::extract::{self, Extractor, Formats};
-use meshtrace_proxy::propagation::inject::{self, Injector};
+use meshtrace_proxy::propagation::extract::{Extractor, Formats};
+use meshtrace_proxy::propagation::inject::Injector;
 use meshtrace_proxy::propagation::{b3, datadog, jaeger, start_span, w3c, Extracted, Outgoing};
-
-/// The ordinary headers of an API call, which every lookup has to skip past.
-const BASE: [(&str, &str); 6] = [
-    ("host", "reviews.default.svc.cluster.local:9080"),
-    ("user-agent", "okhttp/4.12.0"),
-    ("accept", "application/json"),
-    ("content-type", "application/json"),
-    ("content-length", "512"),
-    ("x-request-id", "9d3c2f4e-5a61-4b8e-8f0a-1c2d3e4f5a6b"),
-];
-
-fn headers(trace: &[(&'static str, &'static str)]) -> HeaderMap {
-    BASE.iter()
-        .chain(trace)
-        .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
-        .collect()
-}
-
-fn cases() -> Vec<(&'static str, Format, HeaderMap)> {
-    vec![
-        (
-            "traceparent_only",
-            Format::TraceContext,
-            headers(&[(
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            )]),
-        ),
-        (
-            "tracecontext",
-            Format::TraceContext,
-            headers(&[
-                (
-                    "traceparent",
-                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                ),
-                ("tracestate", "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
-            ]),
-        ),
-        (
-            "b3multi",
-            Format::B3Multi,
-            headers(&[
-                ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
-                ("x-b3-spanid", "00f067aa0ba902b7"),
-                ("x-b3-parentspanid", "e457b5a2e4d86bd1"),
-                ("x-b3-sampled", "1"),
-            ]),
-        ),
-        (
-            "b3single",
-            Format::B3Single,
-            headers(&[(
-                "b3",
-                "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1-e457b5a2e4d86bd1",
-            )]),
-        ),
-        (
-            "datadog",
-            Format::Datadog,
-            headers(&[
-                ("x-datadog-trace-id", "11803532876627986230"),
-                ("x-datadog-parent-id", "67667974448284343"),
-                ("x-datadog-sampling-priority", "1"),
-                ("x-datadog-origin", "rum"),
-                ("x-datadog-tags", "_dd.p.tid=4bf92f3577b34da6,_dd.p.dm=-4"),
-            ]),
-        ),
-        (
-            "jaeger",
-            Format::Jaeger,
-            headers(&[(
-                "uber-trace-id",
-                "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1",
-            )]),
-        ),
-        // The migration's typical mess: a W3C caller that also forwards stale B3
-        // (another span id, "not sampled") to a W3C app.
-        (
-            "w3c_with_stale_b3",
-            Format::TraceContext,
-            headers(&[
-                (
-                    "traceparent",
-                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                ),
-                ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
-                ("x-b3-spanid", "e457b5a2e4d86bd1"),
-                ("x-b3-sampled", "0"),
-            ]),
-        ),
-        // Every format at once, toward an app that speaks B3 multi.
-        (
-            "every_format",
-            Format::B3Multi,
-            headers(&[
-                (
-                    "traceparent",
-                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                ),
-                ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
-                ("x-b3-spanid", "00f067aa0ba902b7"),
-                ("x-b3-sampled", "1"),
-                ("b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"),
-                ("x-datadog-trace-id", "11803532876627986230"),
-                ("x-datadog-parent-id", "67667974448284343"),
-                (
-                    "uber-trace-id",
-                    "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1",
-                ),
-            ]),
-        ),
-    ]
-}
 
 fn propagate(c: &mut Criterion) {
     let defaults = Propagation::default();
@@ -177,23 +64,7 @@ fn run(
     group.bench_function(name, |b| {
         b.iter_batched_ref(
             || template.clone(),
-            |headers| {
-                let present = extract::present(headers);
-                let incoming = extractor.extract_present(headers, present, |f, o| {
-                    black_box((f, o));
-                });
-                let (mut context, parent) = start_span(incoming.context, incoming.decision);
-                let plan = injector.plan(None, None, present.formats, || Some(app));
-                inject::write(
-                    &plan,
-                    &mut context,
-                    parent,
-                    incoming.formats,
-                    present.formats,
-                    headers,
-                );
-                black_box(context.parent_id)
-            },
+            |headers| black_box(extract_normalise_inject(extractor, &injector, app, headers)),
             BatchSize::SmallInput,
         )
     });

@@ -1,153 +1,19 @@
 //! One case of the `extract_normalise_inject` benchmark in a loop, for
-//! instruction counts under callgrind (`--toggle-collect=*run_once*`): the
-//! per-request cost without timer noise.
-//! Run: `valgrind --tool=callgrind --toggle-collect='*run_once*' target/release/examples/ownership_loop datadog 10000`.
+//! instruction counts under callgrind — the per-request cost without timer
+//! noise:
+//!
+//! ```sh
+//! cargo build --release -p meshtrace-benches --example ownership_loop
+//! valgrind --tool=callgrind --toggle-collect='*extract_normalise_inject*' \
+//!     target/release/examples/ownership_loop datadog 10000
+//! ```
+//!
+//! (the instructions collected divided by the count given).
 
-use std::hint::black_box;
-
-use http::{HeaderMap, HeaderName, HeaderValue};
-use meshtrace_config::{Propagation, PropagationFormat as Format};
-use meshtrace_proxy::propagation::extract::{self, Extractor, Formats};
-use meshtrace_proxy::propagation::inject::{self, Injector};
-use meshtrace_proxy::propagation::start_span;
-
-/// The ordinary headers of an API call, which every lookup has to skip past.
-const BASE: [(&str, &str); 6] = [
-    ("host", "reviews.default.svc.cluster.local:9080"),
-    ("user-agent", "okhttp/4.12.0"),
-    ("accept", "application/json"),
-    ("content-type", "application/json"),
-    ("content-length", "512"),
-    ("x-request-id", "9d3c2f4e-5a61-4b8e-8f0a-1c2d3e4f5a6b"),
-];
-
-fn headers(trace: &[(&'static str, &'static str)]) -> HeaderMap {
-    BASE.iter()
-        .chain(trace)
-        .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
-        .collect()
-}
-
-fn cases() -> Vec<(&'static str, Format, HeaderMap)> {
-    vec![
-        (
-            "traceparent_only",
-            Format::TraceContext,
-            headers(&[(
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            )]),
-        ),
-        (
-            "tracecontext",
-            Format::TraceContext,
-            headers(&[
-                (
-                    "traceparent",
-                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                ),
-                ("tracestate", "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
-            ]),
-        ),
-        (
-            "b3multi",
-            Format::B3Multi,
-            headers(&[
-                ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
-                ("x-b3-spanid", "00f067aa0ba902b7"),
-                ("x-b3-parentspanid", "e457b5a2e4d86bd1"),
-                ("x-b3-sampled", "1"),
-            ]),
-        ),
-        (
-            "b3single",
-            Format::B3Single,
-            headers(&[(
-                "b3",
-                "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1-e457b5a2e4d86bd1",
-            )]),
-        ),
-        (
-            "datadog",
-            Format::Datadog,
-            headers(&[
-                ("x-datadog-trace-id", "11803532876627986230"),
-                ("x-datadog-parent-id", "67667974448284343"),
-                ("x-datadog-sampling-priority", "1"),
-                ("x-datadog-origin", "rum"),
-                ("x-datadog-tags", "_dd.p.tid=4bf92f3577b34da6,_dd.p.dm=-4"),
-            ]),
-        ),
-        (
-            "jaeger",
-            Format::Jaeger,
-            headers(&[(
-                "uber-trace-id",
-                "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1",
-            )]),
-        ),
-        // The migration's typical mess: a W3C caller that also forwards stale B3
-        // (another span id, "not sampled") to a W3C app.
-        (
-            "w3c_with_stale_b3",
-            Format::TraceContext,
-            headers(&[
-                (
-                    "traceparent",
-                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                ),
-                ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
-                ("x-b3-spanid", "e457b5a2e4d86bd1"),
-                ("x-b3-sampled", "0"),
-            ]),
-        ),
-        // Every format at once, toward an app that speaks B3 multi.
-        (
-            "every_format",
-            Format::B3Multi,
-            headers(&[
-                (
-                    "traceparent",
-                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                ),
-                ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
-                ("x-b3-spanid", "00f067aa0ba902b7"),
-                ("x-b3-sampled", "1"),
-                ("b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"),
-                ("x-datadog-trace-id", "11803532876627986230"),
-                ("x-datadog-parent-id", "67667974448284343"),
-                (
-                    "uber-trace-id",
-                    "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1",
-                ),
-            ]),
-        ),
-    ]
-}
-
-#[inline(never)]
-fn run_once(
-    extractor: &Extractor,
-    injector: &Injector,
-    app: Formats,
-    headers: &mut HeaderMap,
-) -> u64 {
-    let present = extract::present(headers);
-    let incoming = extractor.extract_present(headers, present, |f, o| {
-        black_box((f, o));
-    });
-    let (mut context, parent) = start_span(incoming.context, incoming.decision);
-    let plan = injector.plan(None, None, present.formats, || Some(app));
-    inject::write(
-        &plan,
-        &mut context,
-        parent,
-        incoming.formats,
-        present.formats,
-        headers,
-    );
-    context.parent_id.get()
-}
+use meshtrace_benches::propagation::{cases, extract_normalise_inject};
+use meshtrace_config::Propagation;
+use meshtrace_proxy::propagation::extract::{Extractor, Formats};
+use meshtrace_proxy::propagation::inject::Injector;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -157,13 +23,16 @@ fn main() {
     let extractor = Extractor::new(defaults.extract.clone(), defaults.on_conflict);
     let injector = Injector::inbound(&defaults);
     let Some((_, format, template)) = cases().into_iter().find(|(name, ..)| *name == case) else {
-        panic!("no case {case:?}");
+        let names: Vec<&str> = cases().iter().map(|(name, ..)| *name).collect();
+        eprintln!("usage: ownership_loop CASE [COUNT]; CASE is one of {names:?}");
+        std::process::exit(2);
     };
     let app = Formats::only(format);
     let mut sum = 0u64;
     for _ in 0..n {
         let mut headers = template.clone();
-        sum = sum.wrapping_add(run_once(&extractor, &injector, app, &mut headers));
+        let span = extract_normalise_inject(&extractor, &injector, app, &mut headers);
+        sum = sum.wrapping_add(span.get());
     }
     println!("{sum}");
 }

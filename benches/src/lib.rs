@@ -2,3 +2,5 @@
 //! harness (`load/`), with its minimal backend (`src/bin/backend.rs`).
 
 #![forbid(unsafe_code)]
+
+pub mod propagation;

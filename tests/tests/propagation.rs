@@ -9,7 +9,7 @@ use meshtrace_config::{
 };
 use meshtrace_tests::apps::{echoed, HttpApp};
 use meshtrace_tests::client::http1_get_with;
-use meshtrace_tests::sidecar;
+use meshtrace_tests::sidecar::{self, Proxy};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
@@ -20,6 +20,14 @@ fn traceparent(rsp: &Response<bytes::Bytes>) -> (String, String, String) {
     let parts: Vec<&str> = tp.split('-').collect();
     assert_eq!(parts.len(), 4, "{tp}");
     (parts[1].into(), parts[2].into(), parts[3].into())
+}
+
+/// Fails naming the first of `series` (exact lines) missing from `/metrics`.
+async fn assert_series(proxy: &Proxy, series: &[&str]) {
+    let metrics = proxy.metrics().await;
+    for line in series {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
 }
 
 #[tokio::test]
@@ -99,9 +107,11 @@ async fn legacy_neighbour_gets_the_formats_its_rule_names() {
         None,
         "the rule names exactly what the neighbour gets: the caller's traceparent is not passed on"
     );
-    let metrics = proxy.metrics().await;
-    let series = r#"meshtrace_trace_context_written_total{direction="outbound",target="billing",format="b3multi"} 1"#;
-    assert!(metrics.contains(series), "missing {series} in\n{metrics}");
+    assert_series(
+        &proxy,
+        &[r#"meshtrace_trace_context_written_total{direction="outbound",target="billing",format="b3multi"} 1"#],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -235,15 +245,16 @@ async fn every_format_and_outcome_is_counted() {
         ],
     )
     .await;
-    let metrics = proxy.metrics().await;
-    for series in [
-        r#"meshtrace_trace_context_total{direction="inbound",format="none",outcome="valid"} 2"#,
-        r#"meshtrace_trace_context_total{direction="inbound",format="tracecontext",outcome="valid"} 2"#,
-        r#"meshtrace_trace_context_total{direction="inbound",format="tracecontext",outcome="invalid"} 1"#,
-        r#"meshtrace_trace_context_total{direction="inbound",format="b3single",outcome="conflict"} 1"#,
-    ] {
-        assert!(metrics.contains(series), "missing {series} in\n{metrics}");
-    }
+    assert_series(
+        &proxy,
+        &[
+            r#"meshtrace_trace_context_total{direction="inbound",format="none",outcome="valid"} 2"#,
+            r#"meshtrace_trace_context_total{direction="inbound",format="tracecontext",outcome="valid"} 2"#,
+            r#"meshtrace_trace_context_total{direction="inbound",format="tracecontext",outcome="invalid"} 1"#,
+            r#"meshtrace_trace_context_total{direction="inbound",format="b3single",outcome="conflict"} 1"#,
+        ],
+    )
+    .await;
 }
 
 /// The first defect of the migration issue: a caller's stale B3 headers beside
@@ -350,16 +361,19 @@ async fn formats_are_counted_by_calling_workload_and_the_caller_header_stops_at_
         None,
         "removed before the app"
     );
-    let metrics = callee.metrics().await;
-    for series in [
-        r#"meshtrace_trace_context_by_caller_total{caller="web.shop",format="tracecontext"} 1"#,
-        r#"meshtrace_trace_context_by_caller_total{caller="web.shop",format="b3multi"} 1"#,
-    ] {
-        assert!(metrics.contains(series), "missing {series} in\n{metrics}");
-    }
-    let metrics = caller.metrics().await;
-    let written = r#"meshtrace_trace_context_written_total{direction="outbound",target="default",format="b3multi"} 1"#;
-    assert!(metrics.contains(written), "missing {written} in\n{metrics}");
+    assert_series(
+        &callee,
+        &[
+            r#"meshtrace_trace_context_by_caller_total{caller="web.shop",format="tracecontext"} 1"#,
+            r#"meshtrace_trace_context_by_caller_total{caller="web.shop",format="b3multi"} 1"#,
+        ],
+    )
+    .await;
+    assert_series(
+        &caller,
+        &[r#"meshtrace_trace_context_written_total{direction="outbound",target="default",format="b3multi"} 1"#],
+    )
+    .await;
 }
 
 /// `dual`: the app still gets its legacy format, but only W3C crosses the wire.

@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use meshtrace_control::client::ClientError;
-use meshtrace_control::overrides::{Created, NewOverride, Override, OverrideChange};
-use meshtrace_control::resolve::Workload;
+use meshtrace_control::overrides::{Created, Override, OverrideChange};
 use meshtrace_control::testing::{self, start, within, Running};
-use meshtrace_control::watch::{ConfigFeed, FeedItem};
+use meshtrace_control::watch::FeedItem;
 use serde_json::{json, Value};
 
 const SOURCE: &str = "defaults: {sampling: {default_rate: 0.1}}\n";
@@ -150,20 +149,7 @@ async fn patch_needs_the_token_a_known_id_and_a_valid_change() {
 async fn expiry_after(change: OverrideChange) -> Duration {
     let fixture = testing::store(SOURCE);
     let store = &fixture.store;
-    let workload = Workload {
-        service: Some("checkout".into()),
-        ..Workload::default()
-    };
-    let mut feed = ConfigFeed::new(store.subscribe(), workload);
-    within("first", feed.next()).await.unwrap();
-    let new = NewOverride {
-        service: Some("checkout".into()),
-        rate: 1.0,
-        duration: Some("30m".into()),
-        ..NewOverride::default()
-    };
-    let o = store.add_override(new).await.unwrap();
-    within("override pushed", feed.next()).await.unwrap();
+    let (mut feed, o) = super::overrides::checkout_forced_for_30m(store).await;
 
     // A minute into the incident (simulated time): the expiry timer is armed
     // for the original expiry by now.

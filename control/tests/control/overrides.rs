@@ -10,6 +10,7 @@ use meshtrace_config::ForcedWorkload;
 use meshtrace_control::client::ClientError;
 use meshtrace_control::overrides::{Created, NewOverride, Override};
 use meshtrace_control::resolve::Workload;
+use meshtrace_control::store::Store;
 use meshtrace_control::testing::{self, start, within, Running};
 use meshtrace_control::watch::{ConfigFeed, FeedItem};
 use serde_json::{json, Value};
@@ -150,23 +151,8 @@ async fn an_override_expires_on_time_and_the_change_is_pushed() {
     let fixture = testing::store(SOURCE);
     let store = &fixture.store;
 
-    let workload = Workload {
-        service: Some("checkout".into()),
-        ..Workload::default()
-    };
-    let mut feed = ConfigFeed::new(store.subscribe(), workload);
-    within("first", feed.next()).await.unwrap();
-    let new = NewOverride {
-        service: Some("checkout".into()),
-        rate: 1.0,
-        duration: Some("30m".into()),
-        ..NewOverride::default()
-    };
-    store.add_override(new).await.unwrap();
-    let Some(FeedItem::Config { resolved, .. }) = within("override pushed", feed.next()).await
-    else {
-        panic!("no config");
-    };
+    let (mut feed, _) = checkout_forced_for_30m(store).await;
+    let resolved = store.snapshot().resolve(&checkout()).unwrap();
     assert!(resolved.config.sampling.forced_workload.is_some());
 
     let started = tokio::time::Instant::now();
@@ -189,6 +175,31 @@ async fn an_override_expires_on_time_and_the_change_is_pushed() {
     assert_eq!(resolved.config.sampling.forced_workload, None);
     assert!(store.overrides().await.is_empty());
     assert_eq!(version, store.snapshot().version);
+}
+
+fn checkout() -> Workload {
+    Workload {
+        service: Some("checkout".into()),
+        ..Workload::default()
+    }
+}
+
+/// Watches `checkout`'s config on `store` (its first config read), then adds a
+/// 30-minute override of `checkout` and reads its push.
+pub(crate) async fn checkout_forced_for_30m(store: &Store) -> (ConfigFeed, Override) {
+    let mut feed = ConfigFeed::new(store.subscribe(), checkout());
+    within("first", feed.next()).await.unwrap();
+    let new = NewOverride {
+        service: Some("checkout".into()),
+        rate: 1.0,
+        duration: Some("30m".into()),
+        ..NewOverride::default()
+    };
+    let added = store.add_override(new).await.unwrap();
+    let Some(FeedItem::Config { .. }) = within("override pushed", feed.next()).await else {
+        panic!("no config pushed for the override");
+    };
+    (feed, added)
 }
 
 /// Adds an override through the API; returns the answer (override + warnings).

@@ -1,0 +1,154 @@
+//! The trace-context benchmark's requests and per-request routine, shared by the
+//! criterion bench (`benches/propagation.rs`) and the instruction-count loop
+//! (`examples/ownership_loop.rs`), so both measure exactly the same thing.
+
+use std::hint::black_box;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use meshtrace_config::PropagationFormat as Format;
+use meshtrace_proxy::propagation::extract::{self, Extractor, Formats};
+use meshtrace_proxy::propagation::inject::{self, Injector};
+use meshtrace_proxy::propagation::{start_span, SpanId};
+
+/// The ordinary headers of an API call, which every lookup has to skip past.
+pub const BASE: [(&str, &str); 6] = [
+    ("host", "reviews.default.svc.cluster.local:9080"),
+    ("user-agent", "okhttp/4.12.0"),
+    ("accept", "application/json"),
+    ("content-type", "application/json"),
+    ("content-length", "512"),
+    ("x-request-id", "9d3c2f4e-5a61-4b8e-8f0a-1c2d3e4f5a6b"),
+];
+
+/// `BASE` plus `trace`, the headers of one request.
+pub fn headers(trace: &[(&'static str, &'static str)]) -> HeaderMap {
+    BASE.iter()
+        .chain(trace)
+        .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
+        .collect()
+}
+
+/// Every case: its name, the format the app speaks, and the request's headers:
+/// each format's typical headers, then mixes that carry stale headers.
+pub fn cases() -> Vec<(&'static str, Format, HeaderMap)> {
+    vec![
+        (
+            "traceparent_only",
+            Format::TraceContext,
+            headers(&[(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )]),
+        ),
+        (
+            "tracecontext",
+            Format::TraceContext,
+            headers(&[
+                (
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
+                ("tracestate", "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
+            ]),
+        ),
+        (
+            "b3multi",
+            Format::B3Multi,
+            headers(&[
+                ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
+                ("x-b3-spanid", "00f067aa0ba902b7"),
+                ("x-b3-parentspanid", "e457b5a2e4d86bd1"),
+                ("x-b3-sampled", "1"),
+            ]),
+        ),
+        (
+            "b3single",
+            Format::B3Single,
+            headers(&[(
+                "b3",
+                "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1-e457b5a2e4d86bd1",
+            )]),
+        ),
+        (
+            "datadog",
+            Format::Datadog,
+            headers(&[
+                ("x-datadog-trace-id", "11803532876627986230"),
+                ("x-datadog-parent-id", "67667974448284343"),
+                ("x-datadog-sampling-priority", "1"),
+                ("x-datadog-origin", "rum"),
+                ("x-datadog-tags", "_dd.p.tid=4bf92f3577b34da6,_dd.p.dm=-4"),
+            ]),
+        ),
+        (
+            "jaeger",
+            Format::Jaeger,
+            headers(&[(
+                "uber-trace-id",
+                "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1",
+            )]),
+        ),
+        // The migration's typical mess: a W3C caller that also forwards stale B3
+        // (another span id, "not sampled") to a W3C app.
+        (
+            "w3c_with_stale_b3",
+            Format::TraceContext,
+            headers(&[
+                (
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
+                ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
+                ("x-b3-spanid", "e457b5a2e4d86bd1"),
+                ("x-b3-sampled", "0"),
+            ]),
+        ),
+        // Every format at once, toward an app that speaks B3 multi.
+        (
+            "every_format",
+            Format::B3Multi,
+            headers(&[
+                (
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
+                ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
+                ("x-b3-spanid", "00f067aa0ba902b7"),
+                ("x-b3-sampled", "1"),
+                ("b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"),
+                ("x-datadog-trace-id", "11803532876627986230"),
+                ("x-datadog-parent-id", "67667974448284343"),
+                (
+                    "uber-trace-id",
+                    "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1",
+                ),
+            ]),
+        ),
+    ]
+}
+
+/// One request's trace-context work toward the app: scan, extract, start the
+/// sidecar's span, plan (the app known to speak `app`), and write — injecting
+/// the plan's formats and removing every other trace header that arrived.
+pub fn extract_normalise_inject(
+    extractor: &Extractor,
+    injector: &Injector,
+    app: Formats,
+    headers: &mut HeaderMap,
+) -> SpanId {
+    let present = extract::present(headers);
+    let incoming = extractor.extract_present(headers, present, |f, o| {
+        black_box((f, o));
+    });
+    let (mut context, parent) = start_span(incoming.context, incoming.decision);
+    let plan = injector.plan(None, None, present.formats, || Some(app));
+    inject::write(
+        &plan,
+        &mut context,
+        parent,
+        incoming.formats,
+        present.formats,
+        headers,
+    );
+    context.parent_id
+}
