@@ -130,6 +130,8 @@ pub fn cases() -> Vec<(&'static str, Format, HeaderMap)> {
 /// One request's trace-context work toward the app: scan, extract, start the
 /// sidecar's span, plan (the app known to speak `app`), and write — injecting
 /// the plan's formats and removing every other trace header that arrived.
+/// Never inlined, so that callgrind can count it alone.
+#[inline(never)]
 pub fn extract_normalise_inject(
     extractor: &Extractor,
     injector: &Injector,
