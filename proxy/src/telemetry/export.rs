@@ -26,7 +26,7 @@
 //!   `rejected`.
 //! - **Shutdown**: [`SpanExport::flush`] exports what is queued, bounded in time.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +65,10 @@ pub struct SpanQueue {
     /// Wakes the batcher once a batch is queued; until then it sleeps on its
     /// delay, so a span costs the data path no cross-thread wake-up.
     batch_ready: Arc<Notify>,
+    /// Spans queued and not yet taken into an export, counting the one the
+    /// batcher may already hold while it waits (the channel's length alone
+    /// misses it, and a full batch then waited for the delay).
+    pending: Arc<AtomicUsize>,
     /// Spans queued that make a batch (`batch_size`, at most the queue size).
     batch_size: usize,
 }
@@ -78,6 +82,7 @@ impl SpanQueue {
             tx,
             metrics,
             batch_ready: Arc::default(),
+            pending: Arc::default(),
             batch_size: capacity,
         };
         (queue, rx)
@@ -85,9 +90,13 @@ impl SpanQueue {
 
     /// Queues `span`, or drops and counts it when the queue is full. Never waits.
     pub fn push(&self, span: SpanData) {
+        // Counted before it can be received, so the batcher never takes a span
+        // that is not counted yet.
+        let queued = self.pending.fetch_add(1, Ordering::Relaxed) + 1;
         if self.tx.try_send(span).is_err() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
             self.metrics.queue_full.inc();
-        } else if self.tx.max_capacity() - self.tx.capacity() >= self.batch_size {
+        } else if queued >= self.batch_size {
             self.batch_ready.notify_one();
         }
     }
@@ -117,6 +126,7 @@ impl SpanExport {
         let batch_size = settings.batch_size.clamp(1, queue_size);
         let (tx, rx) = mpsc::channel(queue_size);
         let batch_ready = Arc::new(Notify::new());
+        let pending = Arc::new(AtomicUsize::new(0));
         let stop = CancellationToken::new();
         let (done_tx, done) = oneshot::channel();
         let (built_tx, built) = std::sync::mpsc::sync_channel(1);
@@ -124,6 +134,7 @@ impl SpanExport {
         let batch_metrics = metrics.clone();
         let batch_stop = stop.clone();
         let ready = batch_ready.clone();
+        let taken = pending.clone();
         let timeout = settings.timeout;
         let thread = move || {
             let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -151,6 +162,7 @@ impl SpanExport {
                     exporter,
                     batch_size,
                     batch_ready: ready,
+                    pending: taken,
                     delay: settings.delay,
                     metrics: batch_metrics,
                     rejects: RejectCounter::dispatch(),
@@ -175,6 +187,7 @@ impl SpanExport {
                 tx,
                 metrics,
                 batch_ready,
+                pending,
                 batch_size,
             },
             SpanExport {
@@ -267,6 +280,8 @@ struct Batcher {
     exporter: opentelemetry_otlp::SpanExporter,
     batch_size: usize,
     batch_ready: Arc<Notify>,
+    /// [`SpanQueue::pending`]: lowered by each export's size.
+    pending: Arc<AtomicUsize>,
     delay: Duration,
     metrics: SpanMetrics,
     rejects: (tracing::Dispatch, Arc<AtomicI64>),
@@ -324,6 +339,7 @@ impl Batcher {
 
     async fn export(&mut self, batch: &mut Vec<SpanData>) {
         let spans = std::mem::replace(batch, Vec::with_capacity(self.batch_size));
+        self.pending.fetch_sub(spans.len(), Ordering::Relaxed);
         let count = spans.len() as u64;
         let (dispatch, rejected) = &self.rejects;
         rejected.store(0, Ordering::Relaxed);
@@ -627,6 +643,32 @@ mod tests {
         for _ in 0..3 {
             queue.push(span());
         }
+        let line = tokio::task::spawn_blocking(move || got.recv_timeout(Duration::from_secs(10)));
+        let line = line.await.unwrap();
+        assert_eq!(line.as_deref(), Ok("POST /v1/traces HTTP/1.1"));
+        drop(queue);
+        export.flush().await;
+    }
+
+    /// The span the batcher already holds while it waits counts toward the
+    /// batch: once it has taken the first span, two more make a batch of three
+    /// (counting only the channel's length, the batch waited out the delay —
+    /// the flake this test pins down).
+    #[tokio::test]
+    async fn the_span_the_batcher_holds_counts_toward_a_full_batch() {
+        let (endpoint, got) = collector();
+        let (queue, export) = start(endpoint, 3, Duration::from_secs(600));
+        queue.push(span());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while queue.tx.capacity() < queue.tx.max_capacity() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the batcher never took the first span"
+            );
+            tokio::task::yield_now().await;
+        }
+        queue.push(span());
+        queue.push(span());
         let line = tokio::task::spawn_blocking(move || got.recv_timeout(Duration::from_secs(10)));
         let line = line.await.unwrap();
         assert_eq!(line.as_deref(), Ok("POST /v1/traces HTTP/1.1"));
