@@ -189,10 +189,7 @@ where
                 .extractor
                 .extract_present(req.headers(), present, |f, o| policy.metrics.count(f, o))
         } else {
-            Incoming {
-                present,
-                ..Incoming::default()
-            }
+            Incoming::default()
         };
         if incoming.formats.is_empty() {
             policy.metrics.none();

@@ -14,18 +14,16 @@
 //! added with a compare-and-swap loop, never a lock on the request path.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::header::{HeaderName, HeaderValue};
 use meshtrace_config::report;
 use meshtrace_config::Workload;
-use prometheus_client::metrics::counter::Counter;
 
+use super::FormatCounts;
 use crate::metrics::{FormatCounters, Metrics};
 use crate::propagation::extract::Formats;
-use crate::propagation::Format;
 
 /// The header's name.
 pub const HEADER_NAME: &str = "x-meshtrace-caller";
@@ -62,25 +60,15 @@ fn valid(name: &[u8]) -> bool {
 }
 
 /// Caller name (validated before it is added) → counts.
-type Known = HashMap<Box<[u8]>, Arc<Counts>, foldhash::fast::RandomState>;
+type Known = HashMap<Box<[u8]>, Arc<FormatCounts>, foldhash::fast::RandomState>;
 
 /// Inbound requests by calling workload.
 #[derive(Debug)]
 pub struct Callers {
     known: ArcSwap<Known>,
-    unknown: Arc<Counts>,
-    other: Arc<Counts>,
+    unknown: Arc<FormatCounts>,
+    other: Arc<FormatCounts>,
     metrics: FormatCounters,
-}
-
-/// One caller's counts: requests and legacy requests for reports, and the
-/// `meshtrace_trace_context_by_caller_total` counters per format and `none`.
-#[derive(Debug)]
-struct Counts {
-    requests: AtomicU64,
-    legacy: AtomicU64,
-    /// Per format, then `none`.
-    formats: [Counter; Format::ALL.len() + 1],
 }
 
 // === impl Callers ===
@@ -91,8 +79,8 @@ impl Callers {
         let metrics = metrics.by_caller();
         Self {
             known: ArcSwap::default(),
-            unknown: Arc::new(Counts::new(&metrics, "unknown")),
-            other: Arc::new(Counts::new(&metrics, "other")),
+            unknown: Arc::new(FormatCounts::with_series(metrics.get("unknown"))),
+            other: Arc::new(FormatCounts::with_series(metrics.get("other"))),
             metrics,
         }
     }
@@ -116,7 +104,7 @@ impl Callers {
 
     /// Adds `name`'s counts (or finds them, when another request just did), or
     /// `other` beyond the bound.
-    fn add(&self, name: &str) -> Arc<Counts> {
+    fn add(&self, name: &str) -> Arc<FormatCounts> {
         let mut found = None;
         self.known.rcu(|known| {
             if let Some(counts) = known.get(name.as_bytes()) {
@@ -127,7 +115,7 @@ impl Callers {
                 found = Some(self.other.clone());
                 return known.clone();
             }
-            let counts = Arc::new(Counts::new(&self.metrics, name));
+            let counts = Arc::new(FormatCounts::with_series(self.metrics.get(name)));
             found = Some(counts.clone());
             let mut more = Known::clone(known);
             more.insert(name.as_bytes().into(), counts);
@@ -170,48 +158,10 @@ impl Callers {
     }
 }
 
-// === impl Counts ===
-
-impl Counts {
-    fn new(metrics: &FormatCounters, caller: &str) -> Self {
-        Self {
-            requests: AtomicU64::new(0),
-            legacy: AtomicU64::new(0),
-            formats: metrics.get(caller),
-        }
-    }
-
-    fn count(&self, formats: Formats) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        if formats.is_empty() {
-            self.formats[Format::ALL.len()].inc();
-            return;
-        }
-        if formats.any_legacy() {
-            self.legacy.fetch_add(1, Ordering::Relaxed);
-        }
-        for format in formats.iter() {
-            self.formats[format as usize].inc();
-        }
-    }
-
-    fn snapshot(&self) -> report::FormatCounts {
-        report::FormatCounts {
-            requests: self.requests.load(Ordering::Relaxed),
-            legacy: self.legacy.load(Ordering::Relaxed),
-            none: self.formats[Format::ALL.len()].get(),
-            formats: Format::ALL
-                .into_iter()
-                .map(|f| (f, self.formats[f as usize].get()))
-                .filter(|(_, n)| *n > 0)
-                .collect(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::propagation::Format;
 
     fn value(s: &str) -> HeaderValue {
         HeaderValue::from_str(s).unwrap()

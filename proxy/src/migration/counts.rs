@@ -1,50 +1,57 @@
 //! Requests counted by the trace formats they carried.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use meshtrace_config::report;
+use prometheus_client::metrics::counter::Counter;
 
 use crate::propagation::extract::Formats;
 use crate::propagation::Format;
 
-/// Cumulative counts of one kind of request; relaxed atomics, one add per
-/// counter a request touches.
+/// Cumulative counts of one kind of request; one relaxed atomic add per counter
+/// a request touches. The per-format and `none` counters may be registered
+/// Prometheus series ([`FormatCounts::with_series`]).
 #[derive(Debug, Default)]
 pub struct FormatCounts {
-    requests: AtomicU64,
-    legacy: AtomicU64,
-    none: AtomicU64,
-    by_format: [AtomicU64; Format::ALL.len()],
+    requests: Counter,
+    legacy: Counter,
+    /// Per format, then `none`.
+    formats: [Counter; Format::ALL.len() + 1],
 }
 
 // === impl FormatCounts ===
 
 impl FormatCounts {
+    /// Counts whose per-format and `none` counters are `series` (in that order).
+    pub fn with_series(series: [Counter; Format::ALL.len() + 1]) -> Self {
+        Self {
+            formats: series,
+            ..Self::default()
+        }
+    }
+
     /// Counts one request that carried `formats` (present, valid or not).
     pub fn count(&self, formats: Formats) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.requests.inc();
         if formats.is_empty() {
-            self.none.fetch_add(1, Ordering::Relaxed);
+            self.formats[Format::ALL.len()].inc();
             return;
         }
         if formats.any_legacy() {
-            self.legacy.fetch_add(1, Ordering::Relaxed);
+            self.legacy.inc();
         }
         for format in formats.iter() {
-            self.by_format[format as usize].fetch_add(1, Ordering::Relaxed);
+            self.formats[format as usize].inc();
         }
     }
 
     /// The counts so far, as reported.
     pub fn snapshot(&self) -> report::FormatCounts {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         report::FormatCounts {
-            requests: get(&self.requests),
-            legacy: get(&self.legacy),
-            none: get(&self.none),
+            requests: self.requests.get(),
+            legacy: self.legacy.get(),
+            none: self.formats[Format::ALL.len()].get(),
             formats: Format::ALL
                 .into_iter()
-                .map(|f| (f, get(&self.by_format[f as usize])))
+                .map(|f| (f, self.formats[f as usize].get()))
                 .filter(|(_, n)| *n > 0)
                 .collect(),
         }

@@ -634,6 +634,20 @@ mod tests {
         export.flush().await;
     }
 
+    /// Waits (10 s at most, off the runtime) for the collector's request, then
+    /// flushes.
+    async fn posted_then_flush(
+        got: std::sync::mpsc::Receiver<String>,
+        queue: SpanQueue,
+        export: SpanExport,
+    ) {
+        let line = tokio::task::spawn_blocking(move || got.recv_timeout(Duration::from_secs(10)));
+        let line = line.await.unwrap();
+        assert_eq!(line.as_deref(), Ok("POST /v1/traces HTTP/1.1"));
+        drop(queue);
+        export.flush().await;
+    }
+
     /// The batcher sleeps on its delay without watching the queue; a full batch
     /// must still wake it.
     #[tokio::test]
@@ -643,11 +657,7 @@ mod tests {
         for _ in 0..3 {
             queue.push(span());
         }
-        let line = tokio::task::spawn_blocking(move || got.recv_timeout(Duration::from_secs(10)));
-        let line = line.await.unwrap();
-        assert_eq!(line.as_deref(), Ok("POST /v1/traces HTTP/1.1"));
-        drop(queue);
-        export.flush().await;
+        posted_then_flush(got, queue, export).await;
     }
 
     /// The span the batcher already holds while it waits counts toward the
@@ -669,10 +679,6 @@ mod tests {
         }
         queue.push(span());
         queue.push(span());
-        let line = tokio::task::spawn_blocking(move || got.recv_timeout(Duration::from_secs(10)));
-        let line = line.await.unwrap();
-        assert_eq!(line.as_deref(), Ok("POST /v1/traces HTTP/1.1"));
-        drop(queue);
-        export.flush().await;
+        posted_then_flush(got, queue, export).await;
     }
 }

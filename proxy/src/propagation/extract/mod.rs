@@ -110,8 +110,6 @@ pub struct Present {
 /// What a request carried, normalised.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Incoming {
-    /// Every trace header present, whether it was read or not.
-    pub present: Present,
     /// The winning context, merged with the formats that agree with it.
     pub context: Option<TraceContext>,
     /// A decision carried without ids, when no format carried a context.
@@ -152,10 +150,7 @@ impl Extractor {
         scanned: Present,
         mut count: impl FnMut(Format, Outcome),
     ) -> Incoming {
-        let mut incoming = Incoming {
-            present: scanned,
-            ..Incoming::default()
-        };
+        let mut incoming = Incoming::default();
         let present = scanned.formats;
         if present.is_empty() {
             return incoming;
