@@ -10,33 +10,44 @@ pub struct TraceId(u128);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SpanId(u64);
 
+/// The constructors both ids share: zero is not an id, and a random one is drawn
+/// until it is non-zero.
+macro_rules! nonzero_id {
+    ($id:ident, $int:ty, $draw:path) => {
+        impl $id {
+            /// The id, or `None` for zero (invalid in every format).
+            pub const fn new(id: $int) -> Option<Self> {
+                if id == 0 {
+                    None
+                } else {
+                    Some(Self(id))
+                }
+            }
+
+            /// A random id. For a trace id all 128 bits are random, which satisfies
+            /// the W3C Level 2 "random" flag (the rightmost 56 bits are random).
+            pub fn random() -> Self {
+                loop {
+                    if let Some(id) = Self::new($draw(..)) {
+                        return id;
+                    }
+                }
+            }
+
+            /// The id's value.
+            pub const fn get(self) -> $int {
+                self.0
+            }
+        }
+    };
+}
+
+nonzero_id!(TraceId, u128, fastrand::u128);
+nonzero_id!(SpanId, u64, fastrand::u64);
+
 // === impl TraceId ===
 
 impl TraceId {
-    /// The id, or `None` for zero (invalid in every format).
-    pub const fn new(id: u128) -> Option<Self> {
-        if id == 0 {
-            None
-        } else {
-            Some(Self(id))
-        }
-    }
-
-    /// A random id for a new trace: all 128 bits random, which satisfies the W3C
-    /// Level 2 "random" flag (the rightmost 56 bits are random).
-    pub fn random() -> Self {
-        loop {
-            if let Some(id) = Self::new(fastrand::u128(..)) {
-                return id;
-            }
-        }
-    }
-
-    /// The 128-bit value.
-    pub const fn get(self) -> u128 {
-        self.0
-    }
-
     /// The high 64 bits (Datadog's `_dd.p.tid`; zero for a 64-bit id).
     pub const fn high(self) -> u64 {
         (self.0 >> 64) as u64
@@ -50,33 +61,6 @@ impl TraceId {
     /// Whether the id fits in 64 bits (high half zero).
     pub const fn is_64_bit(self) -> bool {
         self.high() == 0
-    }
-}
-
-// === impl SpanId ===
-
-impl SpanId {
-    /// The id, or `None` for zero.
-    pub const fn new(id: u64) -> Option<Self> {
-        if id == 0 {
-            None
-        } else {
-            Some(Self(id))
-        }
-    }
-
-    /// A random id for a span the sidecar starts.
-    pub fn random() -> Self {
-        loop {
-            if let Some(id) = Self::new(fastrand::u64(..)) {
-                return id;
-            }
-        }
-    }
-
-    /// The 64-bit value.
-    pub const fn get(self) -> u64 {
-        self.0
     }
 }
 
