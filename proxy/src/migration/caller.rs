@@ -26,7 +26,7 @@ use crate::metrics::{FormatCounters, Metrics};
 use crate::propagation::extract::Formats;
 
 /// The header's name.
-pub const HEADER_NAME: &str = "x-meshtrace-caller";
+pub const HEADER_NAME: &str = crate::propagation::CALLER_HEADER_NAME;
 
 /// The header a sidecar names its workload in.
 pub static HEADER: HeaderName = HeaderName::from_static(HEADER_NAME);

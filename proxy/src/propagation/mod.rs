@@ -35,6 +35,11 @@ pub mod learn;
 pub mod tracestate;
 pub mod w3c;
 
+/// The header one sidecar names its workload in for the next (`service.namespace`),
+/// so the receiving sidecar can count trace formats per calling workload. It travels
+/// beside the trace headers and is owned the same way, so extraction knows it.
+pub const CALLER_HEADER_NAME: &str = "x-meshtrace-caller";
+
 pub use context::{DatadogMeta, Sampling, SpanId, TraceContext, TraceId};
 pub use meshtrace_config::PropagationFormat as Format;
 pub use tracestate::TraceState;

@@ -21,7 +21,7 @@ use http::HeaderMap;
 use meshtrace_config::ConflictPolicy;
 
 use super::context::{Sampling, SpanId, TraceContext, TraceId};
-use super::{b3, datadog, jaeger, w3c, Extracted, Format, Outcome};
+use super::{b3, datadog, jaeger, w3c, Extracted, Format, Outcome, CALLER_HEADER_NAME};
 
 /// A set of formats, as a bitset.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -103,7 +103,7 @@ pub struct Present {
     /// Formats with at least one header present, valid or not (W3C: `traceparent`
     /// or `tracestate`).
     pub formats: Formats,
-    /// The mesh's caller-identity header ([`crate::migration::caller`]).
+    /// The mesh's caller-identity header ([`CALLER_HEADER_NAME`]).
     pub caller: bool,
 }
 
@@ -234,7 +234,7 @@ pub fn present(headers: &HeaderMap) -> Present {
             Some(b'b') if name == "b3" => Format::B3Single,
             Some(b'x') if name.starts_with("x-b3-") => Format::B3Multi,
             Some(b'x') if name.starts_with("x-datadog-") => Format::Datadog,
-            Some(b'x') if name == crate::migration::caller::HEADER_NAME => {
+            Some(b'x') if name == CALLER_HEADER_NAME => {
                 present.caller = true;
                 continue;
             }
