@@ -11,7 +11,7 @@
 use http::{HeaderMap, HeaderName};
 use libfuzzer_sys::fuzz_target;
 use meshtrace_proxy::propagation::{b3, Extracted, Outgoing, TraceContext};
-use meshtrace_proxy_fuzz::{reread, tagged_headers};
+use meshtrace_proxy_fuzz::{assert_round_trip, reread, tagged_headers};
 
 static NAMES: [&HeaderName; 6] = [
     &b3::B3,
@@ -34,13 +34,6 @@ fn round_trip(context: &TraceContext, incoming: &HeaderMap) {
     // `narrow_ids`: `id_width: auto` sets it for 64-bit ids, `id_width: 64`
     // for every id (a 128-bit one is truncated to its low 64 bits).
     for narrow_ids in [false, true] {
-        // An id whose low 64 bits are zero is never narrowed (it would be all zero).
-        let narrowed = narrow_ids && context.trace_id.low() != 0;
-        let trace_id = if narrowed {
-            u128::from(context.trace_id.low())
-        } else {
-            context.trace_id.get()
-        };
         for span_parent in [None, Some(context.parent_id)] {
             let out = Outgoing {
                 context,
@@ -51,21 +44,7 @@ fn round_trip(context: &TraceContext, incoming: &HeaderMap) {
                 for mut written in [HeaderMap::new(), incoming.clone()] {
                     inject(&out, &mut written);
                     let again = reread(what, extract(&written), &written);
-                    assert_eq!(
-                        again.trace_id.get(),
-                        trace_id,
-                        "{what} trace id: {written:?}"
-                    );
-                    assert_eq!(
-                        again.parent_id, context.parent_id,
-                        "{what} span id: {written:?}"
-                    );
-                    assert_eq!(
-                        again.sampling, context.sampling,
-                        "{what} sampling: {written:?}"
-                    );
-                    assert_eq!(again.debug, context.debug, "{what} debug: {written:?}");
-                    assert_eq!(again.narrow, narrowed, "{what} width: {written:?}");
+                    assert_round_trip(what, &again, context, narrow_ids, &written);
                 }
             }
         }

@@ -10,7 +10,7 @@
 use http::HeaderMap;
 use libfuzzer_sys::fuzz_target;
 use meshtrace_proxy::propagation::{jaeger, Extracted, Outgoing, Sampling};
-use meshtrace_proxy_fuzz::{reread, segments, value};
+use meshtrace_proxy_fuzz::{assert_round_trip, reread, segments, value};
 
 fuzz_target!(|data: &[u8]| {
     let mut headers = HeaderMap::new();
@@ -31,13 +31,6 @@ fuzz_target!(|data: &[u8]| {
     // `narrow_ids`: `id_width: auto` sets it for 64-bit ids, `id_width: 64`
     // for every id (a 128-bit one is truncated to its low 64 bits).
     for narrow_ids in [false, true] {
-        // An id whose low 64 bits are zero is never narrowed (it would be all zero).
-        let narrowed = narrow_ids && context.trace_id.low() != 0;
-        let trace_id = if narrowed {
-            u128::from(context.trace_id.low())
-        } else {
-            context.trace_id.get()
-        };
         for span_parent in [None, Some(context.parent_id)] {
             let out = Outgoing {
                 context: &context,
@@ -47,21 +40,7 @@ fuzz_target!(|data: &[u8]| {
             for mut written in [HeaderMap::new(), headers.clone()] {
                 jaeger::inject(&out, &mut written);
                 let again = reread("jaeger", jaeger::extract(&written), &written);
-                assert_eq!(
-                    again.trace_id.get(),
-                    trace_id,
-                    "jaeger trace id: {written:?}"
-                );
-                assert_eq!(
-                    again.parent_id, context.parent_id,
-                    "jaeger span id: {written:?}"
-                );
-                assert_eq!(
-                    again.sampling, context.sampling,
-                    "jaeger sampling: {written:?}"
-                );
-                assert_eq!(again.debug, context.debug, "jaeger debug: {written:?}");
-                assert_eq!(again.narrow, narrowed, "jaeger width: {written:?}");
+                assert_round_trip("jaeger", &again, &context, narrow_ids, &written);
 
                 jaeger::strip(&mut written);
                 assert_eq!(jaeger::extract(&written), Extracted::Absent, "jaeger strip");

@@ -55,3 +55,38 @@ pub fn reread(what: &str, extracted: Extracted, headers: &HeaderMap) -> TraceCon
         other => panic!("{what}: cannot re-read what it wrote: {other:?} from {headers:?}"),
     }
 }
+
+/// Asserts that `again`, re-read from `written`, kept everything a codec with
+/// 64/128-bit trace ids carries of `context` when written with `narrow_ids`: the
+/// trace id (cut to its low 64 bits when narrowed — never an id whose low half is
+/// zero, which would become all zero), the span id, the sampling decision, the
+/// debug flag and the width.
+pub fn assert_round_trip(
+    what: &str,
+    again: &TraceContext,
+    context: &TraceContext,
+    narrow_ids: bool,
+    written: &HeaderMap,
+) {
+    let narrowed = narrow_ids && context.trace_id.low() != 0;
+    let trace_id = if narrowed {
+        u128::from(context.trace_id.low())
+    } else {
+        context.trace_id.get()
+    };
+    assert_eq!(
+        again.trace_id.get(),
+        trace_id,
+        "{what} trace id: {written:?}"
+    );
+    assert_eq!(
+        again.parent_id, context.parent_id,
+        "{what} span id: {written:?}"
+    );
+    assert_eq!(
+        again.sampling, context.sampling,
+        "{what} sampling: {written:?}"
+    );
+    assert_eq!(again.debug, context.debug, "{what} debug: {written:?}");
+    assert_eq!(again.narrow, narrowed, "{what} width: {written:?}");
+}
