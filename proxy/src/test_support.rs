@@ -7,7 +7,10 @@
 //! tests depend on is reached through a helper here ([`Layers`]), so
 //! an API rename touches this file, not every test.
 
+mod io;
+
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::{mpsc, Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -16,16 +19,22 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use meshtrace_config::Config;
+use opentelemetry_sdk::trace::SpanData;
 use tower::{Service, ServiceExt};
 
+use crate::http::record::{RecordContext, RecordLayer};
 use crate::http::trace::{PolicyHandle, SpanInfo, TraceLayer};
 use crate::http::ProxyBody;
 use crate::metrics::Metrics;
 use crate::migration::Migration;
-use crate::sampling::Sampler;
+use crate::propagation::extract::Formats;
+use crate::propagation::{Sampling, SpanId, TraceId};
+use crate::sampling::{Reason, Sampler};
 use crate::stack::PolicyParts;
-use crate::target::Direction;
-use crate::telemetry::Recorder;
+use crate::target::{Direction, Protocol};
+use crate::telemetry::{Recorder, SpanQueue};
+
+pub use io::AccessLog;
 
 /// A header map from `(name, value)` pairs, repeated names appended in order.
 pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -91,13 +100,28 @@ where
     ready.call(req).await.unwrap_or_else(|e| match e {})
 }
 
+/// The sidecar span ids a request carries once the trace layer ran.
+pub fn span_info(trace: u128, span: u64, parent: Option<u64>, sampled: bool) -> SpanInfo {
+    SpanInfo {
+        trace_id: TraceId::new(trace).expect("test trace id"),
+        span_id: SpanId::new(span).expect("test span id"),
+        parent_id: parent.and_then(SpanId::new),
+        sampling: Sampling::from_bool(sampled),
+        debug: false,
+        formats: Formats::default(),
+        discarded: Vec::new(),
+        sampling_reason: Reason::Parent,
+        tenant: None,
+    }
+}
+
 /// The span ids the trace layer left on a request head the app saw.
 pub fn span_info_of(parts: &http::request::Parts) -> Option<&SpanInfo> {
     parts.extensions.get::<SpanInfo>()
 }
 
 /// One listener's shared state, as the stack builds it: metrics, the trace
-/// policy.
+/// policy (with a span recorder when built [`Layers::with_spans`]).
 pub struct Layers {
     /// The listener's direction.
     pub direction: Direction,
@@ -107,6 +131,7 @@ pub struct Layers {
     pub policy: PolicyHandle,
     migration: Arc<Migration>,
     spans: Option<Arc<Recorder>>,
+    exported: Option<tokio::sync::mpsc::Receiver<SpanData>>,
 }
 
 // === impl Layers ===
@@ -125,7 +150,20 @@ impl Layers {
             policy,
             migration,
             spans: None,
+            exported: None,
         }
+    }
+
+    /// A listener whose spans are recorded into a queue [`Layers::exported`]
+    /// reads.
+    pub fn with_spans(direction: Direction, config: &Config) -> Self {
+        let mut layers = Self::new(direction, config);
+        let (queue, rx) = SpanQueue::for_test(16, layers.metrics.spans.clone());
+        let recorder = Arc::new(Recorder::new(config, queue, &|_| None));
+        layers.spans = Some(recorder);
+        layers.exported = Some(rx);
+        layers.reload(config);
+        layers
     }
 
     /// Swaps in the policy `config` asks for, as a reload does.
@@ -145,6 +183,20 @@ impl Layers {
         TraceLayer::new(self.policy.clone(), Some(80), access_log)
     }
 
+    /// The record layer of a `protocol` connection from 10.0.0.7:40000.
+    pub fn record(&self, protocol: Protocol, access_log: bool) -> RecordLayer {
+        RecordLayer::new(RecordContext {
+            direction: self.direction,
+            peer: SocketAddr::from(([10, 0, 0, 7], 40000)),
+            http: self.metrics.http(self.direction, protocol),
+            grpc: self.metrics.http(self.direction, Protocol::Grpc),
+            protocol,
+            access_log,
+            policy: self.policy.clone(),
+            sampling: self.metrics.sampling(self.direction),
+        })
+    }
+
     /// The value of one metric series (name and labels exactly as exposed);
     /// absent series count as zero, as Prometheus reads them.
     pub fn count(&self, series: &str) -> u64 {
@@ -152,6 +204,11 @@ impl Layers {
         text.lines()
             .find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok())
             .map_or(0, |v| v as u64)
+    }
+
+    /// The next span the recorder exported, if any.
+    pub fn exported(&mut self) -> Option<SpanData> {
+        self.exported.as_mut()?.try_recv().ok()
     }
 }
 
