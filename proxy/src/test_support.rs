@@ -4,7 +4,7 @@
 //! each layer — its trace policy, metrics, record context — plus a stand-in app,
 //! so that a layer test reads as "request in, assertion out", the way
 //! linkerd2-proxy tests its inbound and outbound stacks. Every layer API the
-//! tests depend on is reached through a helper here ([`Layers`]), so
+//! tests depend on is reached through a helper here ([`Layers`], [`Downstream`]), so
 //! an API rename touches this file, not every test.
 
 mod io;
@@ -34,7 +34,7 @@ use crate::stack::PolicyParts;
 use crate::target::{Direction, Protocol};
 use crate::telemetry::{Recorder, SpanQueue};
 
-pub use io::AccessLog;
+pub use io::{h1_client, h2_client, AccessLog, Downstream, Gate};
 
 /// A header map from `(name, value)` pairs, repeated names appended in order.
 pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
