@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body_util::{Either, Full};
+use http_body_util::{BodyExt, Either, Full};
 use meshtrace_config::Config;
 use opentelemetry_sdk::trace::SpanData;
 use tower::{Service, ServiceExt};
@@ -68,6 +68,12 @@ pub fn response(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
     ))));
     *response.status_mut() = status;
     response
+}
+
+/// A body's bytes as text, whatever the body type (empty if it failed).
+pub async fn body_text<B: http_body::Body>(body: B) -> String {
+    let bytes = body.collect().await.map(|b| b.to_bytes()).ok();
+    String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()
 }
 
 /// A stand-in app, as the layer under test sees its inner service.

@@ -3,25 +3,18 @@
 //! were and what the limit is, and never reach the app.
 
 use http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use tower::Layer;
 
 use super::{header_block_size, HeaderLimitLayer};
 use crate::http::edge::PROXY_ERROR_HEADER;
 use crate::target::Direction;
-use crate::test_support::{app, call, config, request, response, Layers};
+use crate::test_support::{app, body_text, call, config, request, response, Layers};
 
 /// `GET / HTTP/1.1\r\n` (16 bytes) plus `host: a\r\n` (9 bytes).
 const SMALL_HEAD: usize = 25;
 
 fn small_request() -> Request<()> {
     request("/", &[("host", "a")])
-}
-
-async fn body_text(response: http::Response<crate::http::ProxyBody>) -> String {
-    let body = response.into_body().collect().await;
-    let bytes = body.map(|b| b.to_bytes()).unwrap_or_default();
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 #[test]
@@ -38,7 +31,7 @@ async fn header_block_exactly_at_the_limit_reaches_the_app() {
     let mut limited = HeaderLimitLayer::new(SMALL_HEAD).layer(inner);
     let response = call(&mut limited, small_request()).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(body_text(response).await, "app");
+    assert_eq!(body_text(response.into_body()).await, "app");
     assert!(seen.try_recv().is_ok(), "the app saw the request");
 }
 
@@ -53,7 +46,7 @@ async fn oversized_header_block_gets_431_naming_the_size_and_the_limit() {
     );
     assert_eq!(response.headers()[PROXY_ERROR_HEADER], "headers_too_large");
     assert_eq!(
-        body_text(response).await,
+        body_text(response.into_body()).await,
         "meshtrace: request header block is 25 bytes, over the limit of 24 bytes\n"
     );
     assert!(seen.try_recv().is_err(), "the app never saw the request");
@@ -72,7 +65,7 @@ async fn oversized_grpc_request_gets_trailers_only_resource_exhausted() {
     assert_eq!(response.headers()["grpc-status"], "8");
     let message = response.headers()["grpc-message"].to_str().unwrap_or("");
     assert!(message.ends_with("over the limit of 32 bytes"), "{message}");
-    assert_eq!(body_text(response).await, "");
+    assert_eq!(body_text(response.into_body()).await, "");
     assert!(seen.try_recv().is_err(), "the app never saw the request");
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
@@ -17,7 +17,7 @@ use tower::Layer;
 use crate::drain::Drain;
 use crate::http::limits::HeaderLimitLayer;
 use crate::target::Protocol;
-use crate::test_support::{app, h1_client, h2_client, response, Downstream, Gate};
+use crate::test_support::{app, body_text, h1_client, h2_client, response, Downstream, Gate};
 
 /// The header-read deadline the timeout tests set (the default is 10s).
 const HEADER_READ: Duration = Duration::from_secs(3);
@@ -68,11 +68,6 @@ async fn answered_while_draining(
     gate.open();
     let res = within("the response", pending).await.expect("client task");
     res.expect("a response to the in-flight request")
-}
-
-async fn body_text<B: http_body::Body>(body: B) -> String {
-    let bytes = body.collect().await.map(|b| b.to_bytes()).ok();
-    String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()
 }
 
 #[tokio::test]
