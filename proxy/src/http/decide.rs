@@ -167,3 +167,6 @@ pub fn apply(decision: Decision, context: &mut TraceContext) {
         meta.tags.push(("dm".into(), mechanism.into()));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -83,3 +83,6 @@ pub fn header_block_size<B>(req: &Request<B>) -> usize {
         .iter()
         .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }
+
+#[cfg(test)]
+mod tests;

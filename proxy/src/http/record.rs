@@ -326,3 +326,6 @@ impl<B: Body<Data = Bytes>> Body for Recorded<B> {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -82,3 +82,6 @@ where
         tracing::debug!(%error, "downstream connection ended with an error");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -262,4 +262,6 @@ fn parent_decision(incoming: &Incoming) -> Option<bool> {
 }
 
 #[cfg(test)]
+mod layer_tests;
+#[cfg(test)]
 mod tests;

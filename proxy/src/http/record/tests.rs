@@ -1,0 +1,232 @@
+//! The record layer in front of a stand-in app: a request counts, by direction,
+//! protocol and status class, when its response body ends or is dropped; the
+//! access-log line names the sidecar's span; gRPC status from trailers reaches
+//! the span.
+
+use std::convert::Infallible;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use futures_util::stream::{self, BoxStream, StreamExt};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Full, StreamBody};
+use tokio::sync::mpsc;
+use tower::Layer;
+
+use super::Recorded;
+use crate::target::{Direction, Protocol};
+use crate::test_support::{call, config, request, span_info, AccessLog, Layers};
+
+const TRACE: u128 = 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736;
+const SPAN: u64 = 0x1111_1111_1111_1111;
+const CALLER_SPAN: u64 = 0x00f0_67aa_0ba9_02b7;
+
+const INBOUND_2XX: &str =
+    r#"meshtrace_requests_total{direction="inbound",protocol="http1",status_class="2xx"}"#;
+
+type Frames = mpsc::UnboundedSender<Result<Frame<Bytes>, Infallible>>;
+type FrameStream = BoxStream<'static, Result<Frame<Bytes>, Infallible>>;
+
+/// A response body the test streams frame by frame; it ends when the sender drops.
+fn streamed() -> (Frames, StreamBody<FrameStream>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let frames = stream::unfold(rx, |mut rx| async move { Some((rx.recv().await?, rx)) });
+    (tx, StreamBody::new(frames.boxed()))
+}
+
+/// Sends `req` through the record layer of a `protocol` connection whose app
+/// answers `response`; returns the recorded response, body unread.
+async fn record<R: Send + 'static>(
+    layers: &Layers,
+    protocol: Protocol,
+    req: Request<()>,
+    response: Response<R>,
+) -> Response<Recorded<R>> {
+    let once = Mutex::new(Some(response));
+    let app = tower::service_fn(move |_req: Request<()>| {
+        let response = once.lock().ok().and_then(|mut r| r.take());
+        std::future::ready(Ok::<_, Infallible>(response.expect("one request")))
+    });
+    let mut recorded = layers.record(protocol, true).layer(app);
+    call(&mut recorded, req).await
+}
+
+/// An inbound HTTP/1 `GET /` whose response body the test streams.
+async fn record_streamed(layers: &Layers) -> (Frames, Response<Recorded<StreamBody<FrameStream>>>) {
+    let (frames, body) = streamed();
+    let req = request("/", &[]);
+    (
+        frames,
+        record(layers, Protocol::Http1, req, Response::new(body)).await,
+    )
+}
+
+fn ok(body: &'static str) -> Response<Full<Bytes>> {
+    Response::new(Full::new(Bytes::from_static(body.as_bytes())))
+}
+
+fn inbound() -> Layers {
+    Layers::new(Direction::Inbound, &config(|_| {}))
+}
+
+#[tokio::test]
+async fn record_counts_the_response_when_the_body_ends_not_when_headers_arrive() {
+    let layers = inbound();
+    let (frames, response) = record_streamed(&layers).await;
+    let mut body = response.into_body();
+    assert_eq!(
+        layers.count(INBOUND_2XX),
+        0,
+        "headers alone are not a request"
+    );
+    let _ = frames.send(Ok(Frame::data(Bytes::from_static(b"chunk"))));
+    assert!(body.frame().await.is_some());
+    assert_eq!(layers.count(INBOUND_2XX), 0, "the body is still streaming");
+    drop(frames);
+    assert!(body.frame().await.is_none());
+    assert_eq!(layers.count(INBOUND_2XX), 1);
+    let durations =
+        r#"meshtrace_request_duration_seconds_count{direction="inbound",protocol="http1"}"#;
+    assert_eq!(layers.count(durations), 1);
+}
+
+#[tokio::test]
+async fn requests_are_counted_by_direction_protocol_and_status_class() {
+    let layers = Layers::new(Direction::Outbound, &config(|_| {}));
+    let mut unavailable = ok("down");
+    *unavailable.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let response = record(&layers, Protocol::Http2, request("/", &[]), unavailable).await;
+    let _ = response.into_body().collect().await;
+    let outbound = |protocol: &str, class: &str| {
+        let series = format!(
+            r#"meshtrace_requests_total{{direction="outbound",protocol="{protocol}",status_class="{class}"}}"#
+        );
+        layers.count(&series)
+    };
+    assert_eq!(outbound("http2", "5xx"), 1);
+    assert_eq!(outbound("http2", "2xx") + outbound("http1", "5xx"), 0);
+}
+
+#[tokio::test]
+async fn grpc_requests_count_under_grpc_whatever_the_connection_speaks() {
+    let layers = inbound();
+    let req = request("/shop.Cart/Add", &[("content-type", "application/grpc")]);
+    let response = record(&layers, Protocol::Http2, req, ok("")).await;
+    let _ = response.into_body().collect().await;
+    let grpc =
+        r#"meshtrace_requests_total{direction="inbound",protocol="grpc",status_class="2xx"}"#;
+    let http2 =
+        r#"meshtrace_requests_total{direction="inbound",protocol="http2",status_class="2xx"}"#;
+    assert_eq!((layers.count(grpc), layers.count(http2)), (1, 0));
+}
+
+#[tokio::test]
+async fn abandoned_response_counts_when_dropped_and_logs_incomplete() {
+    let log = AccessLog::capture();
+    let layers = inbound();
+    let (frames, response) = record_streamed(&layers).await;
+    let _ = frames.send(Ok(Frame::data(Bytes::from_static(b"half"))));
+    let mut body = response.into_body();
+    assert!(body.frame().await.is_some());
+    drop(body); // The client went away mid-body.
+    assert_eq!(layers.count(INBOUND_2XX), 1);
+    let lines = log.lines();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        (lines[0]["complete"].as_bool(), lines[0]["bytes"].as_u64()),
+        (Some(false), Some(4))
+    );
+}
+
+#[tokio::test]
+async fn empty_body_hyper_never_polls_still_logs_complete() {
+    let log = AccessLog::capture();
+    let layers = inbound();
+    let response = record(&layers, Protocol::Http1, request("/", &[]), ok("")).await;
+    let body = response.into_body();
+    assert!(
+        body.is_end_stream(),
+        "hyper asks, then drops without polling"
+    );
+    drop(body);
+    let lines = log.lines();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["complete"].as_bool(), Some(true));
+}
+
+#[tokio::test]
+async fn access_log_line_carries_trace_and_parent_ids() {
+    let log = AccessLog::capture();
+    let layers = inbound();
+    let mut req = request("/users/7?x=1", &[("host", "shop.example:8080")]);
+    req.extensions_mut()
+        .insert(span_info(TRACE, SPAN, Some(CALLER_SPAN), true));
+    let response = record(&layers, Protocol::Http1, req, ok("hello")).await;
+    let _ = response.into_body().collect().await;
+    let lines = log.lines();
+    let line = lines.first().expect("one access-log line");
+    assert_eq!(line["trace_id"], format!("{TRACE:032x}"));
+    assert_eq!(line["span_id"], format!("{SPAN:016x}"));
+    assert_eq!(line["parent_id"], format!("{CALLER_SPAN:016x}"));
+    assert_eq!(line["sampled"], true);
+    assert_eq!(
+        (&line["authority"], &line["path"]),
+        (&"shop.example:8080".into(), &"/users/7".into())
+    );
+    assert_eq!(
+        (&line["status"], &line["bytes"], &line["complete"]),
+        (&200.into(), &5.into(), &true.into())
+    );
+    assert_eq!(
+        (&line["direction"], &line["protocol"], &line["upstream"]),
+        (&"inbound".into(), &"http1".into(), &"-".into())
+    );
+}
+
+#[tokio::test]
+async fn access_log_line_of_a_new_trace_has_a_dash_parent() {
+    let log = AccessLog::capture();
+    let layers = inbound();
+    let mut req = request("/", &[]);
+    req.extensions_mut()
+        .insert(span_info(TRACE, SPAN, None, false));
+    let response = record(&layers, Protocol::Http1, req, ok("")).await;
+    let _ = response.into_body().collect().await;
+    let lines = log.lines();
+    let line = lines.first().expect("one access-log line");
+    assert_eq!(
+        (&line["parent_id"], &line["sampled"]),
+        (&"-".into(), &false.into())
+    );
+    assert_eq!(
+        line["authority"], "-",
+        "neither the URI nor a Host names one"
+    );
+}
+
+#[tokio::test]
+async fn grpc_status_from_trailers_reaches_the_span() {
+    let mut layers = Layers::with_spans(Direction::Inbound, &config(|_| {}));
+    let mut req = request("/shop.Cart/Add", &[("content-type", "application/grpc")]);
+    req.extensions_mut()
+        .insert(span_info(TRACE, SPAN, None, true));
+    let (frames, body) = streamed();
+    let response = record(&layers, Protocol::Http2, req, Response::new(body)).await;
+    let trailers = HeaderMap::from_iter([(
+        http::HeaderName::from_static("grpc-status"),
+        "14".parse().expect("value"),
+    )]);
+    let _ = frames.send(Ok(Frame::trailers(trailers)));
+    drop(frames);
+    let _ = response.into_body().collect().await;
+    let span = layers.exported().expect("the sampled span was exported");
+    let code = span
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == "rpc.response.status_code");
+    assert_eq!(
+        code.map(|kv| kv.value.to_string()).as_deref(),
+        Some("UNAVAILABLE")
+    );
+}
