@@ -64,6 +64,7 @@ pub mod sse;
 pub mod stages;
 pub mod state;
 pub mod store;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod timestamp;
 pub mod watch;
