@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::http::ProtocolLabels;
+use super::register;
 use crate::target::{Direction, Protocol};
 
 /// The connection families, resolved per direction by [`Families::handles`].
@@ -72,28 +73,22 @@ struct ErrorLabels {
 impl Families {
     /// Registers the connection and upstream-error families.
     pub(super) fn register(registry: &mut Registry) -> Self {
-        let open_connections = Family::default();
-        let connections = Family::default();
-        let upstream_errors = Family::default();
-        registry.register(
-            "open_connections",
-            "Downstream connections currently open",
-            open_connections.clone(),
-        );
-        registry.register(
-            "connections",
-            "Downstream connections accepted, by detected protocol",
-            connections.clone(),
-        );
-        registry.register(
-            "upstream_errors",
-            "Requests or connections that failed upstream, by kind",
-            upstream_errors.clone(),
-        );
         Self {
-            open_connections,
-            connections,
-            upstream_errors,
+            open_connections: register(
+                registry,
+                "open_connections",
+                "Downstream connections currently open",
+            ),
+            connections: register(
+                registry,
+                "connections",
+                "Downstream connections accepted, by detected protocol",
+            ),
+            upstream_errors: register(
+                registry,
+                "upstream_errors",
+                "Requests or connections that failed upstream, by kind",
+            ),
         }
     }
 

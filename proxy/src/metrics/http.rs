@@ -9,6 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+use super::register;
 use crate::histogram::DurationHistogram;
 use crate::target::{Direction, Protocol};
 
@@ -59,21 +60,17 @@ const CLASSES: [StatusClass; 5] = [
 impl Families {
     /// Registers the request families.
     pub(super) fn register(registry: &mut Registry) -> Self {
-        let requests = Family::default();
-        let durations = Family::default();
-        registry.register(
-            "requests",
-            "HTTP requests by direction, protocol and response status class",
-            requests.clone(),
-        );
-        registry.register(
-            "request_duration_seconds",
-            "Time from request arrival to the end of the response body",
-            durations.clone(),
-        );
         Self {
-            requests,
-            durations,
+            requests: register(
+                registry,
+                "requests",
+                "HTTP requests by direction, protocol and response status class",
+            ),
+            durations: register(
+                registry,
+                "request_duration_seconds",
+                "Time from request arrival to the end of the response body",
+            ),
         }
     }
 

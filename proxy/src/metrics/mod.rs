@@ -17,7 +17,7 @@ mod trace_context;
 
 use std::sync::Arc;
 
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 pub use connections::{ConnMetrics, ErrorKind, OpenGuard};
 pub use http::HttpMetrics;
@@ -100,6 +100,14 @@ impl Metrics {
     pub fn sampling(&self, direction: Direction) -> SamplingMetrics {
         self.sampling.handles(direction)
     }
+}
+
+/// Registers a new `M` as `meshtrace_{name}` and returns its handle: every
+/// family is registered once, here, in the order `Metrics::new` calls it.
+fn register<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+use super::register;
 use crate::sampling::Reason;
 use crate::target::Direction;
 
@@ -42,13 +43,13 @@ struct ReasonLabel(Reason);
 impl Families {
     /// Registers the family.
     pub(super) fn register(registry: &mut Registry) -> Self {
-        let decisions = Family::default();
-        registry.register(
-            "sampling_decisions",
-            "Sampling decisions by outcome and reason",
-            decisions.clone(),
-        );
-        Self { decisions }
+        Self {
+            decisions: register(
+                registry,
+                "sampling_decisions",
+                "Sampling decisions by outcome and reason",
+            ),
+        }
     }
 
     /// Handles for sampling decisions of one direction.

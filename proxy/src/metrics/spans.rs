@@ -6,6 +6,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+use super::register;
+
 /// `meshtrace_spans_exported_total` and `meshtrace_spans_dropped_total{reason}`.
 #[derive(Clone, Debug)]
 pub struct SpanMetrics {
@@ -29,17 +31,15 @@ struct DropLabels {
 impl SpanMetrics {
     /// Registers the span families; the exporter holds the counters.
     pub(super) fn register(registry: &mut Registry) -> Self {
-        let exported = Counter::default();
-        registry.register(
+        let exported = register(
+            registry,
             "spans_exported",
             "Spans accepted by the collector",
-            exported.clone(),
         );
-        let dropped = Family::<DropLabels, Counter>::default();
-        registry.register(
+        let dropped: Family<DropLabels, Counter> = register(
+            registry,
             "spans_dropped",
             "Spans lost: queue_full (the request never waits), export_failed (after retries), rejected (partial success)",
-            dropped.clone(),
         );
         let drop = |reason| dropped.get_or_create_owned(&DropLabels { reason });
         Self {

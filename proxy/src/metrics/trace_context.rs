@@ -10,6 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+use super::register;
 use crate::propagation::extract::Formats;
 use crate::propagation::{Format, Outcome};
 use crate::target::Direction;
@@ -84,28 +85,22 @@ const FORMAT_LABELS: [FormatLabel; 6] = [
 impl Families {
     /// Registers the trace-context families.
     pub(super) fn register(registry: &mut Registry) -> Self {
-        let seen = Family::default();
-        let by_caller = Family::default();
-        let written = Family::default();
-        registry.register(
-            "trace_context",
-            "Trace context seen on requests, by format and outcome (none: no context at all)",
-            seen.clone(),
-        );
-        registry.register(
-            "trace_context_by_caller",
-            "Inbound requests by calling workload (x-meshtrace-caller; unknown: no mesh caller, other: beyond the bound) and the formats they carried",
-            by_caller.clone(),
-        );
-        registry.register(
-            "trace_context_written",
-            "Requests forwarded by the formats the sidecar wrote, by target (app, default, or the propagation.upstreams rule); none: no trace header",
-            written.clone(),
-        );
         Self {
-            seen,
-            by_caller,
-            written,
+            seen: register(
+                registry,
+                "trace_context",
+                "Trace context seen on requests, by format and outcome (none: no context at all)",
+            ),
+            by_caller: register(
+                registry,
+                "trace_context_by_caller",
+                "Inbound requests by calling workload (x-meshtrace-caller; unknown: no mesh caller, other: beyond the bound) and the formats they carried",
+            ),
+            written: register(
+                registry,
+                "trace_context_written",
+                "Requests forwarded by the formats the sidecar wrote, by target (app, default, or the propagation.upstreams rule); none: no trace header",
+            ),
         }
     }
 
