@@ -5,8 +5,8 @@
 //! [`ConnMetrics`]) and afterwards only does relaxed atomic adds.
 //!
 //! One module per concern, each owning its families, labels and handles:
-//! [`http`] requests, [`connections`] (and upstream errors), [`trace_context`]
-//! (the migration's per-format counters), [`sampling`] decisions and [`spans`]
+//! `http` requests, `connections` (and upstream errors), `trace_context`
+//! (the migration's per-format counters), `sampling` decisions and `spans`
 //! export. Families render in the order they are registered here.
 
 mod connections;

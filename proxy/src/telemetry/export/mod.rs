@@ -13,16 +13,16 @@
 //!   dead collector fills the queue; it never slows a request.
 //! - **Batches**: up to `batch_size` spans, sent when full or `delay` after the
 //!   first span arrived. One export at a time.
-//! - **Retries**: the exporter's [`RetryPolicy`]: exponential backoff with jitter,
-//!   bounded by the export timeout, only for the failures the OTLP specification
-//!   calls retryable (gRPC `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`,
+//! - **Retries**: the exporter's [`RetryPolicy`](opentelemetry_otlp::RetryPolicy):
+//!   exponential backoff with jitter, bounded by the export timeout, only for the
+//!   failures the OTLP specification calls retryable (gRPC `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`,
 //!   `OUT_OF_RANGE`, `UNAVAILABLE`, `DATA_LOSS`, `RESOURCE_EXHAUSTED` with retry
 //!   info; HTTP 429, 502, 503, 504), honouring `Retry-After` and gRPC `RetryInfo`.
 //!   A batch that still fails is dropped and counted (`export_failed`).
 //! - **Partial success**: the collector accepted the request but rejected some
 //!   spans; never retried. The exporter reports the count only as a diagnostic
 //!   event (`…PartialSuccess`, field `rejected_spans`), so each export runs under
-//!   a scoped `tracing` dispatcher that reads it ([`partial`]) and counts
+//!   a scoped `tracing` dispatcher that reads it (`partial`) and counts
 //!   `rejected`.
 //! - **Shutdown**: [`SpanExport::flush`] exports what is queued, bounded in time.
 
