@@ -6,7 +6,7 @@
 //! 1. **Parse** the YAML (`serde_yaml`). Syntax errors, wrong types, unknown keys and
 //!    malformed values (addresses, durations) stop here, reported with the path in
 //!    the document *and* the line and column.
-//! 2. **Override** from the environment Kubernetes sets (see [`env`]).
+//! 2. **Override** from the environment Kubernetes sets (see [`env`](mod@env)).
 //! 3. **Validate** the result: every semantic problem (clashing listeners, a route
 //!    with no match, an out-of-range limit…) is collected and reported with its path.
 //!
