@@ -6,7 +6,7 @@
 //! 1. **Parse** the YAML (`serde_yaml`). Syntax errors, wrong types, unknown keys and
 //!    malformed values (addresses, durations) stop here, reported with the path in
 //!    the document *and* the line and column.
-//! 2. **Override** from the environment Kubernetes sets (see [`env`]).
+//! 2. **Override** from the environment Kubernetes sets (see [`env`](mod@env)).
 //! 3. **Validate** the result: every semantic problem (clashing listeners, a route
 //!    with no match, an out-of-range limit…) is collected and reported with its path.
 //!
@@ -21,6 +21,9 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![deny(rust_2018_idioms, clippy::disallowed_methods)]
+// Production code returns errors; tests may unwrap (clippy.toml `allow-*-in-tests`).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod env;
 mod propagation;
@@ -82,6 +85,24 @@ pub enum ConfigError {
     },
 }
 
+// === impl ConfigError ===
+
+impl ConfigError {
+    /// A YAML document that did not parse, at `path` (empty: the whole
+    /// document) in `source_name`, with serde_yaml's line and column. Public so
+    /// the control plane words its documents' parse errors the same way.
+    pub fn yaml(source_name: &str, path: String, e: &serde_yaml::Error) -> Self {
+        let loc = e.location();
+        ConfigError::Parse {
+            source_name: source_name.to_string(),
+            line: loc.as_ref().map(|l| l.line()),
+            column: loc.as_ref().map(|l| l.column()),
+            path,
+            message: e.to_string(),
+        }
+    }
+}
+
 fn location(line: Option<usize>, column: Option<usize>) -> String {
     match (line, column) {
         (Some(l), Some(c)) => format!("{l}:{c}"),
@@ -136,18 +157,7 @@ impl Config {
         source_name: &str,
         var: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut config = parse(text, source_name)?;
-        let mut problems = validate::Problems::default();
-        env::apply(&mut config, var, &mut problems);
-        config.validate_into(&mut problems);
-        if problems.0.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError::Invalid {
-                source_name: source_name.to_string(),
-                problems: problems.0,
-            })
-        }
+        parse(text, source_name)?.finish(source_name, var)
     }
 
     /// A configuration that arrived whole (a control-plane push, a cache file):
@@ -188,16 +198,6 @@ impl Config {
 }
 
 fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
-    let parse_error = |path: String, e: &serde_yaml::Error| {
-        let loc = e.location();
-        ConfigError::Parse {
-            source_name: source_name.to_string(),
-            line: loc.as_ref().map(|l| l.line()),
-            column: loc.as_ref().map(|l| l.column()),
-            path,
-            message: e.to_string(),
-        }
-    };
     let de = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).or_else(|e| {
         // An empty document (or one of comments only, or `null`) means "all
@@ -205,7 +205,11 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
         // parsed once (a second parse doubled the cost of every reload).
         match serde_yaml::from_str::<serde_yaml::Value>(text) {
             Ok(value) if value.is_null() => Ok(Config::default()),
-            _ => Err(parse_error(e.path().to_string(), e.inner())),
+            _ => Err(ConfigError::yaml(
+                source_name,
+                e.path().to_string(),
+                e.inner(),
+            )),
         }
     })
 }

@@ -185,16 +185,9 @@ fn check_shape(text: &str, source_name: &str) -> Result<(), DocumentError> {
         })
 }
 
+/// A parse error worded as the sidecar words its own (`ConfigError::Parse`).
 fn parse_error(source_name: &str, path: String, e: &serde_yaml::Error) -> String {
-    let loc = e.location();
-    ConfigError::Parse {
-        source_name: source_name.to_string(),
-        line: loc.as_ref().map(|l| l.line()),
-        column: loc.as_ref().map(|l| l.column()),
-        path,
-        message: e.to_string(),
-    }
-    .to_string()
+    ConfigError::yaml(source_name, path, e).to_string()
 }
 
 #[cfg(test)]

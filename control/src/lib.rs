@@ -44,6 +44,8 @@
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms, clippy::disallowed_methods)]
+// Production code returns errors; tests may unwrap (clippy.toml `allow-*-in-tests`).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api;
 pub mod auth;
@@ -64,6 +66,7 @@ pub mod sse;
 pub mod stages;
 pub mod state;
 pub mod store;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod timestamp;
 pub mod watch;

@@ -2,6 +2,8 @@
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms, clippy::disallowed_methods)]
+// Production code returns errors; tests may unwrap (clippy.toml `allow-*-in-tests`).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -8,9 +8,11 @@
 //! `tokio::sync::watch` channel. Watchers only ever see the newest snapshot, so a
 //! burst of changes coalesces for a slow watcher.
 //!
-//! The override writes live in `store/overrides.rs`, the stage moves in
-//! `store/stages.rs`.
+//! The base document's changes (source reloads, API writes) live in
+//! `store/base.rs`, the override writes in `store/overrides.rs`, the stage moves
+//! in `store/stages.rs`.
 
+mod base;
 mod overrides;
 mod stages;
 
@@ -20,15 +22,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use serde_json::Value;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::document::Document;
-use crate::overrides::{Override, Timestamp, DEFAULT_MAX_DURATION};
+use crate::overrides::{Override, DEFAULT_MAX_DURATION};
 use crate::resolve::{self, Workload};
-use crate::source::{self, SourceText};
+use crate::source;
 use crate::stages::StageAssignment;
 use crate::state::{ApiBase, PersistedState, StateError, StateFile};
 
@@ -337,63 +338,6 @@ impl Store {
             stage_assignments: inner.stages.len(),
             max_override_duration_seconds: self.shared.options.max_override_duration.as_secs(),
         }
-    }
-
-    /// Handles a poll of the source file: only a content change does anything.
-    pub async fn source_changed(&self, read: Result<SourceText, String>) {
-        let mut inner = self.shared.inner.lock().await;
-        let seen = read.as_ref().map(|s| s.hash).map_err(Clone::clone);
-        if inner.last_seen.as_ref() == Some(&seen) {
-            return;
-        }
-        inner.last_seen = Some(seen);
-        match source::parse(read, &self.shared.source_path) {
-            Err(e) => {
-                tracing::warn!(error = %e, "source file rejected; the last good document keeps serving");
-                inner.load_error = Some(e);
-            }
-            Ok((doc, hash)) => {
-                tracing::info!(source = %self.shared.source_path.display(), "source file loaded");
-                inner.load_error = None;
-                inner.file_doc = Some(doc);
-                inner.file_hash = Some(hash);
-                // The file changed after the API's last write: the file wins now.
-                inner.api_base = None;
-                if let Err(e) = self.publish(&mut inner).await {
-                    tracing::error!(error = %e, "cannot persist state after a source reload");
-                }
-            }
-        }
-    }
-
-    /// Replaces the base document (`PUT /v1/config/base`).
-    pub async fn put_base(&self, doc: Document) -> Result<u64, StoreError> {
-        let mut inner = self.shared.inner.lock().await;
-        self.set_base(&mut inner, doc).await
-    }
-
-    /// Applies a JSON merge patch to the base document (`PATCH /v1/config/base`).
-    pub async fn patch_base(&self, patch: &Value) -> Result<u64, StoreError> {
-        let mut inner = self.shared.inner.lock().await;
-        let mut json = inner.document().to_json();
-        resolve::merge_patch(&mut json, patch);
-        let doc = Document::from_json(json, "patched document")
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        self.set_base(&mut inner, doc).await
-    }
-
-    async fn set_base(&self, inner: &mut Inner, doc: Document) -> Result<u64, StoreError> {
-        let base = ApiBase {
-            document: doc.to_json(),
-            source_hash: inner.file_hash,
-            updated_at: Timestamp(self.now()),
-        };
-        let previous = inner.api_base.replace((base, doc));
-        if let Err(e) = self.publish(inner).await {
-            inner.api_base = previous;
-            return Err(e.into());
-        }
-        Ok(inner.version)
     }
 
     /// Publishes the state if anything effective changed: bumps the version,

@@ -281,3 +281,17 @@ async fn unknown_routes_are_404_json() {
     let r = within("get", cp.client().get::<Value>("/v1/nope")).await;
     assert_eq!(status_of(r), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn known_routes_with_the_wrong_method_are_405() {
+    let cp = start(SOURCE, None).await;
+    for path in [
+        "/v1/ack",
+        "/v1/report",
+        "/v1/migration/stage",
+        "/v1/overrides/some-id",
+    ] {
+        let r = within("get", cp.client().get::<Value>(path)).await;
+        assert_eq!(status_of(r), StatusCode::METHOD_NOT_ALLOWED, "GET {path}");
+    }
+}

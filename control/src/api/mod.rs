@@ -8,10 +8,10 @@
 //! | GET | `/v1/sidecars` | connected sidecars, sent / acked versions, last rejection |
 //! | GET | `/v1/config?service=S&namespace=N&label=k=v…` | a workload's resolved config |
 //! | GET, PUT, PATCH | `/v1/config/base` | the base document (PUT: YAML or JSON; PATCH: RFC 7386) |
-//! | GET, POST | `/v1/overrides` | incident overrides (POST: [`NewOverride`] → 201) |
-//! | PATCH, DELETE | `/v1/overrides/{id}` | change ([`OverrideChange`]) or remove one |
+//! | GET, POST | `/v1/overrides` | incident overrides (POST: [`NewOverride`](crate::overrides::NewOverride) → 201) |
+//! | PATCH, DELETE | `/v1/overrides/{id}` | change ([`OverrideChange`](crate::overrides::OverrideChange)) or remove one |
 //! | GET | `/v1/migration` | the fleet-wide migration view ([`crate::migration`]) |
-//! | POST | `/v1/migration/stage` | move a stage ([`StageRequest`] → [`StageMove`]) |
+//! | POST | `/v1/migration/stage` | move a stage ([`StageRequest`](crate::stages::StageRequest) → [`StageMove`](crate::stages::StageMove)) |
 //! | GET | `/v1/migration/stages` | stage assignments set through the API |
 //! | GET | `/v1/status`, `/healthz` | |
 //!
@@ -31,6 +31,8 @@
 //! (413 beyond). A report from a new sidecar when
 //! [`MAX_SIDECARS`](crate::reports::MAX_SIDECARS) are kept is a 503.
 
+mod writes;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -42,14 +44,12 @@ use tokio_util::sync::CancellationToken;
 use meshtrace_config::report::Report;
 
 use crate::auth::{Denied, Token};
-use crate::document::Document;
 use crate::migration;
-use crate::overrides::{Created, NewOverride, Override, OverrideChange, Timestamp};
+use crate::overrides::{Override, Timestamp};
 use crate::reply::{self, ApiError, Body};
 use crate::reports::{self, Reports, MAX_REPORT_BODY};
 use crate::resolve::Workload;
 use crate::sidecars::{Ack, Sidecars};
-use crate::stages::{StageMove, StageRequest};
 use crate::store::Store;
 use crate::watch::{sse_stream, ConfigFeed};
 
@@ -122,62 +122,21 @@ impl Api {
                 let snap = self.store.snapshot();
                 Ok(reply::json(StatusCode::OK, &*snap.document))
             }
-            (&Method::PUT, "/v1/config/base") => {
-                self.check_if_match(&req)?;
-                let text = reply::read_text(req.into_body()).await?;
-                let doc = Document::parse(&text, "request body")
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                let version = self.store.put_base(doc).await?;
-                ok(json!({ "version": version }))
-            }
-            (&Method::PATCH, "/v1/config/base") => {
-                self.check_if_match(&req)?;
-                let patch: serde_json::Value = reply::read_json(req.into_body()).await?;
-                let version = self.store.patch_base(&patch).await?;
-                ok(json!({ "version": version }))
-            }
+            (&Method::PUT, "/v1/config/base") => self.put_base(req).await,
+            (&Method::PATCH, "/v1/config/base") => self.patch_base(req).await,
             (&Method::GET, "/v1/overrides") => ok(json!(self.store.overrides().await)),
-            (&Method::POST, "/v1/overrides") => {
-                let new: NewOverride = reply::read_json(req.into_body()).await?;
-                let created = self.store.add_override(new).await?;
-                tracing::info!(id = %created.id, target = %created.target(), "incident override added");
-                let warnings = self.warnings(&created);
-                for w in &warnings {
-                    tracing::warn!(id = %created.id, "{w}");
-                }
-                let answer = Created { created, warnings };
-                Ok(reply::json(StatusCode::CREATED, &answer))
+            (&Method::POST, "/v1/overrides") => self.add_override(req).await,
+            (&Method::PATCH, p) if p.starts_with(OVERRIDE_PREFIX) => {
+                self.change_override(&p[OVERRIDE_PREFIX.len()..], req).await
             }
-            (&Method::PATCH, p) if p.starts_with("/v1/overrides/") => {
-                let id = &p["/v1/overrides/".len()..];
-                let change: OverrideChange = reply::read_json(req.into_body()).await?;
-                let changed = self.store.update_override(id, &change).await?;
-                tracing::info!(id = %changed.id, expires_at = %changed.expires_at, "incident override changed");
-                Ok(reply::json(StatusCode::OK, &changed))
-            }
-            (&Method::DELETE, p) if p.starts_with("/v1/overrides/") => {
-                let id = &p["/v1/overrides/".len()..];
-                let removed = self.store.remove_override(id).await?;
-                tracing::info!(id = %removed.id, "incident override removed");
-                Ok(reply::json(StatusCode::OK, &removed))
+            (&Method::DELETE, p) if p.starts_with(OVERRIDE_PREFIX) => {
+                self.remove_override(&p[OVERRIDE_PREFIX.len()..]).await
             }
             (&Method::POST, "/v1/report") => self.report(req).await,
             (&Method::GET, "/v1/migration") => self.migration(),
             (&Method::GET, "/v1/migration/stages") => ok(json!(self.store.stages().await)),
-            (&Method::POST, "/v1/migration/stage") => {
-                let request: StageRequest = reply::read_json(req.into_body()).await?;
-                let moved: StageMove = self.store.move_stage(&request).await?;
-                Ok(reply::json(StatusCode::OK, &moved))
-            }
-            (_, "/healthz" | "/v1/status" | "/v1/watch" | "/v1/ack" | "/v1/sidecars")
-            | (_, "/v1/config" | "/v1/config/base" | "/v1/overrides" | "/v1/report")
-            | (_, "/v1/migration" | "/v1/migration/stage" | "/v1/migration/stages") => {
-                Err(ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    format!("{method} is not allowed on {path}"),
-                ))
-            }
-            (_, p) if p.starts_with("/v1/overrides/") => Err(ApiError::new(
+            (&Method::POST, "/v1/migration/stage") => self.move_stage(req).await,
+            (_, p) if is_route(p) => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{method} is not allowed on {path}"),
             )),
@@ -361,4 +320,27 @@ fn workload(query: &[(String, String)]) -> Result<Workload, ApiError> {
         namespace: one(query, "namespace")?,
         labels,
     })
+}
+
+/// Where one override lives: `/v1/overrides/{id}`.
+const OVERRIDE_PREFIX: &str = "/v1/overrides/";
+
+/// Whether `path` is served (by some method): a known path with the wrong method
+/// is a 405, anything else a 404.
+fn is_route(path: &str) -> bool {
+    const ROUTES: [&str; 12] = [
+        "/healthz",
+        "/v1/status",
+        "/v1/watch",
+        "/v1/ack",
+        "/v1/sidecars",
+        "/v1/config",
+        "/v1/config/base",
+        "/v1/overrides",
+        "/v1/report",
+        "/v1/migration",
+        "/v1/migration/stage",
+        "/v1/migration/stages",
+    ];
+    ROUTES.contains(&path) || path.starts_with(OVERRIDE_PREFIX)
 }

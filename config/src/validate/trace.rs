@@ -1,208 +1,12 @@
-//! Semantic checks that run after the document parsed: every problem is collected
-//! (not just the first) and named by its path in the document, e.g.
-//! `outbound.routes[1].host`.
+//! The checks of how the sidecar traces: trace-context propagation, sampling,
+//! span contents and their export.
 
 use std::collections::HashSet;
-use std::fmt;
-use std::net::SocketAddr;
 
-use crate::schema::{Config, OutboundMode};
+use super::Problems;
+use crate::schema::Config;
 
-/// One thing wrong with a configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    /// Where in the document (`limits.max_connections`), or which environment
-    /// variable (`env MESHTRACE_APP_PORT`).
-    pub path: String,
-    /// What is wrong, and what is expected instead.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-
-/// Collects problems as the checks walk the document.
-#[derive(Default)]
-pub(crate) struct Problems(pub(crate) Vec<Problem>);
-
-impl Problems {
-    pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem {
-            path: path.into(),
-            message: message.into(),
-        });
-    }
-}
-
-/// Largest and smallest sensible header limits: below 1 KiB ordinary requests fail,
-/// above 1 MiB one client can pin a lot of memory.
-const HEADER_LIMIT_RANGE: std::ops::RangeInclusive<usize> = 1024..=1024 * 1024;
-
-/// Runs every check and returns all problems found.
-pub(crate) fn check(config: &Config, problems: &mut Problems) {
-    check_listeners(config, problems);
-    check_routes(config, problems);
-    check_timeouts(config, problems);
-    check_limits(config, problems);
-    check_propagation(config, problems);
-    check_sampling(config, problems);
-    check_spans(config, problems);
-    check_export(config, problems);
-    if config.opaque_ports.contains(&0) {
-        problems.add("opaque_ports", "port 0 is not a port");
-    }
-    if config.runtime.workers == Some(0) {
-        problems.add(
-            "runtime.workers",
-            "must be at least 1 (omit it for one per core)",
-        );
-    }
-    if let Some(url) = &config.control.url {
-        match url.parse::<http::Uri>() {
-            Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => {}
-            _ => problems.add("control.url", format!("{url:?} is not an http:// URL")),
-        }
-    }
-    if config.control.reconnect_max.get() < config.control.reconnect_min.get()
-        || config.control.reconnect_min.is_zero()
-    {
-        problems.add(
-            "control.reconnect_min",
-            "must be greater than 0 and not above reconnect_max",
-        );
-    }
-    if config.control.report_interval.get() < std::time::Duration::from_secs(1) {
-        problems.add("control.report_interval", "must be at least 1s");
-    }
-    if config.control.file_poll.is_zero() {
-        problems.add("control.file_poll", "must be greater than 0");
-    }
-    if config.log.level.trim().is_empty() {
-        problems.add("log.level", "must not be empty (e.g. `info`)");
-    }
-}
-
-fn check_listeners(config: &Config, problems: &mut Problems) {
-    let listeners: [(&str, SocketAddr); 3] = [
-        ("inbound.listen", config.inbound.listen),
-        ("outbound.listen", config.outbound.listen),
-        ("admin.listen", config.admin.listen),
-    ];
-    for (i, (path, addr)) in listeners.iter().enumerate() {
-        let clash = listeners[..i].iter().find(|(_, other)| {
-            addr.port() != 0 && other.port() == addr.port() && overlaps(addr, other)
-        });
-        if let Some((other_path, _)) = clash {
-            problems.add(*path, format!("{addr} is already used by {other_path}"));
-        }
-    }
-    if !config.admin.listen.ip().is_loopback() && !config.admin.allow_non_loopback {
-        problems.add(
-            "admin.listen",
-            format!(
-                "{} is not a loopback address; the admin server can shut the sidecar down \
-                 (set admin.allow_non_loopback: true to accept this)",
-                config.admin.listen
-            ),
-        );
-    }
-}
-
-/// Whether two listen addresses would collide on bind.
-fn overlaps(a: &SocketAddr, b: &SocketAddr) -> bool {
-    a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified()
-}
-
-fn check_routes(config: &Config, problems: &mut Problems) {
-    let outbound = &config.outbound;
-    if outbound.mode == OutboundMode::Transparent {
-        if !outbound.routes.is_empty() {
-            problems.add("outbound.routes", "routes only apply in `explicit` mode");
-        }
-        if outbound.tcp_target.is_some() {
-            problems.add("outbound.tcp_target", "only applies in `explicit` mode");
-        }
-    } else if outbound.routes.is_empty() && outbound.tcp_target.is_none() {
-        problems.add(
-            "outbound.routes",
-            "`explicit` mode needs at least one route (or a tcp_target)",
-        );
-    }
-    let mut seen = HashSet::new();
-    for (i, route) in outbound.routes.iter().enumerate() {
-        let path = format!("outbound.routes[{i}]");
-        let key = match (&route.authority, &route.host) {
-            (Some(a), None) => {
-                if !a.contains(':') {
-                    problems.add(
-                        format!("{path}.authority"),
-                        format!("{a:?} has no port; use `host:` to match any port"),
-                    );
-                }
-                ("authority", a.to_ascii_lowercase())
-            }
-            (None, Some(h)) => {
-                if h.contains(':') || h.is_empty() {
-                    problems.add(
-                        format!("{path}.host"),
-                        format!("{h:?} must be a bare host name"),
-                    );
-                }
-                ("host", h.to_ascii_lowercase())
-            }
-            _ => {
-                problems.add(path, "set exactly one of `authority` and `host`");
-                continue;
-            }
-        };
-        if !seen.insert(key.clone()) {
-            problems.add(
-                format!("{path}.{}", key.0),
-                format!("{:?} is matched by an earlier route", key.1),
-            );
-        }
-    }
-}
-
-fn check_timeouts(config: &Config, problems: &mut Problems) {
-    let t = &config.timeouts;
-    for (name, value) in [
-        ("connect", t.connect),
-        ("idle", t.idle),
-        ("header_read", t.header_read),
-        ("detect", t.detect),
-    ] {
-        if value.is_zero() {
-            problems.add(format!("timeouts.{name}"), "must be greater than 0s");
-        }
-    }
-}
-
-fn check_limits(config: &Config, problems: &mut Problems) {
-    let l = &config.limits;
-    if !HEADER_LIMIT_RANGE.contains(&l.max_header_bytes) {
-        problems.add(
-            "limits.max_header_bytes",
-            format!(
-                "{} is outside {}..={}",
-                l.max_header_bytes,
-                HEADER_LIMIT_RANGE.start(),
-                HEADER_LIMIT_RANGE.end()
-            ),
-        );
-    }
-    if l.max_connections == 0 {
-        problems.add("limits.max_connections", "must be at least 1");
-    }
-    if l.backlog == 0 {
-        problems.add("limits.backlog", "must be at least 1");
-    }
-}
-
-fn check_propagation(config: &Config, problems: &mut Problems) {
+pub(super) fn check_propagation(config: &Config, problems: &mut Problems) {
     let p = &config.propagation;
     no_duplicates("propagation.extract", &p.extract, problems);
     if let Some(formats) = &p.app_formats {
@@ -268,7 +72,7 @@ fn no_duplicates<T: PartialEq + std::fmt::Debug>(path: &str, list: &[T], problem
     }
 }
 
-fn check_sampling(config: &Config, problems: &mut Problems) {
+pub(super) fn check_sampling(config: &Config, problems: &mut Problems) {
     let s = &config.sampling;
     rate("sampling.default_rate", s.default_rate, problems);
     if let Some(h) = &s.force_header {
@@ -327,7 +131,7 @@ fn check_sampling(config: &Config, problems: &mut Problems) {
     }
 }
 
-fn check_spans(config: &Config, problems: &mut Problems) {
+pub(super) fn check_spans(config: &Config, problems: &mut Problems) {
     let s = &config.spans;
     for (i, route) in s.routes.iter().enumerate() {
         if let Err(e) = crate::RouteTemplate::parse(route) {
@@ -363,7 +167,7 @@ fn check_spans(config: &Config, problems: &mut Problems) {
     }
 }
 
-fn check_export(config: &Config, problems: &mut Problems) {
+pub(super) fn check_export(config: &Config, problems: &mut Problems) {
     let e = &config.export;
     if let Some(endpoint) = &e.endpoint {
         match endpoint.parse::<http::Uri>() {

@@ -1,0 +1,74 @@
+//! The store's base document: the source file's reloads and the API's writes,
+//! last writer wins (see [`crate`]'s model).
+
+use serde_json::Value;
+
+use super::{Inner, Store, StoreError};
+use crate::document::Document;
+use crate::resolve;
+use crate::source::{self, SourceText};
+use crate::state::ApiBase;
+use crate::timestamp::Timestamp;
+
+// === impl Store ===
+
+impl Store {
+    /// Handles a poll of the source file: only a content change does anything.
+    pub async fn source_changed(&self, read: Result<SourceText, String>) {
+        let mut inner = self.shared.inner.lock().await;
+        let seen = read.as_ref().map(|s| s.hash).map_err(Clone::clone);
+        if inner.last_seen.as_ref() == Some(&seen) {
+            return;
+        }
+        inner.last_seen = Some(seen);
+        match source::parse(read, &self.shared.source_path) {
+            Err(e) => {
+                tracing::warn!(error = %e, "source file rejected; the last good document keeps serving");
+                inner.load_error = Some(e);
+            }
+            Ok((doc, hash)) => {
+                tracing::info!(source = %self.shared.source_path.display(), "source file loaded");
+                inner.load_error = None;
+                inner.file_doc = Some(doc);
+                inner.file_hash = Some(hash);
+                // The file changed after the API's last write: the file wins now.
+                inner.api_base = None;
+                if let Err(e) = self.publish(&mut inner).await {
+                    tracing::error!(error = %e, "cannot persist state after a source reload");
+                }
+            }
+        }
+    }
+
+    /// Replaces the base document (`PUT /v1/config/base`).
+    pub async fn put_base(&self, doc: Document) -> Result<u64, StoreError> {
+        let mut inner = self.shared.inner.lock().await;
+        self.set_base(&mut inner, doc).await
+    }
+
+    /// Applies a JSON merge patch to the base document (`PATCH /v1/config/base`).
+    pub async fn patch_base(&self, patch: &Value) -> Result<u64, StoreError> {
+        let mut inner = self.shared.inner.lock().await;
+        let mut json = inner.document().to_json();
+        resolve::merge_patch(&mut json, patch);
+        let doc = Document::from_json(json, "patched document")
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.set_base(&mut inner, doc).await
+    }
+
+    /// Makes `doc` the base document until the source file changes again
+    /// (last writer wins), restoring the previous one if it cannot be persisted.
+    async fn set_base(&self, inner: &mut Inner, doc: Document) -> Result<u64, StoreError> {
+        let base = ApiBase {
+            document: doc.to_json(),
+            source_hash: inner.file_hash,
+            updated_at: Timestamp(self.now()),
+        };
+        let previous = inner.api_base.replace((base, doc));
+        if let Err(e) = self.publish(inner).await {
+            inner.api_base = previous;
+            return Err(e.into());
+        }
+        Ok(inner.version)
+    }
+}

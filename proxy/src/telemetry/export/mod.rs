@@ -1,0 +1,186 @@
+//! Span export: a bounded queue the request path pushes into without waiting, and
+//! one task that batches the queue and exports each batch with
+//! opentelemetry-otlp's exporter (OTLP/gRPC through tonic, or OTLP/HTTP protobuf
+//! through hyper).
+//!
+//! - **Thread**: the export task runs on its own thread, on a single-threaded
+//!   runtime of its own, never on the data path's workers. Encoding a full batch
+//!   takes milliseconds of CPU; on the data path's runtime (one worker runs
+//!   tokio's current-thread scheduler) every request on that worker would wait
+//!   for it.
+//! - **Queue**: `try_send` into a bounded channel; full → the span is dropped and
+//!   counted (`meshtrace_spans_dropped_total{reason="queue_full"}`). A slow or
+//!   dead collector fills the queue; it never slows a request.
+//! - **Batches**: up to `batch_size` spans, sent when full or `delay` after the
+//!   first span arrived. One export at a time.
+//! - **Retries**: the exporter's [`RetryPolicy`](opentelemetry_otlp::RetryPolicy):
+//!   exponential backoff with jitter, bounded by the export timeout, only for the
+//!   failures the OTLP specification calls retryable (gRPC `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`,
+//!   `OUT_OF_RANGE`, `UNAVAILABLE`, `DATA_LOSS`, `RESOURCE_EXHAUSTED` with retry
+//!   info; HTTP 429, 502, 503, 504), honouring `Retry-After` and gRPC `RetryInfo`.
+//!   A batch that still fails is dropped and counted (`export_failed`).
+//! - **Partial success**: the collector accepted the request but rejected some
+//!   spans; never retried. The exporter reports the count only as a diagnostic
+//!   event (`…PartialSuccess`, field `rejected_spans`), so each export runs under
+//!   a scoped `tracing` dispatcher that reads it (`partial`) and counts
+//!   `rejected`.
+//! - **Shutdown**: [`SpanExport::flush`] exports what is queued, bounded in time.
+
+mod otlp;
+mod partial;
+mod queue;
+mod tls;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use meshtrace_config::{ResolvedExport, Retry};
+use opentelemetry_sdk::Resource;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::SpanMetrics;
+pub use queue::SpanQueue;
+use queue::{Batcher, Intake};
+
+/// Why the exporter could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// A TLS file could not be read.
+    #[error("export.tls: cannot read {path}: {error}")]
+    Tls {
+        /// The file.
+        path: String,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// opentelemetry-otlp refused the settings.
+    #[error("export: {0}")]
+    Build(String),
+}
+
+/// The running export thread.
+#[derive(Debug)]
+pub struct SpanExport {
+    stop: CancellationToken,
+    /// Resolves (or is dropped) when the export thread has finished.
+    done: oneshot::Receiver<()>,
+    timeout: Duration,
+}
+
+/// What the export thread needs to build its exporter and run the batcher.
+struct ThreadStart {
+    settings: ResolvedExport,
+    headers: BTreeMap<String, String>,
+    retry: Retry,
+    resource: Resource,
+    metrics: SpanMetrics,
+    intake: Intake,
+    stop: CancellationToken,
+}
+
+// === impl SpanExport ===
+
+impl SpanExport {
+    /// Builds the exporter for `settings` (which must have an endpoint) on the
+    /// export thread it starts, and returns once it is built (no connection is
+    /// made yet).
+    pub fn start(
+        settings: &ResolvedExport,
+        headers: &BTreeMap<String, String>,
+        retry: &Retry,
+        resource: Resource,
+        metrics: SpanMetrics,
+    ) -> Result<(SpanQueue, SpanExport), ExportError> {
+        let (queue, intake) =
+            SpanQueue::bounded(settings.queue_size, settings.batch_size, metrics.clone());
+        let stop = CancellationToken::new();
+        let (done_tx, done) = oneshot::channel();
+        let (built_tx, built) = std::sync::mpsc::sync_channel(1);
+        let start = ThreadStart {
+            settings: settings.clone(),
+            headers: headers.clone(),
+            retry: retry.clone(),
+            resource,
+            metrics,
+            intake,
+            stop: stop.clone(),
+        };
+        std::thread::Builder::new()
+            .name("meshtrace-export".into())
+            .spawn(move || {
+                start.run(built_tx);
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| ExportError::Build(format!("cannot start the export thread: {e}")))?;
+        // Building takes no network round trip (the channel connects lazily);
+        // reading TLS files is the slowest part.
+        built
+            .recv()
+            .map_err(|_| ExportError::Build("the export thread stopped".into()))??;
+        let timeout = settings.timeout;
+        Ok((
+            queue,
+            SpanExport {
+                stop,
+                done,
+                timeout,
+            },
+        ))
+    }
+
+    /// Exports what is still queued (one export timeout at most, plus a little)
+    /// and lets the export thread end.
+    pub async fn flush(self) {
+        self.stop.cancel();
+        let limit = self.timeout + Duration::from_millis(500);
+        if tokio::time::timeout(limit, self.done).await.is_err() {
+            tracing::warn!("span export did not finish flushing in time; queued spans lost");
+        }
+    }
+}
+
+// === impl ThreadStart ===
+
+impl ThreadStart {
+    /// The export thread: its own single-threaded runtime, the exporter built
+    /// in it (reported on `built`), then the batcher until stopped.
+    fn run(self, built: std::sync::mpsc::SyncSender<Result<(), ExportError>>) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                let _ = built.send(Err(ExportError::Build(format!("runtime: {error}"))));
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            // Built inside this runtime: tonic's channel spawns its connection
+            // (and with it the request encoding) on the runtime it is built in.
+            let settings = &self.settings;
+            let exporter = match otlp::exporter(settings, &self.headers, &self.retry, self.resource)
+            {
+                Ok(exporter) => exporter,
+                Err(error) => {
+                    let _ = built.send(Err(error));
+                    return;
+                }
+            };
+            let _ = built.send(Ok(()));
+            let endpoint = settings.endpoint.clone().unwrap_or_default();
+            let batcher = Batcher::new(
+                self.intake,
+                exporter,
+                settings.delay,
+                self.metrics,
+                endpoint,
+            );
+            batcher.run(self.stop).await;
+        });
+    }
+}
