@@ -26,7 +26,8 @@ use meshtrace_config::{Config, ConfigError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::resolve::{self, Workload};
+use crate::merge::{deep_merge, to_config};
+use crate::workload::Workload;
 
 /// The control plane's source of truth (from the file or from the API).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -123,9 +124,9 @@ impl Document {
         let mut check = |label: &str, fragments: &[&Value]| {
             let mut merged = Value::Object(Default::default());
             for f in fragments {
-                resolve::deep_merge(&mut merged, f);
+                deep_merge(&mut merged, f);
             }
-            if let Err(e) = resolve::to_config(merged) {
+            if let Err(e) = to_config(merged) {
                 for line in e.lines() {
                     problems.push(format!("{source_name}: {label}{line}"));
                 }

@@ -41,9 +41,9 @@ use meshtrace_config::{Config, ForcedTenant, ForcedWorkload};
 use serde::{Deserialize, Serialize};
 
 pub use self::change::OverrideChange;
-use crate::resolve::Workload;
 use crate::timestamp::human;
 pub use crate::timestamp::Timestamp;
+use crate::workload::Workload;
 
 /// Forced-trace budget when an override does not give one.
 pub const DEFAULT_TRACES_PER_SECOND: f64 = 100.0;

@@ -6,15 +6,13 @@
 //! the robust choice: every ~500 ms the file is stat'ed and read, and its content
 //! hash compared with the last one seen. Any change is parsed and validated; a
 //! rejected file keeps its error for `/v1/status` and the last good document keeps
-//! serving. The cost is one small read per tick.
+//! serving. The cost is one small read per tick. The store runs the poll
+//! ([`crate::store::Store::spawn_background`]); this module only reads and parses.
 
 use std::path::Path;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::document::Document;
-use crate::store::Store;
 
 /// How often the source file is polled.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -52,22 +50,4 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
-}
-
-/// Polls the source file every `interval` until `cancel`, handing changes to `store`.
-pub async fn poll(store: Store, interval: Duration, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let path = store.source_path().to_path_buf();
-        let read = match tokio::task::spawn_blocking(move || read(&path)).await {
-            Ok(read) => read,
-            Err(e) => Err(format!("source reader task failed: {e}")),
-        };
-        store.source_changed(read).await;
-    }
 }

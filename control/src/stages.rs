@@ -22,8 +22,9 @@ use meshtrace_config::MigrationStage;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::resolve::{deep_merge, Workload};
+use crate::merge::deep_merge;
 use crate::timestamp::Timestamp;
+use crate::workload::Workload;
 
 /// A stage set through the API for a service (in one namespace, or all).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]

@@ -292,7 +292,7 @@ impl Store {
 
     /// Starts the source poller and the expiry timer; both stop on `cancel`.
     pub fn spawn_background(&self, poll_interval: Duration, cancel: CancellationToken) {
-        tokio::spawn(source::poll(self.clone(), poll_interval, cancel.clone()));
+        tokio::spawn(self.clone().poll_source(poll_interval, cancel.clone()));
         tokio::spawn(self.clone().expire_loop(cancel));
     }
 

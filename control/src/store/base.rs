@@ -1,7 +1,10 @@
 //! The store's base document: the source file's reloads and the API's writes,
 //! last writer wins (see [`crate`]'s model).
 
+use std::time::Duration;
+
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use super::{Inner, Store, StoreError};
 use crate::document::Document;
@@ -70,5 +73,24 @@ impl Store {
             return Err(e.into());
         }
         Ok(inner.version)
+    }
+
+    /// Polls the source file every `interval` until `cancel`, handing each read to
+    /// [`Store::source_changed`] ([`source`] explains why polling).
+    pub(super) async fn poll_source(self, interval: Duration, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let path = self.source_path().to_path_buf();
+            let read = match tokio::task::spawn_blocking(move || source::read(&path)).await {
+                Ok(read) => read,
+                Err(e) => Err(format!("source reader task failed: {e}")),
+            };
+            self.source_changed(read).await;
+        }
     }
 }
