@@ -27,11 +27,10 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::forward::Upstream;
 use super::is_grpc;
-use super::trace::SpanInfo;
 use crate::metrics::{HttpMetrics, SamplingMetrics};
 use crate::propagation::{SpanId, TraceId};
 use crate::target::{Direction, Protocol};
-use crate::telemetry::{Recorder, SpanEnd, SpanStart};
+use crate::telemetry::{Recorder, SpanEnd, SpanInfo, SpanStart};
 
 /// What every request on one connection shares.
 #[derive(Debug)]
@@ -127,7 +126,7 @@ where
                 trace_id: s.trace_id,
                 span_id: s.span_id,
                 parent_id: s.parent_id,
-                sampled: s.sampling.is_sampled() || s.debug,
+                sampled: s.sampled(),
             }),
         });
         let recorder = self.context.policy.load().spans.clone();

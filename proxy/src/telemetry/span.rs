@@ -28,7 +28,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use super::export::SpanQueue;
 use super::semconv;
-use crate::http::trace::SpanInfo;
+use super::SpanInfo;
 use crate::metrics::SamplingMetrics;
 use crate::sampling::Reason;
 
@@ -159,7 +159,7 @@ impl Recorder {
     /// a SERVER span) tail keep is on.
     pub fn start<B>(&self, req: &Request<B>, server: bool, peer: IpAddr) -> Option<SpanStart> {
         let info = req.extensions().get::<SpanInfo>()?;
-        let sampled = info.sampling.is_sampled() || info.debug;
+        let sampled = info.sampled();
         let tail = server && (self.tail_errors || self.tail_slow.is_some());
         if !(sampled || tail) {
             return None;
@@ -192,7 +192,7 @@ impl Recorder {
             version: req.version(),
             peer,
             tags,
-            grpc: crate::http::is_grpc(req),
+            grpc: semconv::is_grpc(req),
         })
     }
 
@@ -200,7 +200,7 @@ impl Recorder {
     /// `tail_metrics` as `tail_error` / `tail_slow`).
     pub fn finish(&self, start: SpanStart, end: SpanEnd, tail_metrics: &SamplingMetrics) {
         let info = &start.info;
-        let sampled = info.sampling.is_sampled() || info.debug;
+        let sampled = info.sampled();
         let grpc = start.grpc.then(|| {
             end.grpc_status
                 .unwrap_or_else(|| match (end.status, end.complete) {
@@ -329,7 +329,7 @@ impl Recorder {
                 )
             })
             .collect();
-        let flags = if info.sampling.is_sampled() || info.debug {
+        let flags = if info.sampled() {
             TraceFlags::SAMPLED
         } else {
             TraceFlags::default()

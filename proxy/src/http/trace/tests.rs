@@ -245,7 +245,7 @@ fn harness(setup: &Setup) -> Harness {
 
 /// Checks one forwarded request; returns a description of the first violation.
 fn violation(setup: &Setup, present: Formats, out: &HeaderMap, info: &SpanInfo) -> Option<String> {
-    let sampled = info.sampling.is_sampled() || info.debug;
+    let sampled = info.sampled();
     let mut written = Formats::default();
     for format in Format::ALL {
         let extracted = match format {

@@ -8,12 +8,12 @@ use opentelemetry_sdk::trace::SpanData;
 use tokio::sync::mpsc;
 
 use super::{Recorder, SpanEnd};
-use crate::http::trace::SpanInfo;
 use crate::metrics::Metrics;
 use crate::propagation::extract::{Discarded, Formats};
 use crate::propagation::{Format, Sampling, SpanId, TraceId};
 use crate::sampling::Reason;
 use crate::target::Direction;
+use crate::telemetry::SpanInfo;
 use crate::telemetry::SpanQueue;
 
 const TRACE: u128 = 0x4bf92f3577b34da6a3ce929d0e0e4736;
