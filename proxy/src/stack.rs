@@ -31,6 +31,7 @@ use crate::http::record::{RecordContext, RecordLayer};
 use crate::http::server::{self, ServerSettings};
 use crate::http::trace::{PolicyHandle, TraceLayer, TracePolicy};
 use crate::http::upstream::{self, Upstreams};
+use crate::http::Wire;
 use crate::metrics::SamplingMetrics;
 use crate::metrics::{ConnMetrics, ErrorKind, HttpMetrics, Metrics, TraceContextMetrics};
 use crate::migration::{caller, Migration};
@@ -208,24 +209,14 @@ impl Listener {
         let detected = detect::detect(&mut stream, limit, timeouts.detect.get()).await;
         match detected {
             Ok((Detected::Http1, prefix)) => {
-                self.http(
-                    config,
-                    Prefixed::new(prefix, stream),
-                    false,
-                    destination,
-                    accepted,
-                )
-                .await
+                let io = Prefixed::new(prefix, stream);
+                self.http(config, io, Wire::Http1, destination, accepted)
+                    .await
             }
             Ok((Detected::Http2, prefix)) => {
-                self.http(
-                    config,
-                    Prefixed::new(prefix, stream),
-                    true,
-                    destination,
-                    accepted,
-                )
-                .await
+                let io = Prefixed::new(prefix, stream);
+                self.http(config, io, Wire::Http2, destination, accepted)
+                    .await
             }
             Ok((Detected::Opaque, prefix)) => {
                 self.opaque(config, stream, prefix, &destination, accepted)
@@ -243,15 +234,11 @@ impl Listener {
         &self,
         config: &Config,
         io: Prefixed<TcpStream>,
-        http2: bool,
+        wire: Wire,
         destination: Destination,
         accepted: Accepted,
     ) {
-        let protocol = if http2 {
-            Protocol::Http2
-        } else {
-            Protocol::Http1
-        };
+        let protocol = wire.protocol();
         self.conns.detected(protocol);
         let timeouts = &config.timeouts;
         let request_timeout = (!timeouts.request.is_zero()).then(|| timeouts.request.get());
@@ -264,10 +251,9 @@ impl Listener {
             .layer(RecordLayer::new(RecordContext {
                 direction: self.direction,
                 peer: accepted.peer,
-                http: if http2 {
-                    self.http2.clone()
-                } else {
-                    self.http1.clone()
+                http: match wire {
+                    Wire::Http1 => self.http1.clone(),
+                    Wire::Http2 => self.http2.clone(),
                 },
                 grpc: self.grpc.clone(),
                 protocol,
@@ -279,7 +265,7 @@ impl Listener {
             .service(Forward::new(
                 destination,
                 self.upstreams.clone(),
-                http2,
+                wire,
                 request_timeout,
                 self.conns.clone(),
                 config.log.access_log,
@@ -288,7 +274,7 @@ impl Listener {
             header_read: timeouts.header_read.get(),
             max_header_bytes: config.limits.max_header_bytes,
         };
-        server::serve(io, http2, stack, settings, self.drain.clone()).await;
+        server::serve(io, wire, stack, settings, self.drain.clone()).await;
     }
 
     /// Byte-for-byte forwarding to the connection's destination.
@@ -313,7 +299,8 @@ impl Listener {
             },
         };
         let timeouts = &config.timeouts;
-        let upstream = match upstream::dial(&target, timeouts.connect.get()).await {
+        let connector = self.upstreams.connector();
+        let upstream = match connector.connect(&target, timeouts.connect.get()).await {
             Ok(upstream) => upstream,
             Err(error) => {
                 self.conns.error(upstream::classify_connect(&error));
