@@ -141,6 +141,8 @@ impl Inner {
             tunnel(downstream, hyper::upgrade::on(&mut response));
         }
         headers::strip_hop_by_hop(response.headers_mut(), upgraded);
+        // Only this sidecar's own responses may say it failed.
+        response.headers_mut().remove(&edge::PROXY_ERROR);
         if self.name_upstream {
             response.extensions_mut().insert(Upstream(target));
         }
@@ -237,3 +239,6 @@ fn tunnel(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpg
         }
     });
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 
+use super::edge::Refusal;
 use super::forward::Upstream;
 use super::is_grpc;
 use crate::metrics::{HttpMetrics, SamplingMetrics};
@@ -148,7 +149,7 @@ where
                 SpanState {
                     start,
                     grpc_status: grpc_status(headers),
-                    proxy_error: headers.get(super::edge::PROXY_ERROR_HEADER).cloned(),
+                    proxy_error: response.extensions().get::<Refusal>().map(|r| r.cause()),
                 }
             });
             let finish = Finish {
@@ -190,7 +191,7 @@ struct Finish {
 struct SpanState {
     start: SpanStart,
     grpc_status: Option<u16>,
-    proxy_error: Option<HeaderValue>,
+    proxy_error: Option<&'static str>,
 }
 
 fn grpc_status(headers: &http::HeaderMap) -> Option<u16> {

@@ -82,8 +82,9 @@ pub struct SpanEnd {
     pub status: StatusCode,
     /// `grpc-status` from the response headers or trailers.
     pub grpc_status: Option<u16>,
-    /// The sidecar's own error class when it answered itself.
-    pub proxy_error: Option<HeaderValue>,
+    /// The sidecar's own error class when it answered itself (never read from
+    /// a header, which an upstream could set).
+    pub proxy_error: Option<&'static str>,
     /// Request start to response end.
     pub elapsed: Duration,
     /// Whether the response body reached its end (else the client went away).
@@ -285,7 +286,7 @@ impl Recorder {
         }
         if error {
             let error_type = match (&end.proxy_error, grpc) {
-                (Some(cause), _) => String::from_utf8_lossy(cause.as_bytes()).into_owned(),
+                (Some(cause), _) => cause.to_string(),
                 (None, Some(code)) => semconv::grpc_code_name(code).to_string(),
                 (None, None) => end.status.as_str().to_string(),
             };

@@ -27,6 +27,9 @@ mod h1;
 mod h2;
 mod reaper;
 
+#[cfg(test)]
+pub(crate) mod mock;
+
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -186,7 +186,7 @@ fn proxy_errors_name_their_cause() {
     let mut f = fixture(|_| {});
     let req = request("GET", "/", info(Sampling::Sampled));
     let mut e = end(502, 1);
-    e.proxy_error = Some(http::HeaderValue::from_static("connect_refused"));
+    e.proxy_error = Some("connect_refused");
     let span = f.run(&req, true, e).unwrap();
     assert_eq!(s(&span, "error.type"), "connect_refused");
 }
