@@ -35,12 +35,13 @@ use crate::http::Wire;
 use crate::metrics::SamplingMetrics;
 use crate::metrics::{ConnMetrics, ErrorKind, HttpMetrics, Metrics, TraceContextMetrics};
 use crate::migration::{caller, Migration};
+use crate::orig_dst::{self, OrigDst};
 use crate::propagation::extract::Extractor;
 use crate::propagation::inject::Injector;
 use crate::sampling::Sampler;
 use crate::target::{Accepted, Destination, Direction, Protocol, RouteTable};
 use crate::telemetry::Recorder;
-use crate::{listen, orig_dst, tcp};
+use crate::{listen, tcp};
 
 /// Everything the connections of one listener share. The config-derived parts are
 /// swapped whole on a reload ([`Listener::reload`]): a connection reads them once
@@ -60,6 +61,8 @@ pub struct Listener {
     state: ArcSwap<ConnState>,
     trace: PolicyHandle,
     drain: Drain,
+    /// Where transparent connections were going (the kernel, or a test's answer).
+    orig_dst: Arc<dyn OrigDst>,
 }
 
 /// What a connection reads from the config when it starts.
@@ -83,7 +86,8 @@ enum DestinationRule {
 // === impl Listener ===
 
 impl Listener {
-    /// The shared state for `direction`'s listener.
+    /// The shared state for `direction`'s listener; transparent connections ask
+    /// the kernel where they were going.
     pub fn new(
         direction: Direction,
         config: Arc<Config>,
@@ -92,6 +96,26 @@ impl Listener {
         migration: Arc<Migration>,
         spans: Option<Arc<Recorder>>,
         drain: Drain,
+    ) -> Arc<Self> {
+        let orig_dst = Arc::new(orig_dst::Kernel);
+        Self::with_orig_dst(
+            direction, config, upstreams, metrics, migration, spans, drain, orig_dst,
+        )
+    }
+
+    /// As [`Listener::new`], with the original destination of transparent
+    /// connections read from `orig_dst`: the seam that tests transparent mode
+    /// without root or iptables.
+    #[allow(clippy::too_many_arguments)] // `new`'s arguments plus the seam
+    pub fn with_orig_dst(
+        direction: Direction,
+        config: Arc<Config>,
+        upstreams: Upstreams,
+        metrics: &Arc<Metrics>,
+        migration: Arc<Migration>,
+        spans: Option<Arc<Recorder>>,
+        drain: Drain,
+        orig_dst: Arc<dyn OrigDst>,
     ) -> Arc<Self> {
         let trace_context = metrics.trace_context(direction);
         let sampling = metrics.sampling(direction);
@@ -120,6 +144,7 @@ impl Listener {
             http2: metrics.http(direction, Protocol::Http2),
             grpc: metrics.http(direction, Protocol::Grpc),
             drain,
+            orig_dst,
         })
     }
 
@@ -187,7 +212,7 @@ impl Listener {
         if let Err(error) = listen::tune(&stream) {
             tracing::debug!(%error, "cannot set socket options");
         }
-        let destination = match state.destination(&stream) {
+        let destination = match state.destination(&stream, &*self.orig_dst) {
             Ok(destination) => destination,
             Err((kind, reason)) => {
                 self.conns.error(kind);
@@ -400,9 +425,13 @@ impl ConnState {
         }
     }
 
-    fn destination(&self, stream: &TcpStream) -> Result<Destination, (ErrorKind, String)> {
+    fn destination(
+        &self,
+        stream: &TcpStream,
+        source: &dyn OrigDst,
+    ) -> Result<Destination, (ErrorKind, String)> {
         let original = || {
-            orig_dst::lookup(stream).map_err(|e| match e {
+            orig_dst::lookup(stream, source).map_err(|e| match e {
                 orig_dst::OrigDstError::Loop(_) => (ErrorKind::LoopDetected, e.to_string()),
                 orig_dst::OrigDstError::Unavailable(_) => (ErrorKind::NoOriginalDst, e.to_string()),
             })
@@ -428,3 +457,6 @@ fn destination_port(destination: &Destination) -> Option<u16> {
         Destination::Routes(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests;
