@@ -31,7 +31,7 @@ use crate::http::record::{RecordContext, RecordLayer};
 use crate::http::server::{self, ServerSettings};
 use crate::http::trace::{PolicyHandle, TraceLayer, TracePolicy};
 use crate::http::upstream::{self, Upstreams};
-use crate::http::Wire;
+use crate::http::{Attachments, Wire};
 use crate::metrics::SamplingMetrics;
 use crate::metrics::{ConnMetrics, ErrorKind, HttpMetrics, Metrics, TraceContextMetrics};
 use crate::migration::{caller, Migration};
@@ -267,11 +267,13 @@ impl Listener {
         self.conns.detected(protocol);
         let timeouts = &config.timeouts;
         let request_timeout = (!timeouts.request.is_zero()).then(|| timeouts.request.get());
+        // The one place that decides which extensions the layers attach.
+        let attach = Attachments::for_access_log(config.log.access_log);
         let stack = ServiceBuilder::new()
             .layer(TraceLayer::new(
                 self.trace.clone(),
                 destination_port(&destination),
-                config.log.access_log,
+                attach,
             ))
             .layer(RecordLayer::new(RecordContext {
                 direction: self.direction,
@@ -293,7 +295,7 @@ impl Listener {
                 wire,
                 request_timeout,
                 self.conns.clone(),
-                config.log.access_log,
+                attach,
             ));
         let settings = ServerSettings {
             header_read: timeouts.header_read.get(),

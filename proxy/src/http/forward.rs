@@ -24,7 +24,7 @@ use meshtrace_config::HostPort;
 
 use super::edge::{self, Refusal};
 use super::upstream::{self, HttpClient, Upstreams};
-use super::{authority_of, headers, is_grpc, ProxyBody, Wire};
+use super::{authority_of, headers, is_grpc, Attachments, ProxyBody, Wire};
 use crate::metrics::{ConnMetrics, ErrorKind};
 use crate::target::Destination;
 
@@ -44,7 +44,7 @@ struct Inner {
     request_timeout: Option<Duration>,
     metrics: ConnMetrics,
     /// Whether responses carry their [`Upstream`].
-    name_upstream: bool,
+    attach: Attachments,
 }
 
 /// The connection's destination, with the client already chosen when it is fixed.
@@ -65,7 +65,7 @@ impl Forward {
         wire: Wire,
         request_timeout: Option<Duration>,
         metrics: ConnMetrics,
-        name_upstream: bool,
+        attach: Attachments,
     ) -> Self {
         let route = match destination {
             Destination::Fixed(target) => {
@@ -80,7 +80,7 @@ impl Forward {
             wire,
             request_timeout,
             metrics,
-            name_upstream,
+            attach,
         }))
     }
 }
@@ -143,7 +143,7 @@ impl Inner {
         headers::strip_hop_by_hop(response.headers_mut(), upgraded);
         // Only this sidecar's own responses may say it failed.
         response.headers_mut().remove(&edge::PROXY_ERROR);
-        if self.name_upstream {
+        if self.attach.upstream {
             response.extensions_mut().insert(Upstream(target));
         }
         response.map(Either::Left)

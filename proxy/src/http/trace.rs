@@ -24,8 +24,8 @@ use http::header::{HeaderMap, HeaderValue};
 use http::Request;
 use tokio::time::Instant;
 
-use super::authority_of;
 use super::decide::{self, SamplingHeaders};
+use super::{authority_of, Attachments};
 use crate::metrics::{SamplingMetrics, TraceContextMetrics, WrittenMetrics};
 use crate::migration::{caller, Migration};
 use crate::propagation::extract::{self, Extractor, Incoming, Present};
@@ -112,17 +112,17 @@ pub struct TraceLayer {
     policy: PolicyHandle,
     /// The connection's destination port, for per-upstream rules.
     port: Option<u16>,
-    /// Whether the access log reads [`SpanInfo`] (spans read it when on).
-    access_log: bool,
+    /// Whether requests carry [`SpanInfo`] (spans read it when on).
+    attach: Attachments,
 }
 
 impl TraceLayer {
     /// Applies `policy` to requests of a connection to destination `port`.
-    pub fn new(policy: PolicyHandle, port: Option<u16>, access_log: bool) -> Self {
+    pub fn new(policy: PolicyHandle, port: Option<u16>, attach: Attachments) -> Self {
         Self {
             policy,
             port,
-            access_log,
+            attach,
         }
     }
 }
@@ -185,7 +185,7 @@ where
             now,
         );
         // Only for a reader: an extension costs two allocations per request.
-        let keep_info = self.layer.access_log || policy.spans.is_some();
+        let keep_info = self.layer.attach.span_info_while(policy.spans.is_some());
         let tenant = facts.tenant().filter(|_| keep_info).map(Box::<str>::from);
         decide::apply(decision, &mut context);
         policy

@@ -20,7 +20,7 @@ use crate::http::edge::PROXY_ERROR_HEADER;
 use crate::http::server::{self, ServerSettings};
 use crate::http::upstream::mock::{Behaviour, MockConnect};
 use crate::http::upstream::Upstreams;
-use crate::http::Wire;
+use crate::http::{Attachments, Wire};
 use crate::metrics::Metrics;
 use crate::target::{Destination, Direction};
 
@@ -40,7 +40,7 @@ async fn sidecar(connect: Arc<MockConnect>) -> (http1::SendRequest<Full<Bytes>>,
         Wire::Http1,
         Some(REQUEST_TIMEOUT),
         metrics.conns(Direction::Outbound),
-        false,
+        Attachments::default(),
     );
     let settings = ServerSettings {
         header_read: Duration::from_secs(30),

@@ -14,6 +14,7 @@ use meshtrace_config::{Config, MigrationStage, UpstreamInjection, UpstreamMatch}
 use tower::{Service, ServiceExt};
 
 use super::{SpanInfo, TraceLayer};
+use crate::http::Attachments;
 use crate::metrics::Metrics;
 use crate::migration::Migration;
 use crate::propagation::extract::Formats;
@@ -227,7 +228,11 @@ fn harness(setup: &Setup) -> Harness {
         migration: &migration,
     };
     let policy = parts.policy(&config, Sampler::new(&config.sampling), None);
-    let layer = TraceLayer::new(Arc::new(ArcSwap::from_pointee(policy)), Some(80), true);
+    let layer = TraceLayer::new(
+        Arc::new(ArcSwap::from_pointee(policy)),
+        Some(80),
+        Attachments::for_access_log(true),
+    );
     let seen = Arc::new(Mutex::new(None));
     let sink = seen.clone();
     let inner = tower::service_fn(move |req: Request<()>| {
