@@ -65,6 +65,23 @@ pub struct Listener {
     orig_dst: Arc<dyn OrigDst>,
 }
 
+/// What a listener is built from besides its direction and config: what both
+/// listeners of a sidecar share, and where transparent connections were going.
+pub struct ListenerParts {
+    /// The upstream pools (and how they connect).
+    pub upstreams: Upstreams,
+    /// The sidecar's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Migration counts and what the app speaks (process-wide).
+    pub migration: Arc<Migration>,
+    /// The span recorder, when spans are on.
+    pub spans: Option<Arc<Recorder>>,
+    /// The sidecar's drain, which every connection task joins.
+    pub drain: Drain,
+    /// Where transparent connections were going: the kernel, or a test's answer.
+    pub orig_dst: Arc<dyn OrigDst>,
+}
+
 /// What a connection reads from the config when it starts.
 struct ConnState {
     config: Arc<Config>,
@@ -97,26 +114,34 @@ impl Listener {
         spans: Option<Arc<Recorder>>,
         drain: Drain,
     ) -> Arc<Self> {
-        let orig_dst = Arc::new(orig_dst::Kernel);
-        Self::with_orig_dst(
-            direction, config, upstreams, metrics, migration, spans, drain, orig_dst,
-        )
+        let parts = ListenerParts {
+            upstreams,
+            metrics: metrics.clone(),
+            migration,
+            spans,
+            drain,
+            orig_dst: Arc::new(orig_dst::Kernel),
+        };
+        Self::from_parts(direction, config, parts)
     }
 
-    /// As [`Listener::new`], with the original destination of transparent
-    /// connections read from `orig_dst`: the seam that tests transparent mode
-    /// without root or iptables.
-    #[allow(clippy::too_many_arguments)] // `new`'s arguments plus the seam
-    pub fn with_orig_dst(
+    /// The shared state for `direction`'s listener, built from `parts`: the
+    /// constructor that takes the IO seams (tests give a mock original
+    /// destination here, and a mock connector inside the upstreams).
+    pub fn from_parts(
         direction: Direction,
         config: Arc<Config>,
-        upstreams: Upstreams,
-        metrics: &Arc<Metrics>,
-        migration: Arc<Migration>,
-        spans: Option<Arc<Recorder>>,
-        drain: Drain,
-        orig_dst: Arc<dyn OrigDst>,
+        parts: ListenerParts,
     ) -> Arc<Self> {
+        let ListenerParts {
+            upstreams,
+            metrics,
+            migration,
+            spans,
+            drain,
+            orig_dst,
+        } = parts;
+        let metrics = &metrics;
         let trace_context = metrics.trace_context(direction);
         let sampling = metrics.sampling(direction);
         let sampler = Sampler::new(&config.sampling);

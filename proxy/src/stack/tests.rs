@@ -21,10 +21,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::Listener;
+use super::{Listener, ListenerParts};
 use crate::drain::Drain;
 use crate::http::edge::PROXY_ERROR_HEADER;
-use crate::http::upstream::mock::MockConnect;
+use crate::http::upstream::mock::{self, MockConnect};
 use crate::http::upstream::Upstreams;
 use crate::metrics::Metrics;
 use crate::migration::Migration;
@@ -67,16 +67,15 @@ async fn outbound(orig_dst: MockOrigDst, upstream: Arc<MockConnect>) -> Outbound
     let recorder = Arc::new(Recorder::new(&config, queue, &|_| None));
     let upstreams =
         Upstreams::new(Duration::from_secs(1), Duration::from_secs(60)).with_connector(upstream);
-    let listener = Listener::with_orig_dst(
-        Direction::Outbound,
-        config,
+    let parts = ListenerParts {
         upstreams,
-        &metrics,
-        Arc::new(Migration::new(&metrics)),
-        Some(recorder),
-        Drain::default(),
-        Arc::new(orig_dst),
-    );
+        metrics: metrics.clone(),
+        migration: Arc::new(Migration::new(&metrics)),
+        spans: Some(recorder),
+        drain: Drain::default(),
+        orig_dst: Arc::new(orig_dst),
+    };
+    let listener = Listener::from_parts(Direction::Outbound, config, parts);
     let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -139,13 +138,7 @@ async fn a_connection_addressed_to_the_sidecar_itself_is_refused_and_counted() {
 
 #[tokio::test]
 async fn an_upstream_error_header_reaches_neither_the_client_nor_the_span() {
-    let upstream = MockConnect::app(|_| {
-        Response::builder()
-            .status(StatusCode::INTERNAL_SERVER_ERROR)
-            .header(PROXY_ERROR_HEADER, "whatever")
-            .body(Full::default())
-            .unwrap()
-    });
+    let upstream = MockConnect::app(mock::posing_as_the_sidecar);
     let original = SocketAddr::from(([10, 1, 2, 3], 9080));
     let mut sidecar = outbound(MockOrigDst::Fixed(original), upstream).await;
     let response = get(&sidecar).await.unwrap();

@@ -18,7 +18,7 @@ use super::Forward;
 use crate::drain::Drain;
 use crate::http::edge::PROXY_ERROR_HEADER;
 use crate::http::server::{self, ServerSettings};
-use crate::http::upstream::mock::{Behaviour, MockConnect};
+use crate::http::upstream::mock::{self, Behaviour, MockConnect};
 use crate::http::upstream::Upstreams;
 use crate::http::{Attachments, Wire};
 use crate::metrics::Metrics;
@@ -76,39 +76,53 @@ async fn get(
     (response, metrics)
 }
 
-/// The `meshtrace_upstream_errors_total` value for `kind`, outbound.
-fn upstream_errors(metrics: &Metrics, kind: &str) -> String {
+/// What a sidecar whose upstream connections behave as `behaviour` answers: the
+/// status, its `meshtrace-proxy-error`, and the `meshtrace_upstream_errors_total`
+/// count of that error kind.
+async fn refusal(behaviour: Behaviour) -> (StatusCode, String, String) {
+    let (response, metrics) = get(MockConnect::new(behaviour), &[]).await;
+    let kind = response.headers()[PROXY_ERROR_HEADER]
+        .to_str()
+        .unwrap()
+        .to_string();
     let text = metrics.render();
     let prefix =
         format!(r#"meshtrace_upstream_errors_total{{direction="outbound",kind="{kind}"}} "#);
-    text.lines().find(|l| l.starts_with(&prefix)).map_or_else(
-        || format!("no {kind} line"),
-        |l| l[prefix.len()..].to_string(),
-    )
+    let count = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or("no such line")
+        .to_string();
+    (response.status(), kind, count)
+}
+
+/// A `refusal` as expected: `status`, error `kind`, counted once.
+fn expected(status: StatusCode, kind: &str) -> (StatusCode, String, String) {
+    (status, kind.to_string(), "1".to_string())
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_connect_that_never_completes_is_a_504_connect_timeout() {
-    let (response, metrics) = get(MockConnect::new(Behaviour::Hang), &[]).await;
-    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
-    assert_eq!(response.headers()[PROXY_ERROR_HEADER], "connect_timeout");
-    assert_eq!(upstream_errors(&metrics, "connect_timeout"), "1");
+    let answer = refusal(Behaviour::Hang).await;
+    assert_eq!(
+        answer,
+        expected(StatusCode::GATEWAY_TIMEOUT, "connect_timeout")
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_upstream_silent_past_the_request_timeout_is_a_504_request_timeout() {
-    let (response, metrics) = get(MockConnect::new(Behaviour::Silent), &[]).await;
-    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
-    assert_eq!(response.headers()[PROXY_ERROR_HEADER], "request_timeout");
-    assert_eq!(upstream_errors(&metrics, "request_timeout"), "1");
+    let answer = refusal(Behaviour::Silent).await;
+    assert_eq!(
+        answer,
+        expected(StatusCode::GATEWAY_TIMEOUT, "request_timeout")
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_refused_connection_is_a_502_connect_refused() {
-    let (response, metrics) = get(MockConnect::new(Behaviour::Refuse), &[]).await;
-    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
-    assert_eq!(response.headers()[PROXY_ERROR_HEADER], "connect_refused");
-    assert_eq!(upstream_errors(&metrics, "connect_refused"), "1");
+    let answer = refusal(Behaviour::Refuse).await;
+    assert_eq!(answer, expected(StatusCode::BAD_GATEWAY, "connect_refused"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -141,13 +155,7 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
 
 #[tokio::test(start_paused = true)]
 async fn an_upstream_cannot_pose_as_the_sidecars_error() {
-    let app = MockConnect::app(|_| {
-        Response::builder()
-            .status(StatusCode::INTERNAL_SERVER_ERROR)
-            .header(PROXY_ERROR_HEADER, "whatever")
-            .body(Full::default())
-            .unwrap()
-    });
+    let app = MockConnect::app(mock::posing_as_the_sidecar);
     let (response, _) = get(app, &[]).await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(!response.headers().contains_key(PROXY_ERROR_HEADER));

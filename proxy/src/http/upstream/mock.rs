@@ -101,3 +101,15 @@ impl Connect for MockConnect {
         Box::pin(ready(Ok(Box::new(near) as Box<dyn Io>)))
     }
 }
+
+/// An app answering 500 with the sidecar's error header, as if it were its
+/// sidecar reporting a failure.
+pub(crate) fn posing_as_the_sidecar(_: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    response.headers_mut().insert(
+        crate::http::edge::PROXY_ERROR.clone(),
+        http::HeaderValue::from_static("whatever"),
+    );
+    response
+}
