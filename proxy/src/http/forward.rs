@@ -141,8 +141,7 @@ impl Inner {
             tunnel(downstream, hyper::upgrade::on(&mut response));
         }
         headers::strip_hop_by_hop(response.headers_mut(), upgraded);
-        // Only this sidecar's own responses may say it failed.
-        response.headers_mut().remove(&edge::PROXY_ERROR);
+        edge::strip_impersonation(response.headers_mut());
         if self.attach.upstream {
             response.extensions_mut().insert(Upstream(target));
         }
