@@ -11,12 +11,11 @@
 //!       └ other          → TCP forward (detected bytes replayed first)
 //! ```
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use meshtrace_config::{AppPort, Config, HostPort, OutboundMode};
+use meshtrace_config::Config;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -39,9 +38,10 @@ use crate::orig_dst::{self, OrigDst};
 use crate::propagation::extract::Extractor;
 use crate::propagation::inject::Injector;
 use crate::sampling::Sampler;
-use crate::target::{Accepted, Destination, Direction, Protocol, RouteTable};
+use crate::target::{Accepted, Destination, Direction, Protocol};
 use crate::telemetry::Recorder;
 use crate::{listen, tcp};
+use destination::{destination_port, ConnState};
 
 /// Everything the connections of one listener share. The config-derived parts are
 /// swapped whole on a reload ([`Listener::reload`]): a connection reads them once
@@ -80,24 +80,6 @@ pub struct ListenerParts {
     pub drain: Drain,
     /// Where transparent connections were going: the kernel, or a test's answer.
     pub orig_dst: Arc<dyn OrigDst>,
-}
-
-/// What a connection reads from the config when it starts.
-struct ConnState {
-    config: Arc<Config>,
-    destination: DestinationRule,
-}
-
-/// How a listener finds a connection's destination.
-enum DestinationRule {
-    /// Inbound to a fixed app port.
-    App(Arc<HostPort>),
-    /// Inbound to the app host at the original destination port.
-    AppOriginalPort(std::net::IpAddr),
-    /// Outbound, transparent.
-    OriginalDst,
-    /// Outbound, explicit.
-    Routes(Arc<RouteTable>),
 }
 
 // === impl Listener ===
@@ -427,63 +409,6 @@ impl PolicyParts<'_> {
     }
 }
 
-// === impl ConnState ===
-
-impl ConnState {
-    fn new(direction: Direction, config: Arc<Config>) -> Self {
-        let destination = match direction {
-            Direction::Inbound => match config.inbound.app_port {
-                AppPort::Fixed(port) => DestinationRule::App(Arc::new(HostPort::from(
-                    SocketAddr::new(config.inbound.app_host, port),
-                ))),
-                AppPort::Original => DestinationRule::AppOriginalPort(config.inbound.app_host),
-            },
-            Direction::Outbound => match config.outbound.mode {
-                OutboundMode::Transparent => DestinationRule::OriginalDst,
-                OutboundMode::Explicit => DestinationRule::Routes(Arc::new(RouteTable::new(
-                    &config.outbound.routes,
-                    config.outbound.tcp_target.as_ref(),
-                ))),
-            },
-        };
-        Self {
-            config,
-            destination,
-        }
-    }
-
-    fn destination(
-        &self,
-        stream: &TcpStream,
-        source: &dyn OrigDst,
-    ) -> Result<Destination, (ErrorKind, String)> {
-        let original = || {
-            orig_dst::lookup(stream, source).map_err(|e| match e {
-                orig_dst::OrigDstError::Loop(_) => (ErrorKind::LoopDetected, e.to_string()),
-                orig_dst::OrigDstError::Unavailable(_) => (ErrorKind::NoOriginalDst, e.to_string()),
-            })
-        };
-        Ok(match &self.destination {
-            DestinationRule::App(app) => Destination::Fixed(app.clone()),
-            DestinationRule::AppOriginalPort(host) => {
-                let port = original()?.port();
-                Destination::Fixed(Arc::new(HostPort::from(SocketAddr::new(*host, port))))
-            }
-            DestinationRule::OriginalDst => {
-                Destination::Fixed(Arc::new(HostPort::from(original()?)))
-            }
-            DestinationRule::Routes(table) => Destination::Routes(table.clone()),
-        })
-    }
-}
-
-/// The port that opaque-port configuration is matched against.
-fn destination_port(destination: &Destination) -> Option<u16> {
-    match destination {
-        Destination::Fixed(target) => Some(target.port()),
-        Destination::Routes(_) => None,
-    }
-}
-
+mod destination;
 #[cfg(test)]
 mod tests;
