@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use meshtrace_config::HostPort;
+use tokio::io::DuplexStream;
 
 use super::Forward;
 use crate::drain::Drain;
@@ -27,9 +29,9 @@ use crate::target::{Destination, Direction};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A client connection to a sidecar forwarding everything to `10.0.0.1:8080`
-/// through `connect`, and the sidecar's metrics.
-async fn sidecar(connect: Arc<MockConnect>) -> (http1::SendRequest<Full<Bytes>>, Arc<Metrics>) {
+/// The client end of a `wire` connection to a sidecar forwarding everything to
+/// `10.0.0.1:8080` through `connect`, and the sidecar's metrics.
+fn sidecar_io(connect: Arc<MockConnect>, wire: Wire) -> (DuplexStream, Arc<Metrics>) {
     let metrics = Metrics::new();
     let upstreams =
         Upstreams::new(CONNECT_TIMEOUT, Duration::from_secs(60)).with_connector(connect);
@@ -37,7 +39,7 @@ async fn sidecar(connect: Arc<MockConnect>) -> (http1::SendRequest<Full<Bytes>>,
     let forward = Forward::new(
         Destination::Fixed(target),
         upstreams,
-        Wire::Http1,
+        wire,
         Some(REQUEST_TIMEOUT),
         metrics.conns(Direction::Outbound),
         Attachments::default(),
@@ -49,12 +51,18 @@ async fn sidecar(connect: Arc<MockConnect>) -> (http1::SendRequest<Full<Bytes>>,
     let (client, server) = tokio::io::duplex(64 * 1024);
     tokio::spawn(server::serve(
         server,
-        Wire::Http1,
+        wire,
         forward,
         settings,
         Drain::default(),
     ));
-    let (sender, conn) = http1::handshake(TokioIo::new(client)).await.unwrap();
+    (client, metrics)
+}
+
+/// An HTTP/1 client connection to a sidecar in front of `connect`.
+async fn sidecar(connect: Arc<MockConnect>) -> (http1::SendRequest<Full<Bytes>>, Arc<Metrics>) {
+    let (io, metrics) = sidecar_io(connect, Wire::Http1);
+    let (sender, conn) = http1::handshake(TokioIo::new(io)).await.unwrap();
     tokio::spawn(conn);
     (sender, metrics)
 }
@@ -159,4 +167,25 @@ async fn an_upstream_cannot_pose_as_the_sidecars_error() {
     let (response, _) = get(app, &[]).await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(!response.headers().contains_key(PROXY_ERROR_HEADER));
+}
+
+#[tokio::test(start_paused = true)]
+async fn http2_requests_keep_their_authority_and_share_one_upstream_connection() {
+    let app = MockConnect::app(|req| {
+        let seen = format!("{:?} {}", req.version(), req.uri());
+        Response::new(Full::new(Bytes::from(seen)))
+    });
+    let (io, _) = sidecar_io(app.clone(), Wire::Http2);
+    let (mut sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for path in ["/a", "/b"] {
+        let uri = format!("http://reviews:9080{path}");
+        let req = Request::get(&uri).body(Full::<Bytes>::default()).unwrap();
+        let response = sender.send_request(req).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, format!("HTTP/2.0 {uri}").as_bytes());
+    }
+    assert_eq!(app.dialled(), ["10.0.0.1:8080"]);
 }
