@@ -11,12 +11,11 @@
 //!       └ other          → TCP forward (detected bytes replayed first)
 //! ```
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use meshtrace_config::{AppPort, Config, HostPort, OutboundMode};
+use meshtrace_config::Config;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -31,15 +30,18 @@ use crate::http::record::{RecordContext, RecordLayer};
 use crate::http::server::{self, ServerSettings};
 use crate::http::trace::{PolicyHandle, TraceLayer, TracePolicy};
 use crate::http::upstream::{self, Upstreams};
+use crate::http::{Attachments, Wire};
 use crate::metrics::SamplingMetrics;
 use crate::metrics::{ConnMetrics, ErrorKind, HttpMetrics, Metrics, TraceContextMetrics};
 use crate::migration::{caller, Migration};
+use crate::orig_dst::{self, OrigDst};
 use crate::propagation::extract::Extractor;
 use crate::propagation::inject::Injector;
 use crate::sampling::Sampler;
-use crate::target::{Accepted, Destination, Direction, Protocol, RouteTable};
+use crate::target::{Accepted, Destination, Direction, Protocol};
 use crate::telemetry::Recorder;
-use crate::{listen, orig_dst, tcp};
+use crate::{listen, tcp};
+use destination::{destination_port, ConnState};
 
 /// Everything the connections of one listener share. The config-derived parts are
 /// swapped whole on a reload ([`Listener::reload`]): a connection reads them once
@@ -59,30 +61,32 @@ pub struct Listener {
     state: ArcSwap<ConnState>,
     trace: PolicyHandle,
     drain: Drain,
+    /// Where transparent connections were going (the kernel, or a test's answer).
+    orig_dst: Arc<dyn OrigDst>,
 }
 
-/// What a connection reads from the config when it starts.
-struct ConnState {
-    config: Arc<Config>,
-    destination: DestinationRule,
-}
-
-/// How a listener finds a connection's destination.
-enum DestinationRule {
-    /// Inbound to a fixed app port.
-    App(Arc<HostPort>),
-    /// Inbound to the app host at the original destination port.
-    AppOriginalPort(std::net::IpAddr),
-    /// Outbound, transparent.
-    OriginalDst,
-    /// Outbound, explicit.
-    Routes(Arc<RouteTable>),
+/// What a listener is built from besides its direction and config: what both
+/// listeners of a sidecar share, and where transparent connections were going.
+pub struct ListenerParts {
+    /// The upstream pools (and how they connect).
+    pub upstreams: Upstreams,
+    /// The sidecar's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Migration counts and what the app speaks (process-wide).
+    pub migration: Arc<Migration>,
+    /// The span recorder, when spans are on.
+    pub spans: Option<Arc<Recorder>>,
+    /// The sidecar's drain, which every connection task joins.
+    pub drain: Drain,
+    /// Where transparent connections were going: the kernel, or a test's answer.
+    pub orig_dst: Arc<dyn OrigDst>,
 }
 
 // === impl Listener ===
 
 impl Listener {
-    /// The shared state for `direction`'s listener.
+    /// The shared state for `direction`'s listener; transparent connections ask
+    /// the kernel where they were going.
     pub fn new(
         direction: Direction,
         config: Arc<Config>,
@@ -92,6 +96,34 @@ impl Listener {
         spans: Option<Arc<Recorder>>,
         drain: Drain,
     ) -> Arc<Self> {
+        let parts = ListenerParts {
+            upstreams,
+            metrics: metrics.clone(),
+            migration,
+            spans,
+            drain,
+            orig_dst: Arc::new(orig_dst::Kernel),
+        };
+        Self::from_parts(direction, config, parts)
+    }
+
+    /// The shared state for `direction`'s listener, built from `parts`: the
+    /// constructor that takes the IO seams (tests give a mock original
+    /// destination here, and a mock connector inside the upstreams).
+    pub fn from_parts(
+        direction: Direction,
+        config: Arc<Config>,
+        parts: ListenerParts,
+    ) -> Arc<Self> {
+        let ListenerParts {
+            upstreams,
+            metrics,
+            migration,
+            spans,
+            drain,
+            orig_dst,
+        } = parts;
+        let metrics = &metrics;
         let trace_context = metrics.trace_context(direction);
         let sampling = metrics.sampling(direction);
         let sampler = Sampler::new(&config.sampling);
@@ -119,6 +151,7 @@ impl Listener {
             http2: metrics.http(direction, Protocol::Http2),
             grpc: metrics.http(direction, Protocol::Grpc),
             drain,
+            orig_dst,
         })
     }
 
@@ -186,7 +219,7 @@ impl Listener {
         if let Err(error) = listen::tune(&stream) {
             tracing::debug!(%error, "cannot set socket options");
         }
-        let destination = match state.destination(&stream) {
+        let destination = match state.destination(&stream, &*self.orig_dst) {
             Ok(destination) => destination,
             Err((kind, reason)) => {
                 self.conns.error(kind);
@@ -208,24 +241,14 @@ impl Listener {
         let detected = detect::detect(&mut stream, limit, timeouts.detect.get()).await;
         match detected {
             Ok((Detected::Http1, prefix)) => {
-                self.http(
-                    config,
-                    Prefixed::new(prefix, stream),
-                    false,
-                    destination,
-                    accepted,
-                )
-                .await
+                let io = Prefixed::new(prefix, stream);
+                self.http(config, io, Wire::Http1, destination, accepted)
+                    .await
             }
             Ok((Detected::Http2, prefix)) => {
-                self.http(
-                    config,
-                    Prefixed::new(prefix, stream),
-                    true,
-                    destination,
-                    accepted,
-                )
-                .await
+                let io = Prefixed::new(prefix, stream);
+                self.http(config, io, Wire::Http2, destination, accepted)
+                    .await
             }
             Ok((Detected::Opaque, prefix)) => {
                 self.opaque(config, stream, prefix, &destination, accepted)
@@ -243,31 +266,28 @@ impl Listener {
         &self,
         config: &Config,
         io: Prefixed<TcpStream>,
-        http2: bool,
+        wire: Wire,
         destination: Destination,
         accepted: Accepted,
     ) {
-        let protocol = if http2 {
-            Protocol::Http2
-        } else {
-            Protocol::Http1
-        };
+        let protocol = wire.protocol();
         self.conns.detected(protocol);
         let timeouts = &config.timeouts;
         let request_timeout = (!timeouts.request.is_zero()).then(|| timeouts.request.get());
+        // The one place that decides which extensions the layers attach.
+        let attach = Attachments::for_access_log(config.log.access_log);
         let stack = ServiceBuilder::new()
             .layer(TraceLayer::new(
                 self.trace.clone(),
                 destination_port(&destination),
-                config.log.access_log,
+                attach,
             ))
             .layer(RecordLayer::new(RecordContext {
                 direction: self.direction,
                 peer: accepted.peer,
-                http: if http2 {
-                    self.http2.clone()
-                } else {
-                    self.http1.clone()
+                http: match wire {
+                    Wire::Http1 => self.http1.clone(),
+                    Wire::Http2 => self.http2.clone(),
                 },
                 grpc: self.grpc.clone(),
                 protocol,
@@ -279,16 +299,16 @@ impl Listener {
             .service(Forward::new(
                 destination,
                 self.upstreams.clone(),
-                http2,
+                wire,
                 request_timeout,
                 self.conns.clone(),
-                config.log.access_log,
+                attach,
             ));
         let settings = ServerSettings {
             header_read: timeouts.header_read.get(),
             max_header_bytes: config.limits.max_header_bytes,
         };
-        server::serve(io, http2, stack, settings, self.drain.clone()).await;
+        server::serve(io, wire, stack, settings, self.drain.clone()).await;
     }
 
     /// Byte-for-byte forwarding to the connection's destination.
@@ -313,7 +333,8 @@ impl Listener {
             },
         };
         let timeouts = &config.timeouts;
-        let upstream = match upstream::dial(&target, timeouts.connect.get()).await {
+        let connector = self.upstreams.connector();
+        let upstream = match connector.connect(&target, timeouts.connect.get()).await {
             Ok(upstream) => upstream,
             Err(error) => {
                 self.conns.error(upstream::classify_connect(&error));
@@ -388,56 +409,6 @@ impl PolicyParts<'_> {
     }
 }
 
-// === impl ConnState ===
-
-impl ConnState {
-    fn new(direction: Direction, config: Arc<Config>) -> Self {
-        let destination = match direction {
-            Direction::Inbound => match config.inbound.app_port {
-                AppPort::Fixed(port) => DestinationRule::App(Arc::new(HostPort::from(
-                    SocketAddr::new(config.inbound.app_host, port),
-                ))),
-                AppPort::Original => DestinationRule::AppOriginalPort(config.inbound.app_host),
-            },
-            Direction::Outbound => match config.outbound.mode {
-                OutboundMode::Transparent => DestinationRule::OriginalDst,
-                OutboundMode::Explicit => DestinationRule::Routes(Arc::new(RouteTable::new(
-                    &config.outbound.routes,
-                    config.outbound.tcp_target.as_ref(),
-                ))),
-            },
-        };
-        Self {
-            config,
-            destination,
-        }
-    }
-
-    fn destination(&self, stream: &TcpStream) -> Result<Destination, (ErrorKind, String)> {
-        let original = || {
-            orig_dst::lookup(stream).map_err(|e| match e {
-                orig_dst::OrigDstError::Loop(_) => (ErrorKind::LoopDetected, e.to_string()),
-                orig_dst::OrigDstError::Unavailable(_) => (ErrorKind::NoOriginalDst, e.to_string()),
-            })
-        };
-        Ok(match &self.destination {
-            DestinationRule::App(app) => Destination::Fixed(app.clone()),
-            DestinationRule::AppOriginalPort(host) => {
-                let port = original()?.port();
-                Destination::Fixed(Arc::new(HostPort::from(SocketAddr::new(*host, port))))
-            }
-            DestinationRule::OriginalDst => {
-                Destination::Fixed(Arc::new(HostPort::from(original()?)))
-            }
-            DestinationRule::Routes(table) => Destination::Routes(table.clone()),
-        })
-    }
-}
-
-/// The port that opaque-port configuration is matched against.
-fn destination_port(destination: &Destination) -> Option<u16> {
-    match destination {
-        Destination::Fixed(target) => Some(target.port()),
-        Destination::Routes(_) => None,
-    }
-}
+mod destination;
+#[cfg(test)]
+mod tests;

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// Per-direction copy buffer.
@@ -20,17 +19,21 @@ const BUF_SIZE: usize = 16 * 1024;
 
 /// Forwards `downstream` to `upstream` until both directions end or `idle` passes
 /// with no traffic. Returns (bytes to upstream, bytes to downstream).
-pub async fn forward(
-    mut downstream: TcpStream,
+pub async fn forward<D, U>(
+    downstream: D,
     prefix: Bytes,
-    mut upstream: TcpStream,
+    mut upstream: U,
     idle: Duration,
-) -> io::Result<(u64, u64)> {
+) -> io::Result<(u64, u64)>
+where
+    D: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
     upstream.write_all(&prefix).await?;
     let start = Instant::now();
     let last_activity = AtomicU64::new(0);
-    let (dr, dw) = downstream.split();
-    let (ur, uw) = upstream.split();
+    let (dr, dw) = tokio::io::split(downstream);
+    let (ur, uw) = tokio::io::split(upstream);
     let copy = async {
         tokio::try_join!(
             copy(dr, uw, start, &last_activity),

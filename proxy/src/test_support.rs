@@ -23,8 +23,8 @@ use opentelemetry_sdk::trace::SpanData;
 use tower::{Service, ServiceExt};
 
 use crate::http::record::{RecordContext, RecordLayer};
-use crate::http::trace::{PolicyHandle, SpanInfo, TraceLayer};
-use crate::http::ProxyBody;
+use crate::http::trace::{PolicyHandle, TraceLayer};
+use crate::http::{Attachments, ProxyBody};
 use crate::metrics::Metrics;
 use crate::migration::Migration;
 use crate::propagation::extract::Formats;
@@ -32,6 +32,7 @@ use crate::propagation::{Sampling, SpanId, TraceId};
 use crate::sampling::{Reason, Sampler};
 use crate::stack::PolicyParts;
 use crate::target::{Direction, Protocol};
+use crate::telemetry::SpanInfo;
 use crate::telemetry::{Recorder, SpanQueue};
 
 pub use io::{h1_client, h2_client, AccessLog, Downstream, Gate};
@@ -186,7 +187,11 @@ impl Layers {
 
     /// The trace layer of a connection to port 80.
     pub fn trace(&self, access_log: bool) -> TraceLayer {
-        TraceLayer::new(self.policy.clone(), Some(80), access_log)
+        TraceLayer::new(
+            self.policy.clone(),
+            Some(80),
+            Attachments::for_access_log(access_log),
+        )
     }
 
     /// The record layer of a `protocol` connection from 10.0.0.7:40000.

@@ -24,7 +24,7 @@ use meshtrace_config::HostPort;
 
 use super::edge::{self, Refusal};
 use super::upstream::{self, HttpClient, Upstreams};
-use super::{authority_of, headers, is_grpc, ProxyBody};
+use super::{authority_of, headers, is_grpc, Attachments, ProxyBody, Wire};
 use crate::metrics::{ConnMetrics, ErrorKind};
 use crate::target::Destination;
 
@@ -40,11 +40,11 @@ pub struct Forward(Arc<Inner>);
 struct Inner {
     route: Route,
     upstreams: Upstreams,
-    http2: bool,
+    wire: Wire,
     request_timeout: Option<Duration>,
     metrics: ConnMetrics,
     /// Whether responses carry their [`Upstream`].
-    name_upstream: bool,
+    attach: Attachments,
 }
 
 /// The connection's destination, with the client already chosen when it is fixed.
@@ -57,18 +57,19 @@ enum Route {
 // === impl Forward ===
 
 impl Forward {
-    /// A forwarder for a connection speaking HTTP/2 (`http2`) or HTTP/1.
+    /// A forwarder for a connection speaking `wire`, which its requests are
+    /// forwarded in too.
     pub fn new(
         destination: Destination,
         upstreams: Upstreams,
-        http2: bool,
+        wire: Wire,
         request_timeout: Option<Duration>,
         metrics: ConnMetrics,
-        name_upstream: bool,
+        attach: Attachments,
     ) -> Self {
         let route = match destination {
             Destination::Fixed(target) => {
-                let client = upstreams.client(&target, http2);
+                let client = upstreams.client(&target, wire);
                 Route::Fixed(target, client)
             }
             Destination::Routes(table) => Route::Table(table),
@@ -76,10 +77,10 @@ impl Forward {
         Self(Arc::new(Inner {
             route,
             upstreams,
-            http2,
+            wire,
             request_timeout,
             metrics,
-            name_upstream,
+            attach,
         }))
     }
 }
@@ -90,7 +91,7 @@ impl Inner {
         let (target, client) = match &self.route {
             Route::Fixed(target, client) => (target.clone(), client.clone()),
             Route::Table(table) => match authority_of(&req).and_then(|a| table.lookup(a)) {
-                Some(target) => (target.clone(), self.upstreams.client(target, self.http2)),
+                Some(target) => (target.clone(), self.upstreams.client(target, self.wire)),
                 None => {
                     self.metrics.error(ErrorKind::NoRoute);
                     let authority = authority_of(&req).unwrap_or("(none)");
@@ -99,15 +100,14 @@ impl Inner {
                 }
             },
         };
-        let addressed = if self.http2 {
-            absolute_uri(&mut req, &target)
-        } else {
-            origin_form(&mut req, &target)
+        let addressed = match self.wire {
+            Wire::Http2 => absolute_uri(&mut req, &target),
+            Wire::Http1 => origin_form(&mut req, &target),
         };
         if let Err(message) = addressed {
             return edge::respond(Refusal::BadAuthority, grpc, &message);
         }
-        let upgrade = !self.http2 && headers::wants_upgrade(req.headers());
+        let upgrade = self.wire == Wire::Http1 && headers::wants_upgrade(req.headers());
         headers::strip_hop_by_hop(req.headers_mut(), upgrade);
         let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
@@ -141,7 +141,8 @@ impl Inner {
             tunnel(downstream, hyper::upgrade::on(&mut response));
         }
         headers::strip_hop_by_hop(response.headers_mut(), upgraded);
-        if self.name_upstream {
+        edge::strip_impersonation(response.headers_mut());
+        if self.attach.upstream {
             response.extensions_mut().insert(Upstream(target));
         }
         response.map(Either::Left)
@@ -237,3 +238,6 @@ fn tunnel(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpg
         }
     });
 }
+
+#[cfg(test)]
+mod tests;

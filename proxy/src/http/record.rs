@@ -25,13 +25,13 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 
+use super::edge::Refusal;
 use super::forward::Upstream;
 use super::is_grpc;
-use super::trace::SpanInfo;
 use crate::metrics::{HttpMetrics, SamplingMetrics};
 use crate::propagation::{SpanId, TraceId};
 use crate::target::{Direction, Protocol};
-use crate::telemetry::{Recorder, SpanEnd, SpanStart};
+use crate::telemetry::{Recorder, SpanEnd, SpanInfo, SpanStart};
 
 /// What every request on one connection shares.
 #[derive(Debug)]
@@ -127,7 +127,7 @@ where
                 trace_id: s.trace_id,
                 span_id: s.span_id,
                 parent_id: s.parent_id,
-                sampled: s.sampling.is_sampled() || s.debug,
+                sampled: s.sampled(),
             }),
         });
         let recorder = self.context.policy.load().spans.clone();
@@ -149,7 +149,7 @@ where
                 SpanState {
                     start,
                     grpc_status: grpc_status(headers),
-                    proxy_error: headers.get(super::edge::PROXY_ERROR_HEADER).cloned(),
+                    proxy_error: response.extensions().get::<Refusal>().map(|r| r.cause()),
                 }
             });
             let finish = Finish {
@@ -191,7 +191,7 @@ struct Finish {
 struct SpanState {
     start: SpanStart,
     grpc_status: Option<u16>,
-    proxy_error: Option<HeaderValue>,
+    proxy_error: Option<&'static str>,
 }
 
 fn grpc_status(headers: &http::HeaderMap) -> Option<u16> {

@@ -5,6 +5,8 @@
 //! multiplex with flow control. On drain, HTTP/1 finishes its in-flight request
 //! and closes; HTTP/2 sends GOAWAY and finishes its open streams.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::Wire;
 use crate::drain::Drain;
 
 /// Per-connection server settings.
@@ -33,9 +36,9 @@ impl ServerSettings {
     }
 }
 
-/// Serves `io` as HTTP/1 or HTTP/2 (`http2`) until the peer leaves or the drain
+/// Serves `io` as HTTP/1 or HTTP/2 (`wire`) until the peer leaves or the drain
 /// completes it.
-pub async fn serve<I, S, B>(io: I, http2: bool, service: S, settings: ServerSettings, drain: Drain)
+pub async fn serve<I, S, B>(io: I, wire: Wire, service: S, settings: ServerSettings, drain: Drain)
 where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     S: tower::Service<http::Request<Incoming>, Response = http::Response<B>>
@@ -49,37 +52,47 @@ where
 {
     let io = TokioIo::new(io);
     let service = TowerToHyperService::new(service);
-    let result = if http2 {
-        let conn = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(settings.hard_limit()).unwrap_or(u32::MAX))
-            .serve_connection(io, service);
-        tokio::pin!(conn);
-        tokio::select! {
-            result = conn.as_mut() => result,
-            () = drain.signaled() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
+    let result = match wire {
+        Wire::Http2 => {
+            let conn = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_header_list_size(u32::try_from(settings.hard_limit()).unwrap_or(u32::MAX))
+                .serve_connection(io, service);
+            until_drained(conn, &drain, |conn| conn.graceful_shutdown()).await
         }
-    } else {
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(settings.header_read)
-            .max_buf_size(settings.hard_limit())
-            .serve_connection(io, service)
-            .with_upgrades();
-        tokio::pin!(conn);
-        tokio::select! {
-            result = conn.as_mut() => result,
-            () = drain.signaled() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
+        Wire::Http1 => {
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(settings.header_read)
+                .max_buf_size(settings.hard_limit())
+                .serve_connection(io, service)
+                .with_upgrades();
+            until_drained(conn, &drain, |conn| conn.graceful_shutdown()).await
         }
     };
     if let Err(error) = result {
         tracing::debug!(%error, "downstream connection ended with an error");
+    }
+}
+
+/// Runs `conn` to its end; once the drain starts, asks it to `shut_down`
+/// gracefully (HTTP/1: after the request in flight; HTTP/2: GOAWAY) and lets it
+/// finish.
+async fn until_drained<C>(
+    conn: C,
+    drain: &Drain,
+    shut_down: impl FnOnce(Pin<&mut C>),
+) -> hyper::Result<()>
+where
+    C: Future<Output = hyper::Result<()>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => result,
+        () = drain.signaled() => {
+            shut_down(conn.as_mut());
+            conn.await
+        }
     }
 }
 

@@ -24,39 +24,16 @@ use http::header::{HeaderMap, HeaderValue};
 use http::Request;
 use tokio::time::Instant;
 
-use super::authority_of;
 use super::decide::{self, SamplingHeaders};
+use super::{authority_of, Attachments};
 use crate::metrics::{SamplingMetrics, TraceContextMetrics, WrittenMetrics};
 use crate::migration::{caller, Migration};
-use crate::propagation::extract::{self, Discarded, Extractor, Formats, Incoming, Present};
+use crate::propagation::extract::{self, Extractor, Incoming, Present};
 use crate::propagation::inject::{self, Injector, Plan};
-use crate::propagation::{start_span, Sampling, SpanId, TraceId};
-use crate::sampling::{Reason, Sampler};
+use crate::propagation::{start_span, Sampling};
+use crate::sampling::Sampler;
 use crate::target::Direction;
-
-/// The sidecar's span for one request, left in the request's extensions when the
-/// access log or spans read it.
-#[derive(Clone, Debug)]
-pub struct SpanInfo {
-    /// The trace.
-    pub trace_id: TraceId,
-    /// The sidecar's span id (the parent written downstream).
-    pub span_id: SpanId,
-    /// The caller's span, when the request carried a context.
-    pub parent_id: Option<SpanId>,
-    /// The decision in force.
-    pub sampling: Sampling,
-    /// Debug / force flag.
-    pub debug: bool,
-    /// The formats the context came from (empty for a new trace).
-    pub formats: Formats,
-    /// Contexts that lost a conflict, for span links.
-    pub discarded: Vec<Discarded>,
-    /// Why the trace is (not) sampled.
-    pub sampling_reason: Reason,
-    /// The request's tenant, when one was found.
-    pub tenant: Option<Box<str>>,
-}
+pub use crate::telemetry::SpanInfo;
 
 /// One listener's propagation policy.
 #[derive(Debug)]
@@ -135,17 +112,17 @@ pub struct TraceLayer {
     policy: PolicyHandle,
     /// The connection's destination port, for per-upstream rules.
     port: Option<u16>,
-    /// Whether the access log reads [`SpanInfo`] (spans read it when on).
-    access_log: bool,
+    /// Whether requests carry [`SpanInfo`] (spans read it when on).
+    attach: Attachments,
 }
 
 impl TraceLayer {
     /// Applies `policy` to requests of a connection to destination `port`.
-    pub fn new(policy: PolicyHandle, port: Option<u16>, access_log: bool) -> Self {
+    pub fn new(policy: PolicyHandle, port: Option<u16>, attach: Attachments) -> Self {
         Self {
             policy,
             port,
-            access_log,
+            attach,
         }
     }
 }
@@ -208,7 +185,7 @@ where
             now,
         );
         // Only for a reader: an extension costs two allocations per request.
-        let keep_info = self.layer.access_log || policy.spans.is_some();
+        let keep_info = self.layer.attach.span_info_while(policy.spans.is_some());
         let tenant = facts.tenant().filter(|_| keep_info).map(Box::<str>::from);
         decide::apply(decision, &mut context);
         policy

@@ -15,6 +15,7 @@
 //! endpoint variables all unset) nothing is recorded at all.
 
 pub mod export;
+pub mod info;
 pub mod resource;
 pub mod semconv;
 pub mod span;
@@ -25,6 +26,7 @@ use meshtrace_config::Config;
 
 use crate::metrics::Metrics;
 pub use export::{ExportError, SpanExport, SpanQueue};
+pub use info::SpanInfo;
 pub use span::{Recorder, SpanEnd, SpanStart};
 
 /// The span recorder shared by every listener, and the export task behind it.

@@ -37,6 +37,15 @@ const GRPC_CODES: [&str; 17] = [
     "UNAUTHENTICATED",
 ];
 
+/// Whether a request is gRPC (`content-type: application/grpc[+proto|…]`): the
+/// rule that picks RPC conventions over HTTP ones, and (re-exported as
+/// `crate::http::is_grpc`) gRPC's edge responses and metrics.
+pub fn is_grpc<B>(req: &http::Request<B>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
 /// The name of gRPC status `code` (`UNKNOWN` for codes outside the spec).
 pub fn grpc_code_name(code: u16) -> &'static str {
     GRPC_CODES

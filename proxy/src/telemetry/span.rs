@@ -23,12 +23,13 @@ use meshtrace_config::{Config, RouteTemplate, RpcSemconv};
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
-use opentelemetry::{Array, InstrumentationScope, Key, KeyValue, StringValue, Value};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use opentelemetry::{InstrumentationScope, Key, KeyValue};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents};
 
+use self::attributes::{conflict_links, error_type};
 use super::export::SpanQueue;
 use super::semconv;
-use crate::http::trace::SpanInfo;
+use super::SpanInfo;
 use crate::metrics::SamplingMetrics;
 use crate::sampling::Reason;
 
@@ -82,8 +83,9 @@ pub struct SpanEnd {
     pub status: StatusCode,
     /// `grpc-status` from the response headers or trailers.
     pub grpc_status: Option<u16>,
-    /// The sidecar's own error class when it answered itself.
-    pub proxy_error: Option<HeaderValue>,
+    /// The sidecar's own error class when it answered itself (never read from
+    /// a header, which an upstream could set).
+    pub proxy_error: Option<&'static str>,
     /// Request start to response end.
     pub elapsed: Duration,
     /// Whether the response body reached its end (else the client went away).
@@ -159,7 +161,7 @@ impl Recorder {
     /// a SERVER span) tail keep is on.
     pub fn start<B>(&self, req: &Request<B>, server: bool, peer: IpAddr) -> Option<SpanStart> {
         let info = req.extensions().get::<SpanInfo>()?;
-        let sampled = info.sampling.is_sampled() || info.debug;
+        let sampled = info.sampled();
         let tail = server && (self.tail_errors || self.tail_slow.is_some());
         if !(sampled || tail) {
             return None;
@@ -192,7 +194,7 @@ impl Recorder {
             version: req.version(),
             peer,
             tags,
-            grpc: crate::http::is_grpc(req),
+            grpc: semconv::is_grpc(req),
         })
     }
 
@@ -200,7 +202,7 @@ impl Recorder {
     /// `tail_metrics` as `tail_error` / `tail_slow`).
     pub fn finish(&self, start: SpanStart, end: SpanEnd, tail_metrics: &SamplingMetrics) {
         let info = &start.info;
-        let sampled = info.sampling.is_sampled() || info.debug;
+        let sampled = info.sampled();
         let grpc = start.grpc.then(|| {
             end.grpc_status
                 .unwrap_or_else(|| match (end.status, end.complete) {
@@ -227,6 +229,9 @@ impl Recorder {
         self.queue.push(span);
     }
 
+    /// The exported span: its name and attributes by protocol, the connection,
+    /// the error, meshtrace's own facts and tags, and links to the contexts that
+    /// lost a format conflict.
     fn build(
         &self,
         start: SpanStart,
@@ -235,10 +240,8 @@ impl Recorder {
         error: bool,
         reason: &'static str,
     ) -> SpanData {
-        let info = &start.info;
         let mut attrs: Vec<KeyValue> = Vec::with_capacity(20 + start.tags.len());
-        let path = start.uri.path();
-        let grpc_method = grpc.and_then(|_| semconv::grpc_method(path));
+        let grpc_method = grpc.and_then(|_| semconv::grpc_method(start.uri.path()));
         let name: Cow<'static, str> = match (grpc, grpc_method) {
             (Some(code), Some((service, method))) => {
                 self.rpc_attributes(&mut attrs, service, method, code);
@@ -246,90 +249,15 @@ impl Recorder {
             }
             _ => self.http_attributes(&mut attrs, &start, end),
         };
-        let authority = start
-            .uri
-            .authority()
-            .map(|a| (a.host().to_string(), a.port_u16()))
-            .or_else(|| {
-                let host = start.host.as_ref()?.to_str().ok()?;
-                let a: http::uri::Authority = host.parse().ok()?;
-                Some((a.host().to_string(), a.port_u16()))
-            });
-        if let Some((host, port)) = authority {
-            attrs.push(KeyValue::new("server.address", host));
-            if let Some(port) = port {
-                attrs.push(KeyValue::new("server.port", i64::from(port)));
-            }
-        }
-        if start.server {
-            attrs.push(KeyValue::new("client.address", start.peer.to_string()));
-        }
-        attrs.push(KeyValue::new(
-            "network.protocol.version",
-            match start.version {
-                Version::HTTP_2 => "2",
-                Version::HTTP_10 => "1.0",
-                Version::HTTP_09 => "0.9",
-                Version::HTTP_3 => "3",
-                _ => "1.1",
-            },
-        ));
-        if let Some(ua) = &start.user_agent {
-            attrs.push(KeyValue::new(
-                "user_agent.original",
-                truncated(
-                    String::from_utf8_lossy(ua.as_bytes()).into_owned(),
-                    self.max_tag,
-                ),
-            ));
-        }
+        self.connection_attributes(&mut attrs, &start);
         if error {
-            let error_type = match (&end.proxy_error, grpc) {
-                (Some(cause), _) => String::from_utf8_lossy(cause.as_bytes()).into_owned(),
-                (None, Some(code)) => semconv::grpc_code_name(code).to_string(),
-                (None, None) => end.status.as_str().to_string(),
-            };
-            attrs.push(KeyValue::new("error.type", error_type));
+            attrs.push(KeyValue::new("error.type", error_type(end, grpc)));
         }
-        if let Some(tenant) = &info.tenant {
-            attrs.push(KeyValue::new(
-                "meshtrace.tenant",
-                truncated(tenant.to_string(), self.max_tag),
-            ));
-        }
-        attrs.push(KeyValue::new("meshtrace.sampling.reason", reason));
-        if !info.formats.is_empty() {
-            let formats: Vec<StringValue> =
-                info.formats.iter().map(|f| f.as_str().into()).collect();
-            attrs.push(KeyValue::new(
-                "meshtrace.propagation.formats",
-                Value::Array(Array::String(formats)),
-            ));
-        }
+        self.meshtrace_attributes(&mut attrs, &start.info, reason);
         attrs.extend(self.static_tags.iter().cloned());
         attrs.extend(start.tags);
-        let links = info
-            .discarded
-            .iter()
-            .map(|d| {
-                let context = SpanContext::new(
-                    TraceId::from(d.trace_id.get()),
-                    SpanId::from(d.span_id.get()),
-                    TraceFlags::default(),
-                    true,
-                    TraceState::NONE,
-                );
-                opentelemetry::trace::Link::new(
-                    context,
-                    vec![
-                        KeyValue::new("meshtrace.link.reason", "propagation_conflict"),
-                        KeyValue::new("meshtrace.propagation.format", d.format.as_str()),
-                    ],
-                    0,
-                )
-            })
-            .collect();
-        let flags = if info.sampling.is_sampled() || info.debug {
+        let info = &start.info;
+        let flags = if info.sampled() {
             TraceFlags::SAMPLED
         } else {
             TraceFlags::default()
@@ -354,10 +282,10 @@ impl Recorder {
             name,
             start_time: start.start,
             end_time: start.start + end.elapsed,
+            links: conflict_links(info),
             attributes: attrs,
             dropped_attributes_count: 0,
             events: SpanEvents::default(),
-            links: span_links(links),
             status: if error {
                 Status::error("")
             } else {
@@ -366,122 +294,6 @@ impl Recorder {
             instrumentation_scope: self.scope.clone(),
         }
     }
-
-    /// HTTP attributes; returns the span name.
-    fn http_attributes(
-        &self,
-        attrs: &mut Vec<KeyValue>,
-        start: &SpanStart,
-        end: &SpanEnd,
-    ) -> Cow<'static, str> {
-        let method: Cow<'static, str> = match semconv::known_method(&start.method) {
-            Some(m) => m.into(),
-            None => {
-                attrs.push(KeyValue::new(
-                    "http.request.method_original",
-                    truncated(start.method.as_str().to_string(), self.max_tag),
-                ));
-                "_OTHER".into()
-            }
-        };
-        attrs.push(KeyValue::new("http.request.method", method.clone()));
-        let path = start.uri.path();
-        attrs.push(KeyValue::new(
-            "url.path",
-            truncated(path.to_string(), self.max_path),
-        ));
-        attrs.push(KeyValue::new(
-            "url.scheme",
-            start.uri.scheme_str().unwrap_or("http").to_string(),
-        ));
-        let query = start
-            .uri
-            .query()
-            .filter(|_| !self.drop_query)
-            .map(|q| truncated(self.redact_query(q), self.max_path));
-        if !start.server {
-            // CLIENT spans carry the whole URL (`url.full` is required there).
-            let authority = start
-                .uri
-                .authority()
-                .map(|a| a.as_str().to_string())
-                .or_else(|| {
-                    start
-                        .host
-                        .as_ref()
-                        .and_then(|h| h.to_str().ok())
-                        .map(String::from)
-                })
-                .unwrap_or_default();
-            let full = match &query {
-                Some(q) => format!("http://{authority}{path}?{q}"),
-                None => format!("http://{authority}{path}"),
-            };
-            attrs.push(KeyValue::new("url.full", truncated(full, self.max_path)));
-        }
-        if let Some(query) = query {
-            attrs.push(KeyValue::new("url.query", query));
-        }
-        attrs.push(KeyValue::new(
-            "http.response.status_code",
-            i64::from(end.status.as_u16()),
-        ));
-        match self.routes.iter().find(|r| r.matches(path)) {
-            Some(route) => {
-                if start.server {
-                    attrs.push(KeyValue::new("http.route", route.as_str().to_string()));
-                }
-                format!("{method} {}", route.as_str()).into()
-            }
-            None => method,
-        }
-    }
-
-    fn rpc_attributes(&self, attrs: &mut Vec<KeyValue>, service: &str, method: &str, code: u16) {
-        attrs.push(KeyValue::new("rpc.system.name", "grpc"));
-        attrs.push(KeyValue::new("rpc.method", format!("{service}/{method}")));
-        attrs.push(KeyValue::new(
-            "rpc.response.status_code",
-            semconv::grpc_code_name(code),
-        ));
-        if self.rpc_dup {
-            // The deprecated set (semconv ≤ 1.37). Its `rpc.method` (method name only)
-            // clashes with the current one, which wins.
-            attrs.push(KeyValue::new("rpc.system", "grpc"));
-            attrs.push(KeyValue::new("rpc.service", service.to_string()));
-            attrs.push(KeyValue::new("rpc.grpc.status_code", i64::from(code)));
-        }
-    }
-
-    /// `query` with the values of redacted parameters replaced.
-    fn redact_query(&self, query: &str) -> String {
-        let mut out = String::with_capacity(query.len());
-        for (i, pair) in query.split('&').enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
-            match pair.split_once('=') {
-                Some((name, _))
-                    if self
-                        .redact_params
-                        .iter()
-                        .any(|p| p.eq_ignore_ascii_case(name)) =>
-                {
-                    out.push_str(name);
-                    out.push('=');
-                    out.push_str(REDACTED);
-                }
-                _ => out.push_str(pair),
-            }
-        }
-        out
-    }
-}
-
-fn span_links(links: Vec<opentelemetry::trace::Link>) -> SpanLinks {
-    let mut span_links = SpanLinks::default();
-    span_links.links = links;
-    span_links
 }
 
 /// `value` cut to at most `max` bytes, on a character boundary.
@@ -496,5 +308,6 @@ fn truncated(mut value: String, max: usize) -> String {
     value
 }
 
+mod attributes;
 #[cfg(test)]
 mod tests;

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::drain::Drain;
 use crate::http::server::{self, ServerSettings};
-use crate::http::ProxyBody;
+use crate::http::{ProxyBody, Wire};
 use crate::target::Protocol;
 
 use super::App;
@@ -75,9 +75,12 @@ impl Downstream {
             header_read: self.header_read,
             max_header_bytes: self.max_header_bytes,
         };
-        let http2 = self.protocol == Protocol::Http2;
+        let wire = match self.protocol {
+            Protocol::Http2 => Wire::Http2,
+            _ => Wire::Http1,
+        };
         let drain = self.drain.clone();
-        let task = tokio::spawn(server::serve(server, http2, service, settings, drain));
+        let task = tokio::spawn(server::serve(server, wire, service, settings, drain));
         (client, task)
     }
 }

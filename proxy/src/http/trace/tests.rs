@@ -14,6 +14,7 @@ use meshtrace_config::{Config, MigrationStage, UpstreamInjection, UpstreamMatch}
 use tower::{Service, ServiceExt};
 
 use super::{SpanInfo, TraceLayer};
+use crate::http::Attachments;
 use crate::metrics::Metrics;
 use crate::migration::Migration;
 use crate::propagation::extract::Formats;
@@ -227,7 +228,11 @@ fn harness(setup: &Setup) -> Harness {
         migration: &migration,
     };
     let policy = parts.policy(&config, Sampler::new(&config.sampling), None);
-    let layer = TraceLayer::new(Arc::new(ArcSwap::from_pointee(policy)), Some(80), true);
+    let layer = TraceLayer::new(
+        Arc::new(ArcSwap::from_pointee(policy)),
+        Some(80),
+        Attachments::for_access_log(true),
+    );
     let seen = Arc::new(Mutex::new(None));
     let sink = seen.clone();
     let inner = tower::service_fn(move |req: Request<()>| {
@@ -245,7 +250,7 @@ fn harness(setup: &Setup) -> Harness {
 
 /// Checks one forwarded request; returns a description of the first violation.
 fn violation(setup: &Setup, present: Formats, out: &HeaderMap, info: &SpanInfo) -> Option<String> {
-    let sampled = info.sampling.is_sampled() || info.debug;
+    let sampled = info.sampled();
     let mut written = Formats::default();
     for format in Format::ALL {
         let extracted = match format {

@@ -8,12 +8,12 @@ use opentelemetry_sdk::trace::SpanData;
 use tokio::sync::mpsc;
 
 use super::{Recorder, SpanEnd};
-use crate::http::trace::SpanInfo;
 use crate::metrics::Metrics;
 use crate::propagation::extract::{Discarded, Formats};
 use crate::propagation::{Format, Sampling, SpanId, TraceId};
 use crate::sampling::Reason;
 use crate::target::Direction;
+use crate::telemetry::SpanInfo;
 use crate::telemetry::SpanQueue;
 
 const TRACE: u128 = 0x4bf92f3577b34da6a3ce929d0e0e4736;
@@ -186,7 +186,7 @@ fn proxy_errors_name_their_cause() {
     let mut f = fixture(|_| {});
     let req = request("GET", "/", info(Sampling::Sampled));
     let mut e = end(502, 1);
-    e.proxy_error = Some(http::HeaderValue::from_static("connect_refused"));
+    e.proxy_error = Some("connect_refused");
     let span = f.run(&req, true, e).unwrap();
     assert_eq!(s(&span, "error.type"), "connect_refused");
 }

@@ -1,0 +1,191 @@
+//! Forwarding over in-memory upstreams, with tokio's paused clock: each failure
+//! becomes the edge response its kind maps to, and what leaves the sidecar is
+//! cleaned of hop-by-hop headers and of anything posing as the sidecar's error.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use meshtrace_config::HostPort;
+use tokio::io::DuplexStream;
+
+use super::Forward;
+use crate::drain::Drain;
+use crate::http::edge::PROXY_ERROR_HEADER;
+use crate::http::server::{self, ServerSettings};
+use crate::http::upstream::mock::{self, Behaviour, MockConnect};
+use crate::http::upstream::Upstreams;
+use crate::http::{Attachments, Wire};
+use crate::metrics::Metrics;
+use crate::target::{Destination, Direction};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The client end of a `wire` connection to a sidecar forwarding everything to
+/// `10.0.0.1:8080` through `connect`, and the sidecar's metrics.
+fn sidecar_io(connect: Arc<MockConnect>, wire: Wire) -> (DuplexStream, Arc<Metrics>) {
+    let metrics = Metrics::new();
+    let upstreams =
+        Upstreams::new(CONNECT_TIMEOUT, Duration::from_secs(60)).with_connector(connect);
+    let target = Arc::new(HostPort::from(SocketAddr::from(([10, 0, 0, 1], 8080))));
+    let forward = Forward::new(
+        Destination::Fixed(target),
+        upstreams,
+        wire,
+        Some(REQUEST_TIMEOUT),
+        metrics.conns(Direction::Outbound),
+        Attachments::default(),
+    );
+    let settings = ServerSettings {
+        header_read: Duration::from_secs(30),
+        max_header_bytes: 16 * 1024,
+    };
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(server::serve(
+        server,
+        wire,
+        forward,
+        settings,
+        Drain::default(),
+    ));
+    (client, metrics)
+}
+
+/// An HTTP/1 client connection to a sidecar in front of `connect`.
+async fn sidecar(connect: Arc<MockConnect>) -> (http1::SendRequest<Full<Bytes>>, Arc<Metrics>) {
+    let (io, metrics) = sidecar_io(connect, Wire::Http1);
+    let (sender, conn) = http1::handshake(TokioIo::new(io)).await.unwrap();
+    tokio::spawn(conn);
+    (sender, metrics)
+}
+
+/// GETs `/` with `headers` through a sidecar in front of `connect`.
+async fn get(
+    connect: Arc<MockConnect>,
+    headers: &[(&str, &str)],
+) -> (Response<Incoming>, Arc<Metrics>) {
+    let (mut sender, metrics) = sidecar(connect).await;
+    let mut req = Request::get("/").header("host", "reviews:9080");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let response = sender
+        .send_request(req.body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    (response, metrics)
+}
+
+/// What a sidecar whose upstream connections behave as `behaviour` answers: the
+/// status, its `meshtrace-proxy-error`, and the `meshtrace_upstream_errors_total`
+/// count of that error kind.
+async fn refusal(behaviour: Behaviour) -> (StatusCode, String, String) {
+    let (response, metrics) = get(MockConnect::new(behaviour), &[]).await;
+    let kind = response.headers()[PROXY_ERROR_HEADER]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let text = metrics.render();
+    let prefix =
+        format!(r#"meshtrace_upstream_errors_total{{direction="outbound",kind="{kind}"}} "#);
+    let count = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or("no such line")
+        .to_string();
+    (response.status(), kind, count)
+}
+
+/// A `refusal` as expected: `status`, error `kind`, counted once.
+fn expected(status: StatusCode, kind: &str) -> (StatusCode, String, String) {
+    (status, kind.to_string(), "1".to_string())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connect_that_never_completes_is_a_504_connect_timeout() {
+    let answer = refusal(Behaviour::Hang).await;
+    assert_eq!(
+        answer,
+        expected(StatusCode::GATEWAY_TIMEOUT, "connect_timeout")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upstream_silent_past_the_request_timeout_is_a_504_request_timeout() {
+    let answer = refusal(Behaviour::Silent).await;
+    assert_eq!(
+        answer,
+        expected(StatusCode::GATEWAY_TIMEOUT, "request_timeout")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_connection_is_a_502_connect_refused() {
+    let answer = refusal(Behaviour::Refuse).await;
+    assert_eq!(answer, expected(StatusCode::BAD_GATEWAY, "connect_refused"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn hop_by_hop_headers_are_removed_both_ways() {
+    let app = MockConnect::app(|req| {
+        // The app says which hop-by-hop headers reached it, and sends its own.
+        let arrived: Vec<&str> = ["connection", "keep-alive", "x-client-hop"]
+            .into_iter()
+            .filter(|h| req.headers().contains_key(*h))
+            .collect();
+        Response::builder()
+            .header("x-arrived", arrived.join(","))
+            .header("connection", "x-app-hop")
+            .header("x-app-hop", "1")
+            .header("keep-alive", "timeout=5")
+            .body(Full::default())
+            .unwrap()
+    });
+    let sent = [
+        ("connection", "x-client-hop"),
+        ("x-client-hop", "1"),
+        ("keep-alive", "timeout=5"),
+    ];
+    let (response, _) = get(app, &sent).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-arrived"], "");
+    assert!(!response.headers().contains_key("x-app-hop"));
+    assert!(!response.headers().contains_key("keep-alive"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upstream_cannot_pose_as_the_sidecars_error() {
+    let app = MockConnect::app(mock::posing_as_the_sidecar);
+    let (response, _) = get(app, &[]).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!response.headers().contains_key(PROXY_ERROR_HEADER));
+}
+
+#[tokio::test(start_paused = true)]
+async fn http2_requests_keep_their_authority_and_share_one_upstream_connection() {
+    let app = MockConnect::app(|req| {
+        let seen = format!("{:?} {}", req.version(), req.uri());
+        Response::new(Full::new(Bytes::from(seen)))
+    });
+    let (io, _) = sidecar_io(app.clone(), Wire::Http2);
+    let (mut sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for path in ["/a", "/b"] {
+        let uri = format!("http://reviews:9080{path}");
+        let req = Request::get(&uri).body(Full::<Bytes>::default()).unwrap();
+        let response = sender.send_request(req).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, format!("HTTP/2.0 {uri}").as_bytes());
+    }
+    assert_eq!(app.dialled(), ["10.0.0.1:8080"]);
+}

@@ -1,0 +1,213 @@
+//! Upstream connection pools, one per target and protocol, built on hyper's
+//! connection-level client.
+//!
+//! The sidecar must *preserve* the authority the application wrote (`reviews:9080`)
+//! while connecting somewhere else (the original destination, or a route's
+//! target), so a pool is keyed by the target it dials, never by the request URI.
+//!
+//! - [`h1`]: idle HTTP/1 connections in a LIFO list, each given back by its
+//!   response body when it ends ([`body`]);
+//! - [`h2`]: one shared HTTP/2 connection per target;
+//! - [`connect`]: how connections are opened — the TCP dial, or an injected
+//!   [`Connect`] (in-memory IO in tests);
+//! - [`reaper`]: closes connections idle past `timeouts.idle`.
+//!
+//! This replaces hyper-util's legacy client, whose per-request pool checkout
+//! (a SipHash of the URI authority, a select between checkout and connect, a task
+//! spawned to return each HTTP/1 connection) was a fifth of the sidecar's
+//! instructions per request (benches/RESULTS.md).
+//!
+//! Pools live in a copy-on-write map read through `arc-swap`: looking one up is
+//! lock-free; inserting (once per new target) copies the map. The map is capped:
+//! past [`MAX_TARGETS`] it starts afresh (pools still in use live on).
+
+mod body;
+mod connect;
+mod h1;
+mod h2;
+mod reaper;
+
+#[cfg(test)]
+pub(crate) mod mock;
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::TokioIo;
+use meshtrace_config::HostPort;
+
+pub use body::UpstreamBody;
+pub use connect::{classify_connect, dial, Connect, Connecting, Connector, Io, UpstreamIo};
+
+use super::Wire;
+use crate::metrics::ErrorKind;
+
+/// Distinct upstream targets kept before the map is reset.
+const MAX_TARGETS: usize = 4096;
+
+/// Idle HTTP/1 connections kept per target; more are closed when they go idle.
+const MAX_IDLE_PER_TARGET: usize = 512;
+
+/// A pool shared by every connection forwarding to its target.
+pub type HttpClient = Arc<Pool>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct Key {
+    target: Arc<HostPort>,
+    wire: Wire,
+}
+
+type Pools = HashMap<Key, HttpClient>;
+
+/// Every upstream pool of the sidecar; cheap to clone.
+#[derive(Clone)]
+pub struct Upstreams {
+    pools: Arc<ArcSwap<Pools>>,
+    connect_timeout: Duration,
+    connector: Connector,
+}
+
+/// The connections to one target in one protocol.
+pub struct Pool {
+    target: Arc<HostPort>,
+    wire: Wire,
+    connect_timeout: Duration,
+    connector: Connector,
+    state: Mutex<State>,
+    /// Serialises HTTP/2 dials, so a burst on a cold pool opens one connection.
+    h2_dial: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    /// HTTP/1 connections with no exchange in progress, most recent last.
+    idle: Vec<Idle>,
+    /// The HTTP/2 connection.
+    h2: Option<http2::SendRequest<Incoming>>,
+}
+
+struct Idle {
+    sender: http1::SendRequest<Incoming>,
+    since: tokio::time::Instant,
+}
+
+/// Why a request got no response from its upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Dialling the target failed.
+    #[error("connect: {0}")]
+    Connect(#[source] io::Error),
+    /// The HTTP/2 connection preface failed.
+    #[error("HTTP/2 handshake: {0}")]
+    Handshake(#[source] hyper::Error),
+    /// The connection failed while the request was in flight.
+    #[error("request: {0}")]
+    Request(#[source] hyper::Error),
+}
+
+// === impl Upstreams ===
+
+impl Upstreams {
+    /// No pools yet; they are made on first use. Call from within the runtime: it
+    /// starts the idle reaper, which ends with the last clone.
+    pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Self {
+        let upstreams = Self {
+            pools: Arc::default(),
+            connect_timeout,
+            connector: Connector::Tcp,
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(reaper::reap(Arc::downgrade(&upstreams.pools), idle_timeout));
+        }
+        upstreams
+    }
+
+    /// Opens every upstream connection with `connect` instead of the TCP dial
+    /// (still bounded by the connect timeout): the seam for in-process tests of
+    /// the forwarding path. Call before the first pool is made.
+    pub fn with_connector(mut self, connect: Arc<dyn Connect>) -> Self {
+        self.connector = Connector::Custom(connect);
+        self
+    }
+
+    /// How upstream connections are opened (the opaque TCP path uses it too).
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// The pool for `target` speaking `wire`.
+    pub fn client(&self, target: &Arc<HostPort>, wire: Wire) -> HttpClient {
+        let key = Key {
+            target: target.clone(),
+            wire,
+        };
+        if let Some(pool) = self.pools.load().get(&key) {
+            return pool.clone();
+        }
+        let pool = Arc::new(Pool {
+            target: target.clone(),
+            wire,
+            connect_timeout: self.connect_timeout,
+            connector: self.connector.clone(),
+            state: Mutex::default(),
+            h2_dial: tokio::sync::Mutex::new(()),
+        });
+        self.pools.rcu(|map| {
+            let mut map = if map.len() >= MAX_TARGETS {
+                HashMap::new()
+            } else {
+                HashMap::clone(map)
+            };
+            map.entry(key.clone()).or_insert_with(|| pool.clone());
+            map
+        });
+        pool
+    }
+}
+
+// === impl Pool ===
+
+impl Pool {
+    /// Sends `req` (its URI and `Host` already in the form this protocol needs)
+    /// and returns the response head; the body streams from the connection.
+    pub async fn send(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        match self.wire {
+            Wire::Http2 => self.send_h2(req).await,
+            Wire::Http1 => self.send_h1(req).await,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is a list and an option, consistent after any panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn dial(&self) -> Result<TokioIo<UpstreamIo>, SendError> {
+        self.connector
+            .connect(&self.target, self.connect_timeout)
+            .await
+            .map(TokioIo::new)
+            .map_err(SendError::Connect)
+    }
+}
+
+/// Classifies a failed send for metrics and the edge response.
+pub fn classify(error: &SendError) -> ErrorKind {
+    match error {
+        SendError::Connect(io) => classify_connect(io),
+        SendError::Handshake(_) => ErrorKind::Unreachable,
+        SendError::Request(_) => ErrorKind::UpstreamReset,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body::Frame;
+use http_body_util::BodyExt;
+use hyper::service::service_fn;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::*;
+
+const BOUND: Duration = Duration::from_secs(5);
+
+/// A raw HTTP/1 upstream answering `ok` to each request: it counts
+/// connections, reports each one's end, and with `close` drops the connection
+/// after every response without saying so (as a restarting app does).
+async fn upstream(close: bool) -> (SocketAddr, Arc<AtomicUsize>, mpsc::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (ended, ends) = mpsc::channel(64);
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let ended = ended.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(reply).await.is_err() || close {
+                            let _ = ended.send(()).await;
+                            return;
+                        }
+                    }
+                }
+                let _ = ended.send(()).await;
+            });
+        }
+    });
+    (addr, accepted, ends)
+}
+
+/// A front server forwarding every request through `pool`, as the sidecar's
+/// stack does (its request bodies are hyper's `Incoming`).
+async fn front(pool: HttpClient) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let pool = pool.clone();
+            let service = service_fn(move |req| {
+                let pool = pool.clone();
+                async move { pool.send(req).await }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+/// Sends `n` GETs one after another on one connection to `front`.
+async fn get_sequentially(front: SocketAddr, n: usize) {
+    let stream = TcpStream::connect(front).await.unwrap();
+    let (mut sender, conn) =
+        http1::handshake::<_, http_body_util::Empty<Bytes>>(TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..n {
+        let req = Request::get("/")
+            .header("host", "app")
+            .body(Default::default())
+            .unwrap();
+        let response = tokio::time::timeout(BOUND, sender.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok");
+    }
+}
+
+/// The pool for `upstream`; the reaper runs while the `Upstreams` lives.
+fn pool(upstream: SocketAddr, idle: Duration) -> (Upstreams, HttpClient) {
+    let upstreams = Upstreams::new(Duration::from_secs(1), idle);
+    let pool = upstreams.client(&Arc::new(upstream.into()), Wire::Http1);
+    (upstreams, pool)
+}
+
+/// How many connections the upstream accepted for 20 sequential GETs through
+/// the pool; with `close` the upstream drops each connection after responding.
+async fn connections_for_20_gets(close: bool) -> usize {
+    let (addr, accepted, _) = upstream(close).await;
+    let (_upstreams, pool) = pool(addr, Duration::from_secs(60));
+    let front = front(pool).await;
+    get_sequentially(front, 20).await;
+    accepted.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_connection() {
+    assert_eq!(connections_for_20_gets(false).await, 1);
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_is_replaced_without_failing_a_request() {
+    assert_eq!(connections_for_20_gets(true).await, 20);
+}
+
+#[tokio::test]
+async fn a_connection_still_sending_an_upload_is_not_handed_to_the_next_request() {
+    let (addr, accepted, _) = upstream(false).await;
+    let (_upstreams, pool) = pool(addr, Duration::from_secs(60));
+    let front = front(pool).await;
+    // The upstream answers at once; the upload's body then stalls for good.
+    let stream = TcpStream::connect(front).await.unwrap();
+    let (mut uploader, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let chunk = futures_util::stream::once(async {
+        Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(b"x")))
+    });
+    let stalled = http_body_util::StreamBody::new(futures_util::StreamExt::chain(
+        chunk,
+        futures_util::stream::pending(),
+    ));
+    let req = Request::post("/upload")
+        .header("host", "app")
+        .header("content-length", "10")
+        .body(stalled)
+        .unwrap();
+    let response = tokio::time::timeout(BOUND, uploader.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ok");
+    // Another client's request gets a connection of its own, not a wait.
+    get_sequentially(front, 1).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn idle_connections_close_after_the_idle_timeout() {
+    let (addr, accepted, mut ends) = upstream(false).await;
+    let (_upstreams, pool) = pool(addr, Duration::from_millis(200));
+    let front = front(pool).await;
+    get_sequentially(front, 3).await;
+    // The reaper closes the idle connection: the upstream sees it end.
+    tokio::time::timeout(BOUND, ends.recv()).await.unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_refused_dial_is_classified() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (_upstreams, pool) = pool(addr, Duration::from_secs(60));
+    let Err(error) = pool.dial_h1().await else {
+        panic!("dialled a closed port");
+    };
+    assert_eq!(classify(&error), ErrorKind::ConnectRefused);
+}

@@ -1,0 +1,237 @@
+//! The attributes of the sidecar's span, step by step: by protocol (HTTP or
+//! RPC, which also name the span), of the connection, of the error, and
+//! meshtrace's own; plus the links to contexts that lost a format conflict.
+
+use std::borrow::Cow;
+
+use http::Version;
+use opentelemetry::trace::{Link, SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+use opentelemetry::{Array, KeyValue, StringValue, Value};
+use opentelemetry_sdk::trace::SpanLinks;
+
+use super::{semconv, truncated, Recorder, SpanEnd, SpanInfo, SpanStart, REDACTED};
+
+// === impl Recorder ===
+
+impl Recorder {
+    /// `server.*`, `client.address`, the protocol version and the user agent.
+    pub(super) fn connection_attributes(&self, attrs: &mut Vec<KeyValue>, start: &SpanStart) {
+        let authority = start
+            .uri
+            .authority()
+            .map(|a| (a.host().to_string(), a.port_u16()))
+            .or_else(|| {
+                let host = start.host.as_ref()?.to_str().ok()?;
+                let a: http::uri::Authority = host.parse().ok()?;
+                Some((a.host().to_string(), a.port_u16()))
+            });
+        if let Some((host, port)) = authority {
+            attrs.push(KeyValue::new("server.address", host));
+            if let Some(port) = port {
+                attrs.push(KeyValue::new("server.port", i64::from(port)));
+            }
+        }
+        if start.server {
+            attrs.push(KeyValue::new("client.address", start.peer.to_string()));
+        }
+        attrs.push(KeyValue::new(
+            "network.protocol.version",
+            match start.version {
+                Version::HTTP_2 => "2",
+                Version::HTTP_10 => "1.0",
+                Version::HTTP_09 => "0.9",
+                Version::HTTP_3 => "3",
+                _ => "1.1",
+            },
+        ));
+        if let Some(ua) = &start.user_agent {
+            attrs.push(KeyValue::new(
+                "user_agent.original",
+                truncated(
+                    String::from_utf8_lossy(ua.as_bytes()).into_owned(),
+                    self.max_tag,
+                ),
+            ));
+        }
+    }
+
+    /// `meshtrace.tenant`, `meshtrace.sampling.reason` and
+    /// `meshtrace.propagation.formats`.
+    pub(super) fn meshtrace_attributes(
+        &self,
+        attrs: &mut Vec<KeyValue>,
+        info: &SpanInfo,
+        reason: &'static str,
+    ) {
+        if let Some(tenant) = &info.tenant {
+            attrs.push(KeyValue::new(
+                "meshtrace.tenant",
+                truncated(tenant.to_string(), self.max_tag),
+            ));
+        }
+        attrs.push(KeyValue::new("meshtrace.sampling.reason", reason));
+        if !info.formats.is_empty() {
+            let formats: Vec<StringValue> =
+                info.formats.iter().map(|f| f.as_str().into()).collect();
+            attrs.push(KeyValue::new(
+                "meshtrace.propagation.formats",
+                Value::Array(Array::String(formats)),
+            ));
+        }
+    }
+
+    /// HTTP attributes; returns the span name.
+    pub(super) fn http_attributes(
+        &self,
+        attrs: &mut Vec<KeyValue>,
+        start: &SpanStart,
+        end: &SpanEnd,
+    ) -> Cow<'static, str> {
+        let method: Cow<'static, str> = match semconv::known_method(&start.method) {
+            Some(m) => m.into(),
+            None => {
+                attrs.push(KeyValue::new(
+                    "http.request.method_original",
+                    truncated(start.method.as_str().to_string(), self.max_tag),
+                ));
+                "_OTHER".into()
+            }
+        };
+        attrs.push(KeyValue::new("http.request.method", method.clone()));
+        let path = start.uri.path();
+        attrs.push(KeyValue::new(
+            "url.path",
+            truncated(path.to_string(), self.max_path),
+        ));
+        attrs.push(KeyValue::new(
+            "url.scheme",
+            start.uri.scheme_str().unwrap_or("http").to_string(),
+        ));
+        let query = start
+            .uri
+            .query()
+            .filter(|_| !self.drop_query)
+            .map(|q| truncated(self.redact_query(q), self.max_path));
+        if !start.server {
+            // CLIENT spans carry the whole URL (`url.full` is required there).
+            let authority = start
+                .uri
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .or_else(|| {
+                    start
+                        .host
+                        .as_ref()
+                        .and_then(|h| h.to_str().ok())
+                        .map(String::from)
+                })
+                .unwrap_or_default();
+            let full = match &query {
+                Some(q) => format!("http://{authority}{path}?{q}"),
+                None => format!("http://{authority}{path}"),
+            };
+            attrs.push(KeyValue::new("url.full", truncated(full, self.max_path)));
+        }
+        if let Some(query) = query {
+            attrs.push(KeyValue::new("url.query", query));
+        }
+        attrs.push(KeyValue::new(
+            "http.response.status_code",
+            i64::from(end.status.as_u16()),
+        ));
+        match self.routes.iter().find(|r| r.matches(path)) {
+            Some(route) => {
+                if start.server {
+                    attrs.push(KeyValue::new("http.route", route.as_str().to_string()));
+                }
+                format!("{method} {}", route.as_str()).into()
+            }
+            None => method,
+        }
+    }
+
+    /// RPC attributes (and, with `rpc_dup`, the deprecated set).
+    pub(super) fn rpc_attributes(
+        &self,
+        attrs: &mut Vec<KeyValue>,
+        service: &str,
+        method: &str,
+        code: u16,
+    ) {
+        attrs.push(KeyValue::new("rpc.system.name", "grpc"));
+        attrs.push(KeyValue::new("rpc.method", format!("{service}/{method}")));
+        attrs.push(KeyValue::new(
+            "rpc.response.status_code",
+            semconv::grpc_code_name(code),
+        ));
+        if self.rpc_dup {
+            // The deprecated set (semconv ≤ 1.37). Its `rpc.method` (method name only)
+            // clashes with the current one, which wins.
+            attrs.push(KeyValue::new("rpc.system", "grpc"));
+            attrs.push(KeyValue::new("rpc.service", service.to_string()));
+            attrs.push(KeyValue::new("rpc.grpc.status_code", i64::from(code)));
+        }
+    }
+
+    /// `query` with the values of redacted parameters replaced.
+    fn redact_query(&self, query: &str) -> String {
+        let mut out = String::with_capacity(query.len());
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((name, _))
+                    if self
+                        .redact_params
+                        .iter()
+                        .any(|p| p.eq_ignore_ascii_case(name)) =>
+                {
+                    out.push_str(name);
+                    out.push('=');
+                    out.push_str(REDACTED);
+                }
+                _ => out.push_str(pair),
+            }
+        }
+        out
+    }
+}
+
+/// `error.type`: the sidecar's own error class when it answered itself, else the
+/// gRPC status name or the HTTP status code.
+pub(super) fn error_type(end: &SpanEnd, grpc: Option<u16>) -> String {
+    match (end.proxy_error, grpc) {
+        (Some(cause), _) => cause.to_string(),
+        (None, Some(code)) => semconv::grpc_code_name(code).to_string(),
+        (None, None) => end.status.as_str().to_string(),
+    }
+}
+
+/// A link to every context that lost a format conflict, so the trace it
+/// started is one click away.
+pub(super) fn conflict_links(info: &SpanInfo) -> SpanLinks {
+    let mut links = SpanLinks::default();
+    links.links = info
+        .discarded
+        .iter()
+        .map(|d| {
+            let context = SpanContext::new(
+                TraceId::from(d.trace_id.get()),
+                SpanId::from(d.span_id.get()),
+                TraceFlags::default(),
+                true,
+                TraceState::NONE,
+            );
+            Link::new(
+                context,
+                vec![
+                    KeyValue::new("meshtrace.link.reason", "propagation_conflict"),
+                    KeyValue::new("meshtrace.propagation.format", d.format.as_str()),
+                ],
+                0,
+            )
+        })
+        .collect();
+    links
+}
