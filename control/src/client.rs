@@ -13,10 +13,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use meshtrace_config::report::Report;
+use meshtrace_config::wire::{encode, CONFIG_EVENT};
 
 use crate::migration::MigrationView;
 use crate::overrides::{Created, NewOverride, Override, OverrideChange};
-use crate::reply::encode;
 use crate::sse::{ConfigEvent, SseEvent, SseParser};
 use crate::stages::{StageAssignment, StageMove, StageRequest};
 
@@ -265,8 +265,9 @@ impl WatchStream {
                 error: e.to_string(),
             })?;
             if let Ok(data) = frame.into_data() {
-                self.ready
-                    .extend(self.parser.push(&data).map_err(ClientError::Decode)?);
+                self.parser
+                    .feed(&data, &mut self.ready)
+                    .map_err(|e| ClientError::Decode(e.to_string()))?;
             }
         }
     }
@@ -274,7 +275,7 @@ impl WatchStream {
     /// The next `config` event, decoded (other events skipped).
     pub async fn next_config(&mut self) -> Result<Option<ConfigEvent>, ClientError> {
         while let Some(event) = self.next_event().await? {
-            if event.event == "config" {
+            if event.event == CONFIG_EVENT {
                 return serde_json::from_str(&event.data)
                     .map(Some)
                     .map_err(|e| ClientError::Decode(format!("config event: {e}")));

@@ -215,3 +215,37 @@ fn an_event_renders_as_it_is_parsed() {
     );
     assert_eq!(parse(sent.to_string().as_bytes()), [sent]);
 }
+
+/// Moved from the control plane's former parser (`control/src/sse.rs`).
+#[test]
+fn events_split_across_chunks_and_comments_are_skipped() {
+    let mut p = SseParser::default();
+    let mut events = Vec::new();
+    p.feed(b": keepalive\n\nevent: config\nid: 3\nda", &mut events)
+        .unwrap();
+    assert!(events.is_empty());
+    p.feed(b"ta: {\"a\":1}\n\n", &mut events).unwrap();
+    assert_eq!(events, [event("config", Some("3"), "{\"a\":1}")]);
+}
+
+/// Moved from the sidecar's former parser (`proxy/src/control.rs`).
+#[test]
+fn sse_events_split_across_chunks_with_comments_and_crlf() {
+    let mut p = SseParser::default();
+    let mut events = Vec::new();
+    p.feed(b": keepalive\n\nevent: con", &mut events).unwrap();
+    assert!(events.is_empty());
+    p.feed(
+        b"fig\r\nid: 3\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\ndata: x\n\n",
+        &mut events,
+    )
+    .unwrap();
+    let names_and_data: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.event.as_str(), e.data.as_str()))
+        .collect();
+    assert_eq!(
+        names_and_data,
+        [("config", "{\"a\":\n1}"), ("message", "x")]
+    );
+}
