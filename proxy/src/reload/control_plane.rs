@@ -14,19 +14,30 @@
 //! event) means reconnecting after a backoff that doubles from
 //! `control.reconnect_min` to `control.reconnect_max` with jitter; meanwhile the
 //! last good config keeps serving.
+//!
+//! # Reports
+//!
+//! While watching, the sidecar also `POST`s `{control.url}/v1/report` every
+//! `control.report_interval` (15 s): a [`meshtrace_config::report::Report`] of the
+//! trace formats it has seen per direction and calling workload and the formats
+//! its app sends ([`crate::migration`]), for the control plane's fleet-wide
+//! migration view. A report that fails is dropped; the next one carries the
+//! cumulative counts anyway.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use meshtrace_config::wire::{self, Ack, AckStatus, ConfigPush, SseEvent, SseParser};
 use meshtrace_config::Config;
 
 use super::apply::Reloader;
-use super::client::{self, identity, post_json, HttpClient};
+use super::cache;
 use super::local::local_view;
-use super::{cache, report};
 
 /// Starts watching (and reporting to) the control plane named in
 /// `local.control.url`, until the sidecar drains.
@@ -36,7 +47,7 @@ pub fn spawn(reloader: Reloader, local: &Config) {
     };
     let local = local.clone();
     tokio::spawn(async move {
-        let client = client::new();
+        let client = new_client();
         let watcher = Watcher {
             client: &client,
             url: &url,
@@ -47,7 +58,7 @@ pub fn spawn(reloader: Reloader, local: &Config) {
         tokio::select! {
             () = reloader.draining() => tracing::debug!("control-plane watch stopped: draining"),
             () = watcher.watch_forever() => {}
-            () = report::report_loop(&client, &url, &local, &reloader) => {}
+            () = report_loop(&client, &url, &local, &reloader) => {}
         }
     });
 }
@@ -166,6 +177,75 @@ impl Watcher<'_> {
         let uri = format!("{}/v1/ack", self.url.trim_end_matches('/'));
         post_json(self.client, &uri, &ack, "ack").await;
     }
+}
+
+/// Sends a report every `control.report_interval`, forever.
+async fn report_loop(client: &HttpClient, url: &str, local: &Config, reloader: &Reloader) {
+    let (namespace, pod) = identity(local);
+    let uri = format!("{}/v1/report", url.trim_end_matches('/'));
+    let mut ticks = tokio::time::interval(local.control.report_interval.get());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let config = reloader.current();
+        let report =
+            reloader
+                .migration()
+                .report(&config, &namespace, &pod, tokio::time::Instant::now());
+        post_json(client, &uri, &report, "report").await;
+    }
+}
+
+/// The client of the control plane: h2c, with keep-alive pings.
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// How long an ACK or a report may take.
+const POST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client for one control plane: every request shares one h2c connection.
+fn new_client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        // hyper needs a timer for keep-alive pings (it panics without one).
+        .timer(TokioTimer::new())
+        .http2_keep_alive_interval(Some(Duration::from_secs(20)))
+        .build_http()
+}
+
+/// `POST`s `body` as JSON to `uri`; `what` names it in the debug log of a
+/// failure, which is dropped (the next ACK or report follows anyway).
+async fn post_json(client: &HttpClient, uri: &str, body: &impl serde::Serialize, what: &str) {
+    let Ok(body) = serde_json::to_vec(body) else {
+        return;
+    };
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)));
+    let Ok(req) = req else {
+        return;
+    };
+    match tokio::time::timeout(POST_TIMEOUT, client.request(req)).await {
+        Ok(Ok(rsp)) if rsp.status().is_success() => {}
+        Ok(Ok(rsp)) => tracing::debug!(status = %rsp.status(), "{what} refused"),
+        Ok(Err(error)) => tracing::debug!(%error, "{what} failed"),
+        Err(_) => tracing::debug!("{what} timed out"),
+    }
+}
+
+/// The sidecar's identity at the control plane: its namespace (`default` when
+/// unknown) and pod name (the host name, else `sidecar-<pid>`, outside Kubernetes).
+fn identity(local: &Config) -> (String, String) {
+    let w = &local.workload;
+    let namespace = w.namespace.clone().unwrap_or_else(|| "default".into());
+    let pod = w
+        .pod_name
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| format!("sidecar-{}", std::process::id()));
+    (namespace, pod)
 }
 
 fn watch_uri(url: &str, local: &Config) -> String {

@@ -3,8 +3,8 @@
 //!
 //! # Where configurations come from
 //!
-//! - the control plane's watch stream ([`control_plane`]), which also carries the
-//!   sidecar's reports back (`report`);
+//! - the control plane's watch stream ([`control_plane`]), beside which the
+//!   sidecar sends its reports;
 //! - without a control plane, the `--config` file, polled for changes ([`file`]);
 //! - at start-up, the last config the control plane pushed, cached on disk
 //!   ([`cache`]), so a sidecar restarting while the control plane is down comes up
@@ -33,11 +33,9 @@
 
 pub mod apply;
 pub mod cache;
-mod client;
 pub mod control_plane;
 pub mod file;
 pub mod local;
-mod report;
 pub(crate) mod running;
 
 pub use apply::{ReloadError, Reloader};
