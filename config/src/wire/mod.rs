@@ -3,7 +3,7 @@
 //! control plane's server and client.
 //!
 //! A sidecar opens `GET /v1/watch?service=S&namespace=N&pod=P&label=k%3Dv…`
-//! (components [`encode`]d) and reads a Server-Sent Events stream ([`sse`]):
+//! (components [`encode()`]d) and reads a Server-Sent Events stream ([`sse`]):
 //!
 //! ```text
 //! event: config

@@ -1,7 +1,7 @@
 //! The disk cache of the last config the control plane pushed, so a sidecar
 //! restarting while the control plane is down starts with its last good config.
 //!
-//! Every applied push is written to `control.cache_file` atomically ([`store`]);
+//! Every applied push is written to `control.cache_file` atomically (`store`);
 //! at start-up, with a control plane configured, [`startup_config`] prefers that
 //! file (completed by [`local_view`]) over the local one. An unreadable or invalid
 //! cache is reported and the local config used.

@@ -6,7 +6,7 @@
 //!   is validated ([`local_view`]): the control plane sets mesh policy, the pod
 //!   keeps its identity, its listeners and its connection to the control plane;
 //! - any new config, pushed or from the file, keeps the settings only a restart
-//!   changes ([`keep_startup_settings`]).
+//!   changes (`keep_startup_settings`).
 
 use meshtrace_config::Config;
 

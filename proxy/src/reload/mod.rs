@@ -5,7 +5,7 @@
 //!
 //! - the control plane's watch stream ([`control_plane`]), beside which the
 //!   sidecar sends its reports;
-//! - without a control plane, the `--config` file, polled for changes ([`file`]);
+//! - without a control plane, the `--config` file, polled for changes ([`mod@file`]);
 //! - at start-up, the last config the control plane pushed, cached on disk
 //!   ([`cache`]), so a sidecar restarting while the control plane is down comes up
 //!   with its last good config.
@@ -29,7 +29,7 @@
 //! Settings fixed at start-up keep their running values whatever a new config
 //! says (a restart applies them): `control`, `admin`, `runtime`, `log.format`,
 //! `log.level`, `limits.backlog`, `limits.max_connections`, `timeouts.connect`,
-//! `timeouts.idle` ([`local::keep_startup_settings`]).
+//! `timeouts.idle` (`local::keep_startup_settings`).
 
 pub mod apply;
 pub mod cache;
