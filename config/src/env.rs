@@ -23,6 +23,11 @@
 //! | `MESHTRACE_CONTROL_CACHE` | `control.cache_file` |
 //! | `MESHTRACE_POD_LABELS` | `control.labels` (`k=v,k2=v2`) |
 //!
+//! The OpenTelemetry export variables (`OTEL_EXPORTER_OTLP_*`, `OTEL_BSP_*`) fill
+//! the `export` keys the file leaves `null`, in the same step (see
+//! [`Export::apply_env`](crate::Export::apply_env)): every variable that shapes the
+//! config is read once, when the config is loaded, and `/config` shows the result.
+//!
 //! Empty variables are ignored. A malformed value is a problem reported as
 //! `env NAME: …` next to the file's problems.
 
@@ -117,6 +122,9 @@ pub(crate) fn apply(
             .collect::<Result<_, _>>();
         set(&mut config.control.labels, labels)
     });
+    for problem in config.export.apply_env(var) {
+        problems.add(problem.path, problem.message);
+    }
 }
 
 fn set<T>(slot: &mut T, value: Result<T, String>) -> Result<(), String> {

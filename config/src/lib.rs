@@ -34,6 +34,7 @@ mod schema;
 mod telemetry;
 mod types;
 mod validate;
+pub mod wire;
 
 use std::fmt;
 use std::path::Path;

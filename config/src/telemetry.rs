@@ -4,8 +4,11 @@
 //! Export settings follow the OpenTelemetry convention that explicit configuration
 //! beats the environment: a key set in the file wins; a key left `null` is taken
 //! from the standard variable (`OTEL_EXPORTER_OTLP_TRACES_*`, then
-//! `OTEL_EXPORTER_OTLP_*`, `OTEL_BSP_*`), else the OpenTelemetry default.
-//! [`Export::resolve`] applies that order once, at start-up.
+//! `OTEL_EXPORTER_OTLP_*`, `OTEL_BSP_*`), else the OpenTelemetry default. The
+//! variables are applied when the config is loaded ([`otel`], beside
+//! [`crate::env`]); [`Export::settings`] adds the defaults.
+
+mod otel;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -257,122 +260,39 @@ pub struct ResolvedExport {
     pub delay: std::time::Duration,
 }
 
+// === impl Export ===
+
 impl Export {
-    /// Combines the file with the `OTEL_*` variables read through `var`.
+    /// The settings to export with: this section as loaded (the `OTEL_*`
+    /// variables already applied, see [`Export::apply_env`]) and the OpenTelemetry
+    /// defaults for what is still `null`. Reads no environment, so a reload
+    /// exports exactly as `/config` shows.
+    pub fn settings(&self) -> ResolvedExport {
+        let queue_size = self.queue.max_size.unwrap_or(2048);
+        let ms = std::time::Duration::from_millis;
+        ResolvedExport {
+            endpoint: self.endpoint.clone(),
+            protocol: self.protocol.unwrap_or(OtlpProtocol::Grpc),
+            timeout: self.timeout.map_or(ms(10_000), Duration::get),
+            compression: self.compression.unwrap_or(Compression::None),
+            ca_file: self.tls.ca_file.clone(),
+            cert_file: self.tls.cert_file.clone(),
+            key_file: self.tls.key_file.clone(),
+            queue_size,
+            batch_size: self.queue.batch_size.unwrap_or(512).min(queue_size),
+            delay: self.queue.delay.map_or(ms(5000), Duration::get),
+        }
+    }
+
+    /// The settings with the `OTEL_*` variables read through `var` applied to a
+    /// copy of this section: [`Export::apply_env`], then [`Export::settings`].
     /// Malformed variables are reported (`env NAME: …`) and ignored.
     pub fn resolve(
         &self,
         var: &dyn Fn(&str) -> Option<String>,
     ) -> (ResolvedExport, Vec<crate::Problem>) {
-        let mut problems = Vec::new();
-        let get = |name: &str| {
-            var(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let signal = |suffix: &str| {
-            get(&format!("OTEL_EXPORTER_OTLP_TRACES_{suffix}"))
-                .or_else(|| get(&format!("OTEL_EXPORTER_OTLP_{suffix}")))
-        };
-        let mut number = |name: &str| -> Option<u64> {
-            let v = get(name)?;
-            match v.parse() {
-                Ok(n) => Some(n),
-                Err(_) => {
-                    problems.push(crate::Problem {
-                        path: format!("env {name}"),
-                        message: format!("{v:?} is not a whole number"),
-                    });
-                    None
-                }
-            }
-        };
-        let queue_size = self
-            .queue
-            .max_size
-            .or_else(|| number("OTEL_BSP_MAX_QUEUE_SIZE").map(|n| n as usize))
-            .unwrap_or(2048);
-        let batch_size = self
-            .queue
-            .batch_size
-            .or_else(|| number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE").map(|n| n as usize))
-            .unwrap_or(512);
-        let delay = self.queue.delay.map(Duration::get).unwrap_or_else(|| {
-            std::time::Duration::from_millis(number("OTEL_BSP_SCHEDULE_DELAY").unwrap_or(5000))
-        });
-        let protocol = match self.protocol {
-            Some(p) => p,
-            None => match signal("PROTOCOL").as_deref() {
-                None | Some("grpc") => OtlpProtocol::Grpc,
-                Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
-                Some(other) => {
-                    problems.push(crate::Problem {
-                        path: "env OTEL_EXPORTER_OTLP_PROTOCOL".into(),
-                        message: format!(
-                            "{other:?} is not supported (grpc or http/protobuf); using grpc"
-                        ),
-                    });
-                    OtlpProtocol::Grpc
-                }
-            },
-        };
-        let endpoint = self.endpoint.clone().or_else(|| {
-            // The signal-specific variable is the full URL; the generic one is a base
-            // to which OTLP/HTTP appends the signal path (OTLP exporter spec).
-            get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| {
-                get("OTEL_EXPORTER_OTLP_ENDPOINT").map(|base| match protocol {
-                    OtlpProtocol::Grpc => base,
-                    OtlpProtocol::HttpProtobuf => {
-                        format!("{}/v1/traces", base.trim_end_matches('/'))
-                    }
-                })
-            })
-        });
-        let path = |set: &Option<PathBuf>, suffix: &str| {
-            set.clone().or_else(|| signal(suffix).map(PathBuf::from))
-        };
-        let timeout = match self.timeout {
-            Some(t) => t.get(),
-            None => {
-                let ms = match signal("TIMEOUT") {
-                    Some(v) => v.parse::<u64>().ok().or_else(|| {
-                        problems.push(crate::Problem {
-                            path: "env OTEL_EXPORTER_OTLP_TIMEOUT".into(),
-                            message: format!("{v:?} is not a whole number of milliseconds"),
-                        });
-                        None
-                    }),
-                    None => None,
-                };
-                std::time::Duration::from_millis(ms.unwrap_or(10_000))
-            }
-        };
-        let compression = match self.compression {
-            Some(c) => c,
-            None => match signal("COMPRESSION").as_deref() {
-                Some("gzip") => Compression::Gzip,
-                None | Some("none") => Compression::None,
-                Some(other) => {
-                    problems.push(crate::Problem {
-                        path: "env OTEL_EXPORTER_OTLP_COMPRESSION".into(),
-                        message: format!("{other:?} is not supported (gzip or none); using none"),
-                    });
-                    Compression::None
-                }
-            },
-        };
-        let resolved = ResolvedExport {
-            endpoint,
-            protocol,
-            timeout,
-            compression,
-            ca_file: path(&self.tls.ca_file, "CERTIFICATE"),
-            cert_file: path(&self.tls.cert_file, "CLIENT_CERTIFICATE"),
-            key_file: path(&self.tls.key_file, "CLIENT_KEY"),
-            queue_size,
-            batch_size: batch_size.min(queue_size),
-            delay,
-        };
-        (resolved, problems)
+        let mut export = self.clone();
+        let problems = export.apply_env(var);
+        (export.settings(), problems)
     }
 }

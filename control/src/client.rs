@@ -13,11 +13,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use meshtrace_config::report::Report;
+use meshtrace_config::wire::{encode, CONFIG_EVENT};
 
 use crate::migration::MigrationView;
 use crate::overrides::{Created, NewOverride, Override, OverrideChange};
-use crate::reply::encode;
-use crate::sse::{ConfigEvent, SseEvent, SseParser};
+use crate::sse::{ConfigEvent, SseError, SseEvent, SseParser};
 use crate::stages::{StageAssignment, StageMove, StageRequest};
 
 /// How long a plain (non-watch) request may take.
@@ -64,6 +64,8 @@ pub struct WatchStream {
     body: Incoming,
     parser: SseParser,
     ready: std::collections::VecDeque<SseEvent>,
+    /// Why the stream broke, reported once the events before it are read.
+    broken: Option<SseError>,
 }
 
 // === impl ControlClient ===
@@ -184,6 +186,7 @@ impl ControlClient {
             body: res.into_body(),
             parser: SseParser::default(),
             ready: Default::default(),
+            broken: None,
         })
     }
 
@@ -257,6 +260,9 @@ impl WatchStream {
             if let Some(event) = self.ready.pop_front() {
                 return Ok(Some(event));
             }
+            if let Some(error) = &self.broken {
+                return Err(ClientError::Decode(error.to_string()));
+            }
             let Some(frame) = self.body.frame().await else {
                 return Ok(None);
             };
@@ -265,8 +271,7 @@ impl WatchStream {
                 error: e.to_string(),
             })?;
             if let Ok(data) = frame.into_data() {
-                self.ready
-                    .extend(self.parser.push(&data).map_err(ClientError::Decode)?);
+                self.broken = self.parser.feed(&data, &mut self.ready).err();
             }
         }
     }
@@ -274,12 +279,67 @@ impl WatchStream {
     /// The next `config` event, decoded (other events skipped).
     pub async fn next_config(&mut self) -> Result<Option<ConfigEvent>, ClientError> {
         while let Some(event) = self.next_event().await? {
-            if event.event == "config" {
+            if event.event == CONFIG_EVENT {
                 return serde_json::from_str(&event.data)
                     .map(Some)
                     .map_err(|e| ClientError::Decode(format!("config event: {e}")));
             }
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use hyper_util::rt::TokioIo;
+    use meshtrace_config::wire::sse::MAX_EVENT;
+
+    use super::*;
+
+    /// A server whose every answer is `body`.
+    async fn serve(body: Bytes) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let body = body.clone();
+                let service = hyper::service::service_fn(move |_req| {
+                    let body = body.clone();
+                    async move { Ok::<_, Infallible>(http::Response::new(Full::new(body))) }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        url
+    }
+
+    /// The sidecar reads the stream with the same parser: an event one byte over
+    /// the limit is the same error on both sides, after the events before it.
+    #[tokio::test]
+    async fn an_oversized_event_is_the_shared_parser_error() {
+        let mut stream = b"data: ok\n\ndata: ok too\n\nevent: config\ndata: ".to_vec();
+        stream.resize(stream.len() + MAX_EVENT - "config".len() + 1, b'x');
+        stream.extend_from_slice(b"\n\n");
+        let url = serve(Bytes::from(stream)).await;
+        let client = ControlClient::new(&url, None).unwrap();
+        let mut watch = client.watch("namespace=n&pod=p").await.unwrap();
+        let first = tokio::time::timeout(REQUEST_TIMEOUT, watch.next_event()).await;
+        assert_eq!(first.unwrap().unwrap().unwrap().data, "ok");
+        let second = watch.next_event().await.unwrap().unwrap();
+        assert_eq!(second.data, "ok too", "events before the error come first");
+        let error = tokio::time::timeout(REQUEST_TIMEOUT, watch.next_event())
+            .await
+            .unwrap()
+            .unwrap_err();
+        let expected = SseError::EventTooLarge { limit: MAX_EVENT }.to_string();
+        assert_eq!(
+            error.to_string(),
+            format!("unexpected response: {expected}")
+        );
     }
 }

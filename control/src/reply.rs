@@ -9,6 +9,11 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, LengthLimitError, Limited};
 use serde::Serialize;
 
+use meshtrace_config::wire::decode;
+/// Query components are percent-encoded as the wire protocol says (the CLI and
+/// tests build paths with it).
+pub use meshtrace_config::wire::encode;
+
 /// The response body type of every handler (JSON, YAML or an SSE stream).
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -156,47 +161,14 @@ pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiErro
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Ok((decode(k)?, decode(v)?))
+            Ok((decode_component(k)?, decode_component(v)?))
         })
         .collect()
 }
 
-/// Percent-decodes a query component (`+` is a space).
-fn decode(s: &str) -> Result<String, ApiError> {
-    let bad = || ApiError::bad_request(format!("invalid percent-encoding in query: {s:?}"));
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = bytes
-                    .next()
-                    .and_then(|c| (c as char).to_digit(16))
-                    .ok_or_else(bad)?;
-                let lo = bytes
-                    .next()
-                    .and_then(|c| (c as char).to_digit(16))
-                    .ok_or_else(bad)?;
-                out.push(u8::try_from(hi * 16 + lo).map_err(|_| bad())?);
-            }
-            b => out.push(b),
-        }
-    }
-    String::from_utf8(out).map_err(|_| bad())
-}
-
-/// Percent-encodes a query component (for the client side).
-pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+fn decode_component(s: &str) -> Result<String, ApiError> {
+    decode(s)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid percent-encoding in query: {s:?}")))
 }
 
 #[cfg(test)]

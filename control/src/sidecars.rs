@@ -9,6 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
+/// The ACK/NACK body is part of the wire protocol the sidecar shares.
+pub use meshtrace_config::wire::{Ack, AckStatus};
+
 use crate::overrides::Timestamp;
 use crate::resolve::Workload;
 
@@ -38,33 +41,6 @@ pub struct Rejection {
     pub version: u64,
     /// The sidecar's error.
     pub error: String,
-}
-
-/// The body of `POST /v1/ack`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Ack {
-    /// The sidecar's namespace.
-    pub namespace: String,
-    /// The sidecar's pod.
-    pub pod: String,
-    /// The version it applied or rejected.
-    pub version: u64,
-    /// `ack` or `nack`.
-    pub status: AckStatus,
-    /// Why it rejected the version (NACK).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// Whether a version was applied.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AckStatus {
-    /// Applied.
-    Ack,
-    /// Rejected; the sidecar keeps its last good config.
-    Nack,
 }
 
 /// The registry; cheap to clone.

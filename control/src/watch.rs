@@ -6,16 +6,8 @@
 //! balancers already know how to carry it. The stream only goes one way; a sidecar
 //! reports what it did with a version as a separate `POST /v1/ack`.
 //!
-//! The wire format, for `GET /v1/watch?service=S&namespace=N&pod=P&label=k=v…`:
-//!
-//! ```text
-//! event: config
-//! id: 17
-//! data: {"version":17,"config":{…the full sidecar Config as JSON…}}
-//!
-//! : keepalive
-//!
-//! ```
+//! The wire format (events, keep-alives, the ACK body) is defined once, for both
+//! ends, in [`meshtrace_config::wire`].
 //!
 //! A `config` event is sent at once on connect and then whenever *this workload's*
 //! resolved config changes (versions that do not change it are not sent; the `id`
@@ -33,20 +25,17 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{self, Stream};
 use http_body::Frame;
+use meshtrace_config::wire::{self, ErrorPush, SseEvent, KEEPALIVE, KEEPALIVE_COMMENT};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::resolve::Workload;
 use crate::sidecars::Registration;
 use crate::store::{Resolved, Snapshot};
-
-/// The interval between keepalive comments.
-pub const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// One workload's view of the snapshots: yields only when its resolved config
 /// changes. A slow consumer skips intermediate snapshots (it sees the newest).
@@ -129,13 +118,18 @@ impl FeedItem {
     /// The item as an SSE event.
     pub fn to_sse(&self) -> String {
         match self {
-            Self::Config { version, resolved } => format!(
-                "event: config\nid: {version}\ndata: {{\"version\":{version},\"config\":{}}}\n\n",
-                resolved.json
-            ),
+            Self::Config { version, resolved } => wire::config_event(*version, &resolved.json),
             Self::Error { version, error } => {
-                let data = serde_json::json!({ "version": version, "error": error });
-                format!("event: error\nid: {version}\ndata: {data}\n\n")
+                let push = ErrorPush {
+                    version: *version,
+                    error: error.clone(),
+                };
+                let event = SseEvent {
+                    event: wire::ERROR_EVENT.into(),
+                    id: Some(version.to_string()),
+                    data: serde_json::to_string(&push).unwrap_or_default(),
+                };
+                event.to_string()
             }
         }
     }
@@ -165,7 +159,7 @@ pub fn sse_stream(
                     keepalive.reset();
                     item.to_sse()
                 }
-                _ = keepalive.tick() => ": keepalive\n\n".to_string(),
+                _ = keepalive.tick() => KEEPALIVE_COMMENT.to_string(),
             };
             Some((
                 Ok(Frame::data(Bytes::from(text))),

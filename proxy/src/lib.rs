@@ -4,15 +4,16 @@
 //! connections, timeouts and honest edge errors, recording a span per request
 //! ([`telemetry`]) exported over OTLP.
 //!
-//! Start at [`stack`]: it assembles the per-connection flow in one place. The
-//! binary (`main.rs`) only parses the command line, loads the config, installs
+//! Start at [`stack`]: it assembles the per-connection flow in one place.
+//! [`sidecar`] starts and stops the whole; [`reload`] is every way a new config
+//! reaches it (control plane, file, disk cache) and the one place it is applied.
+//! The binary (`main.rs`) only parses the command line, loads the config, installs
 //! logging and signal handlers, and runs a [`Sidecar`].
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms, clippy::disallowed_methods)]
 
 pub mod admin;
-pub mod control;
 pub mod detect;
 pub mod drain;
 pub mod histogram;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod migration;
 pub mod orig_dst;
 pub mod propagation;
+pub mod reload;
 pub mod sampling;
 pub mod sidecar;
 pub mod stack;
@@ -30,7 +32,8 @@ pub mod target;
 pub mod tcp;
 pub mod telemetry;
 
-pub use sidecar::{ReloadError, Reloader, Sidecar, StartError};
+pub use reload::{ReloadError, Reloader, StartError};
+pub use sidecar::Sidecar;
 
 #[cfg(test)]
 mod test_support;

@@ -103,7 +103,7 @@ fn run(path: Option<PathBuf>, json_logs: bool) -> ExitCode {
     };
     runtime.block_on(async move {
         // With a control plane: start from its last good config, if cached.
-        let config = meshtrace_proxy::control::startup_config(config);
+        let config = meshtrace_proxy::reload::startup_config(config);
         let local_file = config.control.url.is_none().then_some(path).flatten();
         let poll = config.control.file_poll.get();
         let sidecar = match Sidecar::start(config).await {
@@ -114,7 +114,7 @@ fn run(path: Option<PathBuf>, json_logs: bool) -> ExitCode {
             }
         };
         if let Some(path) = local_file {
-            meshtrace_proxy::control::watch_file(sidecar.reloader(), path, poll);
+            meshtrace_proxy::reload::watch_file(sidecar.reloader(), path, poll);
         }
         tokio::spawn(shutdown_on_signal(sidecar_drain_trigger(&sidecar)));
         sidecar.wait().await;

@@ -19,12 +19,74 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// Both directions, inbound first.
+    pub const ALL: [Direction; 2] = [Self::Inbound, Self::Outbound];
+
     /// The label and log value.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Inbound => "inbound",
             Self::Outbound => "outbound",
         }
+    }
+}
+
+/// One `T` per direction, named rather than indexed, so that the inbound
+/// listener can never be paired with the outbound address by an off-by-one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ByDirection<T> {
+    /// The inbound one.
+    pub inbound: T,
+    /// The outbound one.
+    pub outbound: T,
+}
+
+// === impl ByDirection ===
+
+impl<T> ByDirection<T> {
+    /// Builds both from `f`, inbound first.
+    pub fn from_fn(mut f: impl FnMut(Direction) -> T) -> Self {
+        Self {
+            inbound: f(Direction::Inbound),
+            outbound: f(Direction::Outbound),
+        }
+    }
+
+    /// Builds both from `f`, inbound first, stopping at the first error.
+    pub fn try_from_fn<E>(mut f: impl FnMut(Direction) -> Result<T, E>) -> Result<Self, E> {
+        Ok(Self {
+            inbound: f(Direction::Inbound)?,
+            outbound: f(Direction::Outbound)?,
+        })
+    }
+
+    /// The one for `direction`.
+    pub fn get(&self, direction: Direction) -> &T {
+        match direction {
+            Direction::Inbound => &self.inbound,
+            Direction::Outbound => &self.outbound,
+        }
+    }
+
+    /// The one for `direction`, to change it.
+    pub fn get_mut(&mut self, direction: Direction) -> &mut T {
+        match direction {
+            Direction::Inbound => &mut self.inbound,
+            Direction::Outbound => &mut self.outbound,
+        }
+    }
+
+    /// Both transformed by `f`, which is told the direction.
+    pub fn map<U>(self, mut f: impl FnMut(Direction, T) -> U) -> ByDirection<U> {
+        ByDirection {
+            inbound: f(Direction::Inbound, self.inbound),
+            outbound: f(Direction::Outbound, self.outbound),
+        }
+    }
+
+    /// Both with their direction, inbound first.
+    pub fn iter(&self) -> impl Iterator<Item = (Direction, &T)> {
+        Direction::ALL.into_iter().map(|d| (d, self.get(d)))
     }
 }
 
@@ -180,6 +242,21 @@ mod tests {
     #[test]
     fn ipv6_literal_hosts_match_without_brackets() {
         assert_eq!(table().lookup("[::1]:8080").unwrap().port(), 3);
+    }
+
+    #[test]
+    fn by_direction_pairs_each_direction_with_its_own_value() {
+        let names = ByDirection::from_fn(Direction::as_str);
+        assert_eq!(names.get(Direction::Outbound), &"outbound");
+        let lengths = names.map(|direction, name| (direction, name.len()));
+        assert_eq!(lengths.inbound, (Direction::Inbound, 7));
+        let order: Vec<Direction> = lengths.iter().map(|(d, _)| d).collect();
+        assert_eq!(order, Direction::ALL);
+        let failed = ByDirection::try_from_fn(|d| match d {
+            Direction::Inbound => Ok(1),
+            Direction::Outbound => Err("outbound"),
+        });
+        assert_eq!(failed, Err("outbound"));
     }
 
     #[test]

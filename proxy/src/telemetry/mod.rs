@@ -11,8 +11,9 @@
 //! - [`export`] queues it without ever blocking the request and exports batches
 //!   with opentelemetry-otlp on a thread of its own.
 //!
-//! With no collector configured (`export.endpoint` and the `OTEL_EXPORTER_OTLP_*`
-//! endpoint variables all unset) nothing is recorded at all.
+//! With no collector configured (`export.endpoint` unset, and so the
+//! `OTEL_EXPORTER_OTLP_*` endpoint variables, which fill it when the config is
+//! loaded) nothing is recorded at all.
 
 pub mod export;
 pub mod info;
@@ -38,8 +39,10 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Resolves the export settings (file, then `OTEL_*` variables read through
-    /// `var`) and starts the exporter on its own thread.
+    /// Starts the exporter on its own thread with the config's export settings
+    /// (the `OTEL_*` export variables were applied when the config was loaded, so
+    /// the exporter runs exactly as `/config` shows). `var` still supplies what is
+    /// not config: `OTEL_SDK_DISABLED`, the resource variables, the semconv opt-in.
     pub fn start(
         config: &Config,
         metrics: &Metrics,
@@ -49,10 +52,7 @@ impl Telemetry {
             tracing::info!("spans off: OTEL_SDK_DISABLED=true");
             return Ok(Self::default());
         }
-        let (settings, problems) = config.export.resolve(var);
-        for problem in problems {
-            tracing::warn!(%problem, "ignored");
-        }
+        let settings = config.export.settings();
         let Some(endpoint) = settings.endpoint.clone() else {
             tracing::info!("spans off: no export.endpoint and no OTEL_EXPORTER_OTLP_ENDPOINT");
             return Ok(Self::default());

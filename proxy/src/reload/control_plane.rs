@@ -1,0 +1,322 @@
+//! The control plane as a source of configurations: one long-lived watch stream.
+//!
+//! The sidecar opens `GET {control.url}/v1/watch?service=…&namespace=…&pod=…
+//! &label=k=v…` over HTTP/2 (h2c) and reads the Server-Sent Events of
+//! [`meshtrace_config::wire`]: a `config` event carries the workload's fully
+//! resolved configuration, sent on connect and on every change. Each is completed
+//! with the pod's local settings ([`local_view`]), validated and applied
+//! ([`Reloader::apply`]), cached on disk ([`super::cache`]), then answered with
+//! `POST /v1/ack` (a [`wire::Ack`]). A rejected config leaves the running one in
+//! force.
+//!
+//! The stream failing, going silent (no byte, keep-alives included, for
+//! [`wire::SILENCE`]) or breaking the protocol's bounds (an oversized line or
+//! event) means reconnecting after a backoff that doubles from
+//! `control.reconnect_min` to `control.reconnect_max` with jitter; meanwhile the
+//! last good config keeps serving.
+//!
+//! # Reports
+//!
+//! While watching, the sidecar also `POST`s `{control.url}/v1/report` every
+//! `control.report_interval` (15 s): a [`meshtrace_config::report::Report`] of the
+//! trace formats it has seen per direction and calling workload and the formats
+//! its app sends ([`crate::migration`]), for the control plane's fleet-wide
+//! migration view. A report that fails is dropped; the next one carries the
+//! cumulative counts anyway.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use meshtrace_config::wire::{self, Ack, AckStatus, ConfigPush, SseEvent, SseParser};
+use meshtrace_config::Config;
+
+use super::apply::Reloader;
+use super::cache;
+use super::local::local_view;
+
+/// Starts watching (and reporting to) the control plane named in
+/// `local.control.url`, until the sidecar drains.
+pub fn spawn(reloader: Reloader, local: &Config) {
+    let Some(url) = local.control.url.clone() else {
+        return;
+    };
+    let local = local.clone();
+    tokio::spawn(async move {
+        let client = new_client();
+        let watcher = Watcher {
+            client: &client,
+            url: &url,
+            local: &local,
+            reloader: &reloader,
+        };
+        // A draining sidecar stops watching, so it stops acknowledging too.
+        tokio::select! {
+            () = reloader.draining() => tracing::debug!("control-plane watch stopped: draining"),
+            () = watcher.watch_forever() => {}
+            () = report_loop(&client, &url, &local, &reloader) => {}
+        }
+    });
+}
+
+/// What one watch needs.
+struct Watcher<'a> {
+    client: &'a HttpClient,
+    url: &'a str,
+    local: &'a Config,
+    reloader: &'a Reloader,
+}
+
+// === impl Watcher ===
+
+impl Watcher<'_> {
+    /// Watches, reconnecting after every end or failure.
+    async fn watch_forever(&self) {
+        let mut backoff = Backoff::new(self.local);
+        loop {
+            let url = self.url;
+            match self.watch_once(&mut backoff).await {
+                Ok(()) => tracing::info!(%url, "control-plane watch ended; reconnecting"),
+                Err(error) => {
+                    tracing::warn!(%url, %error, "control-plane watch failed; keeping the last good config")
+                }
+            }
+            let delay = backoff.next();
+            tracing::debug!(?delay, "reconnecting to the control plane");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One watch stream, from connect to its end.
+    async fn watch_once(&self, backoff: &mut Backoff) -> Result<(), String> {
+        let req = Request::get(watch_uri(self.url, self.local))
+            .header(http::header::ACCEPT, "text/event-stream")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let rsp = tokio::time::timeout(wire::SILENCE, self.client.request(req))
+            .await
+            .map_err(|_| "no answer".to_string())?
+            .map_err(|e| format!("connect: {e}"))?;
+        if rsp.status() != StatusCode::OK {
+            return Err(format!("watch answered {}", rsp.status()));
+        }
+        tracing::info!(url = %self.url, "watching the control plane");
+        backoff.reset();
+        let mut body = rsp.into_body();
+        let mut parser = SseParser::default();
+        let mut events = Vec::new();
+        loop {
+            let frame = match tokio::time::timeout(wire::SILENCE, body.frame()).await {
+                Err(_) => return Err("the stream went silent".into()),
+                Ok(None) => return Ok(()),
+                Ok(Some(Err(e))) => return Err(format!("stream: {e}")),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            // Events completed before a broken bound are still applied.
+            let fed = parser.feed(&data, &mut events);
+            for event in events.drain(..) {
+                self.event(event).await;
+            }
+            fed.map_err(|e| e.to_string())?;
+        }
+    }
+
+    async fn event(&self, event: SseEvent) {
+        match event.event.as_str() {
+            wire::CONFIG_EVENT => self.apply(&event.data).await,
+            wire::ERROR_EVENT => {
+                tracing::warn!(error = %event.data, "the control plane cannot resolve this workload's config; keeping the running one")
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies one pushed config, caches it, and acknowledges it.
+    async fn apply(&self, data: &str) {
+        let push: ConfigPush<serde_json::Value> = match serde_json::from_str(data) {
+            Ok(push) => push,
+            Err(error) => {
+                tracing::warn!(%error, "unreadable config push ignored");
+                return;
+            }
+        };
+        let version = push.version;
+        let outcome = match local_view(push.config, self.local) {
+            Ok(config) => {
+                let cached = config.clone();
+                let applied = self.reloader.apply(config).await;
+                applied
+                    .map(|()| cache::store(self.local, &cached))
+                    .map_err(|e| e.to_string())
+            }
+            Err(error) => Err(error),
+        };
+        match &outcome {
+            Ok(()) => tracing::info!(version, "config applied"),
+            Err(error) => tracing::warn!(version, %error, "config rejected; the running one stays"),
+        }
+        let (namespace, pod) = identity(self.local);
+        let ack = Ack {
+            namespace,
+            pod,
+            version,
+            status: if outcome.is_ok() {
+                AckStatus::Ack
+            } else {
+                AckStatus::Nack
+            },
+            error: outcome.err(),
+        };
+        let uri = format!("{}/v1/ack", self.url.trim_end_matches('/'));
+        post_json(self.client, &uri, &ack, "ack").await;
+    }
+}
+
+/// Sends a report every `control.report_interval`, forever.
+async fn report_loop(client: &HttpClient, url: &str, local: &Config, reloader: &Reloader) {
+    let (namespace, pod) = identity(local);
+    let uri = format!("{}/v1/report", url.trim_end_matches('/'));
+    let mut ticks = tokio::time::interval(local.control.report_interval.get());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let config = reloader.current();
+        let report =
+            reloader
+                .migration()
+                .report(&config, &namespace, &pod, tokio::time::Instant::now());
+        post_json(client, &uri, &report, "report").await;
+    }
+}
+
+/// The client of the control plane: h2c, with keep-alive pings.
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// How long an ACK or a report may take.
+const POST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client for one control plane: every request shares one h2c connection.
+fn new_client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        // hyper needs a timer for keep-alive pings (it panics without one).
+        .timer(TokioTimer::new())
+        .http2_keep_alive_interval(Some(Duration::from_secs(20)))
+        .build_http()
+}
+
+/// `POST`s `body` as JSON to `uri`; `what` names it in the debug log of a
+/// failure, which is dropped (the next ACK or report follows anyway).
+async fn post_json(client: &HttpClient, uri: &str, body: &impl serde::Serialize, what: &str) {
+    let Ok(body) = serde_json::to_vec(body) else {
+        return;
+    };
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)));
+    let Ok(req) = req else {
+        return;
+    };
+    match tokio::time::timeout(POST_TIMEOUT, client.request(req)).await {
+        Ok(Ok(rsp)) if rsp.status().is_success() => {}
+        Ok(Ok(rsp)) => tracing::debug!(status = %rsp.status(), "{what} refused"),
+        Ok(Err(error)) => tracing::debug!(%error, "{what} failed"),
+        Err(_) => tracing::debug!("{what} timed out"),
+    }
+}
+
+/// The sidecar's identity at the control plane: its namespace (`default` when
+/// unknown) and pod name (the host name, else `sidecar-<pid>`, outside Kubernetes).
+fn identity(local: &Config) -> (String, String) {
+    let w = &local.workload;
+    let namespace = w.namespace.clone().unwrap_or_else(|| "default".into());
+    let pod = w
+        .pod_name
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| format!("sidecar-{}", std::process::id()));
+    (namespace, pod)
+}
+
+fn watch_uri(url: &str, local: &Config) -> String {
+    let (namespace, pod) = identity(local);
+    let mut query = Vec::new();
+    if let Some(service) = &local.workload.service {
+        query.push(format!("service={}", wire::encode(service)));
+    }
+    query.push(format!("namespace={}", wire::encode(&namespace)));
+    query.push(format!("pod={}", wire::encode(&pod)));
+    for (k, v) in &local.control.labels {
+        query.push(format!("label={}", wire::encode(&format!("{k}={v}"))));
+    }
+    format!("{}/v1/watch?{}", url.trim_end_matches('/'), query.join("&"))
+}
+
+/// Reconnect delays: doubling from the minimum to the maximum, each with ±50%
+/// jitter so that a fleet does not reconnect in step.
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+// === impl Backoff ===
+
+impl Backoff {
+    fn new(config: &Config) -> Self {
+        let min = config.control.reconnect_min.get();
+        Self {
+            min,
+            max: config.control.reconnect_max.get(),
+            next: min,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+
+    fn next(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(self.max);
+        base.mul_f64(0.5 + fastrand::f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_uri_names_the_workload() {
+        let mut local = Config::default();
+        local.workload.service = Some("checkout".into());
+        local.workload.namespace = Some("shop".into());
+        local.workload.pod_name = Some("checkout-1".into());
+        local.control.labels.insert("tier".into(), "web app".into());
+        assert_eq!(
+            watch_uri("http://cp:15010/", &local),
+            "http://cp:15010/v1/watch?service=checkout&namespace=shop&pod=checkout-1&label=tier%3Dweb%20app"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_maximum_with_jitter() {
+        let mut b = Backoff::new(&Config::default());
+        let delays: Vec<Duration> = (0..10).map(|_| b.next()).collect();
+        assert!(delays[0] >= Duration::from_millis(100) && delays[0] <= Duration::from_millis(300));
+        assert!(delays[9] <= Duration::from_secs(15) && delays[9] >= Duration::from_secs(5));
+        b.reset();
+        assert!(b.next() <= Duration::from_millis(300));
+    }
+}
