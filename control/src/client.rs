@@ -17,8 +17,10 @@ use meshtrace_config::wire::{encode, CONFIG_EVENT};
 
 use crate::migration::MigrationView;
 use crate::overrides::{Created, NewOverride, Override, OverrideChange};
-use crate::sse::{ConfigEvent, SseError, SseEvent, SseParser};
 use crate::stages::{StageAssignment, StageMove, StageRequest};
+use meshtrace_config::wire::sse::{SseError, SseEvent, SseParser};
+use meshtrace_config::wire::ConfigPush;
+use meshtrace_config::Config;
 
 /// How long a plain (non-watch) request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -277,7 +279,7 @@ impl WatchStream {
     }
 
     /// The next `config` event, decoded (other events skipped).
-    pub async fn next_config(&mut self) -> Result<Option<ConfigEvent>, ClientError> {
+    pub async fn next_config(&mut self) -> Result<Option<ConfigPush<Config>>, ClientError> {
         while let Some(event) = self.next_event().await? {
             if event.event == CONFIG_EVENT {
                 return serde_json::from_str(&event.data)

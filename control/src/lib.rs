@@ -63,7 +63,6 @@ pub mod resolve;
 pub mod server;
 pub mod sidecars;
 pub mod source;
-pub mod sse;
 pub mod stages;
 pub mod state;
 pub mod store;
