@@ -80,13 +80,7 @@ pub(crate) fn apply(
         set(&mut config.inbound.app_port, yaml(v))
     });
     parse("MESHTRACE_OPAQUE_PORTS", &mut |v| {
-        let ports = v
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(|p| p.parse::<u16>().map_err(|_| format!("{p:?} is not a port")))
-            .collect::<Result<Vec<_>, _>>();
-        set(&mut config.opaque_ports, ports)
+        set(&mut config.opaque_ports, ports(v))
     });
     parse("MESHTRACE_WORKERS", &mut |v| {
         set(
@@ -109,22 +103,35 @@ pub(crate) fn apply(
         set(&mut config.control.cache_file, Ok(Some(v.into())))
     });
     parse("MESHTRACE_POD_LABELS", &mut |v| {
-        let labels = v
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(|p| match p.split_once('=') {
-                Some((k, v)) if !k.trim().is_empty() => {
-                    Ok((k.trim().to_string(), v.trim().to_string()))
-                }
-                _ => Err(format!("{p:?} is not key=value")),
-            })
-            .collect::<Result<_, _>>();
-        set(&mut config.control.labels, labels)
+        set(&mut config.control.labels, labels(v))
     });
     for problem in config.export.apply_env(var) {
         problems.add(problem.path, problem.message);
     }
+}
+
+/// The items of a comma-separated list, blanks skipped.
+fn items(v: &str) -> impl Iterator<Item = &str> {
+    v.split(',').map(str::trim).filter(|p| !p.is_empty())
+}
+
+/// `MESHTRACE_OPAQUE_PORTS`: `25,3306`.
+fn ports(v: &str) -> Result<Vec<u16>, String> {
+    items(v)
+        .map(|p| p.parse::<u16>().map_err(|_| format!("{p:?} is not a port")))
+        .collect()
+}
+
+/// `MESHTRACE_POD_LABELS`: `app=checkout,tier=web`.
+fn labels<C: FromIterator<(String, String)>>(v: &str) -> Result<C, String> {
+    items(v)
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => Err(format!("{p:?} is not key=value")),
+        })
+        .collect()
 }
 
 fn set<T>(slot: &mut T, value: Result<T, String>) -> Result<(), String> {
