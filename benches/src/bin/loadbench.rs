@@ -88,6 +88,20 @@ impl Drop for Scratch {
 }
 
 fn main() {
+    // The children's supervisor waits on tokio; the harness itself stays
+    // synchronous and lends it this runtime (see `procs::block_on`).
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("loadbench: tokio runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let _entered = runtime.enter();
     if let Err(e) = run(Args::parse()) {
         eprintln!("loadbench: {e}");
         std::process::exit(1);

@@ -134,12 +134,17 @@ impl Supervised {
         &self.output
     }
 
-    /// The last lines the child wrote, for a failure message.
-    pub fn tail(&self) -> String {
-        let text = match &self.log {
+    /// Everything the child wrote so far: its log file, or its captured output.
+    pub fn log_text(&self) -> String {
+        match &self.log {
             Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
             None => self.output.text(),
-        };
+        }
+    }
+
+    /// The last lines the child wrote, for a failure message.
+    pub fn tail(&self) -> String {
+        let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(TAIL)..].join("\n")
     }
