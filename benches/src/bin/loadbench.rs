@@ -38,6 +38,8 @@ mod stats;
 mod targets;
 #[path = "loadbench/tools.rs"]
 mod tools;
+#[path = "loadbench/verdict.rs"]
+mod verdict;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
