@@ -138,64 +138,82 @@ async fn every_caller_format_gives_one_trace_app_to_a_to_b_to_app() {
         );
         let client = one(&spans, "a");
         let server = one(&spans, "b");
-        assert_eq!(client.kind(), SpanKind::Client, "{format}");
-        assert_eq!(server.kind(), SpanKind::Server, "{format}");
-        match expected_trace {
-            Some(_) => assert_eq!(
-                client.parent_span_id_hex().as_deref(),
-                Some(CALLER_SPAN),
-                "{format}: A's span is a child of the app's span"
-            ),
-            None => assert_eq!(client.parent_span_id_hex(), None, "{format}: a root"),
-        }
-        assert_eq!(
-            server.parent_span_id_hex(),
-            Some(client.span_id_hex()),
-            "{format}: B's SERVER span is a child of A's CLIENT span"
-        );
-        assert_eq!(
-            app_parent,
-            server.span_id_hex(),
-            "{format}: the app's parent is B's span"
-        );
+        assert_span_chain(format, expected_trace.is_some(), client, server, app_parent);
         if format != "none" {
             assert_eq!(formats(client), [format], "A read the caller's format");
             // A wrote traceparent and, rewritten under its own span, the format
             // the app sent (stage `legacy`): both agree.
             assert_eq!(formats(server)[0], "tracecontext", "B read what A wrote");
         }
-        // HTTP conventions on both sides.
-        assert_eq!(client.name(), "GET");
-        assert_eq!(server.name(), "GET");
-        assert_eq!(
-            client.attr_str("url.full").as_deref(),
-            Some("http://svc-b:8080/orders/42?page=2")
-        );
-        assert_eq!(client.attr_str("server.address").as_deref(), Some("svc-b"));
-        assert_eq!(server.attr_str("url.path").as_deref(), Some("/orders/42"));
-        assert_eq!(server.attr_str("url.query").as_deref(), Some("page=2"));
-        assert_eq!(
-            server.attr_str("client.address").as_deref(),
-            Some("127.0.0.1")
-        );
-        assert_eq!(
-            server.attr_str("http.response.status_code").as_deref(),
-            Some("200")
-        );
-        assert_eq!(
-            server.attr_str("network.protocol.version").as_deref(),
-            Some("1.1")
-        );
-        assert_eq!(
-            server.attr_str("meshtrace.sampling.reason").as_deref(),
-            Some("parent")
-        );
-        assert_eq!(
-            server.resource_attr_str("k8s.namespace.name").as_deref(),
-            Some("shop")
-        );
-        assert_eq!(server.scope_name, "meshtrace-proxy");
+        assert_http_conventions(client, server);
     }
+}
+
+/// The caller's span (if it sent one) -> A's CLIENT span -> B's SERVER span ->
+/// the app: each the parent of the next.
+fn assert_span_chain(
+    format: &str,
+    continued: bool,
+    client: &ReceivedSpan,
+    server: &ReceivedSpan,
+    app_parent: &str,
+) {
+    assert_eq!(client.kind(), SpanKind::Client, "{format}");
+    assert_eq!(server.kind(), SpanKind::Server, "{format}");
+    if continued {
+        assert_eq!(
+            client.parent_span_id_hex().as_deref(),
+            Some(CALLER_SPAN),
+            "{format}: A's span is a child of the app's span"
+        );
+    } else {
+        assert_eq!(client.parent_span_id_hex(), None, "{format}: a root");
+    }
+    assert_eq!(
+        server.parent_span_id_hex(),
+        Some(client.span_id_hex()),
+        "{format}: B's SERVER span is a child of A's CLIENT span"
+    );
+    assert_eq!(
+        app_parent,
+        server.span_id_hex(),
+        "{format}: the app's parent is B's span"
+    );
+}
+
+/// The OpenTelemetry HTTP conventions on both sides of `GET
+/// http://svc-b:8080/orders/42?page=2`.
+fn assert_http_conventions(client: &ReceivedSpan, server: &ReceivedSpan) {
+    assert_eq!(client.name(), "GET");
+    assert_eq!(server.name(), "GET");
+    assert_eq!(
+        client.attr_str("url.full").as_deref(),
+        Some("http://svc-b:8080/orders/42?page=2")
+    );
+    assert_eq!(client.attr_str("server.address").as_deref(), Some("svc-b"));
+    assert_eq!(server.attr_str("url.path").as_deref(), Some("/orders/42"));
+    assert_eq!(server.attr_str("url.query").as_deref(), Some("page=2"));
+    assert_eq!(
+        server.attr_str("client.address").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        server.attr_str("http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(
+        server.attr_str("network.protocol.version").as_deref(),
+        Some("1.1")
+    );
+    assert_eq!(
+        server.attr_str("meshtrace.sampling.reason").as_deref(),
+        Some("parent")
+    );
+    assert_eq!(
+        server.resource_attr_str("k8s.namespace.name").as_deref(),
+        Some("shop")
+    );
+    assert_eq!(server.scope_name, "meshtrace-proxy");
 }
 
 #[tokio::test]
