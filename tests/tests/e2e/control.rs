@@ -16,32 +16,21 @@ use meshtrace_config::{Config, PropagationFormat as Format};
 use meshtrace_control::client::ControlClient;
 use meshtrace_control::overrides::{NewOverride, Override};
 use meshtrace_control::sidecars::SidecarInfo;
-use meshtrace_control::testing;
-use meshtrace_tests::apps::{echoed, HttpApp};
+use meshtrace_tests::apps::echoed;
 use meshtrace_tests::bound::within;
 use meshtrace_tests::client::{http1_get_with, SteadyLoad};
 use meshtrace_tests::process::ControlProcess;
-use meshtrace_tests::sidecar::{self, Proxy};
 
-const SERVICE: &str = "checkout";
+use crate::watched::{watched, Watched, SERVICE, TOKEN};
+
 const NAMESPACE: &str = "shop";
 const POD: &str = "checkout-1";
-const TOKEN: &str = "t0ken";
 const B3: &str = "propagation: {app_formats: [tracecontext, b3multi]}";
 const NO_B3: &str = "propagation: {app_formats: [tracecontext]}";
 
 /// A control-plane document whose `defaults` are `entries` (of a YAML flow map).
 fn document(entries: &str) -> String {
     format!("defaults: {{{entries}}}\n")
-}
-
-/// An in-process sidecar of `checkout` in front of `app`, watching `control`.
-async fn watching(control: &str, app: SocketAddr) -> Proxy {
-    sidecar::new()
-        .inbound_to(app)
-        .watching(control, SERVICE)
-        .start()
-        .await
 }
 
 fn injects_b3(config: &Config) -> bool {
@@ -99,9 +88,11 @@ async fn put_base(control: &ControlClient, yaml: String) -> u64 {
 
 #[tokio::test]
 async fn an_override_samples_every_request_and_its_removal_restores_the_exact_config() {
-    let app = HttpApp::start().await;
-    let cp = testing::start(&document("sampling: {default_rate: 0.0}"), Some(TOKEN)).await;
-    let proxy = watching(&cp.url(), app.addr()).await;
+    let Watched {
+        app: _app,
+        cp,
+        proxy,
+    } = watched(&document("sampling: {default_rate: 0.0}")).await;
     let before = proxy
         .applied("rate 0", |c| c.sampling.default_rate == 0.0)
         .await;
@@ -139,9 +130,11 @@ async fn an_override_samples_every_request_and_its_removal_restores_the_exact_co
 
 #[tokio::test]
 async fn a_hundred_pushes_under_load_fail_no_request_and_converge_on_the_last() {
-    let app = HttpApp::start().await;
-    let cp = testing::start(&document(NO_B3), Some(TOKEN)).await;
-    let proxy = watching(&cp.url(), app.addr()).await;
+    let Watched {
+        app: _app,
+        cp,
+        proxy,
+    } = watched(&document(NO_B3)).await;
     let control = cp.client();
     acked(&control, cp.store.snapshot().version).await;
     let mut load = SteadyLoad::start(proxy.inbound_addr(), 4);
@@ -165,9 +158,11 @@ async fn a_hundred_pushes_under_load_fail_no_request_and_converge_on_the_last() 
 
 #[tokio::test]
 async fn a_push_naming_other_listeners_or_app_port_never_moves_the_pod() {
-    let app = HttpApp::start().await;
-    let cp = testing::start(&document(NO_B3), Some(TOKEN)).await;
-    let proxy = watching(&cp.url(), app.addr()).await;
+    let Watched {
+        app: _app,
+        cp,
+        proxy,
+    } = watched(&document(NO_B3)).await;
     let control = cp.client();
     acked(&control, cp.store.snapshot().version).await;
     let (inbound, outbound) = (proxy.inbound_addr(), proxy.outbound_addr());
@@ -201,9 +196,11 @@ async fn a_push_naming_other_listeners_or_app_port_never_moves_the_pod() {
 
 #[tokio::test]
 async fn a_change_made_after_a_control_plane_restart_reaches_the_sidecar_under_load() {
-    let app = HttpApp::start().await;
-    let mut cp = testing::start(&document(NO_B3), Some(TOKEN)).await;
-    let proxy = watching(&cp.url(), app.addr()).await;
+    let Watched {
+        app: _app,
+        mut cp,
+        proxy,
+    } = watched(&document(NO_B3)).await;
     acked(&cp.client(), cp.store.snapshot().version).await;
     let mut load = SteadyLoad::start(proxy.inbound_addr(), 4);
 

@@ -39,4 +39,5 @@ mod reload;
 mod sampling;
 mod spans;
 mod transparent;
+mod watched;
 mod websocket;
