@@ -21,7 +21,7 @@ use meshtrace_tests::bound::within;
 use meshtrace_tests::client::{http1_get_with, SteadyLoad};
 use meshtrace_tests::process::ControlProcess;
 
-use crate::watched::{watched, Watched, SERVICE, TOKEN};
+use crate::watched::{watched, SERVICE, TOKEN};
 
 const NAMESPACE: &str = "shop";
 const POD: &str = "checkout-1";
@@ -88,11 +88,7 @@ async fn put_base(control: &ControlClient, yaml: String) -> u64 {
 
 #[tokio::test]
 async fn an_override_samples_every_request_and_its_removal_restores_the_exact_config() {
-    let Watched {
-        app: _app,
-        cp,
-        proxy,
-    } = watched(&document("sampling: {default_rate: 0.0}")).await;
+    let (_app, cp, proxy) = watched(&document("sampling: {default_rate: 0.0}")).await;
     let before = proxy
         .applied("rate 0", |c| c.sampling.default_rate == 0.0)
         .await;
@@ -130,11 +126,7 @@ async fn an_override_samples_every_request_and_its_removal_restores_the_exact_co
 
 #[tokio::test]
 async fn a_hundred_pushes_under_load_fail_no_request_and_converge_on_the_last() {
-    let Watched {
-        app: _app,
-        cp,
-        proxy,
-    } = watched(&document(NO_B3)).await;
+    let (_app, cp, proxy) = watched(&document(NO_B3)).await;
     let control = cp.client();
     acked(&control, cp.store.snapshot().version).await;
     let mut load = SteadyLoad::start(proxy.inbound_addr(), 4);
@@ -158,11 +150,7 @@ async fn a_hundred_pushes_under_load_fail_no_request_and_converge_on_the_last() 
 
 #[tokio::test]
 async fn a_push_naming_other_listeners_or_app_port_never_moves_the_pod() {
-    let Watched {
-        app: _app,
-        cp,
-        proxy,
-    } = watched(&document(NO_B3)).await;
+    let (_app, cp, proxy) = watched(&document(NO_B3)).await;
     let control = cp.client();
     acked(&control, cp.store.snapshot().version).await;
     let (inbound, outbound) = (proxy.inbound_addr(), proxy.outbound_addr());
@@ -196,11 +184,7 @@ async fn a_push_naming_other_listeners_or_app_port_never_moves_the_pod() {
 
 #[tokio::test]
 async fn a_change_made_after_a_control_plane_restart_reaches_the_sidecar_under_load() {
-    let Watched {
-        app: _app,
-        mut cp,
-        proxy,
-    } = watched(&document(NO_B3)).await;
+    let (_app, mut cp, proxy) = watched(&document(NO_B3)).await;
     acked(&cp.client(), cp.store.snapshot().version).await;
     let mut load = SteadyLoad::start(proxy.inbound_addr(), 4);
 

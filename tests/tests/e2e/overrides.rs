@@ -14,7 +14,7 @@ use meshtrace_tests::apps::echoed;
 use meshtrace_tests::client::http1_get_with;
 use meshtrace_tests::sidecar::Proxy;
 
-use crate::watched::{watched, Watched, SERVICE};
+use crate::watched::{watched, SERVICE};
 
 /// A caller's context that says "not sampled": `checkout` is not the root.
 const NOT_SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
@@ -69,11 +69,7 @@ fn forced_tenants(c: &Config) -> Vec<&str> {
 
 #[tokio::test]
 async fn service_and_two_tenant_overrides_are_all_in_force_on_the_sidecar() {
-    let Watched {
-        app: _app,
-        cp,
-        proxy,
-    } = watched(DOCUMENT).await;
+    let (_app, cp, proxy) = watched(DOCUMENT).await;
     let control = cp.client();
     proxy
         .applied("the document", |c| c.sampling.default_rate == 0.0)
@@ -131,11 +127,7 @@ async fn service_and_two_tenant_overrides_are_all_in_force_on_the_sidecar() {
 
 #[tokio::test]
 async fn an_override_expires_on_the_sidecar_and_an_extended_one_does_not() {
-    let Watched {
-        app: _app,
-        cp,
-        proxy,
-    } = watched(DOCUMENT).await;
+    let (_app, cp, proxy) = watched(DOCUMENT).await;
     let control = cp.client();
     proxy
         .applied("the document", |c| c.sampling.default_rate == 0.0)

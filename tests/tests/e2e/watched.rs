@@ -12,21 +12,14 @@ pub const SERVICE: &str = "checkout";
 /// The control plane's write token.
 pub const TOKEN: &str = "t0ken";
 
-/// The app, the control plane and the sidecar between them; each stops when
-/// dropped.
-pub struct Watched {
-    pub app: HttpApp,
-    pub cp: Running,
-    pub proxy: Proxy,
-}
-
 /// Starts the app, a control plane serving `document` (writes need [`TOKEN`]),
-/// and the sidecar watching it.
-pub async fn watched(document: &str) -> Watched {
+/// and the sidecar watching it; each stops when dropped, so a test keeps all
+/// three (`let (_app, cp, proxy) = …`).
+pub async fn watched(document: &str) -> (HttpApp, Running, Proxy) {
     let app = HttpApp::start().await;
     let cp = testing::start(document, Some(TOKEN)).await;
     let proxy = watching(&cp.url(), app.addr()).await;
-    Watched { app, cp, proxy }
+    (app, cp, proxy)
 }
 
 /// An in-process sidecar of [`SERVICE`] in front of `app`, watching `control`.
