@@ -29,6 +29,9 @@ use super::{probe, Output};
 /// How often readiness is asked again.
 const POLL: Duration = Duration::from_millis(20);
 
+/// How long an exited child's captured output may take to be read to its end.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
 /// How many lines of a child's output a failure message shows.
 const TAIL: usize = 20;
 
@@ -192,7 +195,9 @@ impl Supervised {
     {
         let deadline = Instant::now() + limit;
         loop {
-            self.check_alive()?;
+            if let Err(error) = self.check_alive() {
+                return Err(self.after_output_ends(error).await);
+            }
             if probe().await {
                 return Ok(());
             }
@@ -282,6 +287,19 @@ impl Drop for Supervised {
 // === impl Supervised (private) ===
 
 impl Supervised {
+    /// `error` about an exited child, said again once its captured output has
+    /// been read to the end (bounded): the child may exit before the reader
+    /// tasks have its last lines, which are the ones that say why.
+    async fn after_output_ends(&mut self, error: String) -> String {
+        if self.log.is_some() {
+            // A log file holds every line the moment the child exits.
+            return error;
+        }
+        let ended = self.output.first(&|_: &str| false);
+        let _ = tokio::time::timeout(OUTPUT_DRAIN, ended).await;
+        self.check_alive().err().unwrap_or(error)
+    }
+
     /// SIGKILL to the group (if the child has one) and to the child itself.
     fn kill(&mut self) {
         if self.group == Group::Own {
@@ -325,4 +343,103 @@ fn kill(target: &str) {
 fn live() -> MutexGuard<'static, BTreeMap<u32, Group>> {
     // A panic while holding the lock cannot leave the map inconsistent.
     LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant as StdInstant;
+
+    use super::*;
+    use crate::apps::HttpApp;
+
+    fn sh(script: &str) -> Command {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        command
+    }
+
+    /// Whether `pid` is gone or a zombie: killed, whether or not reaped yet.
+    fn dead(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+    }
+
+    #[tokio::test]
+    async fn readiness_is_an_endpoint_answering_2xx() {
+        let app = HttpApp::start().await;
+        let mut child = Supervised::spawn("sleeper", sh("sleep 30"), Logs::Capture, Group::Inherit)
+            .expect("spawn sh");
+        let ready = child
+            .ready(app.addr(), "/ready", Duration::from_secs(20))
+            .await;
+        assert_eq!(ready, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn readiness_fails_at_once_with_the_output_of_a_child_that_exited() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let mut child = Supervised::spawn(
+            "quitter",
+            sh("echo bye; exit 3"),
+            Logs::Capture,
+            Group::Inherit,
+        )
+        .expect("spawn sh");
+        let started = StdInstant::now();
+        let error = child
+            .ready(closed, "/ready", Duration::from_secs(20))
+            .await
+            .expect_err("a child that exited is never ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "waited {:?}",
+            started.elapsed()
+        );
+        assert!(
+            error.contains("quitter exited") && error.contains("bye"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn dropping_a_child_of_its_own_group_kills_the_whole_group() {
+        let dir = std::env::temp_dir().join(format!("meshtrace-supervise-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let log = dir.join("group.log");
+        // The shell's background child writes its pid, then outlives the shell's
+        // wait only if the group is not killed.
+        let child = Supervised::spawn(
+            "group",
+            sh("sleep 30 & echo $!; wait"),
+            Logs::File(log.clone()),
+            Group::Own,
+        )
+        .expect("spawn sh");
+        let leader = child.pid();
+        let grandchild: u32 = crate::bound::within("the background pid", async {
+            loop {
+                if let Ok(pid) = std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .trim()
+                    .parse()
+                {
+                    return pid;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        })
+        .await;
+        drop(child);
+        crate::bound::within("the group to die", async {
+            while !(dead(leader) && dead(grandchild)) {
+                tokio::time::sleep(POLL).await;
+            }
+        })
+        .await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
