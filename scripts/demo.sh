@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command, one local mesh: builds the release binaries, then runs the demo
-# (tests/src/bin/demo.rs). It starts the control plane, two sidecars, a B3 app, a
+# (the example tests/examples/demo/). It starts the control plane, two sidecars, a B3 app, a
 # Datadog app and an in-process trace collector, all on 127.0.0.1; sends traffic;
 # prints the resulting trace as a tree (one W3C trace across both legacy apps);
 # then adds an incident override with the real CLI and shows it take effect.
@@ -14,8 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "==> cargo build --release (meshtrace-proxy, meshtrace-control, demo)"
-cargo build --release -p meshtrace-proxy -p meshtrace-control -p meshtrace-tests --bins
+echo "==> cargo build --release (meshtrace-proxy, meshtrace-control, the demo example)"
+cargo build --release -p meshtrace-proxy -p meshtrace-control -p meshtrace-tests --bins --example demo
 
 workdir="$(mktemp -d "${TMPDIR:-/tmp}/meshtrace-demo.XXXXXX")"
 status=0
@@ -38,8 +38,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "==> target/release/demo"
-MESHTRACE_DEMO_DIR="$workdir" target/release/demo &
+echo "==> target/release/examples/demo"
+MESHTRACE_DEMO_DIR="$workdir" target/release/examples/demo &
 demo=$!
 # Ctrl-C reaches the demo too; a signal sent to this script alone is passed on.
 # Either way the demo stops its processes, and this script waits until it has.

@@ -22,7 +22,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # --- python venv for the interop tests ------------------------------------
-# tests/tests/interop.rs drives real tracer libraries (OpenTelemetry, ddtrace)
+# tests/tests/e2e/interop.rs drives real tracer libraries (OpenTelemetry, ddtrace)
 # through tests/python/interop.py with /.venv/bin/python. Reinstalled only when
 # tests/python/requirements.txt changes (its sha256 is stamped in the venv).
 requirements=tests/python/requirements.txt

@@ -28,26 +28,35 @@ pub fn headers(trace: &[(&'static str, &'static str)]) -> HeaderMap {
         .collect()
 }
 
-/// Every case: its name, the format the app speaks, and the request's headers:
-/// each format's typical headers, then mixes that carry stale headers.
-pub fn cases() -> Vec<(&'static str, Format, HeaderMap)> {
+/// One benchmark case: its name, the format the app speaks, the request's headers.
+pub type Case = (&'static str, Format, HeaderMap);
+
+/// The W3C `traceparent` every case that carries one uses.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// The Jaeger header of the same trace and span.
+const UBER_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1";
+
+/// Every case: each format's typical headers, then mixes that carry stale
+/// headers.
+pub fn cases() -> Vec<Case> {
+    let mut cases = single_format();
+    cases.extend(mixed());
+    cases
+}
+
+/// Each format alone, as a caller that speaks only it sends it.
+fn single_format() -> Vec<Case> {
     vec![
         (
             "traceparent_only",
             Format::TraceContext,
-            headers(&[(
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            )]),
+            headers(&[("traceparent", TRACEPARENT)]),
         ),
         (
             "tracecontext",
             Format::TraceContext,
             headers(&[
-                (
-                    "traceparent",
-                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                ),
+                ("traceparent", TRACEPARENT),
                 ("tracestate", "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
             ]),
         ),
@@ -83,21 +92,21 @@ pub fn cases() -> Vec<(&'static str, Format, HeaderMap)> {
         (
             "jaeger",
             Format::Jaeger,
-            headers(&[(
-                "uber-trace-id",
-                "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1",
-            )]),
+            headers(&[("uber-trace-id", UBER_TRACE_ID)]),
         ),
+    ]
+}
+
+/// What a migration puts on the wire: several formats on one request.
+fn mixed() -> Vec<Case> {
+    vec![
         // The migration's typical mess: a W3C caller that also forwards stale B3
         // (another span id, "not sampled") to a W3C app.
         (
             "w3c_with_stale_b3",
             Format::TraceContext,
             headers(&[
-                (
-                    "traceparent",
-                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                ),
+                ("traceparent", TRACEPARENT),
                 ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
                 ("x-b3-spanid", "e457b5a2e4d86bd1"),
                 ("x-b3-sampled", "0"),
@@ -108,20 +117,14 @@ pub fn cases() -> Vec<(&'static str, Format, HeaderMap)> {
             "every_format",
             Format::B3Multi,
             headers(&[
-                (
-                    "traceparent",
-                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                ),
+                ("traceparent", TRACEPARENT),
                 ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
                 ("x-b3-spanid", "00f067aa0ba902b7"),
                 ("x-b3-sampled", "1"),
                 ("b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"),
                 ("x-datadog-trace-id", "11803532876627986230"),
                 ("x-datadog-parent-id", "67667974448284343"),
-                (
-                    "uber-trace-id",
-                    "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1",
-                ),
+                ("uber-trace-id", UBER_TRACE_ID),
             ]),
         ),
     ]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One application of the mixed fleet: a real tracer library behind a sidecar.
 
-Run by tests/tests/mixed_fleet.rs (through tests/src/fleet.rs) with the venv
+Run by tests/tests/e2e/mixed_fleet.rs (through tests/src/fleet.rs) with the venv
 made from tests/python/requirements.txt:
 
     fleet_app.py --name app1 --lib otel-b3multi --listen 127.0.0.1:0 \

@@ -2,7 +2,7 @@
 """Sends a trace context made by a real tracer library through the sidecar and
 reads back, with the same library, the context the application received.
 
-Run by tests/tests/interop.rs with the repository's venv (scripts/test-all.sh
+Run by tests/tests/e2e/interop.rs with the repository's venv (scripts/test-all.sh
 creates it from tests/python/requirements.txt):
 
     interop.py --lib otel    --proxy HOST:PORT --cases b3single,b3multi,jaeger,tracecontext

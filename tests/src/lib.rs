@@ -24,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+mod accept;
 pub mod apps;
 pub mod bound;
 pub mod client;

@@ -38,6 +38,8 @@ mod stats;
 mod targets;
 #[path = "loadbench/tools.rs"]
 mod tools;
+#[path = "loadbench/verdict.rs"]
+mod verdict;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -88,6 +90,20 @@ impl Drop for Scratch {
 }
 
 fn main() {
+    // The children's supervisor waits on tokio; the harness itself stays
+    // synchronous and lends it this runtime (see `procs::block_on`).
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("loadbench: tokio runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let _entered = runtime.enter();
     if let Err(e) = run(Args::parse()) {
         eprintln!("loadbench: {e}");
         std::process::exit(1);

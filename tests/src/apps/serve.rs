@@ -1,6 +1,6 @@
-//! The accept loop every mock application shares: one task per connection, all of
-//! them owned by the loop's task, so aborting that one task (when the app handle
-//! is dropped) closes the listener and every open connection.
+//! A mock application's listener: the shared [`accept_loop`] on a loopback
+//! port, whose task is aborted (closing the listener and every open
+//! connection) when the app handle is dropped.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
+
+use crate::accept::accept_loop;
 
 /// A running accept loop on a loopback port.
 #[derive(Debug)]
@@ -32,7 +34,12 @@ impl Serving {
             .expect("bind a mock app on 127.0.0.1:0");
         let addr = listener.local_addr().expect("mock app's local address");
         let accepted = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(accept_loop(listener, accepted.clone(), serve));
+        let who = format!("mock app on {addr}");
+        let counter = accepted.clone();
+        // Never stopped: aborting the task (on drop) ends it.
+        let forever = std::future::pending();
+        let task =
+            tokio::spawn(async move { accept_loop(listener, &who, counter, serve, forever).await });
         Self {
             addr,
             accepted,
@@ -54,29 +61,5 @@ impl Drop for Serving {
         // Dropping the loop's future drops the listener and the JoinSet, which
         // aborts every connection task.
         self.task.abort();
-    }
-}
-
-async fn accept_loop<S, F>(listener: TcpListener, accepted: Arc<AtomicUsize>, serve: S)
-where
-    S: Fn(TcpStream) -> F,
-    F: Future<Output = ()> + Send + 'static,
-{
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            conn = listener.accept() => match conn {
-                Ok((stream, _peer)) => {
-                    accepted.fetch_add(1, Ordering::SeqCst);
-                    let _ = stream.set_nodelay(true);
-                    connections.spawn(serve(stream));
-                }
-                // Out of file descriptors and the like: the test will notice its
-                // connection failing; keep serving the others.
-                Err(error) => eprintln!("mock app on {:?}: accept failed: {error}", listener.local_addr()),
-            },
-            // Reap finished connections so a long test does not accumulate them.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
     }
 }

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 
 use super::body::{collect, empty, RequestBody};
 use super::closed::Closed;
-use super::progress::Progress;
+use super::progress::{exchange, send_watched};
 use crate::BoxError;
 
 /// `GET path` on a new HTTP/1.1 connection, the whole response read.
@@ -87,12 +87,7 @@ impl H1Conn {
         B: Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
-        let what = format!(
-            "{} {} over HTTP/1.1 to {}",
-            req.method(),
-            req.uri(),
-            self.addr
-        );
+        let what = exchange(&req, "HTTP/1.1", self.addr);
         self.try_send(req)
             .await
             .unwrap_or_else(|e| panic!("{what} failed: {e}"))
@@ -114,21 +109,12 @@ impl H1Conn {
             let host = HeaderValue::try_from(host).expect("an authority is a valid Host value");
             req.headers_mut().insert(HOST, host);
         }
-        let what = format!(
-            "the response to {} {} from {}",
-            req.method(),
-            req.uri(),
-            self.addr
-        );
-        let (parts, body) = req.into_parts();
-        let (body, progress) = Progress::watch(body);
-        let req = Request::from_parts(parts, body);
-        progress
-            .bound(&what, async {
-                self.sender.ready().await?;
-                self.sender.send_request(req).await
-            })
-            .await
+        let sender = &mut self.sender;
+        send_watched(req, self.addr, |req| async move {
+            sender.ready().await?;
+            sender.send_request(req).await
+        })
+        .await
     }
 
     /// Whether the connection has ended (closed by either side, or failed).

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::body::{collect, empty, RequestBody};
 use super::closed::Closed;
-use super::progress::Progress;
+use super::progress::{exchange, send_watched};
 use crate::bound::within;
 use crate::BoxError;
 
@@ -87,12 +87,7 @@ impl H2Conn {
         B: Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
-        let what = format!(
-            "{} {} over HTTP/2 to {}",
-            req.method(),
-            req.uri(),
-            self.addr
-        );
+        let what = exchange(&req, "HTTP/2", self.addr);
         self.try_send(req)
             .await
             .unwrap_or_else(|e| panic!("{what} failed: {e}"))
@@ -108,22 +103,12 @@ impl H2Conn {
         let mut req = req.map(|b| b.map_err(Into::into).boxed());
         let uri = self.absolute(&mut req);
         *req.uri_mut() = uri;
-        let what = format!(
-            "the response to {} {} from {}",
-            req.method(),
-            req.uri(),
-            self.addr
-        );
-        let (parts, body) = req.into_parts();
-        let (body, progress) = Progress::watch(body);
-        let req = Request::from_parts(parts, body);
         let mut sender = self.sender.clone();
-        progress
-            .bound(&what, async move {
-                sender.ready().await?;
-                sender.send_request(req).await
-            })
-            .await
+        send_watched(req, self.addr, |req| async move {
+            sender.ready().await?;
+            sender.send_request(req).await
+        })
+        .await
     }
 
     fn absolute(&self, req: &mut Request<RequestBody>) -> Uri {

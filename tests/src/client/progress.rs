@@ -6,9 +6,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use std::future::Future;
+use std::net::SocketAddr;
+
 use bytes::Bytes;
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use tokio::sync::Notify;
 
 use super::body::RequestBody;
@@ -23,6 +28,30 @@ pub(super) struct Progress(Arc<Notify>);
 struct Watched {
     inner: RequestBody,
     progress: Progress,
+}
+
+/// Sends `req` with `send` (a connection's `ready`, then `send_request`),
+/// bounded by the progress of its body; `addr` names the server in a failure.
+pub(super) async fn send_watched<F, Fut>(
+    req: Request<RequestBody>,
+    addr: SocketAddr,
+    send: F,
+) -> Result<Response<Incoming>, hyper::Error>
+where
+    F: FnOnce(Request<RequestBody>) -> Fut,
+    Fut: Future<Output = Result<Response<Incoming>, hyper::Error>>,
+{
+    let what = format!("the response to {} {} from {addr}", req.method(), req.uri());
+    let (parts, body) = req.into_parts();
+    let (body, progress) = Progress::watch(body);
+    progress
+        .bound(&what, send(Request::from_parts(parts, body)))
+        .await
+}
+
+/// How a failed exchange is named: `GET /x over HTTP/2 to 127.0.0.1:1`.
+pub(super) fn exchange<B>(req: &Request<B>, protocol: &str, addr: SocketAddr) -> String {
+    format!("{} {} over {protocol} to {addr}", req.method(), req.uri())
 }
 
 // === impl Progress ===

@@ -1,13 +1,17 @@
-//! The receiver's accept loop: one task per connection, all owned by the loop,
-//! so stopping the loop closes the listener and every open connection — an
-//! exporter's pooled connection included, as when a real collector goes away.
+//! The receiver's listener: the shared [`accept_loop`], which a stop (or the
+//! handle's drop) ends, closing the listener and every open connection.
 
 use std::future::Future;
 use std::net::SocketAddr;
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
+
+use crate::accept::accept_loop;
 
 /// A running accept loop.
 #[derive(Debug)]
@@ -36,7 +40,14 @@ impl Listening {
             .local_addr()
             .unwrap_or_else(|e| panic!("the OTLP receiver's local address: {e}"));
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, serve, stopped));
+        let stopped = async move {
+            // A stop request, or the handle dropped without one.
+            let _ = stopped.await;
+        };
+        let counted = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(async move {
+            accept_loop(listener, "OTLP receiver", counted, serve, stopped).await;
+        });
         Self {
             addr,
             stop: Some(stop),
@@ -84,30 +95,4 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
-}
-
-async fn accept_loop<S, F>(listener: TcpListener, serve: S, mut stopped: oneshot::Receiver<()>)
-where
-    S: Fn(TcpStream) -> F,
-    F: Future<Output = ()> + Send + 'static,
-{
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            // A stop request, or the handle dropped without one.
-            _ = &mut stopped => break,
-            conn = listener.accept() => match conn {
-                Ok((stream, _peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    connections.spawn(serve(stream));
-                }
-                // Out of file descriptors and the like: the exporter will retry.
-                Err(error) => eprintln!("OTLP receiver: accept failed: {error}"),
-            },
-            // Reap finished connections so a long test does not accumulate them.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    connections.shutdown().await;
 }

@@ -90,3 +90,14 @@ async fn build(profile_dir: &Path) {
         ),
     }
 }
+
+/// `meshtrace-control`, built next to `meshtrace-proxy` by the same build.
+pub async fn control_binary() -> PathBuf {
+    let binary = proxy_binary().await.with_file_name("meshtrace-control");
+    assert!(
+        binary.is_file(),
+        "{} does not exist: build it with `cargo build -p meshtrace-control`",
+        binary.display()
+    );
+    binary
+}

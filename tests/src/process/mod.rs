@@ -12,26 +12,35 @@
 //! ```
 //!
 //! The configuration is written as YAML to a temporary file passed with
-//! `--config`. The process is ready once it logs `sidecar ready inbound=<addr>
-//! outbound=<addr> admin=<addr>`, which is also how the test learns the ports it
-//! bound. Its output keeps being captured afterwards ([`Output`]).
+//! `--config`. The process announces the ports it bound (`sidecar ready
+//! inbound=<addr> outbound=<addr> admin=<addr>`) and is ready once its admin
+//! `/ready` answers 200. Its output keeps being captured afterwards ([`Output`]).
+//!
+//! [`Supervised`] is how every child is run, here and in the demo and the load
+//! harness: killed on drop, readiness polled from an HTTP endpoint.
+//! [`ControlProcess`] runs `meshtrace-control serve` the same way.
 
 mod binary;
 mod config_file;
+mod control;
 mod output;
+pub mod probe;
 mod ready;
+mod supervise;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use meshtrace_config::Config;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-pub use binary::proxy_binary;
+pub use binary::{control_binary, proxy_binary};
 use config_file::ConfigFile;
+pub use control::ControlProcess;
 pub use output::Output;
+pub use supervise::{kill_all, log_path, Group, Logs, Supervised};
 
 /// How to run a proxy process; made by [`crate::sidecar::Builder::process`].
 #[derive(Clone, Debug)]
@@ -46,15 +55,13 @@ pub struct Builder {
 }
 
 /// A running `meshtrace-proxy` process; killed (and its config file removed)
-/// when dropped.
+/// when dropped, as every [`Supervised`] child is.
 #[derive(Debug)]
 pub struct ProxyProcess {
-    child: Child,
-    pid: u32,
+    process: Supervised,
     inbound: SocketAddr,
     outbound: SocketAddr,
     admin: SocketAddr,
-    output: Output,
     config: Config,
     _config_file: ConfigFile,
 }
@@ -129,11 +136,7 @@ impl Builder {
             .arg("run")
             .arg("--config")
             .arg(config_file.path())
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .args(&self.args);
         for (name, _) in std::env::vars_os() {
             let name_str = name.to_string_lossy();
             if name_str.starts_with("MESHTRACE_")
@@ -152,22 +155,21 @@ impl Builder {
         if let Some(gid) = self.gid {
             command.gid(gid);
         }
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
-        let pid = child.id().expect("a just-spawned child has a pid");
-        let output = Output::default();
-        output.capture(child.stdout.take().expect("stdout is piped"));
-        output.capture(child.stderr.take().expect("stderr is piped"));
-
-        let (inbound, outbound, admin) = ready::ready(&mut child, &output).await;
+        let mut process = Supervised::spawn("the proxy", command, Logs::Capture, Group::Inherit)
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Behind a wrapper the process may live in another network namespace,
+        // where its admin endpoint is out of reach: there, the announcement
+        // (logged once the ready flag is set) is the readiness.
+        let (inbound, outbound, admin) = if self.wrapper.is_empty() {
+            ready::ready(&mut process).await
+        } else {
+            ready::announced(&process).await
+        };
         ProxyProcess {
-            child,
-            pid,
+            process,
             inbound,
             outbound,
             admin,
-            output,
             config: self.config,
             _config_file: config_file,
         }
@@ -179,7 +181,7 @@ impl Builder {
 impl ProxyProcess {
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.process.pid()
     }
 
     /// The bound inbound address.
@@ -210,35 +212,27 @@ impl ProxyProcess {
 
     /// Everything the process has written so far, and more to come.
     pub fn output(&self) -> &Output {
-        &self.output
+        self.process.output()
     }
 
     /// Sends `SIGTERM`, as Kubernetes does to stop a pod: a graceful drain.
     pub fn signal_term(&self) {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .expect("run kill(1)");
-        assert!(status.success(), "kill -TERM {} failed: {status}", self.pid);
+        self.process.signal_term().unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Waits for the process to exit, at most `timeout`; panics with its output if
     /// it does not.
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        match tokio::time::timeout(timeout, self.child.wait()).await {
-            Ok(status) => status.expect("wait for the proxy process"),
-            Err(_) => panic!(
-                "the proxy (pid {}) did not exit within {timeout:?}; its output:\n{}",
-                self.pid,
-                self.output.text()
-            ),
-        }
+        self.process
+            .wait_exit(timeout)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The process's peak resident memory (`VmHWM`), in KiB; the process must
     /// still be running.
     pub fn peak_rss_kib(&self) -> u64 {
-        let path = format!("/proc/{}/status", self.pid);
+        let path = format!("/proc/{}/status", self.pid());
         let status =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
         status
@@ -246,12 +240,5 @@ impl ProxyProcess {
             .find_map(|line| line.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or_else(|| panic!("no VmHWM in {path}: has the proxy exited?"))
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        // kill_on_drop also does this; being explicit keeps the intent visible.
-        let _ = self.child.start_kill();
     }
 }

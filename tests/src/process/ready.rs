@@ -1,47 +1,39 @@
-//! Knowing when a proxy process is ready, and on which ports: it logs
-//! `sidecar ready inbound=<addr> outbound=<addr> admin=<addr>` once every
-//! listener is bound.
+//! Knowing when a proxy process is ready, and on which ports. The ports are
+//! ephemeral, so only the process knows them: it announces them once bound, in
+//! `sidecar ready inbound=<addr> outbound=<addr> admin=<addr>`. Readiness itself
+//! is what the kubelet would ask: the admin `/ready` endpoint answering 200.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::process::Child;
+use super::Supervised;
 
-use super::Output;
-
-/// How long the process has to bind its listeners and say so.
-const READY_LIMIT: Duration = Duration::from_secs(20);
+/// How long the process has to bind its listeners and become ready.
+pub(crate) const READY_LIMIT: Duration = Duration::from_secs(20);
 
 /// The bound addresses, in the order inbound, outbound, admin.
 pub(super) type Addrs = (SocketAddr, SocketAddr, SocketAddr);
 
-/// Waits for the ready line and parses the bound addresses from it.
-pub(super) async fn ready(child: &mut Child, output: &Output) -> Addrs {
-    let is_ready = |line: &str| line.contains("sidecar ready");
-    let first = async {
-        tokio::select! {
-            line = output.first(&is_ready) => Ok(line),
-            status = child.wait() => Err(status),
-        }
-    };
-    let line = match tokio::time::timeout(READY_LIMIT, first).await {
-        Ok(Ok(line)) => line,
-        Ok(Err(status)) => panic!(
-            "the proxy exited ({}) before it was ready; its output:\n{}",
-            status.map_or_else(|e| e.to_string(), |s| s.to_string()),
-            output.text()
-        ),
-        Err(_) => panic!(
-            "the proxy did not log `sidecar ready` within {READY_LIMIT:?}; its output:\n{}",
-            output.text()
-        ),
-    };
-    let line = line.unwrap_or_else(|| {
-        panic!(
-            "the proxy closed its output before it was ready:\n{}",
-            output.text()
-        )
-    });
+/// Waits for the announced addresses, then for admin `/ready`; panics with the
+/// proxy's output if it exits or stays silent instead.
+pub(super) async fn ready(proxy: &mut Supervised) -> Addrs {
+    let addrs = announced(proxy).await;
+    proxy
+        .ready(addrs.2, "/ready", READY_LIMIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    addrs
+}
+
+/// The addresses the proxy announces once every listener is bound (and its
+/// ready flag set).
+pub(super) async fn announced(proxy: &Supervised) -> Addrs {
+    let line = proxy
+        .announced("its listeners", READY_LIMIT, |line| {
+            line.contains("sidecar ready")
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     parse_ready(&line).unwrap_or_else(|| panic!("cannot read the listener addresses from {line:?}"))
 }
 

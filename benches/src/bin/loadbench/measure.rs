@@ -188,6 +188,10 @@ impl Meter<'_> {
             }
         })?;
         peak = peak.max(group_usage(pgid).rss_kib);
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the load harness drives its tools synchronously, outside any runtime"
+        )]
         std::thread::sleep(Duration::from_secs(2));
         Ok((peak, group_usage(pgid).rss_kib))
     }
@@ -211,6 +215,10 @@ impl Meter<'_> {
                 if s.exported + s.dropped >= s.requests {
                     break;
                 }
+                #[allow(
+                    clippy::disallowed_methods,
+                    reason = "the load harness drives its tools synchronously, outside any runtime"
+                )]
                 std::thread::sleep(Duration::from_millis(100));
             }
         }

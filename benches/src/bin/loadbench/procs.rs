@@ -1,28 +1,33 @@
-//! Child processes: started in their own process group, killed (the whole group)
-//! when their guard drops, on error, and on Ctrl-C / SIGTERM; every wait bounded.
+//! Child processes, run by the test crate's supervisor
+//! ([`meshtrace_tests::process::Supervised`]): each in its own process group,
+//! killed (the whole group) when its guard drops, on error, and on Ctrl-C /
+//! SIGTERM; every wait bounded.
 //!
 //! A group per child lets one `kill -KILL -- -PGID` stop nginx's master and its
 //! workers together, and lets the CPU and memory of "a proxy" be the sum over its
 //! group's processes (read from `/proc`, see [`group_usage`]).
+//!
+//! The harness itself is synchronous: the supervisor's waits run on the tokio
+//! runtime `main` enters ([`block_on`]).
 
-use std::collections::BTreeSet;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use meshtrace_tests::process::{kill_all, log_path, Logs, Supervised};
 
 use super::Error;
 
-/// Process groups still alive, for the signal handler to kill.
-static GROUPS: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
 /// The run's temporary directory, removed by the signal handler too.
 static TMP: OnceLock<PathBuf> = OnceLock::new();
 
-/// Kills every registered process group on Ctrl-C, SIGTERM or SIGHUP, removes the
+/// How long a stopped child may take to be gone.
+const STOP_LIMIT: Duration = Duration::from_secs(2);
+
+/// Kills every supervised child on Ctrl-C, SIGTERM or SIGHUP, removes the
 /// temporary directory, and exits 130. Drop guards do the same on the normal and
 /// the error paths; this covers the signals, which would skip them.
 pub fn install_signal_handler(tmp: &Path) -> Result<(), Error> {
@@ -48,13 +53,7 @@ pub fn install_signal_handler(tmp: &Path) -> Result<(), Error> {
                     _ = hup.recv() => {}
                 }
                 eprintln!("\nloadbench: interrupted, stopping every child");
-                let groups: Vec<u32> = match GROUPS.lock() {
-                    Ok(g) => g.iter().copied().collect(),
-                    Err(poisoned) => poisoned.into_inner().iter().copied().collect(),
-                };
-                for pgid in groups {
-                    kill_group(pgid);
-                }
+                kill_all();
                 if let Some(tmp) = TMP.get() {
                     let _ = std::fs::remove_dir_all(tmp);
                 }
@@ -65,26 +64,9 @@ pub fn install_signal_handler(tmp: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn kill_group(pgid: u32) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-fn register(pgid: u32) {
-    match GROUPS.lock() {
-        Ok(mut g) => g.insert(pgid),
-        Err(poisoned) => poisoned.into_inner().insert(pgid),
-    };
-}
-
-fn unregister(pgid: u32) {
-    match GROUPS.lock() {
-        Ok(mut g) => g.remove(&pgid),
-        Err(poisoned) => poisoned.into_inner().remove(&pgid),
-    };
+/// Runs `future` to completion on the runtime `main` entered.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Handle::current().block_on(future)
 }
 
 /// A free loopback port: bind `127.0.0.1:0`, read the port, release it.
@@ -100,9 +82,8 @@ pub fn free_port() -> Result<u16, Error> {
 /// A running child process group, killed when dropped.
 #[derive(Debug)]
 pub struct Group {
-    name: String,
-    child: Child,
-    log: PathBuf,
+    /// `None` only while being dropped.
+    child: Option<Supervised>,
 }
 
 // === impl Group ===
@@ -111,102 +92,81 @@ impl Group {
     /// Starts `cmd` in a new process group, stdout and stderr to `dir/NAME.log`,
     /// without the `OTEL_*` variables (the sidecar would read them).
     pub fn spawn(name: &str, mut cmd: Command, dir: &Path) -> Result<Self, Error> {
-        let log = dir.join(format!("{name}.log"));
-        let out = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| format!("{}: {e}", log.display()))?;
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("OTEL_") {
                 cmd.env_remove(key);
             }
         }
-        cmd.stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0);
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("starting {name} ({:?}): {e}", cmd.get_program()))?;
-        register(child.id());
-        Ok(Self {
-            name: name.to_string(),
-            child,
-            log,
-        })
+        let logs = Logs::File(log_path(dir, name));
+        let child =
+            Supervised::spawn(name, cmd.into(), logs, meshtrace_tests::process::Group::Own)?;
+        Ok(Self { child: Some(child) })
+    }
+
+    fn child(&mut self) -> &mut Supervised {
+        match self.child.as_mut() {
+            Some(child) => child,
+            None => unreachable!("a group has its child until dropped"),
+        }
     }
 
     /// The process group id (the leader's pid).
     pub fn pgid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().map_or(0, Supervised::pid)
     }
 
     /// Fails if the child has exited, with the end of its log.
     pub fn check_alive(&mut self) -> Result<(), Error> {
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(format!(
-                "{} exited ({status}); its log ends:\n{}",
-                self.name,
-                tail(&self.log, 20)
-            )
-            .into()),
-            Err(e) => Err(format!("{}: wait: {e}", self.name).into()),
-        }
+        Ok(self.child().check_alive()?)
     }
 
-    /// Waits (at most `limit`) until `ready` returns true, polling every 50 ms.
+    /// Waits (at most `limit`) until `ready` returns true.
     pub fn wait_ready(
         &mut self,
         limit: Duration,
         mut ready: impl FnMut() -> bool,
     ) -> Result<(), Error> {
-        let deadline = Instant::now() + limit;
-        loop {
-            self.check_alive()?;
-            if ready() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "{} not ready after {limit:?}; its log ends:\n{}",
-                    self.name,
-                    tail(&self.log, 20)
-                )
-                .into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = self.child();
+        let probe = || std::future::ready(ready());
+        Ok(block_on(child.wait_until("its probe", limit, probe))?)
+    }
+
+    /// Waits (at most `limit`) until `GET http://{addr}{path}` answers 2xx.
+    pub fn wait_http_ready(
+        &mut self,
+        limit: Duration,
+        addr: SocketAddr,
+        path: &str,
+    ) -> Result<(), Error> {
+        Ok(block_on(self.child().ready(addr, path, limit))?)
     }
 
     /// Runs to completion (at most `limit`), calling `tick` about every 50 ms;
     /// returns the child's output (stdout and stderr interleaved).
     pub fn finish(mut self, limit: Duration, mut tick: impl FnMut()) -> Result<String, Error> {
-        let deadline = Instant::now() + limit;
+        let deadline = std::time::Instant::now() + limit;
+        let child = self.child();
         loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    let out = std::fs::read_to_string(&self.log)
-                        .map_err(|e| format!("{}: {e}", self.log.display()))?;
-                    if !status.success() && out.trim().is_empty() {
-                        return Err(
-                            format!("{} failed ({status}) with no output", self.name).into()
-                        );
-                    }
-                    return Ok(out);
+            if let Some(status) = child.try_exit_status()? {
+                let out = child.log_text();
+                if !status.success() && out.trim().is_empty() {
+                    return Err(format!("{} failed ({status}) with no output", child.name()).into());
                 }
-                Ok(None) => {}
-                Err(e) => return Err(format!("{}: wait: {e}", self.name).into()),
+                return Ok(out);
             }
-            if Instant::now() >= deadline {
+            if std::time::Instant::now() >= deadline {
                 return Err(format!(
                     "{} still running after {limit:?}; killed. Output so far:\n{}",
-                    self.name,
-                    tail(&self.log, 20)
+                    child.name(),
+                    child.tail()
                 )
                 .into());
             }
             tick();
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "the load harness drives its tools synchronously, outside any runtime"
+            )]
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -214,26 +174,12 @@ impl Group {
 
 impl Drop for Group {
     fn drop(&mut self) {
-        let pgid = self.child.id();
-        kill_group(pgid);
-        let _ = self.child.kill();
-        // SIGKILL is not ignorable: the leader is reaped within moments.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if let Some(child) = self.child.take() {
+            // SIGKILL is not ignorable: the group is gone within moments, and the
+            // next window measures without it.
+            let _ = block_on(child.stop(STOP_LIMIT));
         }
-        unregister(pgid);
     }
-}
-
-/// The last `n` lines of a file, for error messages.
-pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 // === probes ===

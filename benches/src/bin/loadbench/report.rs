@@ -9,7 +9,7 @@ use std::path::Path;
 use super::measure::{LatencyWindow, Spans, Window};
 use super::stats::{show, Spread};
 use super::targets::{Target, COMPARED, PROXIES, SAMPLED};
-use super::Error;
+use super::{verdict, Error};
 
 /// The figures of one round of alternating windows.
 #[derive(Debug, Default)]
@@ -46,20 +46,21 @@ pub struct Context {
     pub lines: Vec<String>,
 }
 
-const DIRECT: Target = Target::Direct;
-const MESH: Target = Target::Meshtrace;
-const FULL: Target = Target::Sampled100;
+pub(super) const DIRECT: Target = Target::Direct;
+pub(super) const MESH: Target = Target::Meshtrace;
+pub(super) const FULL: Target = Target::Sampled100;
 const MIB: f64 = 1024.0;
 
 // === impl Results ===
 
 impl Results {
-    fn spread(&self, f: impl Fn(&Round) -> Option<f64>) -> Option<Spread> {
+    /// A figure's median (min–max) over the rounds that have it.
+    pub(super) fn spread(&self, f: impl Fn(&Round) -> Option<f64>) -> Option<Spread> {
         Spread::of(self.rounds.iter().filter_map(f))
     }
 
     /// Per-round ratio of a throughput to another target's in the same round.
-    fn ratio(
+    pub(super) fn ratio(
         &self,
         pick: fn(&Round) -> &BTreeMap<Target, Window>,
         t: Target,
@@ -72,11 +73,12 @@ impl Results {
     }
 
     /// Per-round added latency (target − direct), µs.
-    fn added(&self, t: Target, pct: fn(&LatencyWindow) -> f64) -> Option<Spread> {
+    pub(super) fn added(&self, t: Target, pct: fn(&LatencyWindow) -> f64) -> Option<Spread> {
         self.spread(|r| Some(pct(r.oha.get(&t)?) - pct(r.oha.get(&DIRECT)?)))
     }
 
-    fn drops_at_rate(&self, t: Target) -> u64 {
+    /// Spans dropped over every latency window of target `t`.
+    pub(super) fn drops_at_rate(&self, t: Target) -> u64 {
         self.rounds
             .iter()
             .filter_map(|r| r.oha.get(&t)?.spans)
@@ -85,11 +87,13 @@ impl Results {
     }
 }
 
-fn wrk(r: &Round) -> &BTreeMap<Target, Window> {
+/// A round's HTTP/1.1 (wrk) windows.
+pub(super) fn wrk(r: &Round) -> &BTreeMap<Target, Window> {
     &r.wrk
 }
 
-fn h2(r: &Round) -> &BTreeMap<Target, Window> {
+/// A round's h2c (h2load) windows.
+pub(super) fn h2(r: &Round) -> &BTreeMap<Target, Window> {
     &r.h2
 }
 
@@ -105,7 +109,7 @@ pub fn render(res: &Results, ctx: &Context) -> String {
     md += &memory(res);
     md += &sampling(res);
     md += &grpc(res);
-    md += &checks(res);
+    md += &verdict::checks(res);
     md
 }
 
@@ -286,113 +290,6 @@ fn grpc(res: &Results) -> String {
         ),
         show(res.spread(|r| r.grpc?.1.cpu_us), 1),
     );
-    md
-}
-
-/// One target of the issue, checked against a median.
-struct Check {
-    what: &'static str,
-    rule: String,
-    measured: String,
-    met: bool,
-}
-
-fn checks(res: &Results) -> String {
-    let mut list = Vec::new();
-    let mut check =
-        |what, rule: &str, value: Option<Spread>, decimals, ok: &dyn Fn(f64) -> bool| {
-            list.push(Check {
-                what,
-                rule: rule.to_string(),
-                measured: show(value, decimals),
-                met: value.is_some_and(|v| ok(v.median)),
-            });
-        };
-    let h1 = res.ratio(wrk, MESH, DIRECT);
-    let haproxy = res
-        .ratio(wrk, Target::Haproxy, DIRECT)
-        .map_or(f64::INFINITY, |s| s.median);
-    check("a", "HTTP/1.1 throughput ≥ 0.60 of direct", h1, 2, &|v| {
-        v >= 0.60
-    });
-    let rule = format!("HTTP/1.1 throughput ratio ≥ HAProxy's ({haproxy:.2})");
-    check("a", &rule, h1, 2, &|v| v >= haproxy);
-    check(
-        "b",
-        "h2c throughput ≥ 0.50 of direct",
-        res.ratio(h2, MESH, DIRECT),
-        2,
-        &|v| v >= 0.50,
-    );
-    let p50 = res.added(MESH, |w| w.latency.p50);
-    check("c", "added p50 ≤ 50 µs at 1 000 req/s", p50, 0, &|v| {
-        v <= 50.0
-    });
-    let p99 = res.added(MESH, |w| w.latency.p99);
-    check("c", "added p99 ≤ 200 µs at 1 000 req/s", p99, 0, &|v| {
-        v <= 200.0
-    });
-    let cpu = |t: Target| res.spread(|r| r.wrk.get(&t)?.cpu_us);
-    check(
-        "d",
-        "CPU ≤ 30 µs/request (wrk windows)",
-        cpu(MESH),
-        1,
-        &|v| v <= 30.0,
-    );
-    check(
-        "d",
-        "CPU ≤ 45 µs/request at 100% sampling",
-        cpu(FULL),
-        1,
-        &|v| v <= 45.0,
-    );
-    // MB read as 10^6 bytes: the stricter reading of "10 MB".
-    let mb = |kib: f64| kib * 1024.0 / 1e6;
-    let idle_kib = res.idle_kib.get(&MESH).map(|&k| k as f64);
-    let idle = idle_kib.and_then(|k| Spread::of([mb(k)]));
-    check(
-        "e",
-        "RSS idle ≤ 10 MB (MB = 10⁶ bytes)",
-        idle,
-        1,
-        &|v| v <= 10.0,
-    );
-    let load = res.spread(|r| r.rss.get(&MESH).map(|x| mb(x.0 as f64)));
-    check("e", "RSS under 100 connections ≤ 25 MB", load, 1, &|v| {
-        v <= 25.0
-    });
-    let after = res.spread(|r| r.rss.get(&MESH).map(|x| mb(x.1 as f64)));
-    let limit = idle_kib.map_or(0.0, |k| mb(k) * 1.25);
-    let rule = format!("RSS 2 s after load ≤ idle + 25 % ({limit:.1} MB)");
-    check("e", &rule, after, 1, &|v| v <= limit);
-    let cost = res.ratio(wrk, FULL, MESH);
-    check(
-        "f",
-        "100% sampling keeps ≥ 0.85 of export-off throughput",
-        cost,
-        2,
-        &|v| v >= 0.85,
-    );
-    let drops = res.drops_at_rate(FULL);
-    list.push(Check {
-        what: "f",
-        rule: "0 spans dropped at 100% sampling, 1 000 req/s (all windows)".into(),
-        measured: drops.to_string(),
-        met: drops == 0 && res.rounds.iter().any(|r| r.oha.contains_key(&FULL)),
-    });
-
-    let mut md = String::from(
-        "### Targets (issue 7), on the medians above\n\n| | target | measured (median, min–max) | |\n|---|---|---|---|\n",
-    );
-    for c in list {
-        let verdict = if c.met { "**met**" } else { "**missed**" };
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {verdict} |",
-            c.what, c.rule, c.measured
-        );
-    }
     md
 }
 

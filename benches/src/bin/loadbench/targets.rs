@@ -273,7 +273,7 @@ fn start_sidecar(
     cmd.arg("run").arg("--config").arg(&config);
     let mut group = Group::spawn(name, cmd, dir)?;
     let admin = loopback(admin);
-    group.wait_ready(READY, || matches!(http_get(admin, "/ready"), Ok((200, _))))?;
+    group.wait_http_ready(READY, admin, "/ready")?;
     Ok(Sidecar {
         group,
         inbound,

@@ -3,10 +3,11 @@
 
 use std::net::SocketAddr;
 
-use http::{Request, StatusCode};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
 use meshtrace_tests::apps::HttpApp;
 use meshtrace_tests::client::{self, empty, H1Conn};
-use meshtrace_tests::sidecar;
+use meshtrace_tests::sidecar::{self, Proxy};
 
 const PROXY_ERROR: &str = "meshtrace-proxy-error";
 
@@ -16,8 +17,17 @@ fn closed_port() -> SocketAddr {
     listener.local_addr().expect("local addr")
 }
 
-fn text(body: &[u8]) -> String {
-    String::from_utf8_lossy(body).into_owned()
+/// The app behind an in-process sidecar whose limits `limits` sets.
+async fn app_behind(limits: impl FnOnce(sidecar::Builder) -> sidecar::Builder) -> (HttpApp, Proxy) {
+    let app = HttpApp::start().await;
+    let proxy = limits(sidecar::new().inbound_to(app.addr())).start().await;
+    (app, proxy)
+}
+
+/// Fails unless the sidecar's own answer says `cause`.
+fn assert_body_says(rsp: &Response<Bytes>, cause: &str) {
+    let body = String::from_utf8_lossy(rsp.body());
+    assert!(body.contains(cause), "{body}");
 }
 
 #[tokio::test]
@@ -26,11 +36,7 @@ async fn refused_upstream_is_502_naming_the_cause() {
     let rsp = client::http1_get(proxy.inbound_addr(), "/").await;
     assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(rsp.headers()[PROXY_ERROR], "connect_refused");
-    assert!(
-        text(rsp.body()).contains("refused the connection"),
-        "{}",
-        text(rsp.body())
-    );
+    assert_body_says(&rsp, "refused the connection");
     let metrics = proxy.metrics().await;
     assert!(
         metrics.contains(
@@ -42,20 +48,11 @@ async fn refused_upstream_is_502_naming_the_cause() {
 
 #[tokio::test]
 async fn upstream_without_response_headers_in_time_is_504() {
-    let app = HttpApp::start().await;
-    let proxy = sidecar::new()
-        .inbound_to(app.addr())
-        .request_timeout(200)
-        .start()
-        .await;
+    let (_app, proxy) = app_behind(|s| s.request_timeout(200)).await;
     let rsp = client::http1_get(proxy.inbound_addr(), "/hang").await;
     assert_eq!(rsp.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(rsp.headers()[PROXY_ERROR], "request_timeout");
-    assert!(
-        text(rsp.body()).contains("no response within"),
-        "{}",
-        text(rsp.body())
-    );
+    assert_body_says(&rsp, "no response within");
 }
 
 #[tokio::test]
@@ -110,12 +107,7 @@ fn full_backlog_listener() -> (SocketAddr, Vec<std::net::TcpStream>) {
 
 #[tokio::test]
 async fn oversized_header_block_is_431_and_the_connection_keeps_serving() {
-    let app = HttpApp::start().await;
-    let proxy = sidecar::new()
-        .inbound_to(app.addr())
-        .max_header_bytes(4096)
-        .start()
-        .await;
+    let (_app, proxy) = app_behind(|s| s.max_header_bytes(4096)).await;
     let mut conn = H1Conn::connect(proxy.inbound_addr()).await;
     let big = Request::get("/")
         .header("x-big", "a".repeat(6000))
@@ -123,23 +115,14 @@ async fn oversized_header_block_is_431_and_the_connection_keeps_serving() {
         .expect("request");
     let rsp = client::collect(conn.send(big).await).await;
     assert_eq!(rsp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-    assert!(
-        text(rsp.body()).contains("over the limit of 4096 bytes"),
-        "{}",
-        text(rsp.body())
-    );
+    assert_body_says(&rsp, "over the limit of 4096 bytes");
     // The same connection still carries the next, ordinary request.
     assert_eq!(conn.get("/after").await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn header_block_just_under_the_limit_is_forwarded() {
-    let app = HttpApp::start().await;
-    let proxy = sidecar::new()
-        .inbound_to(app.addr())
-        .max_header_bytes(4096)
-        .start()
-        .await;
+    let (_app, proxy) = app_behind(|s| s.max_header_bytes(4096)).await;
     let ok = Request::get("/")
         .header("x-big", "a".repeat(3000))
         .body(empty())
@@ -150,12 +133,7 @@ async fn header_block_just_under_the_limit_is_forwarded() {
 
 #[tokio::test]
 async fn a_failing_upstream_does_not_harm_other_requests() {
-    let app = HttpApp::start().await;
-    let proxy = sidecar::new()
-        .inbound_to(app.addr())
-        .request_timeout(300)
-        .start()
-        .await;
+    let (_app, proxy) = app_behind(|s| s.request_timeout(300)).await;
     let addr = proxy.inbound_addr();
     let (hung, fine) = tokio::join!(
         client::http1_get(addr, "/hang"),
@@ -167,12 +145,7 @@ async fn a_failing_upstream_does_not_harm_other_requests() {
 
 #[tokio::test]
 async fn connections_over_the_limit_wait_until_one_closes() {
-    let app = HttpApp::start().await;
-    let proxy = sidecar::new()
-        .inbound_to(app.addr())
-        .max_connections(1)
-        .start()
-        .await;
+    let (_app, proxy) = app_behind(|s| s.max_connections(1)).await;
     let mut first = H1Conn::connect(proxy.inbound_addr()).await;
     assert_eq!(first.get("/first").await.status(), StatusCode::OK);
     // The second connection is accepted by the kernel (backlog) but not served

@@ -9,8 +9,6 @@
 //! `/v1/sidecars`, or for a process's log line.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -18,33 +16,21 @@ use meshtrace_config::{Config, PropagationFormat as Format};
 use meshtrace_control::client::ControlClient;
 use meshtrace_control::overrides::{NewOverride, Override};
 use meshtrace_control::sidecars::SidecarInfo;
-use meshtrace_control::testing;
-use meshtrace_tests::apps::{echoed, HttpApp};
+use meshtrace_tests::apps::echoed;
 use meshtrace_tests::bound::within;
 use meshtrace_tests::client::{http1_get_with, SteadyLoad};
-use meshtrace_tests::process::proxy_binary;
-use meshtrace_tests::sidecar::{self, Proxy};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use meshtrace_tests::process::ControlProcess;
 
-const SERVICE: &str = "checkout";
+use crate::watched::{watched, SERVICE, TOKEN};
+
 const NAMESPACE: &str = "shop";
 const POD: &str = "checkout-1";
-const TOKEN: &str = "t0ken";
 const B3: &str = "propagation: {app_formats: [tracecontext, b3multi]}";
 const NO_B3: &str = "propagation: {app_formats: [tracecontext]}";
 
 /// A control-plane document whose `defaults` are `entries` (of a YAML flow map).
 fn document(entries: &str) -> String {
     format!("defaults: {{{entries}}}\n")
-}
-
-/// An in-process sidecar of `checkout` in front of `app`, watching `control`.
-async fn watching(control: &str, app: SocketAddr) -> Proxy {
-    sidecar::new()
-        .inbound_to(app)
-        .watching(control, SERVICE)
-        .start()
-        .await
 }
 
 fn injects_b3(config: &Config) -> bool {
@@ -102,9 +88,7 @@ async fn put_base(control: &ControlClient, yaml: String) -> u64 {
 
 #[tokio::test]
 async fn an_override_samples_every_request_and_its_removal_restores_the_exact_config() {
-    let app = HttpApp::start().await;
-    let cp = testing::start(&document("sampling: {default_rate: 0.0}"), Some(TOKEN)).await;
-    let proxy = watching(&cp.url(), app.addr()).await;
+    let (_app, cp, proxy) = watched(&document("sampling: {default_rate: 0.0}")).await;
     let before = proxy
         .applied("rate 0", |c| c.sampling.default_rate == 0.0)
         .await;
@@ -142,9 +126,7 @@ async fn an_override_samples_every_request_and_its_removal_restores_the_exact_co
 
 #[tokio::test]
 async fn a_hundred_pushes_under_load_fail_no_request_and_converge_on_the_last() {
-    let app = HttpApp::start().await;
-    let cp = testing::start(&document(NO_B3), Some(TOKEN)).await;
-    let proxy = watching(&cp.url(), app.addr()).await;
+    let (_app, cp, proxy) = watched(&document(NO_B3)).await;
     let control = cp.client();
     acked(&control, cp.store.snapshot().version).await;
     let mut load = SteadyLoad::start(proxy.inbound_addr(), 4);
@@ -168,9 +150,7 @@ async fn a_hundred_pushes_under_load_fail_no_request_and_converge_on_the_last() 
 
 #[tokio::test]
 async fn a_push_naming_other_listeners_or_app_port_never_moves_the_pod() {
-    let app = HttpApp::start().await;
-    let cp = testing::start(&document(NO_B3), Some(TOKEN)).await;
-    let proxy = watching(&cp.url(), app.addr()).await;
+    let (_app, cp, proxy) = watched(&document(NO_B3)).await;
     let control = cp.client();
     acked(&control, cp.store.snapshot().version).await;
     let (inbound, outbound) = (proxy.inbound_addr(), proxy.outbound_addr());
@@ -204,9 +184,7 @@ async fn a_push_naming_other_listeners_or_app_port_never_moves_the_pod() {
 
 #[tokio::test]
 async fn a_change_made_after_a_control_plane_restart_reaches_the_sidecar_under_load() {
-    let app = HttpApp::start().await;
-    let mut cp = testing::start(&document(NO_B3), Some(TOKEN)).await;
-    let proxy = watching(&cp.url(), app.addr()).await;
+    let (_app, mut cp, proxy) = watched(&document(NO_B3)).await;
     acked(&cp.client(), cp.store.snapshot().version).await;
     let mut load = SteadyLoad::start(proxy.inbound_addr(), 4);
 
@@ -224,95 +202,17 @@ async fn a_change_made_after_a_control_plane_restart_reaches_the_sidecar_under_l
     assert!(app_gets_b3(proxy.inbound_addr()).await);
 }
 
-/// `meshtrace-control`, built next to `meshtrace-proxy` by the same build.
-async fn control_binary() -> PathBuf {
-    let binary = proxy_binary().await.with_file_name("meshtrace-control");
-    assert!(binary.is_file(), "{} does not exist", binary.display());
-    binary
-}
-
-/// A `meshtrace-control serve` process; killed, and its files removed, when
-/// dropped.
-struct ControlProcess {
-    url: String,
-    dir: PathBuf,
-    _child: tokio::process::Child,
-}
-
-impl Drop for ControlProcess {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl ControlProcess {
-    async fn serve(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("meshtrace-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a scratch directory");
-        let (source, token) = (dir.join("source.yaml"), dir.join("token"));
-        std::fs::write(&source, "defaults: {sampling: {default_rate: 0.1}}\n").expect("source");
-        std::fs::write(&token, format!("{TOKEN}\n")).expect("token file");
-        let mut child = tokio::process::Command::new(control_binary().await)
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--source"])
-            .arg(&source)
-            .arg("--state")
-            .arg(dir.join("state.json"))
-            .arg("--token-file")
-            .arg(&token)
-            .env_remove("MESHTRACE_CONTROL_TOKEN")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("run meshtrace-control serve");
-        let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
-        let listening = within("meshtrace-control to listen", async {
-            while let Some(line) = lines.next_line().await.expect("read its log") {
-                if let Some((_, addr)) = line.split_once("control plane listening addr=") {
-                    return addr.trim().to_string();
-                }
-            }
-            panic!("meshtrace-control exited before it listened");
-        })
-        .await;
-        // Keep reading, so that its log never fills the pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self {
-            url: format!("http://{listening}"),
-            dir,
-            _child: child,
-        }
-    }
-
-    /// Runs a client command line against this server; returns (success,
-    /// stdout, stderr).
-    async fn cli(&self, token: Option<&str>, line: &str) -> (bool, String, String) {
-        let mut command = tokio::process::Command::new(control_binary().await);
-        command
-            .args(["--server", &self.url])
-            .args(line.split_whitespace())
-            .env_remove("MESHTRACE_CONTROL_URL")
-            .env_remove("MESHTRACE_CONTROL_TOKEN")
-            .kill_on_drop(true);
-        if let Some(token) = token {
-            command.args(["--token", token]);
-        }
-        let out = within(format!("meshtrace-control {line}"), command.output())
-            .await
-            .expect("run meshtrace-control");
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        (out.status.success(), text(&out.stdout), text(&out.stderr))
-    }
+/// A `meshtrace-control serve` process with write token [`TOKEN`], its files in
+/// a scratch directory named after `name`.
+async fn serve(name: &str) -> ControlProcess {
+    ControlProcess::serve(name, "defaults: {sampling: {default_rate: 0.1}}\n", TOKEN).await
 }
 
 const ADD: &str = "override add --service checkout --rate 1 --for 30m";
 
 #[tokio::test]
 async fn control_cli_writes_need_the_right_token() {
-    let server = ControlProcess::serve("control-cli-token").await;
+    let server = serve("control-cli-token").await;
     let (ok, _, stderr) = server.cli(None, ADD).await;
     assert!(!ok && stderr.contains("401"), "no token: {stderr}");
     let (ok, _, stderr) = server.cli(Some("wrong"), ADD).await;
@@ -323,7 +223,7 @@ async fn control_cli_writes_need_the_right_token() {
 
 #[tokio::test]
 async fn control_cli_lists_overrides_and_reports_status() {
-    let server = ControlProcess::serve("control-cli-status").await;
+    let server = serve("control-cli-status").await;
     let (ok, added, stderr) = server.cli(Some(TOKEN), ADD).await;
     assert!(ok, "{stderr}");
     let id = added.split_whitespace().nth(1).expect("the override's id");

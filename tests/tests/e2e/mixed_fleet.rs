@@ -254,6 +254,16 @@ fn parents(case: &Case, trip: &Trip, spans: &[&ReceivedSpan]) -> Cell {
     if let Some(broken) = trip.broken() {
         verdict.fail(broken);
     }
+    logged_parents(case, trip, &mut verdict);
+    if case.sampled {
+        span_parents(case, trip, spans, &mut verdict);
+    }
+    verdict.into_cell()
+}
+
+/// B, from the access log, sampled or not: each app extracted its sidecar's
+/// inbound span, and every link's parent id is the span before it.
+fn logged_parents(case: &Case, trip: &Trip, verdict: &mut Verdict) {
     for (i, hop) in trip.hops.iter().enumerate() {
         match &trip.inbound[i] {
             Some(line) => verdict.expect(hop.extracted.span_id == line.span_id, || {
@@ -305,9 +315,11 @@ fn parents(case: &Case, trip: &Trip, spans: &[&ReceivedSpan]) -> Cell {
             });
         }
     }
-    if !case.sampled {
-        return verdict.into_cell();
-    }
+}
+
+/// B, from the exported spans of a sampled trip: each span's parent, and each
+/// span id matching its access-log line.
+fn span_parents(case: &Case, trip: &Trip, spans: &[&ReceivedSpan], verdict: &mut Verdict) {
     let find = |i: usize, kind| {
         spans
             .iter()
@@ -364,7 +376,6 @@ fn parents(case: &Case, trip: &Trip, spans: &[&ReceivedSpan]) -> Cell {
             )
         });
     }
-    verdict.into_cell()
 }
 
 /// C: the same decision everywhere; the spans exported exactly when sampled.

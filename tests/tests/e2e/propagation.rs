@@ -13,6 +13,43 @@ use meshtrace_tests::sidecar::{self, Proxy};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
+/// The caller's sampled W3C context: [`TRACE`], parent [`CALLER_SPAN`].
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// The same caller speaking B3 multi-header.
+const B3_MULTI: [(&str, &str); 3] = [
+    ("x-b3-traceid", TRACE),
+    ("x-b3-spanid", CALLER_SPAN),
+    ("x-b3-sampled", "1"),
+];
+/// A Datadog caller's whole context: [`TRACE`] split into decimal low bits and
+/// `_dd.p.tid`, parent [`CALLER_SPAN`] in decimal, user-keep priority, an origin
+/// and a decision-maker tag.
+const DATADOG: [(&str, &str); 5] = [
+    ("x-datadog-trace-id", "11803532876627986230"),
+    ("x-datadog-parent-id", "67667974448284343"),
+    ("x-datadog-sampling-priority", "2"),
+    ("x-datadog-origin", "rum"),
+    ("x-datadog-tags", "_dd.p.tid=4bf92f3577b34da6,_dd.p.dm=-4"),
+];
+
+/// A propagation rule for requests to `host`.
+fn upstream(
+    name: Option<&str>,
+    host: &str,
+    external: bool,
+    inject: Vec<Format>,
+) -> UpstreamInjection {
+    UpstreamInjection {
+        name: name.map(Into::into),
+        matches: UpstreamMatch {
+            host: Some(host.into()),
+            ..Default::default()
+        },
+        external,
+        inject,
+        id_width: None,
+    }
+}
 
 /// The (trace id, parent span id, flags) of the traceparent the app received.
 fn traceparent(rsp: &Response<bytes::Bytes>) -> (String, String, String) {
@@ -50,18 +87,7 @@ async fn b3_caller_reaches_a_w3c_app_in_the_same_trace_under_the_sidecar_span() 
 async fn datadog_caller_gets_a_lossless_dd_member_toward_a_w3c_app() {
     let app = HttpApp::start().await;
     let proxy = sidecar::new().inbound_to(app.addr()).start().await;
-    let rsp = http1_get_with(
-        proxy.inbound_addr(),
-        "app",
-        &[
-            ("x-datadog-trace-id", "11803532876627986230"),
-            ("x-datadog-parent-id", "67667974448284343"),
-            ("x-datadog-sampling-priority", "2"),
-            ("x-datadog-origin", "rum"),
-            ("x-datadog-tags", "_dd.p.tid=4bf92f3577b34da6,_dd.p.dm=-4"),
-        ],
-    )
-    .await;
+    let rsp = http1_get_with(proxy.inbound_addr(), "app", &DATADOG).await;
     assert_eq!(
         traceparent(&rsp).0,
         TRACE,
@@ -79,24 +105,15 @@ async fn legacy_neighbour_gets_the_formats_its_rule_names() {
     let proxy = sidecar::new()
         .host_route("billing", app.addr())
         .configure(|c| {
-            c.propagation.upstreams.push(UpstreamInjection {
-                name: Some("billing".into()),
-                matches: UpstreamMatch {
-                    host: Some("billing".into()),
-                    ..Default::default()
-                },
-                external: false,
-                inject: vec![Format::B3Multi],
-                id_width: None,
-            })
+            let rule = upstream(Some("billing"), "billing", false, vec![Format::B3Multi]);
+            c.propagation.upstreams.push(rule);
         })
         .start()
         .await;
-    let tp = format!("00-{TRACE}-{CALLER_SPAN}-01");
     let rsp = http1_get_with(
         proxy.outbound_addr(),
         "billing:8080",
-        &[("traceparent", &tp)],
+        &[("traceparent", TRACEPARENT)],
     )
     .await;
     assert_eq!(echoed(&rsp, "x-b3-traceid"), Some(TRACE));
@@ -125,12 +142,7 @@ async fn w3c_stage_app_gets_only_w3c_and_baggage() {
     let rsp = http1_get_with(
         proxy.inbound_addr(),
         "app",
-        &[
-            ("x-b3-traceid", TRACE),
-            ("x-b3-spanid", CALLER_SPAN),
-            ("x-b3-sampled", "1"),
-            ("baggage", "tenant=acme"),
-        ],
+        &[B3_MULTI.as_slice(), &[("baggage", "tenant=acme")]].concat(),
     )
     .await;
     assert_eq!(traceparent(&rsp).0, TRACE);
@@ -148,25 +160,16 @@ async fn external_destination_receives_no_trace_headers() {
     let proxy = sidecar::new()
         .host_route("api.partner.example", app.addr())
         .configure(|c| {
-            c.propagation.upstreams.push(UpstreamInjection {
-                name: None,
-                matches: UpstreamMatch {
-                    host: Some("api.partner.example".into()),
-                    ..Default::default()
-                },
-                external: true,
-                inject: vec![],
-                id_width: None,
-            })
+            let rule = upstream(None, "api.partner.example", true, vec![]);
+            c.propagation.upstreams.push(rule);
         })
         .start()
         .await;
-    let tp = format!("00-{TRACE}-{CALLER_SPAN}-01");
     let rsp = http1_get_with(
         proxy.outbound_addr(),
         "api.partner.example",
         &[
-            ("traceparent", &tp),
+            ("traceparent", TRACEPARENT),
             ("tracestate", "rojo=1"),
             ("b3", "0"),
             ("x-datadog-trace-id", "1"),
@@ -229,15 +232,14 @@ async fn every_format_and_outcome_is_counted() {
     let app = HttpApp::start().await;
     let proxy = sidecar::new().inbound_to(app.addr()).start().await;
     let addr = proxy.inbound_addr();
-    let tp = format!("00-{TRACE}-{CALLER_SPAN}-01");
     http1_get_with(addr, "app", &[]).await;
-    http1_get_with(addr, "app", &[("traceparent", &tp)]).await;
+    http1_get_with(addr, "app", &[("traceparent", TRACEPARENT)]).await;
     http1_get_with(addr, "app", &[("traceparent", "00-bad")]).await;
     http1_get_with(
         addr,
         "app",
         &[
-            ("traceparent", &tp),
+            ("traceparent", TRACEPARENT),
             (
                 "b3",
                 &format!("0af7651916cd43dd8448eb211c80319c-{CALLER_SPAN}-1"),
@@ -265,12 +267,11 @@ async fn every_format_and_outcome_is_counted() {
 async fn stale_b3_beside_traceparent_is_rewritten_under_the_sidecar_span() {
     let app = HttpApp::start().await;
     let proxy = sidecar::new().inbound_to(app.addr()).start().await;
-    let tp = format!("00-{TRACE}-{CALLER_SPAN}-01");
     let rsp = http1_get_with(
         proxy.inbound_addr(),
         "app",
         &[
-            ("traceparent", &tp),
+            ("traceparent", TRACEPARENT),
             ("x-b3-traceid", TRACE),
             ("x-b3-spanid", "e457b5a2e4d86bd1"),
             ("x-b3-sampled", "0"),
@@ -294,8 +295,7 @@ async fn the_app_gets_the_formats_it_was_seen_sending() {
         .host_route("upstream", app.addr())
         .start()
         .await;
-    let tp = format!("00-{TRACE}-{CALLER_SPAN}-01");
-    let cold = http1_get_with(proxy.inbound_addr(), "app", &[("traceparent", &tp)]).await;
+    let cold = http1_get_with(proxy.inbound_addr(), "app", &[("traceparent", TRACEPARENT)]).await;
     for header in [
         "traceparent",
         "b3",
@@ -319,7 +319,7 @@ async fn the_app_gets_the_formats_it_was_seen_sending() {
         ],
     )
     .await;
-    let warm = http1_get_with(proxy.inbound_addr(), "app", &[("traceparent", &tp)]).await;
+    let warm = http1_get_with(proxy.inbound_addr(), "app", &[("traceparent", TRACEPARENT)]).await;
     assert!(echoed(&warm, "traceparent").is_some());
     assert!(echoed(&warm, "x-datadog-parent-id").is_some());
     for header in ["b3", "x-b3-spanid", "uber-trace-id"] {
@@ -345,16 +345,7 @@ async fn formats_are_counted_by_calling_workload_and_the_caller_header_stops_at_
         })
         .start()
         .await;
-    let rsp = http1_get_with(
-        caller.outbound_addr(),
-        "callee:80",
-        &[
-            ("x-b3-traceid", TRACE),
-            ("x-b3-spanid", CALLER_SPAN),
-            ("x-b3-sampled", "1"),
-        ],
-    )
-    .await;
+    let rsp = http1_get_with(caller.outbound_addr(), "callee:80", &B3_MULTI).await;
     assert_eq!(rsp.status(), StatusCode::OK);
     assert_eq!(
         echoed(&rsp, "x-meshtrace-caller"),
@@ -385,16 +376,7 @@ async fn dual_stage_sends_only_w3c_between_sidecars() {
         .configure(|c| c.propagation.stage = MigrationStage::Dual)
         .start()
         .await;
-    let rsp = http1_get_with(
-        proxy.outbound_addr(),
-        "upstream:80",
-        &[
-            ("x-b3-traceid", TRACE),
-            ("x-b3-spanid", CALLER_SPAN),
-            ("x-b3-sampled", "1"),
-        ],
-    )
-    .await;
+    let rsp = http1_get_with(proxy.outbound_addr(), "upstream:80", &B3_MULTI).await;
     assert_eq!(traceparent(&rsp).0, TRACE);
     assert_eq!(echoed(&rsp, "x-b3-traceid"), None);
 }
@@ -415,18 +397,7 @@ async fn datadog_round_trips_losslessly_across_a_w3c_only_wire() {
         .configure(|c| c.propagation.stage = MigrationStage::Dual)
         .start()
         .await;
-    let rsp = http1_get_with(
-        caller.outbound_addr(),
-        "callee:80",
-        &[
-            ("x-datadog-trace-id", "11803532876627986230"),
-            ("x-datadog-parent-id", "67667974448284343"),
-            ("x-datadog-sampling-priority", "2"),
-            ("x-datadog-origin", "rum"),
-            ("x-datadog-tags", "_dd.p.tid=4bf92f3577b34da6,_dd.p.dm=-4"),
-        ],
-    )
-    .await;
+    let rsp = http1_get_with(caller.outbound_addr(), "callee:80", &DATADOG).await;
     assert_eq!(
         echoed(&rsp, "x-datadog-trace-id"),
         Some("11803532876627986230")

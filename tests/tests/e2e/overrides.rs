@@ -10,27 +10,17 @@
 use meshtrace_config::Config;
 use meshtrace_control::client::ControlClient;
 use meshtrace_control::overrides::{NewOverride, OverrideChange};
-use meshtrace_control::testing;
-use meshtrace_tests::apps::{echoed, HttpApp};
+use meshtrace_tests::apps::echoed;
 use meshtrace_tests::client::http1_get_with;
-use meshtrace_tests::sidecar::{self, Proxy};
-use std::net::SocketAddr;
+use meshtrace_tests::sidecar::Proxy;
 
-const SERVICE: &str = "checkout";
-const TOKEN: &str = "t0ken";
+use crate::watched::{watched, SERVICE};
+
 /// A caller's context that says "not sampled": `checkout` is not the root.
 const NOT_SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
 
 /// Nothing is sampled unless an override says so.
 const DOCUMENT: &str = "defaults: {sampling: {default_rate: 0.0}}\n";
-
-async fn watching(control: &str, app: SocketAddr) -> Proxy {
-    sidecar::new()
-        .inbound_to(app)
-        .watching(control, SERVICE)
-        .start()
-        .await
-}
 
 /// Whether the app got "sampled" for a request whose caller said "not sampled".
 async fn sampled_for(proxy: &Proxy, tenant: Option<&str>) -> bool {
@@ -79,10 +69,8 @@ fn forced_tenants(c: &Config) -> Vec<&str> {
 
 #[tokio::test]
 async fn service_and_two_tenant_overrides_are_all_in_force_on_the_sidecar() {
-    let app = HttpApp::start().await;
-    let cp = testing::start(DOCUMENT, Some(TOKEN)).await;
+    let (_app, cp, proxy) = watched(DOCUMENT).await;
     let control = cp.client();
-    let proxy = watching(&cp.url(), app.addr()).await;
     proxy
         .applied("the document", |c| c.sampling.default_rate == 0.0)
         .await;
@@ -139,10 +127,8 @@ async fn service_and_two_tenant_overrides_are_all_in_force_on_the_sidecar() {
 
 #[tokio::test]
 async fn an_override_expires_on_the_sidecar_and_an_extended_one_does_not() {
-    let app = HttpApp::start().await;
-    let cp = testing::start(DOCUMENT, Some(TOKEN)).await;
+    let (_app, cp, proxy) = watched(DOCUMENT).await;
     let control = cp.client();
-    let proxy = watching(&cp.url(), app.addr()).await;
     proxy
         .applied("the document", |c| c.sampling.default_rate == 0.0)
         .await;
