@@ -12,6 +12,8 @@
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms, clippy::disallowed_methods)]
+// Production code returns errors; tests may unwrap (clippy.toml `allow-*-in-tests`).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod admin;
 pub mod detect;

@@ -1,6 +1,9 @@
 //! `meshtrace-proxy`: run the sidecar, or check a config file.
 
 #![forbid(unsafe_code)]
+#![deny(rust_2018_idioms, clippy::disallowed_methods)]
+// Production code returns errors (clippy.toml lets tests unwrap).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
