@@ -76,6 +76,21 @@ pub struct Outgoing<'a> {
     pub narrow_ids: bool,
 }
 
+// === impl Outgoing ===
+
+#[cfg(test)]
+impl<'a> Outgoing<'a> {
+    /// `context` written as it is: no caller span, ids at their own width — what
+    /// a codec's own tests write.
+    pub(crate) fn of(context: &'a TraceContext) -> Self {
+        Self {
+            context,
+            span_parent: None,
+            narrow_ids: false,
+        }
+    }
+}
+
 /// How a format fared in one request, the `outcome` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {

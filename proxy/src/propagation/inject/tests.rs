@@ -361,14 +361,7 @@ fn b3_round_trips_through_w3c_losing_nothing_w3c_can_carry() {
             panic!("{b3_in} is valid B3");
         };
         let mut wire = HeaderMap::new();
-        w3c::inject(
-            &Outgoing {
-                context: &from_b3,
-                span_parent: None,
-                narrow_ids: false,
-            },
-            &mut wire,
-        );
+        w3c::inject(&Outgoing::of(&from_b3), &mut wire);
         let Extracted::Context(from_w3c) = w3c::extract(&wire) else {
             panic!("the sidecar wrote valid W3C: {wire:?}");
         };

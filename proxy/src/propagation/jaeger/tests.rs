@@ -230,14 +230,7 @@ fn inject_replaces_an_existing_header_and_strip_keeps_baggage() {
     let mut h = HeaderMap::new();
     h.append(&UBER_TRACE_ID, HeaderValue::from_static("stale"));
     h.append("uberctx-user", HeaderValue::from_static("alice"));
-    inject(
-        &Outgoing {
-            context: &c,
-            span_parent: None,
-            narrow_ids: false,
-        },
-        &mut h,
-    );
+    inject(&Outgoing::of(&c), &mut h);
     assert_eq!(h.get_all(&UBER_TRACE_ID).iter().count(), 1);
     strip(&mut h);
     assert_eq!(

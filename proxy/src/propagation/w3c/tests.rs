@@ -137,14 +137,7 @@ fn inject_writes_version_00_with_sampled_and_random_flags() {
     ]);
     c.parent_id = SpanId::new(0xabc).unwrap();
     let mut out = HeaderMap::new();
-    inject(
-        &Outgoing {
-            context: &c,
-            span_parent: None,
-            narrow_ids: false,
-        },
-        &mut out,
-    );
+    inject(&Outgoing::of(&c), &mut out);
     assert_eq!(
         out[&TRACEPARENT],
         "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-03"
@@ -156,14 +149,7 @@ fn inject_writes_version_00_with_sampled_and_random_flags() {
 fn inject_of_a_context_without_tracestate_removes_a_stale_one() {
     let c = context(&[("traceparent", SPEC_EXAMPLE)]);
     let mut out = headers(&[("tracestate", "stale=1")]);
-    inject(
-        &Outgoing {
-            context: &c,
-            span_parent: None,
-            narrow_ids: false,
-        },
-        &mut out,
-    );
+    inject(&Outgoing::of(&c), &mut out);
     assert!(!out.contains_key(&TRACESTATE));
 }
 
@@ -171,13 +157,6 @@ fn inject_of_a_context_without_tracestate_removes_a_stale_one() {
 fn traceparent_round_trips() {
     let c = context(&[("traceparent", SPEC_EXAMPLE)]);
     let mut out = HeaderMap::new();
-    inject(
-        &Outgoing {
-            context: &c,
-            span_parent: None,
-            narrow_ids: false,
-        },
-        &mut out,
-    );
+    inject(&Outgoing::of(&c), &mut out);
     assert_eq!(out[&TRACEPARENT], SPEC_EXAMPLE);
 }

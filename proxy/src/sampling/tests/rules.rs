@@ -45,16 +45,7 @@ fn rule_matches_authority_exactly_ignoring_case() {
         ..RuleMatch::default()
     };
     let sampler = with_rules(0.0, vec![rule(matches, 1.0)]);
-    let reason = |authority| {
-        decide(
-            &sampler,
-            Input {
-                authority,
-                ..root()
-            },
-        )
-        .reason
-    };
+    let reason = |authority| by_authority(&sampler, authority);
     assert_eq!(reason(Some("api.example.com:8080")), Reason::Rule);
     assert_eq!(reason(Some("api.example.com:9090")), Reason::Default);
     assert_eq!(reason(Some("api.example.com")), Reason::Default);
@@ -64,16 +55,7 @@ fn rule_matches_authority_exactly_ignoring_case() {
 #[test]
 fn rule_matches_host_on_any_port_ignoring_case() {
     let sampler = with_rules(0.0, vec![rule(host("api.example.com"), 1.0)]);
-    let reason = |authority| {
-        decide(
-            &sampler,
-            Input {
-                authority,
-                ..root()
-            },
-        )
-        .reason
-    };
+    let reason = |authority| by_authority(&sampler, authority);
     assert_eq!(reason(Some("API.example.com:8080")), Reason::Rule);
     assert_eq!(reason(Some("api.example.com")), Reason::Rule);
     assert_eq!(reason(Some("api.example.com.evil:80")), Reason::Default);
@@ -84,16 +66,7 @@ fn rule_matches_host_on_any_port_ignoring_case() {
 fn rule_matches_ipv6_host_with_or_without_brackets() {
     for configured in ["[::1]", "::1"] {
         let sampler = with_rules(0.0, vec![rule(host(configured), 1.0)]);
-        let reason = |authority| {
-            decide(
-                &sampler,
-                Input {
-                    authority,
-                    ..root()
-                },
-            )
-            .reason
-        };
+        let reason = |authority| by_authority(&sampler, authority);
         assert_eq!(reason(Some("[::1]:8080")), Reason::Rule);
         assert_eq!(reason(Some("[::1]")), Reason::Rule);
         assert_eq!(reason(Some("[::2]:8080")), Reason::Default);
@@ -251,4 +224,16 @@ fn a_reload_keeps_what_a_reservoir_has_spent_when_the_rule_is_the_same() {
     );
     assert_eq!(after.decide(&on("/a"), t0), not_sampled(Reason::Rule));
     assert_eq!(after.decide(&on("/c"), t0), sampled(Reason::Rule, None));
+}
+
+/// The reason a root request to `authority` is decided with.
+fn by_authority(sampler: &Sampler, authority: Option<&str>) -> Reason {
+    decide(
+        sampler,
+        Input {
+            authority,
+            ..root()
+        },
+    )
+    .reason
 }

@@ -102,14 +102,7 @@ fn datadog_inject_replaces_stale_datadog_headers() {
         ("x-datadog-origin", "rum"),
         ("x-datadog-tags", "_dd.p.dm=-4"),
     ]);
-    inject(
-        &Outgoing {
-            context: &c,
-            span_parent: None,
-            narrow_ids: false,
-        },
-        &mut out,
-    );
+    inject(&Outgoing::of(&c), &mut out);
     assert_eq!(header(&out, &TRACE_ID), Some("7"));
     assert_eq!(header(&out, &PARENT_ID), Some("1"));
     assert!(!out.contains_key(&SAMPLING_PRIORITY));
@@ -190,14 +183,7 @@ fn datadog_inject_writes_nothing_for_a_trace_id_with_zero_low_bits() {
     );
     let mut out = HeaderMap::new();
     out.insert(TRACE_ID.clone(), HeaderValue::from_static("7"));
-    inject(
-        &Outgoing {
-            context: &c,
-            span_parent: None,
-            narrow_ids: false,
-        },
-        &mut out,
-    );
+    inject(&Outgoing::of(&c), &mut out);
     assert!(
         out.is_empty(),
         "x-datadog-trace-id: 0 would be unreadable: {out:?}"
