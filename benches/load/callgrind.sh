@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Instructions per proxied HTTP/1.1 request, counted by callgrind (repeatable on a
+# noisy machine, unlike wall-clock): the release sidecar (1 worker, access log off)
+# under valgrind, inbound in front of benches/src/bin/backend.rs, loaded by
+# `wrk -t1 -c8 -d10s`; prints total instructions / requests completed.
+#
+#   cargo build --release -p meshtrace-proxy -p meshtrace-benches --bin meshtrace-proxy --bin backend
+#   bash benches/load/callgrind.sh target/release/meshtrace-proxy target/release/backend after
+#
+# Compare two builds by alternating them (before, after, before, after). Needs
+# valgrind, wrk and curl.
+set -u
+proxy=$1; backend=$2; label=${3:-run}
+d=$(mktemp -d)
+trap 'rm -rf "$d"' EXIT
+"$backend" --listen 127.0.0.1:18180 --workers 1 >"$d/backend.log" 2>&1 &
+backend_pid=$!
+cat >"$d/sidecar.yaml" <<YAML
+inbound: {listen: 127.0.0.1:18106, app_port: 18180}
+outbound: {listen: 127.0.0.1:0}
+admin: {listen: 127.0.0.1:18100}
+runtime: {workers: 1}
+log: {access_log: false, level: warn}
+YAML
+valgrind --tool=callgrind --callgrind-out-file="$d/callgrind.out" \
+  "$proxy" run --config "$d/sidecar.yaml" >"$d/sidecar.log" 2>&1 &
+sidecar_pid=$!
+for _ in $(seq 200); do
+  curl -sf http://127.0.0.1:18100/ready >/dev/null 2>&1 && break
+  sleep 0.2
+done
+wrk -t1 -c8 -d10s http://127.0.0.1:18106/ >"$d/wrk.txt" 2>&1
+kill -TERM "$sidecar_pid"
+wait "$sidecar_pid" 2>/dev/null
+kill "$backend_pid"
+requests=$(grep -oE '^ *[0-9]+ requests' "$d/wrk.txt" | awk '{print $1}')
+instructions=$(grep -E '^(summary|totals):' "$d/callgrind.out" | head -1 | awk '{print $2}')
+echo "$label requests=$requests instructions=$instructions per_request=$((instructions / requests))"
