@@ -268,6 +268,9 @@ impl Default for Timeouts {
 pub struct Limits {
     /// Largest request header block accepted (names + values); larger gets 431.
     pub max_header_bytes: usize,
+    /// Most request header fields accepted (each repeated field counts); more gets
+    /// an explained 431. Envoy's and hyper's default is also 100.
+    pub max_header_count: usize,
     /// Open connections per listener; further clients wait in the accept backlog.
     pub max_connections: usize,
     /// The listen backlog.
@@ -278,6 +281,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_header_bytes: 64 * 1024,
+            max_header_count: 100,
             max_connections: 16_384,
             backlog: 1024,
         }

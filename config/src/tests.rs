@@ -89,12 +89,13 @@ fn syntax_error_names_line_and_column() {
 #[test]
 fn validation_reports_every_problem_with_its_path() {
     let found = problems(
-        "timeouts: {connect: 0s}\nlimits: {max_connections: 0, max_header_bytes: 10}\nopaque_ports: [0]\n",
+        "timeouts: {connect: 0s}\nlimits: {max_connections: 0, max_header_bytes: 10, max_header_count: 0}\nopaque_ports: [0]\n",
     );
     for path in [
         "timeouts.connect",
         "limits.max_connections",
         "limits.max_header_bytes",
+        "limits.max_header_count",
         "opaque_ports",
     ] {
         assert!(

@@ -295,7 +295,10 @@ impl Listener {
                 policy: self.trace.clone(),
                 sampling: self.sampling.clone(),
             }))
-            .layer(HeaderLimitLayer::new(config.limits.max_header_bytes))
+            .layer(HeaderLimitLayer::new(
+                config.limits.max_header_bytes,
+                config.limits.max_header_count,
+            ))
             .service(Forward::new(
                 destination,
                 self.upstreams.clone(),
@@ -307,6 +310,7 @@ impl Listener {
         let settings = ServerSettings {
             header_read: timeouts.header_read.get(),
             max_header_bytes: config.limits.max_header_bytes,
+            max_header_count: config.limits.max_header_count,
         };
         server::serve(io, wire, stack, settings, self.drain.clone()).await;
     }

@@ -47,6 +47,8 @@ impl Problems {
 /// Largest and smallest sensible header limits: below 1 KiB ordinary requests fail,
 /// above 1 MiB one client can pin a lot of memory.
 const HEADER_LIMIT_RANGE: std::ops::RangeInclusive<usize> = 1024..=1024 * 1024;
+/// `limits.max_header_count`: hyper reserves room for twice as many per request.
+const HEADER_COUNT_RANGE: std::ops::RangeInclusive<usize> = 8..=1000;
 
 /// Runs every check and returns all problems found.
 pub(crate) fn check(config: &Config, problems: &mut Problems) {
@@ -198,6 +200,17 @@ fn check_limits(config: &Config, problems: &mut Problems) {
                 l.max_header_bytes,
                 HEADER_LIMIT_RANGE.start(),
                 HEADER_LIMIT_RANGE.end()
+            ),
+        );
+    }
+    if !HEADER_COUNT_RANGE.contains(&l.max_header_count) {
+        problems.add(
+            "limits.max_header_count",
+            format!(
+                "{} is outside {}..={}",
+                l.max_header_count,
+                HEADER_COUNT_RANGE.start(),
+                HEADER_COUNT_RANGE.end()
             ),
         );
     }

@@ -1,8 +1,9 @@
-//! The request header limit, as a layer.
+//! The request header limits, as a layer.
 //!
-//! hyper enforces a hard buffer limit of its own, set well above ours, so that a
-//! request over `limits.max_header_bytes` reaches this layer and gets a 431 whose
-//! body says how large it was and what the limit is.
+//! hyper enforces hard limits of its own (buffer size, HTTP/1 field count), set
+//! well above ours, so that a request over `limits.max_header_bytes` or
+//! `limits.max_header_count` reaches this layer and gets a 431 whose body says how
+//! large it was and what the limit is.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -16,13 +17,22 @@ use super::{is_grpc, ProxyBody};
 /// Adds [`HeaderLimit`] in front of a service.
 #[derive(Clone, Copy, Debug)]
 pub struct HeaderLimitLayer {
-    max: usize,
+    max: Max,
+}
+
+/// The two limits of a request head.
+#[derive(Clone, Copy, Debug)]
+struct Max {
+    bytes: usize,
+    fields: usize,
 }
 
 impl HeaderLimitLayer {
-    /// Rejects header blocks larger than `max` bytes.
-    pub fn new(max: usize) -> Self {
-        Self { max }
+    /// Rejects header blocks larger than `bytes` or with more than `fields` fields.
+    pub fn new(bytes: usize, fields: usize) -> Self {
+        Self {
+            max: Max { bytes, fields },
+        }
     }
 }
 
@@ -41,7 +51,7 @@ impl<S> tower::Layer<S> for HeaderLimitLayer {
 #[derive(Clone, Debug)]
 pub struct HeaderLimit<S> {
     inner: S,
-    max: usize,
+    max: Max,
 }
 
 impl<S, B> tower::Service<Request<B>> for HeaderLimit<S>
@@ -57,14 +67,21 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        let fields = req.headers().len();
         let size = header_block_size(&req);
-        if size <= self.max {
+        let message = if fields > self.max.fields {
+            format!(
+                "request has {fields} header fields, over the limit of {}",
+                self.max.fields
+            )
+        } else if size > self.max.bytes {
+            format!(
+                "request header block is {size} bytes, over the limit of {} bytes",
+                self.max.bytes
+            )
+        } else {
             return Either::Right(self.inner.call(req));
-        }
-        let message = format!(
-            "request header block is {size} bytes, over the limit of {} bytes",
-            self.max
-        );
+        };
         Either::Left(future::ready(Ok(edge::respond(
             Refusal::HeadersTooLarge,
             is_grpc(&req),

@@ -1,5 +1,9 @@
 //! Serving one downstream connection with hyper, and draining it on shutdown.
 //!
+//! hyper's own head limits (bytes, and HTTP/1 field count) sit well above the
+//! configured ones, so an oversized head reaches [`super::limits`] and gets a 431
+//! that says why; hyper's bare 431 is only for heads far beyond the limits.
+//!
 //! HTTP/1 connections keep alive (an idle one waiting for its next request is
 //! closed after `timeouts.header_read`) and support upgrades; HTTP/2 connections
 //! multiplex with flow control. On drain, HTTP/1 finishes its in-flight request
@@ -26,6 +30,8 @@ pub struct ServerSettings {
     pub header_read: Duration,
     /// The configured header limit; hyper's own hard limits sit above it.
     pub max_header_bytes: usize,
+    /// The configured header-field count limit; hyper's sits above it too.
+    pub max_header_count: usize,
 }
 
 impl ServerSettings {
@@ -33,6 +39,13 @@ impl ServerSettings {
     /// oversize requests reach the limit layer and get an explanatory 431.
     fn hard_limit(self) -> usize {
         (self.max_header_bytes * 2 + 16 * 1024).max(8192)
+    }
+
+    /// hyper's HTTP/1 field-count limit (its default, 100, answers a bare 431):
+    /// room for the configured count plus slack, so that a request with too many
+    /// fields reaches the limit layer and gets an explanatory 431.
+    fn hard_count(self) -> usize {
+        self.max_header_count * 2 + 32
     }
 }
 
@@ -65,6 +78,7 @@ where
                 .timer(TokioTimer::new())
                 .header_read_timeout(settings.header_read)
                 .max_buf_size(settings.hard_limit())
+                .max_headers(settings.hard_count())
                 .serve_connection(io, service)
                 .with_upgrades();
             until_drained(conn, &drain, |conn| conn.graceful_shutdown()).await

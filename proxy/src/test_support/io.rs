@@ -37,6 +37,8 @@ pub struct Downstream {
     pub header_read: Duration,
     /// `limits.max_header_bytes`.
     pub max_header_bytes: usize,
+    /// `limits.max_header_count`.
+    pub max_header_count: usize,
     /// The drain the connection watches.
     pub drain: Drain,
 }
@@ -50,6 +52,7 @@ impl Downstream {
             protocol: Protocol::Http1,
             header_read: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
+            max_header_count: 100,
             drain: Drain::default(),
         }
     }
@@ -74,6 +77,7 @@ impl Downstream {
         let settings = ServerSettings {
             header_read: self.header_read,
             max_header_bytes: self.max_header_bytes,
+            max_header_count: self.max_header_count,
         };
         let wire = match self.protocol {
             Protocol::Http2 => Wire::Http2,

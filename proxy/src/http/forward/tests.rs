@@ -47,6 +47,7 @@ fn sidecar_io(connect: Arc<MockConnect>, wire: Wire) -> (DuplexStream, Arc<Metri
     let settings = ServerSettings {
         header_read: Duration::from_secs(30),
         max_header_bytes: 16 * 1024,
+        max_header_count: 100,
     };
     let (client, server) = tokio::io::duplex(64 * 1024);
     tokio::spawn(server::serve(

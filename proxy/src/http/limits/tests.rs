@@ -28,7 +28,7 @@ fn header_block_size_counts_the_request_line_and_fields_as_http1_sends_them() {
 #[tokio::test]
 async fn header_block_exactly_at_the_limit_reaches_the_app() {
     let (inner, seen) = app(|| response(StatusCode::OK, "app"));
-    let mut limited = HeaderLimitLayer::new(SMALL_HEAD).layer(inner);
+    let mut limited = HeaderLimitLayer::new(SMALL_HEAD, 100).layer(inner);
     let response = call(&mut limited, small_request()).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(body_text(response.into_body()).await, "app");
@@ -38,7 +38,7 @@ async fn header_block_exactly_at_the_limit_reaches_the_app() {
 #[tokio::test]
 async fn oversized_header_block_gets_431_naming_the_size_and_the_limit() {
     let (inner, seen) = app(|| response(StatusCode::OK, "app"));
-    let mut limited = HeaderLimitLayer::new(SMALL_HEAD - 1).layer(inner);
+    let mut limited = HeaderLimitLayer::new(SMALL_HEAD - 1, 100).layer(inner);
     let response = call(&mut limited, small_request()).await;
     assert_eq!(
         response.status(),
@@ -55,7 +55,7 @@ async fn oversized_header_block_gets_431_naming_the_size_and_the_limit() {
 #[tokio::test]
 async fn oversized_grpc_request_gets_trailers_only_resource_exhausted() {
     let (inner, seen) = app(|| response(StatusCode::OK, "app"));
-    let mut limited = HeaderLimitLayer::new(32).layer(inner);
+    let mut limited = HeaderLimitLayer::new(32, 100).layer(inner);
     let req = request(
         "/shop.Cart/Add",
         &[("host", "a"), ("content-type", "application/grpc")],
@@ -72,7 +72,7 @@ async fn oversized_grpc_request_gets_trailers_only_resource_exhausted() {
 #[tokio::test]
 async fn every_header_value_counts_toward_the_limit_not_only_the_first() {
     let (inner, seen) = app(|| response(StatusCode::OK, "app"));
-    let mut limited = HeaderLimitLayer::new(SMALL_HEAD + 9).layer(inner);
+    let mut limited = HeaderLimitLayer::new(SMALL_HEAD + 9, 100).layer(inner);
     // Two `x-k: vv` lines: 18 bytes over the small head, 9 over the limit.
     let req = request("/", &[("host", "a"), ("x-k", "vv"), ("x-k", "vv")]);
     let response = call(&mut limited, req).await;
@@ -86,7 +86,7 @@ async fn every_header_value_counts_toward_the_limit_not_only_the_first() {
 #[tokio::test]
 async fn refusal_leaves_the_connection_ready_for_the_next_request() {
     let (inner, seen) = app(|| response(StatusCode::OK, "app"));
-    let mut limited = HeaderLimitLayer::new(SMALL_HEAD).layer(inner);
+    let mut limited = HeaderLimitLayer::new(SMALL_HEAD, 100).layer(inner);
     let big = request("/", &[("host", "a"), ("x-big", &"v".repeat(64))]);
     let refused = call(&mut limited, big).await;
     assert_eq!(
@@ -104,7 +104,7 @@ async fn limit_measures_the_head_the_client_sent_not_the_trace_headers_the_sidec
     let layers = Layers::new(Direction::Inbound, &config(|_| {}));
     let (inner, seen) = app(|| response(StatusCode::OK, "app"));
     // As the stack composes them: the trace layer outermost, the limit inside.
-    let limited = HeaderLimitLayer::new(SMALL_HEAD).layer(inner);
+    let limited = HeaderLimitLayer::new(SMALL_HEAD, 100).layer(inner);
     let mut stack = layers.trace(false).layer(limited);
     let response = call(&mut stack, small_request()).await;
     assert_eq!(
