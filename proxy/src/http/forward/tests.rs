@@ -162,6 +162,29 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn connection_cannot_strip_host_or_the_traceparent_set_for_this_hop() {
+    let app = MockConnect::app(|req| {
+        // The app echoes the two headers it must receive.
+        let echo = |name: &str| req.headers().get(name).cloned();
+        let mut response = Response::builder();
+        for (name, value) in [("x-host", echo("host")), ("x-tp", echo("traceparent"))] {
+            if let Some(value) = value {
+                response = response.header(name, value);
+            }
+        }
+        response.body(Full::default()).unwrap()
+    });
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let sent = [
+        ("connection", "host, traceparent"),
+        ("traceparent", traceparent),
+    ];
+    let (response, _) = get(app, &sent).await;
+    assert_eq!(response.headers().get("x-host").unwrap(), "reviews:9080");
+    assert_eq!(response.headers().get("x-tp").unwrap(), traceparent);
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_upstream_cannot_pose_as_the_sidecars_error() {
     let app = MockConnect::app(mock::posing_as_the_sidecar);
     let (response, _) = get(app, &[]).await;
