@@ -57,6 +57,9 @@ pub enum Refusal {
     HeadersTooLarge,
     /// The request's authority cannot be used.
     BadAuthority,
+    /// The client's request body could not be read (e.g. malformed chunked
+    /// framing): the client's error, so not an upstream one.
+    BadRequestBody,
 }
 
 impl Refusal {
@@ -71,7 +74,9 @@ impl Refusal {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 GrpcCode::ResourceExhausted,
             ),
-            Self::BadAuthority => (StatusCode::BAD_REQUEST, GrpcCode::Internal),
+            Self::BadAuthority | Self::BadRequestBody => {
+                (StatusCode::BAD_REQUEST, GrpcCode::Internal)
+            }
         }
     }
 
@@ -82,6 +87,7 @@ impl Refusal {
             Self::Upstream(kind) => kind.as_str(),
             Self::HeadersTooLarge => "headers_too_large",
             Self::BadAuthority => "bad_authority",
+            Self::BadRequestBody => "bad_request_body",
         }
     }
 }

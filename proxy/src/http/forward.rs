@@ -23,7 +23,7 @@ use hyper_util::rt::TokioIo;
 use meshtrace_config::HostPort;
 
 use super::edge::{self, Refusal};
-use super::upstream::{self, HttpClient, Upstreams};
+use super::upstream::{self, HttpClient, SendError, Upstreams};
 use super::{authority_of, headers, is_grpc, Attachments, ProxyBody, Wire};
 use crate::metrics::{ConnMetrics, ErrorKind};
 use crate::target::Destination;
@@ -129,12 +129,7 @@ impl Inner {
         };
         let mut response = match result {
             Ok(response) => response,
-            Err(error) => {
-                let kind = upstream::classify(&error);
-                self.metrics.error(kind);
-                tracing::debug!(%target, ?error, "upstream request failed");
-                return edge::respond(Refusal::Upstream(kind), grpc, &describe(kind, &target));
-            }
+            Err(error) => return self.refuse(&error, &target, grpc),
         };
         let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if let (true, Some(downstream)) = (upgraded, downstream_upgrade) {
@@ -146,6 +141,21 @@ impl Inner {
             response.extensions_mut().insert(Upstream(target));
         }
         response.map(Either::Left)
+    }
+
+    /// The edge response to a failed send. A request body the client broke is
+    /// the client's error (400, not an upstream error); anything else is the
+    /// upstream's, counted by kind.
+    fn refuse(&self, error: &SendError, target: &HostPort, grpc: bool) -> Response<ProxyBody> {
+        if let Some(cause) = upstream::downstream_body_error(error) {
+            tracing::debug!(%target, ?error, "request body could not be read");
+            let message = format!("the request body could not be read: {}", causes(cause));
+            return edge::respond(Refusal::BadRequestBody, grpc, &message);
+        }
+        let kind = upstream::classify(error);
+        self.metrics.error(kind);
+        tracing::debug!(%target, ?error, "upstream request failed");
+        edge::respond(Refusal::Upstream(kind), grpc, &describe(kind, target))
     }
 }
 
@@ -223,6 +233,17 @@ fn describe(kind: ErrorKind, target: &HostPort) -> String {
         ErrorKind::Unreachable => format!("upstream {target} is unreachable"),
         _ => format!("upstream {target} closed the connection before responding"),
     }
+}
+
+/// An error and its causes on one line (`a: b: c`), for a response body.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text.replace(['\r', '\n'], " ")
 }
 
 /// Joins the two halves of an upgraded (e.g. WebSocket) connection.
