@@ -1,7 +1,7 @@
 //! The innermost service: sends a request to its upstream and streams the response
 //! back.
 //!
-//! Per request it: picks the upstream (the connection's fixed destination, or the
+//! Per request it: refuses `CONNECT` (405: no tunnels); picks the upstream (the connection's fixed destination, or the
 //! route table by authority); strips hop-by-hop headers; keeps the authority the
 //! client wrote; sends through the target's pooled client with the request
 //! timeout; tunnels protocol upgrades (WebSocket); and turns every failure into an
@@ -88,6 +88,13 @@ impl Forward {
 impl Inner {
     async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let grpc = is_grpc(&req);
+        if req.method() == Method::CONNECT {
+            // A tunnel would be opaque TCP the sidecar cannot trace or route;
+            // refusing beats an empty close the access log calls a success.
+            let message =
+                "CONNECT is not supported: the sidecar forwards HTTP requests, not tunnels";
+            return edge::respond(Refusal::MethodNotAllowed, grpc, message);
+        }
         let (target, client) = match &self.route {
             Route::Fixed(target, client) => (target.clone(), client.clone()),
             Route::Table(table) => match authority_of(&req).and_then(|a| table.lookup(a)) {
@@ -202,8 +209,8 @@ fn absolute_uri<B>(req: &mut Request<B>, target: &HostPort) -> Result<(), String
     Ok(())
 }
 
-/// Gives an HTTP/1 request the origin-form target (`/path?query`; CONNECT keeps
-/// its authority-form) and a `Host` header: the client's, else the authority of
+/// Gives an HTTP/1 request the origin-form target (`/path?query`; `CONNECT`
+/// never gets here) and a `Host` header: the client's, else the authority of
 /// an absolute-form target, else the upstream target.
 fn origin_form<B>(req: &mut Request<B>, target: &HostPort) -> Result<(), String> {
     if !req.headers().contains_key(HOST) {
@@ -214,7 +221,7 @@ fn origin_form<B>(req: &mut Request<B>, target: &HostPort) -> Result<(), String>
         .map_err(|_| format!("invalid target {target}"))?;
         req.headers_mut().insert(HOST, host);
     }
-    if req.uri().scheme().is_some() && req.method() != Method::CONNECT {
+    if req.uri().scheme().is_some() {
         let path = req
             .uri()
             .path_and_query()

@@ -207,6 +207,22 @@ async fn a_malformed_chunked_request_body_is_the_clients_400_not_an_upstream_err
 }
 
 #[tokio::test(start_paused = true)]
+async fn connect_is_refused_with_a_405_naming_the_cause() {
+    let app = MockConnect::app(|_| Response::new(Full::default()));
+    let (mut sender, _) = sidecar(app.clone()).await;
+    let req = Request::connect("reviews:9080")
+        .header("host", "reviews:9080")
+        .body(Full::default())
+        .unwrap();
+    let response = sender.send_request(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()[PROXY_ERROR_HEADER], "method_not_allowed");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.starts_with(b"meshtrace: CONNECT is not supported"));
+    assert!(app.dialled().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_upstream_cannot_pose_as_the_sidecars_error() {
     let app = MockConnect::app(mock::posing_as_the_sidecar);
     let (response, _) = get(app, &[]).await;
