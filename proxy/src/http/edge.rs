@@ -42,6 +42,8 @@ pub enum GrpcCode {
     DeadlineExceeded = 4,
     /// 8: a resource (here: header space) is exhausted.
     ResourceExhausted = 8,
+    /// 12: the method is not implemented.
+    Unimplemented = 12,
     /// 13: internal error (malformed request).
     Internal = 13,
     /// 14: the service is currently unavailable; safe to retry.
@@ -57,6 +59,12 @@ pub enum Refusal {
     HeadersTooLarge,
     /// The request's authority cannot be used.
     BadAuthority,
+    /// The client's request body could not be read (e.g. malformed chunked
+    /// framing): the client's error, so not an upstream one.
+    BadRequestBody,
+    /// `CONNECT`: the sidecar does not open tunnels, and says so rather than
+    /// close the exchange empty.
+    MethodNotAllowed,
 }
 
 impl Refusal {
@@ -71,7 +79,10 @@ impl Refusal {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 GrpcCode::ResourceExhausted,
             ),
-            Self::BadAuthority => (StatusCode::BAD_REQUEST, GrpcCode::Internal),
+            Self::BadAuthority | Self::BadRequestBody => {
+                (StatusCode::BAD_REQUEST, GrpcCode::Internal)
+            }
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, GrpcCode::Unimplemented),
         }
     }
 
@@ -82,6 +93,8 @@ impl Refusal {
             Self::Upstream(kind) => kind.as_str(),
             Self::HeadersTooLarge => "headers_too_large",
             Self::BadAuthority => "bad_authority",
+            Self::BadRequestBody => "bad_request_body",
+            Self::MethodNotAllowed => "method_not_allowed",
         }
     }
 }

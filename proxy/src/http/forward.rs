@@ -1,7 +1,7 @@
 //! The innermost service: sends a request to its upstream and streams the response
 //! back.
 //!
-//! Per request it: picks the upstream (the connection's fixed destination, or the
+//! Per request it: refuses `CONNECT` (405: no tunnels); picks the upstream (the connection's fixed destination, or the
 //! route table by authority); strips hop-by-hop headers; keeps the authority the
 //! client wrote; sends through the target's pooled client with the request
 //! timeout; tunnels protocol upgrades (WebSocket); and turns every failure into an
@@ -23,7 +23,7 @@ use hyper_util::rt::TokioIo;
 use meshtrace_config::HostPort;
 
 use super::edge::{self, Refusal};
-use super::upstream::{self, HttpClient, Upstreams};
+use super::upstream::{self, HttpClient, SendError, Upstreams};
 use super::{authority_of, headers, is_grpc, Attachments, ProxyBody, Wire};
 use crate::metrics::{ConnMetrics, ErrorKind};
 use crate::target::Destination;
@@ -88,6 +88,13 @@ impl Forward {
 impl Inner {
     async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let grpc = is_grpc(&req);
+        if req.method() == Method::CONNECT {
+            // A tunnel would be opaque TCP the sidecar cannot trace or route;
+            // refusing beats an empty close the access log calls a success.
+            let message =
+                "CONNECT is not supported: the sidecar forwards HTTP requests, not tunnels";
+            return edge::respond(Refusal::MethodNotAllowed, grpc, message);
+        }
         let (target, client) = match &self.route {
             Route::Fixed(target, client) => (target.clone(), client.clone()),
             Route::Table(table) => match authority_of(&req).and_then(|a| table.lookup(a)) {
@@ -129,12 +136,7 @@ impl Inner {
         };
         let mut response = match result {
             Ok(response) => response,
-            Err(error) => {
-                let kind = upstream::classify(&error);
-                self.metrics.error(kind);
-                tracing::debug!(%target, ?error, "upstream request failed");
-                return edge::respond(Refusal::Upstream(kind), grpc, &describe(kind, &target));
-            }
+            Err(error) => return self.refuse(&error, &target, grpc),
         };
         let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if let (true, Some(downstream)) = (upgraded, downstream_upgrade) {
@@ -146,6 +148,21 @@ impl Inner {
             response.extensions_mut().insert(Upstream(target));
         }
         response.map(Either::Left)
+    }
+
+    /// The edge response to a failed send. A request body the client broke is
+    /// the client's error (400, not an upstream error); anything else is the
+    /// upstream's, counted by kind.
+    fn refuse(&self, error: &SendError, target: &HostPort, grpc: bool) -> Response<ProxyBody> {
+        if let Some(cause) = upstream::downstream_body_error(error) {
+            tracing::debug!(%target, ?error, "request body could not be read");
+            let message = format!("the request body could not be read: {}", causes(cause));
+            return edge::respond(Refusal::BadRequestBody, grpc, &message);
+        }
+        let kind = upstream::classify(error);
+        self.metrics.error(kind);
+        tracing::debug!(%target, ?error, "upstream request failed");
+        edge::respond(Refusal::Upstream(kind), grpc, &describe(kind, target))
     }
 }
 
@@ -192,8 +209,8 @@ fn absolute_uri<B>(req: &mut Request<B>, target: &HostPort) -> Result<(), String
     Ok(())
 }
 
-/// Gives an HTTP/1 request the origin-form target (`/path?query`; CONNECT keeps
-/// its authority-form) and a `Host` header: the client's, else the authority of
+/// Gives an HTTP/1 request the origin-form target (`/path?query`; `CONNECT`
+/// never gets here) and a `Host` header: the client's, else the authority of
 /// an absolute-form target, else the upstream target.
 fn origin_form<B>(req: &mut Request<B>, target: &HostPort) -> Result<(), String> {
     if !req.headers().contains_key(HOST) {
@@ -204,7 +221,7 @@ fn origin_form<B>(req: &mut Request<B>, target: &HostPort) -> Result<(), String>
         .map_err(|_| format!("invalid target {target}"))?;
         req.headers_mut().insert(HOST, host);
     }
-    if req.uri().scheme().is_some() && req.method() != Method::CONNECT {
+    if req.uri().scheme().is_some() {
         let path = req
             .uri()
             .path_and_query()
@@ -223,6 +240,17 @@ fn describe(kind: ErrorKind, target: &HostPort) -> String {
         ErrorKind::Unreachable => format!("upstream {target} is unreachable"),
         _ => format!("upstream {target} closed the connection before responding"),
     }
+}
+
+/// An error and its causes on one line (`a: b: c`), for a response body.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text.replace(['\r', '\n'], " ")
 }
 
 /// Joins the two halves of an upgraded (e.g. WebSocket) connection.

@@ -6,10 +6,17 @@
 //! hop), `Upgrade`, `HTTP2-Settings`, and `TE` except the value `trailers` (which
 //! gRPC needs end to end). An actual protocol upgrade (WebSocket) keeps
 //! `Connection: upgrade` and `Upgrade`, which is what lets it pass through.
+//!
+//! `Connection` cannot take away what the sidecar owns: `Host`, and the trace
+//! headers (plus the mesh caller header) that the trace layer, outside this one,
+//! has already written for the next hop. Naming them in `Connection` would
+//! otherwise strip a request of its authority and break the trace.
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE,
 };
+
+use crate::propagation::CALLER_HEADER_NAME;
 
 static ALWAYS: [HeaderName; 3] = [
     HeaderName::from_static("keep-alive"),
@@ -45,7 +52,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in named {
-            if !(upgrade && name == UPGRADE) && name != TE {
+            if !(upgrade && name == UPGRADE) && name != TE && !sidecar_owned(&name) {
                 headers.remove(&name);
             }
         }
@@ -79,6 +86,19 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || ALWAYS.contains(name)
 }
 
+/// Whether a header is one the sidecar writes for the next hop (`Host`, and
+/// every header of [`crate::propagation`]'s formats), which a `Connection` token
+/// must not remove. Only the named tokens are checked, so this costs nothing on
+/// requests without `Connection`.
+fn sidecar_owned(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name == HOST.as_str()
+        || matches!(name, "traceparent" | "tracestate" | "b3" | "uber-trace-id")
+        || name == CALLER_HEADER_NAME
+        || name.starts_with("x-b3-")
+        || name.starts_with("x-datadog-")
+}
+
 /// The comma-separated tokens of a header value.
 fn tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
     value
@@ -106,6 +126,33 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-app"));
+    }
+
+    #[test]
+    fn connection_cannot_remove_host_or_the_sidecars_trace_headers() {
+        let owned = [
+            ("host", "reviews:9080"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("tracestate", "dd=s:1"),
+            ("b3", "1"),
+            ("x-b3-sampled", "1"),
+            ("x-datadog-trace-id", "1"),
+            ("uber-trace-id", "1:2:0:1"),
+            ("x-meshtrace-caller", "web.shop"),
+        ];
+        let mut names: Vec<&str> = owned.iter().map(|(name, _)| *name).collect();
+        let connection = names.join(", ") + ", x-secret";
+        let mut h = headers(&owned);
+        h.insert(CONNECTION, connection.parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        let mut kept: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        kept.sort_unstable();
+        names.sort_unstable();
+        assert_eq!(kept, names);
     }
 
     #[test]

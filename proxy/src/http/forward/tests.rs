@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use meshtrace_config::HostPort;
-use tokio::io::DuplexStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::Forward;
 use crate::drain::Drain;
@@ -160,6 +160,67 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
     assert_eq!(response.headers()["x-arrived"], "");
     assert!(!response.headers().contains_key("x-app-hop"));
     assert!(!response.headers().contains_key("keep-alive"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn connection_cannot_strip_host_or_the_traceparent_set_for_this_hop() {
+    let app = MockConnect::app(|req| {
+        // The app echoes the two headers it must receive.
+        let echo = |name: &str| req.headers().get(name).cloned();
+        let mut response = Response::builder();
+        for (name, value) in [("x-host", echo("host")), ("x-tp", echo("traceparent"))] {
+            if let Some(value) = value {
+                response = response.header(name, value);
+            }
+        }
+        response.body(Full::default()).unwrap()
+    });
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let sent = [
+        ("connection", "host, traceparent"),
+        ("traceparent", traceparent),
+    ];
+    let (response, _) = get(app, &sent).await;
+    assert_eq!(response.headers().get("x-host").unwrap(), "reviews:9080");
+    assert_eq!(response.headers().get("x-tp").unwrap(), traceparent);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_malformed_chunked_request_body_is_the_clients_400_not_an_upstream_error() {
+    // The upstream reads the request and never answers, so only the body can fail.
+    let (mut io, metrics) = sidecar_io(MockConnect::new(Behaviour::Silent), Wire::Http1);
+    let request = "POST / HTTP/1.1\r\nhost: reviews:9080\r\n\
+                   transfer-encoding: chunked\r\n\r\nzz\r\nbad\r\n";
+    io.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), io.read_to_end(&mut answer));
+    read.await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(answer.contains("meshtrace-proxy-error: bad_request_body\r\n"));
+    assert!(answer.contains("meshtrace: the request body could not be read: "));
+    let text = metrics.render();
+    let counted = text
+        .lines()
+        .filter(|l| l.starts_with("meshtrace_upstream_errors_total"))
+        .any(|l| !l.ends_with(" 0"));
+    assert!(!counted, "{text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn connect_is_refused_with_a_405_naming_the_cause() {
+    let app = MockConnect::app(|_| Response::new(Full::default()));
+    let (mut sender, _) = sidecar(app.clone()).await;
+    let req = Request::connect("reviews:9080")
+        .header("host", "reviews:9080")
+        .body(Full::default())
+        .unwrap();
+    let response = sender.send_request(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()[PROXY_ERROR_HEADER], "method_not_allowed");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.starts_with(b"meshtrace: CONNECT is not supported"));
+    assert!(app.dialled().is_empty());
 }
 
 #[tokio::test(start_paused = true)]

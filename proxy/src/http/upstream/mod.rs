@@ -209,5 +209,20 @@ pub fn classify(error: &SendError) -> ErrorKind {
     }
 }
 
+/// The error of the request body being relayed — the downstream client's, read
+/// as it is sent — when that body, not the upstream, failed the exchange: a
+/// malformed chunked body, or a client gone mid-upload, is the client's fault.
+///
+/// hyper's HTTP/1 client reports a failing request body as a "user body" error
+/// caused by the body's own error; the only request body sent here is the
+/// downstream's `Incoming`, so that cause is a `hyper::Error`. (hyper's HTTP/2
+/// client resets the stream instead, which still reads as an upstream reset.)
+pub fn downstream_body_error(error: &SendError) -> Option<&hyper::Error> {
+    match error {
+        SendError::Request(e) if e.is_user() => std::error::Error::source(e)?.downcast_ref(),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests;
