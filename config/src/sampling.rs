@@ -2,7 +2,7 @@
 //!
 //! Decision order (first that applies wins):
 //! 1. a trusted force signal (B3 debug, Datadog priority 2, `force_header`) —
-//!    honoured only on trusted listeners;
+//!    honoured only on trusted listeners, within `force_signal_budget`;
 //! 2. a forced tenant within its budget (`forced_tenants`);
 //! 3. the forced workload within its budget (`forced_workload`: an incident
 //!    override of this service, which samples even when the caller said no);
@@ -20,6 +20,9 @@ pub struct Sampling {
     /// A request header that forces sampling when present with a true value
     /// (`1`, `true`, `yes`), like Envoy's `x-envoy-force-trace`; trusted listeners only.
     pub force_header: Option<String>,
+    /// Budget of traces force signals may force (per listener): a trusted caller
+    /// that sets one on every request must not turn sampling off for the mesh.
+    pub force_signal_budget: ForceSignalBudget,
     /// Where a request's tenant id is read from.
     pub tenant: TenantSource,
     /// Tenants traced regardless of the normal decision, within a budget.
@@ -50,6 +53,7 @@ impl Default for Sampling {
         Self {
             default_rate: 1.0,
             force_header: Some("x-meshtrace-force-trace".into()),
+            force_signal_budget: ForceSignalBudget::default(),
             tenant: TenantSource::default(),
             forced_tenants: Vec::new(),
             forced_workload: None,
@@ -109,6 +113,27 @@ pub struct ForcedWorkload {
     pub traces_per_second: f64,
 }
 
+/// How many traces a second the trusted force signals (B3 debug, Datadog
+/// priority 2, `force_header`) may force on one listener (token bucket; the burst
+/// is one second's worth). Over budget, the signal is not honoured: the normal
+/// decision applies, counted as `budget_exceeded`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForceSignalBudget {
+    /// Forced traces per second.
+    pub traces_per_second: f64,
+}
+
+impl Default for ForceSignalBudget {
+    /// 100 a second, like the forced workload's documented budget: plenty for
+    /// people debugging by hand, far below a caller that forces every request.
+    fn default() -> Self {
+        Self {
+            traces_per_second: 100.0,
+        }
+    }
+}
+
 fn one() -> f64 {
     1.0
 }
@@ -153,4 +178,32 @@ pub struct RuleMatch {
     /// gRPC method name (within the service).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc_method: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, ConfigError};
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml_str(text, "test.yaml")
+    }
+
+    #[test]
+    fn force_signal_budget_defaults_to_100_a_second() {
+        let config = load("").map(|c| c.sampling.force_signal_budget.traces_per_second);
+        assert_eq!(config.ok(), Some(100.0));
+    }
+
+    #[test]
+    fn force_signal_budget_must_be_positive() {
+        for budget in ["0", "-1", ".nan"] {
+            let text =
+                format!("sampling:\n  force_signal_budget: {{traces_per_second: {budget}}}\n");
+            let Err(ConfigError::Invalid { problems, .. }) = load(&text) else {
+                panic!("budget {budget} was accepted");
+            };
+            let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+            assert_eq!(paths, ["sampling.force_signal_budget.traces_per_second"]);
+        }
+    }
 }

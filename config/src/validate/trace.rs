@@ -78,6 +78,11 @@ pub(super) fn check_sampling(config: &Config, problems: &mut Problems) {
     if let Some(h) = &s.force_header {
         header_name("sampling.force_header", h, problems);
     }
+    budget(
+        "sampling.force_signal_budget.traces_per_second",
+        s.force_signal_budget.traces_per_second,
+        problems,
+    );
     for (i, h) in s.tenant.headers.iter().enumerate() {
         header_name(&format!("sampling.tenant.headers[{i}]"), h, problems);
     }
@@ -128,6 +133,13 @@ pub(super) fn check_sampling(config: &Config, problems: &mut Problems) {
         if r.matches.grpc_method.is_some() && r.matches.grpc_service.is_none() {
             problems.add(format!("{path}.match.grpc_method"), "needs grpc_service");
         }
+    }
+}
+
+/// A token bucket's `traces_per_second`: a finite, positive number.
+fn budget(path: &str, traces_per_second: f64, problems: &mut Problems) {
+    if !(traces_per_second.is_finite() && traces_per_second > 0.0) {
+        problems.add(path, "the budget must be greater than 0");
     }
 }
 

@@ -128,7 +128,12 @@ pub fn decide<B>(
 /// Writes `decision` into the forwarded context. A parent decision changes
 /// nothing; the sidecar's own decisions set the sampled flag, the consistent
 /// probability threshold (`ot=th:`), and Datadog's priority and mechanism.
+///
+/// The debug flag is passed on only when a force signal decided: one refused
+/// over its budget must not reach the next hop as B3 debug, a W3C sampled flag
+/// or Datadog user keep (every format writes debug as a force).
 pub fn apply(decision: Decision, context: &mut TraceContext) {
+    context.debug &= decision.reason == Reason::ForceSignal;
     if decision.reason == Reason::Parent {
         return;
     }

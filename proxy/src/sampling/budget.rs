@@ -1,4 +1,5 @@
-//! A lock-free token bucket for the forced-tenant budgets and rule reservoirs.
+//! A lock-free token bucket for the budgets (force signals, forced tenants, the
+//! forced workload) and rule reservoirs.
 //!
 //! It runs on every request a tenant or rule sees, from every worker thread, so
 //! its state is one `AtomicU64` updated by compare-and-swap; no lock is held.

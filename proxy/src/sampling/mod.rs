@@ -2,15 +2,21 @@
 //!
 //! [`Sampler::decide`] turns what the caller read from a request ([`Input`]) into a
 //! [`Decision`]. It does no I/O and reads no clock (the caller passes `now`); its
-//! only state is one lock-free token bucket per forced-tenant budget and rule
-//! reservoir. One [`Sampler`] is built per listener from the `sampling` config
-//! section and shared by every connection.
+//! only state is one lock-free token bucket per budget (force signals, forced
+//! tenants, the forced workload) and rule reservoir. One [`Sampler`] is built per
+//! listener from the `sampling` config section and shared by every connection.
 //!
 //! # Decision order (first that applies wins)
 //!
 //! 1. **Force signal** ([`Reason::ForceSignal`]): on a trusted listener, a B3 debug
-//!    flag, Datadog priority 2 or the configured force header samples the trace.
-//!    From untrusted callers these signals are ignored.
+//!    flag, Datadog priority 2 or the configured force header samples the trace,
+//!    within the listener's `force_signal_budget` (a token bucket: one caller that
+//!    forces every request must not turn off sampling for the mesh). From untrusted
+//!    callers these signals are ignored. Over budget, steps 2–5 decide and the
+//!    reason is [`Reason::BudgetExceeded`]; the signal is not passed on (the
+//!    caller clears the debug flag and writes Datadog priority 1/0). B3 debug and
+//!    Datadog priority 2 also say "sampled", which step 4 then follows as the
+//!    parent's decision, so the trace stays whole without being forced further.
 //! 2. **Forced tenant** ([`Reason::ForcedTenant`]): a request of a tenant listed in
 //!    `forced_tenants` takes a token from that tenant's budget and is decided with
 //!    the tenant's `rate` (rate 1 → always). A forced tenant only adds traces, so
@@ -117,8 +123,8 @@ pub enum Reason {
     /// The forced workload (an incident override of this service), within its
     /// budget.
     ForcedWorkload,
-    /// A forced tenant or the forced workload over budget; the parent or rules
-    /// decided.
+    /// A force signal, a forced tenant or the forced workload over budget; a
+    /// later step decided.
     BudgetExceeded,
     /// A sampling rule (its reservoir or its rate).
     Rule,
@@ -135,6 +141,8 @@ pub enum Reason {
 /// `sampling` config section and shared by its connections.
 #[derive(Debug)]
 pub struct Sampler {
+    /// The budget of trusted force signals.
+    force: budget::TokenBucket,
     /// Sorted by tenant id.
     tenants: Vec<rules::Tenant>,
     /// The forced workload, when set.
@@ -151,6 +159,7 @@ impl Sampler {
     /// Compiles the `sampling` section (already validated).
     pub fn new(config: &meshtrace_config::Sampling) -> Self {
         Self {
+            force: budget::TokenBucket::new(config.force_signal_budget.traces_per_second),
             tenants: rules::tenants(&config.forced_tenants),
             workload: config.forced_workload.as_ref().map(rules::Forced::new),
             rules: config.rules.iter().map(rules::Rule::new).collect(),
@@ -160,9 +169,10 @@ impl Sampler {
     }
 
     /// Compiles the `sampling` section of a reloaded config. Budgets and
-    /// reservoirs that carry over — a forced tenant with the same id, a rule with
-    /// the same criteria — keep what they have spent, so that reloads, however
-    /// frequent, never grant a fresh burst. New ones start full.
+    /// reservoirs that carry over — the force-signal budget, a forced tenant with
+    /// the same id, a rule with the same criteria — keep what they have spent, so
+    /// that reloads, however frequent, never grant a fresh burst. New ones start
+    /// full.
     ///
     /// Requests already deciding on `previous` may still take a token from its
     /// buckets after the copy: at most one burst's worth across one swap.
@@ -171,6 +181,7 @@ impl Sampler {
             epoch: previous.epoch,
             ..Self::new(config)
         };
+        next.force.carry(&previous.force);
         for tenant in &mut next.tenants {
             if let Some(old) = rules::find(&previous.tenants, &tenant.id) {
                 tenant.budget.carry(&old.budget);
@@ -192,10 +203,13 @@ impl Sampler {
     /// Decides for one request at `now` (from [`Instant::now`], so that tests can
     /// pause the clock or pass their own instants).
     pub fn decide(&self, input: &Input<'_>, now: Instant) -> Decision {
-        if input.trusted && input.force_signal {
-            return Decision::forced(Reason::ForceSignal);
-        }
         let mut over_budget = false;
+        if input.trusted && input.force_signal {
+            if self.force.try_take(self.nanos(now)) {
+                return Decision::forced(Reason::ForceSignal);
+            }
+            over_budget = true;
+        }
         let tenant = input.tenant.and_then(|id| rules::find(&self.tenants, id));
         if let Some(tenant) = tenant.filter(|t| t.applies(input.parent)) {
             if tenant.budget.try_take(self.nanos(now)) {

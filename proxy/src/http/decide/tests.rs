@@ -6,7 +6,7 @@ use http::Request;
 use meshtrace_config::{Config, RuleMatch, SamplingRule};
 
 use super::{apply, decide, SamplingHeaders};
-use crate::propagation::{DatadogMeta, Sampling, SpanId, TraceContext, TraceId};
+use crate::propagation::{b3, DatadogMeta, Outgoing, Sampling, SpanId, TraceContext, TraceId};
 use crate::sampling::{Decision, Reason, Sampler};
 use crate::test_support::{config, request};
 
@@ -171,4 +171,91 @@ fn apply_marks_a_forced_datadog_trace_user_keep_by_manual_decision() {
     let meta = context.datadog.unwrap_or_default();
     assert_eq!(meta.priority, Some(2));
     assert_eq!(meta.tags, vec![("dm".to_string(), "-4".to_string())]);
+}
+
+// === Force-signal budget ===
+
+/// `n` requests like `req` with a caller context like `caller` (whose sampled
+/// flag is the parent's decision), decided and applied at one instant by one
+/// sampler with a budget of `budget` force signals a second: the contexts the
+/// sidecar would forward, with the decisions.
+fn forward_many(
+    budget: f64,
+    req: &Request<()>,
+    caller: &TraceContext,
+    n: usize,
+) -> Vec<(Decision, TraceContext)> {
+    let config = config(|c| {
+        c.sampling.default_rate = 0.0;
+        c.sampling.force_signal_budget.traces_per_second = budget;
+    });
+    let sampler = Sampler::new(&config.sampling);
+    let headers = SamplingHeaders::new(&config.sampling);
+    let facts = headers.facts(req);
+    let parent = (caller.sampling != Sampling::Deferred).then(|| caller.sampling.is_sampled());
+    let now = tokio::time::Instant::now();
+    let forward = |_| {
+        let mut context = caller.clone();
+        let decision = decide(&sampler, true, &facts, req, parent, &context, now);
+        apply(decision, &mut context);
+        (decision, context)
+    };
+    (0..n).map(forward).collect()
+}
+
+fn reasons(forwarded: &[(Decision, TraceContext)]) -> Vec<Reason> {
+    forwarded.iter().map(|(d, _)| d.reason).collect()
+}
+
+/// `forced` force signals, then `over` over budget.
+fn forced_then_over(forced: usize, over: usize) -> Vec<Reason> {
+    let mut reasons = vec![Reason::ForceSignal; forced];
+    reasons.resize(forced + over, Reason::BudgetExceeded);
+    reasons
+}
+
+/// The `b3` header the sidecar would write for `context`.
+fn b3_written(context: &TraceContext) -> String {
+    let mut headers = http::HeaderMap::new();
+    b3::inject_single(&Outgoing::of(context), &mut headers);
+    let value = headers.get("b3").and_then(|v| v.to_str().ok());
+    value.unwrap_or_default().to_string()
+}
+
+#[test]
+fn force_header_forces_only_its_budget_then_the_default_decides() {
+    let req = request("/", &[("x-meshtrace-force-trace", "1")]);
+    let forwarded = forward_many(3.0, &req, &context(), 5);
+    assert_eq!(reasons(&forwarded), forced_then_over(3, 2));
+    let over = &forwarded[4];
+    assert!(!over.0.sampled, "default_rate 0 decides over budget");
+    assert_eq!(over.1.sampling, Sampling::NotSampled);
+}
+
+#[test]
+fn b3_debug_over_budget_is_passed_on_as_plain_sampled() {
+    let mut caller = context();
+    caller.sampling = Sampling::Sampled;
+    caller.debug = true;
+    let forwarded = forward_many(3.0, &request("/", &[]), &caller, 5);
+    assert_eq!(reasons(&forwarded), forced_then_over(3, 2));
+    assert!(b3_written(&forwarded[0].1).ends_with("-d"), "within budget");
+    let over = &forwarded[4].1;
+    assert!(!over.debug, "the refused force is not passed on");
+    assert!(b3_written(over).ends_with("-1"), "the parent's accept is");
+}
+
+#[test]
+fn datadog_user_keep_over_budget_is_passed_on_as_auto_keep() {
+    let mut caller = context();
+    caller.sampling = Sampling::Sampled;
+    caller.datadog = Some(DatadogMeta {
+        priority: Some(2),
+        ..DatadogMeta::default()
+    });
+    let forwarded = forward_many(3.0, &request("/", &[]), &caller, 5);
+    assert_eq!(reasons(&forwarded), forced_then_over(3, 2));
+    let priority = |c: &TraceContext| c.datadog.as_ref().and_then(|m| m.priority);
+    assert_eq!(priority(&forwarded[0].1), Some(2), "within budget");
+    assert_eq!(priority(&forwarded[4].1), Some(1), "over budget");
 }

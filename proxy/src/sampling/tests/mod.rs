@@ -3,6 +3,7 @@ use tokio::time::Instant;
 
 use super::*;
 
+mod force;
 mod rules;
 mod tenants;
 mod workload;
