@@ -83,3 +83,23 @@ async fn a_nack_message_is_shown_without_url_passwords() {
         "control.url: \"http://REDACTED@cp\" is not an http:// URL"
     );
 }
+
+#[tokio::test]
+async fn putting_back_a_redacted_read_is_refused_and_keeps_the_secret() {
+    let cp = start(SOURCE, Some("tok")).await;
+    let base: Value = within("get", cp.client().get("/v1/config/base"))
+        .await
+        .unwrap();
+    let body = Some(("application/json", base.to_string().into()));
+    let (status, answer) = within(
+        "put",
+        cp.client().send(Method::PUT, "/v1/config/base", body),
+    )
+    .await
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status, http::StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer.contains("defaults.export.headers"), "{answer}");
+    let defaults = &cp.store.snapshot().document.defaults;
+    assert_eq!(defaults["export"]["headers"]["x-api-key"], API_KEY);
+}
