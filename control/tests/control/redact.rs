@@ -2,7 +2,7 @@
 //! only the watch stream carries it, to the sidecar that uses it.
 
 use http::Method;
-use meshtrace_control::testing::{start, within};
+use meshtrace_control::testing::{start, within, Running};
 use serde_json::{json, Value};
 
 const API_KEY: &str = "s3cret-key";
@@ -17,6 +17,11 @@ workloads:
     config: {export: {headers: {authorization: "Bearer s3cret-token"}}}
 "#;
 
+/// `GET path` as JSON.
+async fn read(cp: &Running, path: &str) -> Value {
+    within(path, cp.client().get(path)).await.unwrap()
+}
+
 fn assert_no_secret(what: &str, v: &Value) {
     let text = v.to_string();
     for secret in [API_KEY, "s3cret-token", "hunter2"] {
@@ -27,10 +32,8 @@ fn assert_no_secret(what: &str, v: &Value) {
 #[tokio::test]
 async fn get_config_redacts_export_headers_and_url_userinfo() {
     let cp = start(SOURCE, None).await;
-    let v: Value = within("get", cp.client().get("/v1/config?service=checkout"))
-        .await
-        .unwrap();
-    assert_no_secret("GET /v1/config", &v);
+    let v = read(&cp, "/v1/config?service=checkout").await;
+    assert_no_secret("/v1/config?service=checkout", &v);
     let export = &v["config"]["export"];
     assert_eq!(export["headers"]["x-api-key"], "REDACTED");
     assert_eq!(export["headers"]["authorization"], "REDACTED");
@@ -40,10 +43,8 @@ async fn get_config_redacts_export_headers_and_url_userinfo() {
 #[tokio::test]
 async fn get_config_base_redacts_defaults_and_sections() {
     let cp = start(SOURCE, None).await;
-    let v: Value = within("get", cp.client().get("/v1/config/base"))
-        .await
-        .unwrap();
-    assert_no_secret("GET /v1/config/base", &v);
+    let v = read(&cp, "/v1/config/base").await;
+    assert_no_secret("/v1/config/base", &v);
     assert_eq!(v["defaults"]["export"]["headers"]["x-api-key"], "REDACTED");
     let section = &v["workloads"][0]["config"]["export"]["headers"];
     assert_eq!(section["authorization"], "REDACTED");
@@ -73,10 +74,8 @@ async fn a_nack_message_is_shown_without_url_passwords() {
     let _: Value = within("ack", cp.client().send_json(Method::POST, "/v1/ack", &nack))
         .await
         .unwrap();
-    let sidecars: Value = within("list", cp.client().get("/v1/sidecars"))
-        .await
-        .unwrap();
-    assert_no_secret("GET /v1/sidecars", &sidecars);
+    let sidecars = read(&cp, "/v1/sidecars").await;
+    assert_no_secret("/v1/sidecars", &sidecars);
     let error = &sidecars[0]["last_rejection"]["error"];
     assert_eq!(
         error,
