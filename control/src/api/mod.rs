@@ -15,7 +15,7 @@
 //! | GET | `/v1/migration/stages` | stage assignments set through the API |
 //! | GET | `/v1/status`, `/healthz` | |
 //!
-//! **Secrets.** Reads are open, so what they return is redacted ([`redact`]):
+//! **Secrets.** Reads are open, so what they return is redacted (`api/redact.rs`):
 //! `export.headers` values and URL userinfo become `REDACTED` in `GET /v1/config`,
 //! `GET /v1/config/base` and the NACK messages of `GET /v1/sidecars`. Only the
 //! watch stream carries the real values, to the sidecars that use them.
