@@ -27,6 +27,7 @@
 
 pub mod env;
 mod propagation;
+pub mod redact;
 pub mod report;
 mod route;
 mod sampling;
@@ -192,7 +193,8 @@ impl Config {
         validate::check(self, problems);
     }
 
-    /// The configuration as YAML, as `/config` shows it.
+    /// The configuration as YAML, secrets included: for the sidecar's own cache
+    /// file. What people see is [`Config::to_redacted_yaml`] (see [`redact`]).
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }

@@ -5,7 +5,7 @@
 //! | `GET /live` | 200 while the process runs |
 //! | `GET /ready` | 200 once config is loaded and every listener is bound; 503 while draining |
 //! | `GET /metrics` | Prometheus text format |
-//! | `GET /config` | the effective configuration as YAML |
+//! | `GET /config` | the effective configuration as YAML, secrets redacted ([`meshtrace_config::redact`]) |
 //! | `POST /shutdown` | starts a graceful drain, like SIGTERM |
 
 use std::convert::Infallible;
@@ -15,7 +15,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use meshtrace_config::Config;
@@ -68,7 +67,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancella
     }
 }
 
-fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn route<B>(state: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: String| (status, "text/plain; charset=utf-8", body);
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/live") => text(StatusCode::OK, "live\n".into()),
@@ -89,7 +88,7 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         (&Method::GET, "/config") => (
             StatusCode::OK,
             "application/yaml",
-            state.config.load().to_yaml(),
+            state.config.load().to_redacted_yaml(),
         ),
         (&Method::POST, "/shutdown") => {
             tracing::info!("shutdown requested through the admin server");
@@ -112,4 +111,34 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         http::HeaderValue::from_static(content_type),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_with(yaml: &str) -> AdminState {
+        let config = Config::from_yaml_str(yaml, "test").unwrap();
+        AdminState {
+            metrics: Metrics::new(),
+            config: Arc::new(arc_swap::ArcSwap::from_pointee(config)),
+            drain: Drain::default(),
+            ready: AtomicBool::new(true),
+        }
+    }
+
+    async fn get_body(state: &AdminState, path: &str) -> String {
+        use http_body_util::BodyExt as _;
+        let req = Request::get(path).body(()).unwrap();
+        let body = route(state, &req).into_body().collect().await.unwrap();
+        String::from_utf8(body.to_bytes().to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn config_does_not_show_export_header_values() {
+        let state = state_with("export: {headers: {x-api-key: s3cret-key}}");
+        let body = get_body(&state, "/config").await;
+        assert!(body.contains("x-api-key: REDACTED"), "{body}");
+        assert!(!body.contains("s3cret-key"), "{body}");
+    }
 }

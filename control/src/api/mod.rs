@@ -15,6 +15,11 @@
 //! | GET | `/v1/migration/stages` | stage assignments set through the API |
 //! | GET | `/v1/status`, `/healthz` | |
 //!
+//! **Secrets.** Reads are open, so what they return is redacted (`api/redact.rs`):
+//! `export.headers` values and URL userinfo become `REDACTED` in `GET /v1/config`,
+//! `GET /v1/config/base` and the NACK messages of `GET /v1/sidecars`. Only the
+//! watch stream carries the real values, to the sidecars that use them.
+//!
 //! Writes need the bearer token (see [`crate::auth`]), except the sidecars' own
 //! `POST /v1/ack` and `POST /v1/report`. `PUT` and `PATCH /v1/config/base` accept
 //! an optional `If-Match: <version>`; if the version moved on, they fail with 409.
@@ -31,6 +36,7 @@
 //! (413 beyond). A report from a new sidecar when
 //! [`MAX_SIDECARS`](crate::reports::MAX_SIDECARS) are kept is a 503.
 
+mod redact;
 mod writes;
 
 use std::collections::BTreeMap;
@@ -120,7 +126,10 @@ impl Api {
             (&Method::GET, "/v1/config") => self.config(&query),
             (&Method::GET, "/v1/config/base") => {
                 let snap = self.store.snapshot();
-                Ok(reply::json(StatusCode::OK, &*snap.document))
+                Ok(reply::json(
+                    StatusCode::OK,
+                    &redact::document(&snap.document),
+                ))
             }
             (&Method::PUT, "/v1/config/base") => self.put_base(req).await,
             (&Method::PATCH, "/v1/config/base") => self.patch_base(req).await,
@@ -229,7 +238,11 @@ impl Api {
         })?;
         Ok(reply::json(
             StatusCode::OK,
-            &json!({ "version": snap.version, "workload": workload, "config": resolved.config }),
+            &json!({
+                "version": snap.version,
+                "workload": workload,
+                "config": resolved.config.redacted(),
+            }),
         ))
     }
 
@@ -256,7 +269,9 @@ impl Api {
         B: http_body::Body,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let ack: Ack = reply::read_json(req.into_body()).await?;
+        let mut ack: Ack = reply::read_json(req.into_body()).await?;
+        // A NACK message may quote a URL with its password; it is shown to readers.
+        ack.error = ack.error.map(|e| meshtrace_config::redact::redact_urls(&e));
         if !self.sidecars.ack(&ack) {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -5,7 +5,7 @@
 use http::{Request, Response, StatusCode};
 use serde_json::json;
 
-use super::Api;
+use super::{redact, Api};
 use crate::document::Document;
 use crate::overrides::{Created, NewOverride, OverrideChange};
 use crate::reply::{self, ApiError, Body};
@@ -24,6 +24,7 @@ impl Api {
         let text = reply::read_text(req.into_body()).await?;
         let doc = Document::parse(&text, "request body")
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        refuse_read_back(&doc.to_json())?;
         let version = self.store.put_base(doc).await?;
         Ok(reply::json(StatusCode::OK, &json!({ "version": version })))
     }
@@ -36,6 +37,7 @@ impl Api {
     {
         self.check_if_match(&req)?;
         let patch: serde_json::Value = reply::read_json(req.into_body()).await?;
+        refuse_read_back(&patch)?;
         let version = self.store.patch_base(&patch).await?;
         Ok(reply::json(StatusCode::OK, &json!({ "version": version })))
     }
@@ -91,4 +93,18 @@ impl Api {
         let moved: StageMove = self.store.move_stage(&request).await?;
         Ok(reply::json(StatusCode::OK, &moved))
     }
+}
+
+/// Refuses a write that would store `REDACTED` in place of a secret: reads show
+/// secrets redacted, so a document read back and written again must not erase them.
+fn refuse_read_back(document: &serde_json::Value) -> Result<(), ApiError> {
+    let paths = redact::read_back(document);
+    if paths.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "{} hold the placeholder `REDACTED` that reads show instead of secrets; \
+         send the real values, or PATCH only the keys you change",
+        paths.join(", ")
+    )))
 }

@@ -7,4 +7,5 @@ mod fanout;
 mod migration;
 mod override_changes;
 mod overrides;
+mod redact;
 mod reload;

@@ -32,6 +32,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use meshtrace_config::redact::redact_urls;
 use meshtrace_config::wire::{self, Ack, AckStatus, ConfigPush, SseEvent, SseParser};
 use meshtrace_config::Config;
 
@@ -78,7 +79,8 @@ impl Watcher<'_> {
     async fn watch_forever(&self) {
         let mut backoff = Backoff::new(self.local);
         loop {
-            let url = self.url;
+            // The URL may carry a password (`http://user:pass@…`): logs show it redacted.
+            let url = redact_urls(self.url);
             match self.watch_once(&mut backoff).await {
                 Ok(()) => tracing::info!(%url, "control-plane watch ended; reconnecting"),
                 Err(error) => {
@@ -104,7 +106,7 @@ impl Watcher<'_> {
         if rsp.status() != StatusCode::OK {
             return Err(format!("watch answered {}", rsp.status()));
         }
-        tracing::info!(url = %self.url, "watching the control plane");
+        tracing::info!(url = %redact_urls(self.url), "watching the control plane");
         backoff.reset();
         let mut body = rsp.into_body();
         let mut parser = SseParser::default();
@@ -158,24 +160,32 @@ impl Watcher<'_> {
             }
             Err(error) => Err(error),
         };
-        match &outcome {
-            Ok(()) => tracing::info!(version, "config applied"),
-            Err(error) => tracing::warn!(version, %error, "config rejected; the running one stays"),
+        let ack = ack(self.local, version, outcome);
+        match &ack.error {
+            None => tracing::info!(version, "config applied"),
+            Some(error) => {
+                tracing::warn!(version, %error, "config rejected; the running one stays")
+            }
         }
-        let (namespace, pod) = identity(self.local);
-        let ack = Ack {
-            namespace,
-            pod,
-            version,
-            status: if outcome.is_ok() {
-                AckStatus::Ack
-            } else {
-                AckStatus::Nack
-            },
-            error: outcome.err(),
-        };
         let uri = format!("{}/v1/ack", self.url.trim_end_matches('/'));
         post_json(self.client, &uri, &ack, "ack").await;
+    }
+}
+
+/// The answer to config `version`. A NACK's message is logged and shown by the
+/// control plane to whoever reads it, so a URL quoted in it loses its userinfo.
+fn ack(local: &Config, version: u64, outcome: Result<(), String>) -> Ack {
+    let (namespace, pod) = identity(local);
+    Ack {
+        namespace,
+        pod,
+        version,
+        status: if outcome.is_ok() {
+            AckStatus::Ack
+        } else {
+            AckStatus::Nack
+        },
+        error: outcome.err().map(|e| redact_urls(&e)),
     }
 }
 
@@ -318,5 +328,16 @@ mod tests {
         assert!(delays[9] <= Duration::from_secs(15) && delays[9] >= Duration::from_secs(5));
         b.reset();
         assert!(b.next() <= Duration::from_millis(300));
+    }
+
+    #[test]
+    fn a_nack_does_not_carry_a_url_password() {
+        let push = serde_json::json!({"export": {"endpoint": "grpc://otel:hunter2@collector"}});
+        let rejected = local_view(push, &Config::default()).map(drop);
+        let ack = ack(&Config::default(), 7, rejected);
+        assert_eq!(ack.status, AckStatus::Nack);
+        let error = ack.error.unwrap();
+        assert!(error.contains("grpc://REDACTED@collector"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
     }
 }
