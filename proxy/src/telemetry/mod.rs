@@ -65,6 +65,7 @@ impl Telemetry {
             resource,
             metrics.spans.clone(),
         )?;
+        let endpoint = meshtrace_config::redact::redact_urls(&endpoint);
         tracing::info!(
             %endpoint,
             protocol = ?settings.protocol,

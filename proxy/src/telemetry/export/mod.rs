@@ -37,6 +37,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use meshtrace_config::redact::redact_urls;
 use meshtrace_config::{ResolvedExport, Retry};
 use opentelemetry_sdk::Resource;
 use tokio::sync::oneshot;
@@ -172,7 +173,8 @@ impl ThreadStart {
                 }
             };
             let _ = built.send(Ok(()));
-            let endpoint = settings.endpoint.clone().unwrap_or_default();
+            // For log lines only: without a password in its userinfo.
+            let endpoint = redact_urls(settings.endpoint.as_deref().unwrap_or_default());
             let batcher = Batcher::new(
                 self.intake,
                 exporter,
