@@ -77,6 +77,14 @@ pub enum ConfigError {
         /// What serde_yaml said.
         message: String,
     },
+    /// The file holds nothing but whitespace and comments. A file is never taken
+    /// for "all defaults": a truncated or half-written file looks the same, and
+    /// would silently move the listeners to the default ports.
+    #[error("{source_name}: the document is empty (nothing but whitespace or comments); an empty file is rejected because a truncated or half-written one looks the same")]
+    Empty {
+        /// The file.
+        source_name: String,
+    },
     /// The document parsed but is not usable; every problem is listed.
     #[error("{}", list(source_name, problems))]
     Invalid {
@@ -131,14 +139,33 @@ fn list(source_name: &str, problems: &[Problem]) -> String {
 // === impl Config ===
 
 impl Config {
-    /// Reads, overrides from the process environment, and validates a file.
+    /// Reads, overrides from the process environment, and validates a file. An
+    /// empty file is an error ([`ConfigError::Empty`]); only running without a
+    /// file means the embedded default.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let source_name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        let content = std::fs::read(path).map_err(|error| ConfigError::Read {
             source_name: source_name.clone(),
             error,
         })?;
-        Self::load(&text, &source_name, &|name| std::env::var(name).ok())
+        Self::from_file_content(&content, &source_name)
+    }
+
+    /// [`Config::from_file`] for content the caller already read, so a watcher
+    /// reads a file once for both change detection and loading.
+    pub fn from_file_content(content: &[u8], source_name: &str) -> Result<Self, ConfigError> {
+        let read_error = |error| ConfigError::Read {
+            source_name: source_name.to_string(),
+            error,
+        };
+        let text = std::str::from_utf8(content)
+            .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        if is_blank(text) {
+            return Err(ConfigError::Empty {
+                source_name: source_name.to_string(),
+            });
+        }
+        Self::load(text, source_name, &|name| std::env::var(name).ok())
     }
 
     /// The embedded default, overridden from the process environment and validated.
@@ -198,6 +225,16 @@ impl Config {
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
+}
+
+/// Whether a YAML document holds nothing but whitespace, comments and document
+/// markers: what an emptied or half-written file looks like. Public so the
+/// control plane rejects its source file by the same rule.
+pub fn is_blank(text: &str) -> bool {
+    text.lines().all(|line| {
+        let line = line.trim();
+        line.is_empty() || line.starts_with('#') || line == "---" || line == "..."
+    })
 }
 
 fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {

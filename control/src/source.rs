@@ -8,9 +8,20 @@
 //! rejected file keeps its error for `/v1/status` and the last good document keeps
 //! serving. The cost is one small read per tick. The store runs the poll
 //! ([`crate::store::Store::spawn_background`]); this module only reads and parses.
+//!
+//! Each poll reads the file once: the hash that detects a change and the text
+//! that is parsed come from the same bytes. An empty document (nothing but
+//! whitespace or comments) is rejected, at start as on a change: it is what a
+//! truncated or half-written file looks like, and serving it would reset every
+//! sidecar to the defaults. A mesh on all defaults says so: `defaults: {}`. A
+//! half-written file that still parses cannot be detected, so the file must be
+//! replaced atomically (write a temporary file, then rename it), as Kubernetes
+//! does for ConfigMap volumes.
 
 use std::path::Path;
 use std::time::Duration;
+
+use meshtrace_config::ConfigError;
 
 use crate::document::Document;
 
@@ -38,9 +49,14 @@ pub fn read(path: &Path) -> Result<SourceText, String> {
 /// Parses what [`read`] returned into a checked document and its content hash;
 /// the error lists every problem, one per line. The server (at start and on every
 /// change) and `meshtrace-control check` both use this, so they say the same.
+/// An empty document is an error, worded as the sidecar words its own.
 pub fn parse(read: Result<SourceText, String>, path: &Path) -> Result<(Document, u64), String> {
     let SourceText { text, hash } = read?;
-    Document::parse(&text, &path.display().to_string())
+    let source_name = path.display().to_string();
+    if meshtrace_config::is_blank(&text) {
+        return Err(ConfigError::Empty { source_name }.to_string());
+    }
+    Document::parse(&text, &source_name)
         .map(|doc| (doc, hash))
         .map_err(|e| e.to_string())
 }

@@ -94,3 +94,46 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::source;
+    use crate::state::StateFile;
+    use crate::store::Store;
+
+    const GOOD: &str = "defaults: {sampling: {default_rate: 0.1}}\n";
+
+    #[tokio::test]
+    async fn an_emptied_source_keeps_the_last_good_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mesh.yaml");
+        std::fs::write(&path, GOOD).unwrap();
+        let store = Store::open(&path, StateFile::new(dir.path().join("state.json"))).unwrap();
+        let before = store.snapshot();
+        for emptied in ["", "\n  \n", "# being rewritten\n"] {
+            std::fs::write(&path, emptied).unwrap();
+            store.source_changed(source::read(&path)).await;
+            let error = store.status().await.last_load_error.unwrap_or_default();
+            assert!(error.contains("empty"), "{emptied:?}: {error:?}");
+            let now = store.snapshot();
+            assert_eq!(now.version, before.version, "nothing new was published");
+            assert_eq!(
+                now.document, before.document,
+                "the last good document serves"
+            );
+            // Back to the good file (a change again), which clears the error.
+            std::fs::write(&path, GOOD).unwrap();
+            store.source_changed(source::read(&path)).await;
+        }
+    }
+
+    #[test]
+    fn an_empty_source_does_not_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mesh.yaml");
+        std::fs::write(&path, "# nothing yet\n").unwrap();
+        let opened = Store::open(&path, StateFile::new(dir.path().join("state.json")));
+        let error = opened.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("empty"), "{error}");
+    }
+}

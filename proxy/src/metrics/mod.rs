@@ -6,11 +6,12 @@
 //!
 //! One module per concern, each owning its families, labels and handles:
 //! `http` requests, `connections` (and upstream errors), `trace_context`
-//! (the migration's per-format counters), `sampling` decisions and `spans`
-//! export. Families render in the order they are registered here.
+//! (the migration's per-format counters), `sampling` decisions, `spans`
+//! export and config `reloads`. Families render in the order they are registered here.
 
 mod connections;
 mod http;
+mod reloads;
 mod sampling;
 mod spans;
 mod trace_context;
@@ -37,6 +38,7 @@ pub struct Metrics {
     sampling: sampling::Families,
     /// Span export counters, shared with the exporter.
     pub spans: SpanMetrics,
+    reloads: reloads::Families,
 }
 
 // === impl Metrics ===
@@ -50,6 +52,7 @@ impl Metrics {
         let trace_context = trace_context::Families::register(&mut registry);
         let sampling = sampling::Families::register(&mut registry);
         let spans = SpanMetrics::register(&mut registry);
+        let reloads = reloads::Families::register(&mut registry);
         Arc::new(Self {
             registry,
             http,
@@ -57,6 +60,7 @@ impl Metrics {
             trace_context,
             sampling,
             spans,
+            reloads,
         })
     }
 
@@ -100,6 +104,12 @@ impl Metrics {
     pub fn sampling(&self, direction: Direction) -> SamplingMetrics {
         self.sampling.handles(direction)
     }
+
+    /// Counts one configuration reload from `source` (`file`), applied or
+    /// rejected.
+    pub fn config_reload(&self, source: &'static str, applied: bool) {
+        self.reloads.count(source, applied);
+    }
 }
 
 /// Registers a new `M` as `meshtrace_{name}` and returns its handle: every
@@ -127,6 +137,7 @@ mod tests {
         metrics.by_caller().get("app");
         metrics.written(Direction::Inbound, &["app".to_string()]);
         metrics.sampling(Direction::Inbound);
+        metrics.config_reload("file", true);
         let text = metrics.render();
         let families = [
             "meshtrace_requests",
@@ -140,6 +151,7 @@ mod tests {
             "meshtrace_sampling_decisions",
             "meshtrace_spans_exported",
             "meshtrace_spans_dropped",
+            "meshtrace_config_reloads",
         ];
         let at = families.map(|name| text.find(&format!("# TYPE {name} ")));
         assert!(at.iter().all(Option::is_some), "missing a family:\n{text}");

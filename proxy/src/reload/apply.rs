@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use super::local;
 use super::running::{self, Bound, Running, StartError};
+use crate::metrics::Metrics;
 use crate::migration::Migration;
 use crate::target::Direction;
 use crate::telemetry::Recorder;
@@ -153,6 +154,11 @@ impl Reloader {
     /// The configuration in force.
     pub fn current(&self) -> Arc<Config> {
         self.0.config.load_full()
+    }
+
+    /// The sidecar's metrics, where reload sources count their outcomes.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.0.metrics
     }
 
     /// The migration counts, for reports to the control plane.

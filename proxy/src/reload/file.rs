@@ -3,9 +3,19 @@
 //!
 //! The file is polled every `control.file_poll` rather than watched with inotify,
 //! because Kubernetes updates a mounted ConfigMap by swapping symlinks, which
-//! file watches miss. A changed file is loaded like at start-up (the environment
-//! applied, `OTEL_*` included) and applied; one that does not load is reported
-//! and ignored.
+//! file watches miss. Each poll reads the file once; the same bytes serve for
+//! change detection and loading, so what is applied is what was compared. A
+//! changed file is loaded like at start-up (the environment applied, `OTEL_*`
+//! included) and applied; one that does not load is reported, counted in
+//! `meshtrace_config_reloads_total{source="file",result="rejected"}` and ignored.
+//!
+//! An empty file (nothing but whitespace or comments) is rejected like any
+//! invalid one: it is what a truncated or half-written file looks like (`echo
+//! ... > file` truncates first), and taking it for the embedded default would
+//! move the listeners to the default ports. A half-written file that still
+//! parses cannot be told from a real change, so the file must be replaced
+//! atomically (write a temporary file, then rename it over the old one), as
+//! Kubernetes does for ConfigMap volumes.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,29 +27,146 @@ use super::apply::Reloader;
 /// Applies `path` whenever its content changes.
 pub fn watch_file(reloader: Reloader, path: PathBuf, poll: Duration) {
     tokio::spawn(async move {
-        let mut last = std::fs::read(&path).ok();
+        let mut source = FileSource::new(path).await;
         let mut ticks = tokio::time::interval(poll);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let Ok(now) = std::fs::read(&path) else {
-                continue;
-            };
-            if last.as_deref() == Some(now.as_slice()) {
-                continue;
-            }
-            last = Some(now);
-            match Config::from_file(&path) {
-                Ok(config) => match reloader.apply(config).await {
-                    Ok(()) => tracing::info!(path = %path.display(), "config file reloaded"),
-                    Err(error) => {
-                        tracing::warn!(path = %path.display(), %error, "config file rejected; the running config stays")
-                    }
-                },
-                Err(error) => {
-                    tracing::warn!(%error, "config file does not load; the running config stays")
-                }
-            }
+            source.poll(&reloader).await;
         }
     });
+}
+
+/// The watched file and the content last seen in it.
+struct FileSource {
+    path: PathBuf,
+    last: Option<Vec<u8>>,
+}
+
+/// What one poll did.
+#[derive(Debug, PartialEq, Eq)]
+enum Polled {
+    /// The file could not be read (mid symlink swap, say); tried again next tick.
+    Unreadable,
+    /// The content is what was last seen.
+    Unchanged,
+    /// The new content is in force.
+    Applied,
+    /// The new content did not load or apply; the running config stays.
+    Rejected,
+}
+
+// === impl FileSource ===
+
+impl FileSource {
+    /// Starts from the file's current content: the config the sidecar started with.
+    async fn new(path: PathBuf) -> Self {
+        let last = tokio::fs::read(&path).await.ok();
+        Self { path, last }
+    }
+
+    /// Reads the file once and, if it changed, loads and applies that content.
+    async fn poll(&mut self, reloader: &Reloader) -> Polled {
+        let Ok(content) = tokio::fs::read(&self.path).await else {
+            return Polled::Unreadable;
+        };
+        if self.last.as_deref() == Some(content.as_slice()) {
+            return Polled::Unchanged;
+        }
+        let path = self.path.display().to_string();
+        let loaded = Config::from_file_content(&content, &path);
+        self.last = Some(content);
+        let polled = match loaded {
+            Ok(config) => match reloader.apply(config).await {
+                Ok(()) => {
+                    tracing::info!(%path, "config file reloaded");
+                    Polled::Applied
+                }
+                Err(error) => {
+                    tracing::warn!(%path, %error, "config file rejected; the running config stays");
+                    Polled::Rejected
+                }
+            },
+            Err(error) => {
+                tracing::warn!(%error, "config file does not load; the running config stays");
+                Polled::Rejected
+            }
+        };
+        reloader
+            .metrics()
+            .config_reload("file", polled == Polled::Applied);
+        polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sidecar::Sidecar;
+    use crate::test_support::config;
+
+    /// A directory of this test's own, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A sidecar on loopback ports, watching a file (in a directory named after
+    /// the test) that holds its config.
+    async fn watched(test: &str) -> (Sidecar, FileSource, TempDir) {
+        let running = config(|c| {
+            c.inbound.listen = "127.0.0.1:0".parse().unwrap();
+            c.outbound.listen = "127.0.0.1:0".parse().unwrap();
+            c.admin.listen = "127.0.0.1:0".parse().unwrap();
+        });
+        let dir = std::env::temp_dir().join(format!("meshtrace-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sidecar.yaml");
+        std::fs::write(&path, running.to_yaml()).unwrap();
+        let sidecar = Sidecar::start(running).await.unwrap();
+        let source = FileSource::new(path).await;
+        (sidecar, source, TempDir(dir))
+    }
+
+    /// `meshtrace_config_reloads_total{source="file",result}` as rendered.
+    fn reloads(sidecar: &Sidecar, result: &str) -> u64 {
+        let series =
+            format!(r#"meshtrace_config_reloads_total{{source="file",result="{result}"}} "#);
+        let text = sidecar.reloader().metrics().render();
+        text.lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .map_or(0, |n| n.parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_changed_file_is_applied_and_counted() {
+        let (sidecar, mut source, _dir) = watched("file-changed").await;
+        let mut next = sidecar.config().as_ref().clone();
+        next.sampling.default_rate = 0.25;
+        std::fs::write(&source.path, next.to_yaml()).unwrap();
+        assert_eq!(source.poll(&sidecar.reloader()).await, Polled::Applied);
+        assert_eq!(sidecar.config().sampling.default_rate, 0.25);
+        assert_eq!(source.poll(&sidecar.reloader()).await, Polled::Unchanged);
+        assert_eq!(reloads(&sidecar, "applied"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_truncated_file_keeps_the_running_config() {
+        let (sidecar, mut source, _dir) = watched("file-truncated").await;
+        let before = sidecar.config();
+        let inbound = sidecar.inbound_addr();
+        for emptied in ["", "  \n", "# being rewritten\n---\n"] {
+            std::fs::write(&source.path, emptied).unwrap();
+            assert_eq!(source.poll(&sidecar.reloader()).await, Polled::Rejected);
+            assert_eq!(sidecar.config(), before, "the running config stays");
+            assert_eq!(sidecar.inbound_addr(), inbound, "the listener stays");
+            // Back to the original, so the next emptying is a change again.
+            std::fs::write(&source.path, before.to_yaml()).unwrap();
+            source.poll(&sidecar.reloader()).await;
+        }
+        assert_eq!(reloads(&sidecar, "rejected"), 3);
+    }
 }
