@@ -65,6 +65,12 @@ pub enum Refusal {
     /// `CONNECT`: the sidecar does not open tunnels, and says so rather than
     /// close the exchange empty.
     MethodNotAllowed,
+    /// More than one `Host` field (RFC 9112 §3.2): which one the upstream
+    /// would read is anyone's guess.
+    DuplicateHost,
+    /// HTTP/2 `:authority` and `host` disagree (RFC 9113 §8.3.1): a malformed
+    /// request, refused rather than routed by one name and read by the other.
+    AuthorityMismatch,
 }
 
 impl Refusal {
@@ -79,9 +85,10 @@ impl Refusal {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 GrpcCode::ResourceExhausted,
             ),
-            Self::BadAuthority | Self::BadRequestBody => {
-                (StatusCode::BAD_REQUEST, GrpcCode::Internal)
-            }
+            Self::BadAuthority
+            | Self::BadRequestBody
+            | Self::DuplicateHost
+            | Self::AuthorityMismatch => (StatusCode::BAD_REQUEST, GrpcCode::Internal),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, GrpcCode::Unimplemented),
         }
     }
@@ -95,6 +102,8 @@ impl Refusal {
             Self::BadAuthority => "bad_authority",
             Self::BadRequestBody => "bad_request_body",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::DuplicateHost => "duplicate_host",
+            Self::AuthorityMismatch => "authority_mismatch",
         }
     }
 }

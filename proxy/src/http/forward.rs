@@ -1,8 +1,9 @@
 //! The innermost service: sends a request to its upstream and streams the response
 //! back.
 //!
-//! Per request it: refuses `CONNECT` (405: no tunnels); picks the upstream (the connection's fixed destination, or the
-//! route table by authority); strips hop-by-hop headers; keeps the authority the
+//! Per request it: refuses `CONNECT` (405: no tunnels); refuses a request
+//! whose `Host` is ambiguous (400, see [`host`]); picks the upstream (the
+//! connection's fixed destination, or the route table by authority); strips hop-by-hop headers; keeps the authority the
 //! client wrote; sends through the target's pooled client with the request
 //! timeout; tunnels protocol upgrades (WebSocket); and turns every failure into an
 //! [`edge`] response. Bodies stream both ways; nothing is buffered whole.
@@ -94,6 +95,9 @@ impl Inner {
             let message =
                 "CONNECT is not supported: the sidecar forwards HTTP requests, not tunnels";
             return edge::respond(Refusal::MethodNotAllowed, grpc, message);
+        }
+        if let Some((refusal, message)) = host::conflict(&req) {
+            return edge::respond(refusal, grpc, message);
         }
         let (target, client) = match &self.route {
             Route::Fixed(target, client) => (target.clone(), client.clone()),
@@ -210,15 +214,18 @@ fn absolute_uri<B>(req: &mut Request<B>, target: &HostPort) -> Result<(), String
 }
 
 /// Gives an HTTP/1 request the origin-form target (`/path?query`; `CONNECT`
-/// never gets here) and a `Host` header: the client's, else the authority of
-/// an absolute-form target, else the upstream target.
+/// never gets here) and a `Host` header: the authority of an absolute-form
+/// target, replacing the client's (RFC 9112 §3.2.2: the route was chosen by
+/// that authority, so the upstream must see the same name), else the client's,
+/// else the upstream target.
 fn origin_form<B>(req: &mut Request<B>, target: &HostPort) -> Result<(), String> {
-    if !req.headers().contains_key(HOST) {
-        let host = match req.uri().authority() {
-            Some(authority) => HeaderValue::from_str(authority.as_str()),
-            None => HeaderValue::from_str(&target.to_string()),
-        }
-        .map_err(|_| format!("invalid target {target}"))?;
+    if let Some(authority) = req.uri().authority() {
+        let host = host::from_authority(authority)
+            .ok_or_else(|| format!("invalid authority {:?}", authority.as_str()))?;
+        req.headers_mut().insert(HOST, host);
+    } else if !req.headers().contains_key(HOST) {
+        let host = HeaderValue::from_str(&target.to_string())
+            .map_err(|_| format!("invalid target {target}"))?;
         req.headers_mut().insert(HOST, host);
     }
     if req.uri().scheme().is_some() {
@@ -267,5 +274,6 @@ fn tunnel(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpg
     });
 }
 
+mod host;
 #[cfg(test)]
 mod tests;

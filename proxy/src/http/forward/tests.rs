@@ -60,6 +60,16 @@ fn sidecar_io(connect: Arc<MockConnect>, wire: Wire) -> (DuplexStream, Arc<Metri
     (client, metrics)
 }
 
+/// An HTTP/2 client connection to a sidecar in front of `connect`.
+async fn http2_sidecar(connect: Arc<MockConnect>) -> http2::SendRequest<Full<Bytes>> {
+    let (io, _) = sidecar_io(connect, Wire::Http2);
+    let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 /// An HTTP/1 client connection to a sidecar in front of `connect`.
 async fn sidecar(connect: Arc<MockConnect>) -> (http1::SendRequest<Full<Bytes>>, Arc<Metrics>) {
     let (io, metrics) = sidecar_io(connect, Wire::Http1);
@@ -216,10 +226,25 @@ async fn connect_is_refused_with_a_405_naming_the_cause() {
         .body(Full::default())
         .unwrap();
     let response = sender.send_request(req).await.unwrap();
-    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(response.headers()[PROXY_ERROR_HEADER], "method_not_allowed");
+    let status = StatusCode::METHOD_NOT_ALLOWED;
+    let message = "CONNECT is not supported";
+    assert_refused(response, &app, status, "method_not_allowed", message).await;
+}
+
+/// Asserts that the sidecar answered itself, with `status`, `cause` and a body
+/// starting with `message`, and never dialled `app`.
+async fn assert_refused(
+    response: Response<Incoming>,
+    app: &MockConnect,
+    status: StatusCode,
+    cause: &str,
+    message: &str,
+) {
+    assert_eq!(response.status(), status);
+    assert_eq!(response.headers()[PROXY_ERROR_HEADER], cause);
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    assert!(body.starts_with(b"meshtrace: CONNECT is not supported"));
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.starts_with(&format!("meshtrace: {message}")), "{body}");
     assert!(app.dialled().is_empty());
 }
 
@@ -237,11 +262,7 @@ async fn http2_requests_keep_their_authority_and_share_one_upstream_connection()
         let seen = format!("{:?} {}", req.version(), req.uri());
         Response::new(Full::new(Bytes::from(seen)))
     });
-    let (io, _) = sidecar_io(app.clone(), Wire::Http2);
-    let (mut sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut sender = http2_sidecar(app.clone()).await;
     for path in ["/a", "/b"] {
         let uri = format!("http://reviews:9080{path}");
         let req = Request::get(&uri).body(Full::<Bytes>::default()).unwrap();
@@ -250,4 +271,71 @@ async fn http2_requests_keep_their_authority_and_share_one_upstream_connection()
         assert_eq!(body, format!("HTTP/2.0 {uri}").as_bytes());
     }
     assert_eq!(app.dialled(), ["10.0.0.1:8080"]);
+}
+
+/// An app that answers with the `Host` values it received, comma-separated.
+fn host_echo() -> Arc<MockConnect> {
+    MockConnect::app(|req| {
+        let hosts: Vec<&str> = req
+            .headers()
+            .get_all("host")
+            .iter()
+            .map(|h| h.to_str().unwrap())
+            .collect();
+        Response::new(Full::new(Bytes::from(hosts.join(","))))
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_host_headers_are_a_400_and_nothing_is_dialled() {
+    let app = host_echo();
+    let (response, _) = get(app.clone(), &[("host", "evil:80")]).await;
+    let message = "the request has more than one Host header";
+    assert_refused(
+        response,
+        &app,
+        StatusCode::BAD_REQUEST,
+        "duplicate_host",
+        message,
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_absolute_form_target_replaces_the_clients_host() {
+    let app = host_echo();
+    let (mut sender, _) = sidecar(app).await;
+    let req = Request::get("http://user@reviews:9080/a")
+        .header("host", "evil:80")
+        .body(Full::default())
+        .unwrap();
+    let response = sender.send_request(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "reviews:9080");
+}
+
+/// What a sidecar answers an HTTP/2 request to `http://reviews:9080/` carrying
+/// `host: <host>`, and whether it dialled.
+async fn http2_with_host(host: &str) -> (StatusCode, Option<String>, bool) {
+    let app = host_echo();
+    let mut sender = http2_sidecar(app.clone()).await;
+    let req = Request::get("http://reviews:9080/")
+        .header("host", host)
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = sender.send_request(req).await.unwrap();
+    let cause = response.headers().get(PROXY_ERROR_HEADER);
+    let cause = cause.map(|c| c.to_str().unwrap().to_string());
+    (response.status(), cause, !app.dialled().is_empty())
+}
+
+#[tokio::test(start_paused = true)]
+async fn http2_authority_and_host_that_disagree_are_a_400() {
+    let answer = http2_with_host("evil:80").await;
+    let cause = Some("authority_mismatch".to_string());
+    assert_eq!(answer, (StatusCode::BAD_REQUEST, cause, false));
+    // The same origin in another case is no conflict.
+    let answer = http2_with_host("Reviews:9080").await;
+    assert_eq!(answer, (StatusCode::OK, None, true));
 }
