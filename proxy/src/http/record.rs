@@ -6,7 +6,13 @@
 //! line is one `tracing` event on the `access` target with the fields direction,
 //! protocol, method, authority, path, status, duration_ms, bytes (response body),
 //! upstream, and the sidecar span's trace_id, span_id, parent_id (the caller's
-//! span, `-` for a new trace) and sampled.
+//! span, `-` for a new trace) and sampled; `error` when the sidecar, not the app,
+//! ended the request.
+//!
+//! A client that goes away before the response head makes hyper drop the service
+//! future, so the code after `.await` never runs: a drop guard records such a
+//! request as nginx does, status 499 with `error=client_closed`, over the time it
+//! waited.
 //!
 //! The sidecar's span ([`crate::telemetry`]) ends here too: its request facts are
 //! captured on the way in (only when it may be exported), the response status and
@@ -138,37 +144,60 @@ where
                 self.context.peer.ip(),
             )
         });
-        let context = self.context.clone();
+        let span = span.map(|start| SpanState {
+            start,
+            grpc_status: None,
+        });
+        // Until the response head arrives, the request is one the client abandoned.
+        let mut abandoned = Abandoned(Some(Finish {
+            recorder,
+            context: self.context.clone(),
+            grpc,
+            start,
+            status: client_closed_status(),
+            line,
+            upstream: None,
+            bytes: 0,
+            span,
+            error: Some(SpanEnd::CLIENT_CLOSED),
+        }));
         let response = self.inner.call(req);
         Box::pin(async move {
             let Ok(response) = response.await;
-            let status = response.status();
-            let upstream = response.extensions().get::<Upstream>().cloned();
-            let span = span.map(|start| {
-                let headers = response.headers();
-                SpanState {
-                    start,
-                    grpc_status: grpc_status(headers),
-                    proxy_error: response.extensions().get::<Refusal>().map(|r| r.cause()),
+            let finish = abandoned.0.take().map(|mut finish| {
+                finish.status = response.status();
+                finish.upstream = response.extensions().get::<Upstream>().cloned();
+                finish.error = response.extensions().get::<Refusal>().map(|r| r.cause());
+                if let Some(span) = finish.span.as_mut() {
+                    span.grpc_status = grpc_status(response.headers());
                 }
+                finish
             });
-            let finish = Finish {
-                recorder,
-                context,
-                grpc,
-                start,
-                status,
-                line,
-                upstream,
-                bytes: 0,
-                span,
-            };
             Ok(response.map(|inner| Recorded {
                 inner,
-                finish: Some(finish),
+                finish,
                 ended: Cell::new(false),
             }))
         })
+    }
+}
+
+/// The status an abandoned request is logged and counted with: nginx's 499
+/// ("client closed request"), a 4xx because the client ended it.
+fn client_closed_status() -> StatusCode {
+    StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
+/// Records the request when the client goes away before the response head:
+/// hyper then drops the service future, so nothing after `.await` runs.
+#[derive(Debug)]
+struct Abandoned(Option<Finish>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(finish) = self.0.take() {
+            finish.record(false);
+        }
     }
 }
 
@@ -184,6 +213,9 @@ struct Finish {
     upstream: Option<Upstream>,
     bytes: u64,
     span: Option<SpanState>,
+    /// Why the sidecar, not the app, ended the request: its own refusal's
+    /// cause, or `client_closed`.
+    error: Option<&'static str>,
 }
 
 /// The span in flight, with what the response said so far.
@@ -191,7 +223,6 @@ struct Finish {
 struct SpanState {
     start: SpanStart,
     grpc_status: Option<u16>,
-    proxy_error: Option<&'static str>,
 }
 
 fn grpc_status(headers: &http::HeaderMap) -> Option<u16> {
@@ -214,7 +245,7 @@ impl Finish {
             let end = SpanEnd {
                 status: self.status,
                 grpc_status: span.grpc_status,
-                proxy_error: span.proxy_error,
+                proxy_error: self.error,
                 elapsed,
                 complete,
             };
@@ -252,6 +283,7 @@ impl Finish {
             bytes = self.bytes,
             upstream = upstream.as_deref().unwrap_or("-"),
             complete,
+            error = self.error,
             trace_id,
             span_id,
             parent_id,

@@ -92,6 +92,20 @@ pub struct SpanEnd {
     pub complete: bool,
 }
 
+// === impl SpanEnd ===
+
+impl SpanEnd {
+    /// The `proxy_error` of a request the client abandoned before the response
+    /// head: no status was sent, so `http.response.status_code` is left out, and
+    /// the span is an error (`error.type` names this) whatever its kind.
+    pub const CLIENT_CLOSED: &'static str = "client_closed";
+
+    /// Whether the client went away before the response head.
+    fn abandoned(&self) -> bool {
+        self.proxy_error == Some(Self::CLIENT_CLOSED)
+    }
+}
+
 // === impl Recorder ===
 
 impl Recorder {
@@ -206,14 +220,17 @@ impl Recorder {
         let grpc = start.grpc.then(|| {
             end.grpc_status
                 .unwrap_or_else(|| match (end.status, end.complete) {
-                    (StatusCode::OK, false) => 1, // CANCELLED: the client went away
+                    // CANCELLED: the client went away
+                    (StatusCode::OK, false) => 1,
+                    _ if end.abandoned() => 1,
                     (status, _) => semconv::grpc_code_from_http(status),
                 })
         });
-        let error = match grpc {
-            Some(code) => semconv::grpc_is_error(code, start.server),
-            None => semconv::http_is_error(end.status, start.server),
-        };
+        let error = end.abandoned()
+            || match grpc {
+                Some(code) => semconv::grpc_is_error(code, start.server),
+                None => semconv::http_is_error(end.status, start.server),
+            };
         let reason = if sampled {
             info.sampling_reason.as_str()
         } else if self.tail_errors && error {

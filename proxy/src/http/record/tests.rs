@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::FutureExt;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -24,6 +25,10 @@ const CALLER_SPAN: u64 = 0x00f0_67aa_0ba9_02b7;
 
 const INBOUND_2XX: &str =
     r#"meshtrace_requests_total{direction="inbound",protocol="http1",status_class="2xx"}"#;
+const INBOUND_4XX: &str =
+    r#"meshtrace_requests_total{direction="inbound",protocol="http1",status_class="4xx"}"#;
+const INBOUND_DURATIONS: &str =
+    r#"meshtrace_request_duration_seconds_count{direction="inbound",protocol="http1"}"#;
 
 type Frames = mpsc::UnboundedSender<Result<Frame<Bytes>, Infallible>>;
 type FrameStream = BoxStream<'static, Result<Frame<Bytes>, Infallible>>;
@@ -86,9 +91,7 @@ async fn record_counts_the_response_when_the_body_ends_not_when_headers_arrive()
     drop(frames);
     assert!(body.frame().await.is_none());
     assert_eq!(layers.count(INBOUND_2XX), 1);
-    let durations =
-        r#"meshtrace_request_duration_seconds_count{direction="inbound",protocol="http1"}"#;
-    assert_eq!(layers.count(durations), 1);
+    assert_eq!(layers.count(INBOUND_DURATIONS), 1);
 }
 
 #[tokio::test]
@@ -229,4 +232,79 @@ async fn grpc_status_from_trailers_reaches_the_span() {
         code.map(|kv| kv.value.to_string()).as_deref(),
         Some("UNAVAILABLE")
     );
+}
+
+/// Sends `req` through the record layer of an inbound HTTP/1 connection whose
+/// app never answers, and drops the call before the response head: the client
+/// went away.
+fn abandon(layers: &Layers, req: Request<()>) {
+    let app = tower::service_fn(|_req: Request<()>| {
+        std::future::pending::<Result<Response<Full<Bytes>>, Infallible>>()
+    });
+    let mut recorded = layers.record(Protocol::Http1, true).layer(app);
+    let pending = tower::Service::call(&mut recorded, req);
+    assert!(pending.now_or_never().is_none(), "the app never answers");
+}
+
+#[tokio::test]
+async fn request_abandoned_before_the_head_logs_499_client_closed() {
+    let log = AccessLog::capture();
+    let layers = inbound();
+    abandon(&layers, request("/slow", &[]));
+    let lines = log.lines();
+    assert_eq!(lines.len(), 1, "one line for the abandoned request");
+    assert_eq!(
+        (
+            &lines[0]["status"],
+            &lines[0]["complete"],
+            &lines[0]["error"]
+        ),
+        (&499.into(), &false.into(), &"client_closed".into())
+    );
+}
+
+#[tokio::test]
+async fn request_abandoned_before_the_head_counts_as_4xx() {
+    let layers = inbound();
+    abandon(&layers, request("/slow", &[]));
+    assert_eq!(layers.count(INBOUND_4XX), 1);
+    assert_eq!(layers.count(INBOUND_DURATIONS), 1);
+}
+
+#[tokio::test]
+async fn request_abandoned_before_the_head_exports_a_client_closed_error_span() {
+    let mut layers = Layers::with_spans(Direction::Inbound, &config(|_| {}));
+    let mut req = request("/slow", &[]);
+    req.extensions_mut()
+        .insert(span_info(TRACE, SPAN, None, true));
+    abandon(&layers, req);
+    let span = layers.exported().expect("the sampled span was exported");
+    let attribute = |key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    };
+    assert_eq!(attribute("error.type").as_deref(), Some("client_closed"));
+    assert_eq!(
+        attribute("http.response.status_code"),
+        None,
+        "no status was ever sent"
+    );
+    assert_eq!(span.status, opentelemetry::trace::Status::error(""));
+}
+
+#[tokio::test]
+async fn answered_request_is_not_also_recorded_as_abandoned() {
+    let log = AccessLog::capture();
+    let layers = inbound();
+    let response = record(&layers, Protocol::Http1, request("/", &[]), ok("hi")).await;
+    let _ = response.into_body().collect().await;
+    assert_eq!(
+        (layers.count(INBOUND_2XX), layers.count(INBOUND_4XX)),
+        (1, 0)
+    );
+    let lines = log.lines();
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].get("error").is_none(), "{}", lines[0]);
 }

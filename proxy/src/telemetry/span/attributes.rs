@@ -135,10 +135,12 @@ impl Recorder {
         if let Some(query) = query {
             attrs.push(KeyValue::new("url.query", query));
         }
-        attrs.push(KeyValue::new(
-            "http.response.status_code",
-            i64::from(end.status.as_u16()),
-        ));
+        if !end.abandoned() {
+            attrs.push(KeyValue::new(
+                "http.response.status_code",
+                i64::from(end.status.as_u16()),
+            ));
+        }
         match self.routes.iter().find(|r| r.matches(path)) {
             Some(route) => {
                 if start.server {

@@ -191,12 +191,30 @@ fn proxy_errors_name_their_cause() {
     assert_eq!(s(&span, "error.type"), "connect_refused");
 }
 
-#[test]
-fn grpc_spans_follow_rpc_conventions() {
-    let mut f = fixture(|_| {});
+/// A sampled gRPC call to `shop.v1.Cart/AddItem`.
+fn grpc_request() -> Request<()> {
     let mut req = request("POST", "/shop.v1.Cart/AddItem", info(Sampling::Sampled));
     req.headers_mut()
         .insert("content-type", "application/grpc".parse().unwrap());
+    req
+}
+
+#[test]
+fn grpc_call_abandoned_before_the_head_is_cancelled_and_client_closed() {
+    let mut f = fixture(|_| {});
+    let req = grpc_request();
+    let mut e = end(499, 1);
+    (e.proxy_error, e.complete) = (Some(SpanEnd::CLIENT_CLOSED), false);
+    let span = f.run(&req, true, e).unwrap();
+    assert_eq!(s(&span, "rpc.response.status_code"), "CANCELLED");
+    assert_eq!(s(&span, "error.type"), "client_closed");
+    assert!(matches!(span.status, Status::Error { .. }));
+}
+
+#[test]
+fn grpc_spans_follow_rpc_conventions() {
+    let mut f = fixture(|_| {});
+    let mut req = grpc_request();
     *req.version_mut() = Version::HTTP_2;
     let mut e = end(200, 1);
     e.grpc_status = Some(5);
