@@ -102,6 +102,37 @@ pub struct Inbound {
     /// Whether callers are mesh peers. On an untrusted (edge) listener incoming
     /// trace context and force signals are ignored: every request starts a trace.
     pub trusted: bool,
+    /// What happens to a connection whose first bytes are not HTTP (or that
+    /// stays silent past `timeouts.detect`) on a port not in `opaque_ports`.
+    pub unidentified: Unidentified,
+}
+
+/// What an inbound listener does with a connection detection cannot identify
+/// as HTTP. Forwarding it as opaque TCP would let a client bypass everything
+/// the HTTP stack enforces (header ownership, the access log) just by being
+/// slow or malformed; server-speaks-first protocols belong in `opaque_ports`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unidentified {
+    /// `close` on an untrusted listener (`trusted: false`), else `forward`.
+    #[default]
+    Auto,
+    /// Forwarded byte for byte to the app, as opaque TCP.
+    Forward,
+    /// Closed, and counted.
+    Close,
+}
+
+impl Inbound {
+    /// Whether a connection that is not identified as HTTP is closed rather
+    /// than forwarded, resolving `auto` by trust.
+    pub fn closes_unidentified(&self) -> bool {
+        match self.unidentified {
+            Unidentified::Auto => !self.trusted,
+            Unidentified::Forward => false,
+            Unidentified::Close => true,
+        }
+    }
 }
 
 impl Default for Inbound {
@@ -111,6 +142,7 @@ impl Default for Inbound {
             app_host: Ipv4Addr::LOCALHOST.into(),
             app_port: AppPort::Fixed(8080),
             trusted: true,
+            unidentified: Unidentified::Auto,
         }
     }
 }
@@ -243,7 +275,7 @@ pub struct Timeouts {
     /// A client must send a complete HTTP/1 request head within this long.
     pub header_read: Duration,
     /// Protocol detection must see enough bytes within this long, else the
-    /// connection is forwarded as opaque TCP.
+    /// connection is not HTTP (`inbound.unidentified`: closed or opaque TCP).
     pub detect: Duration,
     /// On shutdown, in-flight requests get this long to finish.
     pub drain: Duration,

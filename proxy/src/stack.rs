@@ -8,7 +8,8 @@
 //!   └ detect protocol (bounded read, timeout)
 //!       ├ HTTP/1 | HTTP/2 → hyper server → Trace → Record → HeaderLimit → Forward
 //!       │   (Trace: extract, sample, inject; Record: metrics, access log, span)
-//!       └ other          → TCP forward (detected bytes replayed first)
+//!       └ other          → inbound.unidentified: close (counted), or
+//!                          TCP forward (detected bytes replayed first)
 //! ```
 
 use std::sync::Arc;
@@ -250,6 +251,10 @@ impl Listener {
                 self.http(config, io, Wire::Http2, destination, accepted)
                     .await
             }
+            Ok((Detected::Opaque, _)) if self.closes_unidentified(config) => {
+                self.conns.error(ErrorKind::UnidentifiedClosed);
+                tracing::info!(peer = %accepted.peer, direction = %self.direction, "connection not identified as HTTP: closed (inbound.unidentified)");
+            }
             Ok((Detected::Opaque, prefix)) => {
                 self.opaque(config, stream, prefix, &destination, accepted)
                     .await
@@ -259,6 +264,13 @@ impl Listener {
                 tracing::debug!(%error, peer = %accepted.peer, "connection failed during detection")
             }
         }
+    }
+
+    /// Whether a connection detection could not identify as HTTP is closed: on
+    /// an inbound listener per `inbound.unidentified`, so a slow or malformed
+    /// client cannot skip the HTTP stack; the local app (outbound) is trusted.
+    fn closes_unidentified(&self, config: &Config) -> bool {
+        self.direction == Direction::Inbound && config.inbound.closes_unidentified()
     }
 
     /// The HTTP stack for one connection.

@@ -53,6 +53,14 @@ impl SamplingHeaders {
         }
     }
 
+    /// Removes the force header: from an untrusted caller it is no signal, and
+    /// the app behind the listener must not read it as one either.
+    pub fn remove_force(&self, headers: &mut HeaderMap) {
+        if let Some(force) = &self.force {
+            headers.remove(force);
+        }
+    }
+
     /// Reads the tenant, the force header and the gRPC method of `req`.
     pub fn facts<'a, B>(&self, req: &'a Request<B>) -> RequestFacts<'a> {
         let headers = req.headers();

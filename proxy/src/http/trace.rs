@@ -11,7 +11,9 @@
 //! It runs outermost, before anything can answer, so every request — forwarded or
 //! refused — gets its span ids, which the access log then shows. On a listener
 //! marked untrusted (`inbound.trusted: false`) incoming context is ignored and
-//! every request starts a new trace.
+//! every request starts a new trace; every incoming trace header is rewritten
+//! or removed as everywhere, and the force header is removed too, so nothing
+//! the caller sent can steer the app's tracing.
 //!
 //! The sampling decision ([`crate::sampling`], glued in [`super::decide`]) is made
 //! here, after extraction and before injection, so every format written carries it.
@@ -197,6 +199,9 @@ where
                 .plan(authority_of(&req), self.layer.port, present.formats, || {
                     policy.migration.app.get(now, policy.learn_for)
                 });
+        if !policy.trusted {
+            policy.sampling_headers.remove_force(req.headers_mut());
+        }
         inject::write(
             &plan,
             &mut context,

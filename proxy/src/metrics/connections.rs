@@ -28,7 +28,7 @@ pub(super) struct Families {
 pub struct ConnMetrics {
     open: Gauge,
     by_protocol: Arc<[Counter; 4]>,
-    errors: Arc<[Counter; 8]>,
+    errors: Arc<[Counter; 9]>,
 }
 
 /// Decrements the open-connection gauge when the connection ends.
@@ -55,6 +55,9 @@ pub enum ErrorKind {
     LoopDetected,
     /// Transparent mode: the kernel has no original destination for the connection.
     NoOriginalDst,
+    /// A connection not identified as HTTP on a listener that closes those
+    /// (`inbound.unidentified`): it never reached an upstream.
+    UnidentifiedClosed,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -143,7 +146,7 @@ impl Drop for OpenGuard {
 // === impl ErrorKind ===
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 8] = [
+    const ALL: [ErrorKind; 9] = [
         Self::ConnectRefused,
         Self::ConnectTimeout,
         Self::Unreachable,
@@ -152,6 +155,7 @@ impl ErrorKind {
         Self::NoRoute,
         Self::LoopDetected,
         Self::NoOriginalDst,
+        Self::UnidentifiedClosed,
     ];
 
     /// The label, log and `meshtrace-proxy-error` header value.
@@ -165,6 +169,7 @@ impl ErrorKind {
             Self::NoRoute => "no_route",
             Self::LoopDetected => "loop_detected",
             Self::NoOriginalDst => "no_original_dst",
+            Self::UnidentifiedClosed => "unidentified_closed",
         }
     }
 }

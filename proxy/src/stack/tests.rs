@@ -14,9 +14,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use meshtrace_config::Config;
+use meshtrace_config::{Config, Unidentified};
 use opentelemetry::Value;
 use opentelemetry_sdk::trace::SpanData;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -52,16 +53,27 @@ impl OrigDst for MockOrigDst {
     }
 }
 
-/// A transparent outbound listener with spans on, its metrics and exported spans.
-struct Outbound {
+/// A listener with spans on, its metrics and exported spans.
+struct Sidecar {
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     spans: mpsc::Receiver<SpanData>,
     _stop: tokio_util::sync::DropGuard,
 }
 
-async fn outbound(orig_dst: MockOrigDst, upstream: Arc<MockConnect>) -> Outbound {
-    let config = Arc::new(Config::default());
+/// A transparent outbound listener with the default config.
+async fn outbound(orig_dst: MockOrigDst, upstream: Arc<MockConnect>) -> Sidecar {
+    let config = Config::default();
+    sidecar(Direction::Outbound, config, orig_dst, upstream).await
+}
+
+async fn sidecar(
+    direction: Direction,
+    config: Config,
+    orig_dst: MockOrigDst,
+    upstream: Arc<MockConnect>,
+) -> Sidecar {
+    let config = Arc::new(config);
     let metrics = Metrics::new();
     let (queue, spans) = SpanQueue::for_test(16, metrics.spans.clone());
     let recorder = Arc::new(Recorder::new(&config, queue, &|_| None));
@@ -75,12 +87,12 @@ async fn outbound(orig_dst: MockOrigDst, upstream: Arc<MockConnect>) -> Outbound
         drain: Drain::default(),
         orig_dst: Arc::new(orig_dst),
     };
-    let listener = Listener::from_parts(Direction::Outbound, config, parts);
+    let listener = Listener::from_parts(direction, config, parts);
     let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
     let stop = CancellationToken::new();
     tokio::spawn(listener.accept_loop(socket, stop.clone()));
-    Outbound {
+    Sidecar {
         addr,
         metrics,
         spans,
@@ -89,7 +101,7 @@ async fn outbound(orig_dst: MockOrigDst, upstream: Arc<MockConnect>) -> Outbound
 }
 
 /// Sends a sampled GET from the app through the sidecar.
-async fn get(sidecar: &Outbound) -> hyper::Result<Response<Incoming>> {
+async fn get(sidecar: &Sidecar) -> hyper::Result<Response<Incoming>> {
     let stream = TcpStream::connect(sidecar.addr).await.unwrap();
     let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
@@ -154,4 +166,80 @@ async fn an_upstream_error_header_reaches_neither_the_client_nor_the_span() {
         .find(|kv| kv.key.as_str() == "error.type")
         .map(|kv| kv.value.clone());
     assert_eq!(error_type, Some(Value::from("500")));
+}
+
+// === connections not identified as HTTP (inbound.unidentified) ===
+
+const UNIDENTIFIED_CLOSED: &str =
+    r#"meshtrace_upstream_errors_total{direction="inbound",kind="unidentified_closed"} 1"#;
+
+/// A TLS ClientHello's first bytes: not HTTP from the first byte.
+const NOT_HTTP: &[u8] = b"\x16\x03\x01\x00\x05hello";
+
+/// What a client that sent `bytes` to an inbound listener got: the sidecar's
+/// bytes before it closed, what the mock app's connector dialled, the metrics.
+#[derive(Debug)]
+struct Outcome {
+    back: Vec<u8>,
+    dialled: Vec<String>,
+    metrics: String,
+}
+
+impl Outcome {
+    /// Nothing was dialled and the close was counted.
+    fn closed_and_counted(&self) -> bool {
+        self.dialled.is_empty() && self.metrics.contains(UNIDENTIFIED_CLOSED)
+    }
+}
+
+/// Sends `bytes` to an inbound listener (config changed by `change`) in front
+/// of a mock app, then reads until the sidecar's side ends (a close or a reset,
+/// within the bound).
+async fn send_inbound(change: impl FnOnce(&mut Config), bytes: &[u8]) -> Outcome {
+    let mut config = Config::default();
+    change(&mut config);
+    let upstream = MockConnect::app(ok);
+    let sidecar = sidecar(
+        Direction::Inbound,
+        config,
+        MockOrigDst::Itself,
+        upstream.clone(),
+    )
+    .await;
+    let mut stream = TcpStream::connect(sidecar.addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut back = Vec::new();
+    let read = tokio::time::timeout(BOUND, stream.read_to_end(&mut back)).await;
+    assert!(read.is_ok(), "the connection was never closed");
+    Outcome {
+        back,
+        dialled: upstream.dialled(),
+        metrics: sidecar.metrics.render(),
+    }
+}
+
+#[tokio::test]
+async fn untrusted_inbound_closes_a_connection_that_is_not_http_and_counts_it() {
+    let seen = send_inbound(|c| c.inbound.trusted = false, NOT_HTTP).await;
+    assert!(seen.back.is_empty(), "{:?}", seen.back);
+    assert!(seen.closed_and_counted(), "{seen:?}");
+}
+
+#[tokio::test]
+async fn untrusted_inbound_closes_a_client_slower_than_the_detect_timeout() {
+    let slow = |c: &mut Config| {
+        c.inbound.trusted = false;
+        c.timeouts.detect = meshtrace_config::Duration::from_millis(50);
+    };
+    let seen = send_inbound(slow, b"GET / HT").await;
+    assert!(seen.closed_and_counted(), "{seen:?}");
+}
+
+#[tokio::test]
+async fn trusted_inbound_forwards_what_is_not_http_unless_told_to_close() {
+    let seen = send_inbound(|_| {}, NOT_HTTP).await;
+    assert_eq!(seen.dialled, ["127.0.0.1:8080"]);
+    let close = |c: &mut Config| c.inbound.unidentified = Unidentified::Close;
+    let seen = send_inbound(close, NOT_HTTP).await;
+    assert!(seen.dialled.is_empty(), "{:?}", seen.dialled);
 }

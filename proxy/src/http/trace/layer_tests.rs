@@ -108,6 +108,37 @@ async fn untrusted_listener_ignores_incoming_context_and_starts_a_new_trace() {
     assert!(!traceparent.contains(TRACE), "{traceparent}");
 }
 
+/// Every incoming value an untrusted caller could use to steer the app's
+/// tracing: B3 with the debug flag, Datadog user keep, the force header.
+const UNTRUSTED_HEADERS: [(&str, &str); 9] = [
+    ("x-b3-traceid", TRACE),
+    ("x-b3-spanid", "00f067aa0ba902b7"),
+    ("x-b3-parentspanid", "e457b5a2e4d86bd1"),
+    ("x-b3-flags", "1"),
+    ("x-datadog-trace-id", "1234567890"),
+    ("x-datadog-parent-id", "987654321"),
+    ("x-datadog-sampling-priority", "2"),
+    ("x-datadog-origin", "synthetics"),
+    ("x-meshtrace-force-trace", "1"),
+];
+
+#[tokio::test]
+async fn untrusted_listener_removes_every_incoming_trace_and_force_header() {
+    let layers = inbound(|c| {
+        c.inbound.trusted = false;
+        c.sampling.default_rate = 0.0;
+    });
+    let app_saw = forwarded(&layers, request("/", &UNTRUSTED_HEADERS)).await;
+    for (name, value) in UNTRUSTED_HEADERS {
+        assert_ne!(header(&app_saw, name), Some(value), "{name} passed through");
+    }
+    for name in ["x-b3-flags", "x-b3-parentspanid", "x-datadog-origin"] {
+        assert_eq!(header(&app_saw, name), None, "{name} passed through");
+    }
+    assert_eq!(header(&app_saw, "x-meshtrace-force-trace"), None);
+    assert_eq!(header(&app_saw, "x-datadog-sampling-priority"), Some("0"));
+}
+
 #[tokio::test]
 async fn request_without_context_starts_a_root_decided_by_the_default_rate() {
     let layers = inbound(|c| c.sampling.default_rate = 0.0);
