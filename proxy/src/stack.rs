@@ -321,7 +321,6 @@ impl Listener {
             ));
         let settings = ServerSettings {
             header_read: timeouts.header_read.get(),
-            idle: timeouts.idle.get(),
             max_header_bytes: config.limits.max_header_bytes,
             max_header_count: config.limits.max_header_count,
         };

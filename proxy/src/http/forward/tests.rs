@@ -46,7 +46,6 @@ fn sidecar_io(connect: Arc<MockConnect>, wire: Wire) -> (DuplexStream, Arc<Metri
     );
     let settings = ServerSettings {
         header_read: Duration::from_secs(30),
-        idle: Duration::from_secs(90),
         max_header_bytes: 16 * 1024,
         max_header_count: 100,
     };
