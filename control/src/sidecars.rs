@@ -1,10 +1,14 @@
 //! Connected sidecars: who is watching, what they were sent, what they accepted.
 //!
-//! A sidecar is identified by `namespace/pod`. It is registered while its watch
-//! stream is open; a reconnect under the same identity replaces the entry (the
-//! older stream, if still open, no longer updates it and does not remove it).
+//! A sidecar is identified by `namespace/pod`. It is listed while any watch
+//! stream under that identity is open. Each stream keeps its own entry, and the
+//! newest one is what `/v1/sidecars` shows: a reconnect takes over at once, yet a
+//! second stream claiming a connected pod's identity (a stale replica, a typo, a
+//! misbehaving client) takes only its own entry away when it leaves, so the real
+//! sidecar stays listed and its ACKs keep being recorded.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
@@ -46,7 +50,17 @@ pub struct Rejection {
 /// The registry; cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct Sidecars {
-    inner: Arc<Mutex<HashMap<String, Entry>>>,
+    inner: Arc<Inner>,
+}
+
+/// Per identity, one entry per open stream, oldest first.
+type Streams = HashMap<String, Vec<Entry>>;
+
+#[derive(Debug, Default)]
+struct Inner {
+    streams: Mutex<Streams>,
+    /// Numbers the streams: unique, so a leaving stream finds exactly its entry.
+    next_connection: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -67,9 +81,14 @@ pub struct Registration {
 // === impl Sidecars ===
 
 impl Sidecars {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, Streams> {
         // A panic while holding this lock cannot leave an entry half-written.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The entry each identity shows: its newest stream's.
+    fn current(all: &Streams) -> impl Iterator<Item = &Entry> {
+        all.values().filter_map(|streams| streams.last())
     }
 
     /// Registers a watch stream.
@@ -81,7 +100,7 @@ impl Sidecars {
         now: Timestamp,
     ) -> Registration {
         let identity = format!("{namespace}/{pod}");
-        let connection = fastrand::u64(..);
+        let connection = self.inner.next_connection.fetch_add(1, Ordering::Relaxed);
         let info = SidecarInfo {
             identity: identity.clone(),
             service: workload.service.clone(),
@@ -96,7 +115,7 @@ impl Sidecars {
             namespace: namespace.to_string(),
             connection,
         };
-        self.lock().insert(identity.clone(), entry);
+        self.lock().entry(identity.clone()).or_default().push(entry);
         Registration {
             sidecars: self.clone(),
             identity,
@@ -105,21 +124,26 @@ impl Sidecars {
     }
 
     /// Records an ACK or NACK; `false` if no such sidecar is connected.
+    ///
+    /// An ACK names the pod, not the stream, so it is recorded on every stream
+    /// of that identity: whichever of them is left open shows it.
     pub fn ack(&self, ack: &Ack) -> bool {
         let mut all = self.lock();
-        let Some(entry) = all.get_mut(&format!("{}/{}", ack.namespace, ack.pod)) else {
+        let Some(streams) = all.get_mut(&format!("{}/{}", ack.namespace, ack.pod)) else {
             return false;
         };
-        match ack.status {
-            AckStatus::Ack => entry.info.acked_version = Some(ack.version),
-            AckStatus::Nack => {
-                entry.info.last_rejection = Some(Rejection {
-                    version: ack.version,
-                    error: ack
-                        .error
-                        .clone()
-                        .unwrap_or_else(|| "(no error given)".into()),
-                })
+        for entry in streams.iter_mut() {
+            match ack.status {
+                AckStatus::Ack => entry.info.acked_version = Some(ack.version),
+                AckStatus::Nack => {
+                    entry.info.last_rejection = Some(Rejection {
+                        version: ack.version,
+                        error: ack
+                            .error
+                            .clone()
+                            .unwrap_or_else(|| "(no error given)".into()),
+                    })
+                }
             }
         }
         true
@@ -127,20 +151,21 @@ impl Sidecars {
 
     /// Every connected sidecar, by identity.
     pub fn list(&self) -> Vec<SidecarInfo> {
-        let mut list: Vec<SidecarInfo> = self.lock().values().map(|e| e.info.clone()).collect();
+        let all = self.lock();
+        let mut list: Vec<SidecarInfo> = Self::current(&all).map(|e| e.info.clone()).collect();
         list.sort_by(|a, b| a.identity.cmp(&b.identity));
         list
     }
 
     /// Whether a connected sidecar has `service` (in `namespace`, if given).
     pub fn has_service(&self, service: &str, namespace: Option<&str>) -> bool {
-        self.lock().values().any(|e| {
+        Self::current(&self.lock()).any(|e| {
             e.info.service.as_deref() == Some(service)
                 && namespace.is_none_or(|ns| e.namespace == ns)
         })
     }
 
-    /// How many are connected.
+    /// How many identities are connected.
     pub fn count(&self) -> usize {
         self.lock().len()
     }
@@ -151,22 +176,23 @@ impl Sidecars {
 impl Registration {
     /// Records that `version` was sent on this stream.
     pub fn sent(&self, version: u64) {
-        if let Some(e) = self.sidecars.lock().get_mut(&self.identity) {
-            if e.connection == self.connection {
-                e.info.sent_version = Some(version);
-            }
+        let mut all = self.sidecars.lock();
+        let mut streams = all.get_mut(&self.identity).into_iter().flatten();
+        if let Some(e) = streams.find(|e| e.connection == self.connection) {
+            e.info.sent_version = Some(version);
         }
     }
 }
 
 impl Drop for Registration {
+    /// Removes this stream's entry only; the identity goes with its last stream.
     fn drop(&mut self) {
         let mut all = self.sidecars.lock();
-        if all
-            .get(&self.identity)
-            .is_some_and(|e| e.connection == self.connection)
-        {
-            all.remove(&self.identity);
+        if let Some(streams) = all.get_mut(&self.identity) {
+            streams.retain(|e| e.connection != self.connection);
+            if streams.is_empty() {
+                all.remove(&self.identity);
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod fanout;
+mod identity;
 mod migration;
 mod override_changes;
 mod overrides;
