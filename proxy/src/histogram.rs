@@ -55,14 +55,16 @@ impl TypedMetric for DurationHistogram {
 
 impl EncodeMetric for DurationHistogram {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let mut cumulative = 0;
+        // Per-bucket counts: the encoder makes them cumulative (`le`).
+        let mut total = 0;
         let mut buckets = Vec::with_capacity(BOUNDS.len() + 1);
         for (i, count) in self.0.counts.iter().enumerate() {
-            cumulative += count.load(Relaxed);
-            buckets.push((BOUNDS.get(i).copied().unwrap_or(f64::INFINITY), cumulative));
+            let count = count.load(Relaxed);
+            total += count;
+            buckets.push((BOUNDS.get(i).copied().unwrap_or(f64::INFINITY), count));
         }
         let sum = self.0.sum_nanos.load(Relaxed) as f64 / 1e9;
-        encoder.encode_histogram::<NoLabelSet>(sum, cumulative, &buckets, None)
+        encoder.encode_histogram::<NoLabelSet>(sum, total, &buckets, None)
     }
 
     fn metric_type(&self) -> MetricType {
@@ -84,5 +86,28 @@ mod tests {
         assert_eq!(h.0.counts[5].load(Relaxed), 1);
         assert_eq!(h.0.counts[BOUNDS.len()].load(Relaxed), 1);
         assert_eq!(h.count(), 3);
+    }
+
+    #[test]
+    fn rendered_buckets_are_cumulative_once() {
+        let h = DurationHistogram::default();
+        h.observe(Duration::from_micros(50));
+        h.observe(Duration::from_millis(40));
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("d", "durations", h);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let bucket = |le: &str| {
+            let prefix = format!("d_bucket{{le=\"{le}\"}} ");
+            let line = text.lines().find_map(|l| l.strip_prefix(prefix.as_str()));
+            line.unwrap_or_else(|| panic!("no bucket {le} in {text}"))
+                .to_string()
+        };
+        assert_eq!(bucket("0.0001"), "1");
+        assert_eq!(bucket("0.025"), "1");
+        assert_eq!(bucket("0.05"), "2");
+        assert_eq!(bucket("30.0"), "2");
+        assert_eq!(bucket("+Inf"), "2");
+        assert!(text.contains("d_count 2\n"), "{text}");
     }
 }
