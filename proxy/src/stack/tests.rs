@@ -243,3 +243,6 @@ async fn trusted_inbound_forwards_what_is_not_http_unless_told_to_close() {
     let seen = send_inbound(close, NOT_HTTP).await;
     assert!(seen.dialled.is_empty(), "{:?}", seen.dialled);
 }
+
+mod h2_body;
+mod stalled_h2;

@@ -1,5 +1,6 @@
 //! The response body of an upstream exchange, which returns its HTTP/1
-//! connection to the pool when it ends.
+//! connection to the pool, or gives up its HTTP/2 stream's place on its
+//! connection, when it ends.
 //!
 //! An HTTP/1 connection is busy until the response body has been read, so it is
 //! given back when the body reports its end — not when the head arrives. A body
@@ -16,6 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 
+use super::h2::StreamSlot;
 use super::Pool;
 
 /// An HTTP/1 connection on its way back to its pool.
@@ -24,22 +26,43 @@ pub(super) struct GiveBack {
     pub(super) sender: http1::SendRequest<Incoming>,
 }
 
+/// What a response body holds of its connection until it ends.
+enum Held {
+    /// Nothing (an upgraded HTTP/1 connection, or already given back).
+    Nothing,
+    /// An HTTP/1 connection, returned to its pool when the body ends.
+    Connection(GiveBack),
+    /// An HTTP/2 stream's place on its connection, given up when dropped.
+    Stream(#[expect(dead_code, reason = "held for its Drop")] StreamSlot),
+}
+
 /// A response body from an upstream; an HTTP/1 connection returns to its pool
 /// when the body ends.
 pub struct UpstreamBody {
     inner: Incoming,
-    give_back: Option<GiveBack>,
+    held: Held,
 }
 
 // === impl UpstreamBody ===
 
 impl UpstreamBody {
-    pub(super) fn new(inner: Incoming, give_back: Option<GiveBack>) -> Self {
-        Self { inner, give_back }
+    /// An HTTP/1 response body, giving back its connection (when it can be
+    /// reused) at the end.
+    pub(super) fn h1(inner: Incoming, give_back: Option<GiveBack>) -> Self {
+        let held = give_back.map_or(Held::Nothing, Held::Connection);
+        Self { inner, held }
+    }
+
+    /// An HTTP/2 response body, holding its stream's place until the end.
+    pub(super) fn h2(inner: Incoming, slot: StreamSlot) -> Self {
+        let held = Held::Stream(slot);
+        Self { inner, held }
     }
 
     fn ended(&mut self) {
-        if let Some(GiveBack { pool, sender }) = self.give_back.take() {
+        if let Held::Connection(GiveBack { pool, sender }) =
+            std::mem::replace(&mut self.held, Held::Nothing)
+        {
             pool.give_back(sender);
         }
     }
@@ -56,7 +79,8 @@ impl Body for UpstreamBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => self.ended(),
-            Poll::Ready(Some(Err(_))) => self.give_back = None,
+            // A failed HTTP/1 connection is not reused: dropping it closes it.
+            Poll::Ready(Some(Err(_))) => self.held = Held::Nothing,
             _ => {}
         }
         polled
@@ -82,7 +106,7 @@ impl Drop for UpstreamBody {
 impl std::fmt::Debug for UpstreamBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamBody")
-            .field("pooled", &self.give_back.is_some())
+            .field("pooled", &matches!(self.held, Held::Connection(_)))
             .finish_non_exhaustive()
     }
 }

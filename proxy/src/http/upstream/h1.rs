@@ -44,7 +44,7 @@ impl Pool {
                         pool: self.clone(),
                         sender,
                     });
-                    return Ok(response.map(|body| UpstreamBody::new(body, give_back)));
+                    return Ok(response.map(|body| UpstreamBody::h1(body, give_back)));
                 }
                 Err(mut error) => match error.take_message() {
                     Some(unsent) if reused => req = unsent,

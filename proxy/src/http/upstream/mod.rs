@@ -7,7 +7,8 @@
 //!
 //! - [`h1`]: idle HTTP/1 connections in a LIFO list, each given back by its
 //!   response body when it ends ([`body`]);
-//! - [`h2`]: one shared HTTP/2 connection per target;
+//! - [`h2`]: shared HTTP/2 connections, each carrying at most 100 streams, so
+//!   that unread responses cannot use up a connection's window;
 //! - [`connect`]: how connections are opened — the TCP dial, or an injected
 //!   [`Connect`] (in-memory IO in tests);
 //! - [`reaper`]: closes connections idle past `timeouts.idle`.
@@ -38,7 +39,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use meshtrace_config::HostPort;
 
@@ -88,8 +89,8 @@ pub struct Pool {
 struct State {
     /// HTTP/1 connections with no exchange in progress, most recent last.
     idle: Vec<Idle>,
-    /// The HTTP/2 connection.
-    h2: Option<http2::SendRequest<Incoming>>,
+    /// The HTTP/2 connections, oldest first (requests fill the oldest).
+    h2: Vec<h2::Listed>,
 }
 
 struct Idle {

@@ -1,7 +1,8 @@
 //! Closing upstream connections that sat idle past `timeouts.idle`.
 //!
 //! One task per [`super::Upstreams`] wakes every half idle timeout and sweeps
-//! every pool's idle HTTP/1 list. It holds the pools weakly, so it ends with the
+//! every pool's idle HTTP/1 list and its HTTP/2 connections (one with no stream
+//! open, and none started, for three sweeps in a row closes). It holds the pools weakly, so it ends with the
 //! last clone of the `Upstreams`.
 
 use std::sync::Weak;
@@ -38,7 +39,15 @@ impl Pool {
             state.idle = keep;
             expired
         };
+        let mut quiet = Vec::new();
+        self.lock().h2.retain_mut(|listed| {
+            let keep = !listed.sweep();
+            if !keep {
+                quiet.push(listed.shared.clone());
+            }
+            keep
+        });
         // Dropping the senders closes the connections, outside the lock.
-        drop(expired);
+        drop((expired, quiet));
     }
 }

@@ -6,6 +6,7 @@ use http::StatusCode;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::service::service_fn;
+use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -48,16 +49,51 @@ async fn upstream(close: bool) -> (SocketAddr, Arc<AtomicUsize>, mpsc::Receiver<
     (addr, accepted, ends)
 }
 
+/// An HTTP/2 upstream answering `ok`, or with `held` only once the test says
+/// so (a message on the channel); it reports each connection's end.
+async fn h2_upstream(held: Option<mpsc::Receiver<()>>) -> (SocketAddr, mpsc::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (ended, ends) = mpsc::channel(64);
+    let held = Arc::new(tokio::sync::Mutex::new(held));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (ended, held) = (ended.clone(), held.clone());
+            let service = service_fn(move |_| {
+                let held = held.clone();
+                async move {
+                    if let Some(release) = held.lock().await.as_mut() {
+                        release.recv().await;
+                    }
+                    let ok = http_body_util::Full::new(Bytes::from_static(b"ok"));
+                    Ok::<_, std::convert::Infallible>(Response::new(ok))
+                }
+            });
+            tokio::spawn(async move {
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service);
+                let _ = conn.await;
+                let _ = ended.send(()).await;
+            });
+        }
+    });
+    (addr, ends)
+}
+
 /// A front server forwarding every request through `pool`, as the sidecar's
-/// stack does (its request bodies are hyper's `Incoming`).
+/// stack does (its request bodies are hyper's `Incoming`; HTTP/2 requests get
+/// the absolute URI the forwarding layer gives them).
 async fn front(pool: HttpClient) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let pool = pool.clone();
-            let service = service_fn(move |req| {
+            let service = service_fn(move |mut req: Request<Incoming>| {
                 let pool = pool.clone();
+                if pool.wire == Wire::Http2 {
+                    *req.uri_mut() = http::Uri::from_static("http://app/");
+                }
                 async move { pool.send(req).await }
             });
             tokio::spawn(
@@ -92,10 +128,15 @@ async fn get_sequentially(front: SocketAddr, n: usize) {
     }
 }
 
-/// The pool for `upstream`; the reaper runs while the `Upstreams` lives.
+/// The HTTP/1 pool for `upstream`; the reaper runs while the `Upstreams` lives.
 fn pool(upstream: SocketAddr, idle: Duration) -> (Upstreams, HttpClient) {
+    pool_of(Wire::Http1, upstream, idle)
+}
+
+/// The pool speaking `wire` to `upstream`.
+fn pool_of(wire: Wire, upstream: SocketAddr, idle: Duration) -> (Upstreams, HttpClient) {
     let upstreams = Upstreams::new(Duration::from_secs(1), idle);
-    let pool = upstreams.client(&Arc::new(upstream.into()), Wire::Http1);
+    let pool = upstreams.client(&Arc::new(upstream.into()), wire);
     (upstreams, pool)
 }
 
@@ -160,6 +201,33 @@ async fn idle_connections_close_after_the_idle_timeout() {
     // The reaper closes the idle connection: the upstream sees it end.
     tokio::time::timeout(BOUND, ends.recv()).await.unwrap();
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn idle_h2_connections_close_after_the_idle_timeout() {
+    let (addr, mut ends) = h2_upstream(None).await;
+    let (_upstreams, pool) = pool_of(Wire::Http2, addr, Duration::from_millis(200));
+    let front = front(pool.clone()).await;
+    get_sequentially(front, 3).await;
+    assert_eq!(pool.lock().h2.len(), 1, "three requests, one connection");
+    tokio::time::timeout(BOUND, ends.recv()).await.unwrap();
+    assert!(pool.lock().h2.is_empty());
+}
+
+#[tokio::test]
+async fn an_h2_connection_with_a_stream_open_is_not_idle() {
+    let (release, held) = mpsc::channel(1);
+    let (addr, mut ends) = h2_upstream(Some(held)).await;
+    let idle = Duration::from_millis(100);
+    let (_upstreams, pool) = pool_of(Wire::Http2, addr, idle);
+    let front = front(pool).await;
+    let request = tokio::spawn(get_sequentially(front, 1));
+    // Ten idle timeouts with the one stream open (its response held back):
+    // the reaper must leave the connection alone.
+    let ended = tokio::time::timeout(idle * 10, ends.recv()).await;
+    assert!(ended.is_err(), "the reaper closed a busy connection");
+    release.send(()).await.unwrap();
+    tokio::time::timeout(BOUND, request).await.unwrap().unwrap();
 }
 
 #[tokio::test]
