@@ -288,7 +288,12 @@ impl Listener {
         let request_timeout = (!timeouts.request.is_zero()).then(|| timeouts.request.get());
         // The one place that decides which extensions the layers attach.
         let attach = Attachments::for_access_log(config.log.access_log);
+        let (measure_head, refuse_head) = HeaderLimitLayer::client_head(
+            config.limits.max_header_bytes,
+            config.limits.max_header_count,
+        );
         let stack = ServiceBuilder::new()
+            .layer(measure_head)
             .layer(TraceLayer::new(
                 self.trace.clone(),
                 destination_port(&destination),
@@ -307,10 +312,7 @@ impl Listener {
                 policy: self.trace.clone(),
                 sampling: self.sampling.clone(),
             }))
-            .layer(HeaderLimitLayer::new(
-                config.limits.max_header_bytes,
-                config.limits.max_header_count,
-            ))
+            .layer(refuse_head)
             .service(Forward::new(
                 destination,
                 self.upstreams.clone(),

@@ -4,6 +4,12 @@
 //! well above ours, so that a request over `limits.max_header_bytes` or
 //! `limits.max_header_count` reaches this layer and gets a 431 whose body says how
 //! large it was and what the limit is.
+//!
+//! The limits are the client's: they measure the head it sent, not the trace
+//! headers the sidecar adds. In the listener's stack the head is measured
+//! before the trace layer ([`HeaderLimitLayer::client_head`]: [`MeasureHead`]
+//! outermost marks a head over the limit), and refused inside the recording
+//! layer, so that a 431 is logged, counted and traced like any response.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -18,7 +24,21 @@ use super::{is_grpc, ProxyBody};
 #[derive(Clone, Copy, Debug)]
 pub struct HeaderLimitLayer {
     max: Max,
+    /// Whether [`HeaderLimit`] measures the head itself; if not, it refuses
+    /// what [`MeasureHead`] marked.
+    measure: bool,
 }
+
+/// Measures the head the client sent and marks it when over a limit, for a
+/// [`HeaderLimit`] further in to refuse.
+#[derive(Clone, Copy, Debug)]
+pub struct MeasureHeadLayer {
+    max: Max,
+}
+
+/// Why a head is over a limit, from [`MeasureHead`] to [`HeaderLimit`].
+#[derive(Clone, Debug)]
+struct OverLimit(String);
 
 /// The two limits of a request head.
 #[derive(Clone, Copy, Debug)]
@@ -32,7 +52,79 @@ impl HeaderLimitLayer {
     pub fn new(bytes: usize, fields: usize) -> Self {
         Self {
             max: Max { bytes, fields },
+            measure: true,
         }
+    }
+
+    /// The same limits split in two: the measuring layer goes outside the
+    /// layers that add headers, the refusing one inside those that record.
+    pub fn client_head(bytes: usize, fields: usize) -> (MeasureHeadLayer, Self) {
+        let max = Max { bytes, fields };
+        (
+            MeasureHeadLayer { max },
+            Self {
+                max,
+                measure: false,
+            },
+        )
+    }
+}
+
+impl Max {
+    /// Why `req`'s head is over a limit, if it is.
+    fn exceeded<B>(self, req: &Request<B>) -> Option<String> {
+        let fields = req.headers().len();
+        if fields > self.fields {
+            return Some(format!(
+                "request has {fields} header fields, over the limit of {}",
+                self.fields
+            ));
+        }
+        let size = header_block_size(req);
+        (size > self.bytes).then(|| {
+            format!(
+                "request header block is {size} bytes, over the limit of {} bytes",
+                self.bytes
+            )
+        })
+    }
+}
+
+impl<S> tower::Layer<S> for MeasureHeadLayer {
+    type Service = MeasureHead<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MeasureHead {
+            inner,
+            max: self.max,
+        }
+    }
+}
+
+/// Marks a request whose head, as the client sent it, is over a limit.
+#[derive(Clone, Debug)]
+pub struct MeasureHead<S> {
+    inner: S,
+    max: Max,
+}
+
+impl<S, B> tower::Service<Request<B>> for MeasureHead<S>
+where
+    S: tower::Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        if let Some(why) = self.max.exceeded(&req) {
+            req.extensions_mut().insert(OverLimit(why));
+        }
+        self.inner.call(req)
     }
 }
 
@@ -43,6 +135,7 @@ impl<S> tower::Layer<S> for HeaderLimitLayer {
         HeaderLimit {
             inner,
             max: self.max,
+            measure: self.measure,
         }
     }
 }
@@ -52,6 +145,7 @@ impl<S> tower::Layer<S> for HeaderLimitLayer {
 pub struct HeaderLimit<S> {
     inner: S,
     max: Max,
+    measure: bool,
 }
 
 impl<S, B> tower::Service<Request<B>> for HeaderLimit<S>
@@ -66,20 +160,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let fields = req.headers().len();
-        let size = header_block_size(&req);
-        let message = if fields > self.max.fields {
-            format!(
-                "request has {fields} header fields, over the limit of {}",
-                self.max.fields
-            )
-        } else if size > self.max.bytes {
-            format!(
-                "request header block is {size} bytes, over the limit of {} bytes",
-                self.max.bytes
-            )
-        } else {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let over = match self.measure {
+            true => self.max.exceeded(&req),
+            false => req.extensions_mut().remove::<OverLimit>().map(|o| o.0),
+        };
+        let Some(message) = over else {
             return Either::Right(self.inner.call(req));
         };
         Either::Left(future::ready(Ok(edge::respond(

@@ -5,8 +5,9 @@
 use http::{Request, StatusCode};
 use tower::Layer;
 
-use super::{header_block_size, HeaderLimitLayer};
+use super::{header_block_size, HeaderLimit, HeaderLimitLayer, MeasureHead};
 use crate::http::edge::PROXY_ERROR_HEADER;
+use crate::http::trace::Trace;
 use crate::target::Direction;
 use crate::test_support::{app, body_text, call, config, request, response, Layers};
 
@@ -98,14 +99,21 @@ async fn refusal_leaves_the_connection_ready_for_the_next_request() {
     assert_eq!(seen.try_iter().count(), 1, "only the small request passed");
 }
 
-#[tokio::test]
-#[ignore = "issue 14 (hardening), found by this test: the limit runs after the trace layer, so the trace headers the sidecar injects count toward the client's limit"]
-async fn limit_measures_the_head_the_client_sent_not_the_trace_headers_the_sidecar_adds() {
+/// The limits around the trace layer, as the listener's stack composes them.
+fn around_the_trace_layer<S>(
+    bytes: usize,
+    fields: usize,
+    inner: S,
+) -> MeasureHead<Trace<HeaderLimit<S>>> {
     let layers = Layers::new(Direction::Inbound, &config(|_| {}));
+    let (measure, refuse) = HeaderLimitLayer::client_head(bytes, fields);
+    measure.layer(layers.trace(false).layer(refuse.layer(inner)))
+}
+
+#[tokio::test]
+async fn limit_measures_the_head_the_client_sent_not_the_trace_headers_the_sidecar_adds() {
     let (inner, seen) = app(|| response(StatusCode::OK, "app"));
-    // As the stack composes them: the trace layer outermost, the limit inside.
-    let limited = HeaderLimitLayer::new(SMALL_HEAD, 100).layer(inner);
-    let mut stack = layers.trace(false).layer(limited);
+    let mut stack = around_the_trace_layer(SMALL_HEAD, 2, inner);
     let response = call(&mut stack, small_request()).await;
     assert_eq!(
         response.status(),
@@ -113,4 +121,20 @@ async fn limit_measures_the_head_the_client_sent_not_the_trace_headers_the_sidec
         "the client sent 25 bytes"
     );
     assert!(seen.try_recv().is_ok(), "the app saw the request");
+}
+
+#[tokio::test]
+async fn a_head_over_the_limit_is_refused_inside_the_trace_layer() {
+    let (inner, seen) = app(|| response(StatusCode::OK, "app"));
+    let mut stack = around_the_trace_layer(SMALL_HEAD - 1, 100, inner);
+    let response = call(&mut stack, small_request()).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    assert_eq!(
+        body_text(response.into_body()).await,
+        "meshtrace: request header block is 25 bytes, over the limit of 24 bytes\n"
+    );
+    assert!(seen.try_recv().is_err(), "the app never saw the request");
 }
