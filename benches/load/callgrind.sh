@@ -8,7 +8,9 @@
 #   bash benches/load/callgrind.sh target/release/meshtrace-proxy target/release/backend after
 #
 # Compare two builds by alternating them (before, after, before, after). Needs
-# valgrind, wrk and curl.
+# valgrind, wrk and curl. With WIRE=h2 the load is h2c instead: `h2load -c8 -m10
+# -D10` (nghttp2-client), so the sidecar's HTTP/2 server and upstream pool are
+# measured.
 set -u
 proxy=$1; backend=$2; label=${3:-run}
 d=$(mktemp -d)
@@ -29,10 +31,18 @@ for _ in $(seq 200); do
   curl -sf http://127.0.0.1:18100/ready >/dev/null 2>&1 && break
   sleep 0.2
 done
-wrk -t1 -c8 -d10s http://127.0.0.1:18106/ >"$d/wrk.txt" 2>&1
+if [[ ${WIRE:-h1} == h2 ]]; then
+  h2load -c8 -m10 -D10 http://127.0.0.1:18106/ >"$d/h2load.txt" 2>&1
+else
+  wrk -t1 -c8 -d10s http://127.0.0.1:18106/ >"$d/wrk.txt" 2>&1
+fi
 kill -TERM "$sidecar_pid"
 wait "$sidecar_pid" 2>/dev/null
 kill "$backend_pid"
-requests=$(grep -oE '^ *[0-9]+ requests' "$d/wrk.txt" | awk '{print $1}')
+if [[ ${WIRE:-h1} == h2 ]]; then
+  requests=$(grep -oE '^requests: [0-9]+ total, [0-9]+ started, [0-9]+ done, [0-9]+ succeeded' "$d/h2load.txt" | awk '{print $8}')
+else
+  requests=$(grep -oE '^ *[0-9]+ requests' "$d/wrk.txt" | awk '{print $1}')
+fi
 instructions=$(grep -E '^(summary|totals):' "$d/callgrind.out" | head -1 | awk '{print $2}')
 echo "$label requests=$requests instructions=$instructions per_request=$((instructions / requests))"

@@ -25,6 +25,12 @@ struct Args {
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Requests for this path get `--large-bytes` instead (e.g. `/big`).
+    #[arg(long)]
+    large_path: Option<String>,
+    /// Response body size for `--large-path`, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    large_bytes: usize,
 }
 
 fn main() -> std::io::Result<()> {
@@ -40,13 +46,19 @@ async fn serve(args: Args) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("backend listening on {}", listener.local_addr()?);
     let body = Bytes::from(vec![b'x'; args.body_bytes]);
+    let large = args
+        .large_path
+        .map(|path| (path, Bytes::from(vec![b'x'; args.large_bytes])));
     loop {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;
-        let body = body.clone();
+        let (body, large) = (body.clone(), large.clone());
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |_req| {
-                let body = body.clone();
+            let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                let body = match &large {
+                    Some((path, large)) if req.uri().path() == path => large.clone(),
+                    _ => body.clone(),
+                };
                 async move { Ok::<_, Infallible>(hyper::Response::new(Full::new(body))) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
