@@ -288,3 +288,33 @@ async fn an_http2_watch_stays_open_past_the_idle_and_head_deadlines_and_keeps_re
     assert!(seen.contains("forced_workload"), "{seen}");
     assert_eq!(cp.sidecars.count(), 1);
 }
+
+#[tokio::test]
+async fn at_the_connection_bound_a_new_connection_waits_until_a_deadline_frees_a_slot() {
+    let bound = ConnectionLimits {
+        max_connections: 2,
+        ..LIMITS
+    };
+    let cp = start_with("defaults: {}\n", None, bound).await;
+    let opened = Instant::now();
+    let _silent = [
+        TcpStream::connect(cp.addr).await.unwrap(),
+        TcpStream::connect(cp.addr).await.unwrap(),
+    ];
+    within("the server to accept both", async {
+        while cp.connections.counts().open < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    // Not accepted until the silent ones are closed: it waits in the backlog.
+    let mut third = TcpStream::connect(cp.addr).await.unwrap();
+    third.write_all(HEALTHZ).await.unwrap();
+    within("/healthz", until_seen(&mut third, "{\"status\":\"ok\"}")).await;
+    assert!(opened.elapsed() >= LIMITS.first_byte_timeout);
+    let counts = cp.connections.counts();
+    assert_eq!(counts.first_byte_timeouts, 2);
+    assert!(counts.limit_reached >= 1, "{counts:?}");
+    assert_eq!(counts.accepted, 3);
+}
