@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -35,6 +35,10 @@ pub use self::limits::{
 
 /// How long in-flight requests may take after shutdown begins.
 pub const DRAIN: Duration = Duration::from_secs(5);
+
+/// Connections the kernel may hold that the server has not accepted yet (capped
+/// by `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: u32 = 1024;
 
 /// How often "at the connection bound" may be logged.
 const LIMIT_WARNING_EVERY: Duration = Duration::from_secs(60);
@@ -89,9 +93,8 @@ pub async fn start(config: ServeConfig) -> Result<Server, String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let listener =
+        bind(config.listen).map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let shutdown = CancellationToken::new();
     store.spawn_background(config.poll_interval, shutdown.clone());
@@ -116,6 +119,20 @@ pub async fn start(config: ServeConfig) -> Result<Server, String> {
         shutdown,
         task,
     })
+}
+
+/// Binds `addr` with a listen backlog of [`LISTEN_BACKLOG`] (tokio's `bind`
+/// uses 128): at the connection bound, and when a fleet reconnects at once after
+/// a restart, the backlog is where connections wait.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves connections until `api.shutdown` is cancelled, then drains.

@@ -26,7 +26,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, timeout, Instant};
 
-use super::limits::{ConnectionLimits, H2_MAX_STREAMS, H2_PING_INTERVAL, H2_PING_TIMEOUT};
+use super::limits::{
+    ConnectionLimits, ConnectionStats, H2_MAX_STREAMS, H2_PING_INTERVAL, H2_PING_TIMEOUT,
+};
 use super::DRAIN;
 use crate::api::Api;
 
@@ -131,17 +133,20 @@ async fn run(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     tokio::pin!(conn);
     let shutdown = &shared.api.shutdown;
     tokio::select! {
-        ended = conn.as_mut() => return log_end(peer, ended),
-        _ = activity.wait_for(|b| b.started > 0) => {}
+        // Our deadline first: hyper's HTTP/1 header timer, started just after it,
+        // may expire on the same tick.
+        biased;
         _ = sleep_until(accepted + limits.header_timeout) => {
             stats.header_timeout();
             tracing::debug!(%peer, "closed a connection whose first request head was not complete in time");
             return;
         }
+        ended = conn.as_mut() => return log_end(peer, ended, stats),
+        _ = activity.wait_for(|b| b.started > 0) => {}
         _ = shutdown.cancelled() => return,
     }
     tokio::select! {
-        ended = conn.as_mut() => return log_end(peer, ended),
+        ended = conn.as_mut() => return log_end(peer, ended, stats),
         () = idle(&mut activity, limits) => {
             stats.idle();
             tracing::debug!(%peer, "closing an idle connection");
@@ -150,7 +155,7 @@ async fn run(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     }
     conn.as_mut().graceful_shutdown();
     match timeout(DRAIN, conn).await {
-        Ok(ended) => log_end(peer, ended),
+        Ok(ended) => log_end(peer, ended, stats),
         Err(_) => tracing::debug!(%peer, "closed a connection still busy after the drain period"),
     }
 }
@@ -170,8 +175,20 @@ async fn idle(activity: &mut watch::Receiver<Busy>, limits: &ConnectionLimits) {
     }
 }
 
-fn log_end(peer: SocketAddr, ended: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
-    if let Err(e) = ended {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+/// Logs how a connection ended; counts hyper's HTTP/1 header timer (a later
+/// head too slow, or an HTTP/1 keep-alive idle for the header timeout).
+fn log_end(
+    peer: SocketAddr,
+    ended: Result<(), Box<dyn std::error::Error + Send + Sync>>,
+    stats: &ConnectionStats,
+) {
+    let Err(e) = ended else {
+        return;
+    };
+    if e.downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_timeout)
+    {
+        stats.header_timeout();
     }
+    tracing::debug!(%peer, error = %e, "connection ended with an error");
 }

@@ -19,7 +19,8 @@
 //!   connection is never idle however quiet the stream is between keepalives.
 //! * **Open connections** ([`ConnectionLimits::max_connections`], 16 384): at the
 //!   bound the server stops accepting until one closes; new connections wait in the
-//!   kernel's listen backlog (1 024), where the first-byte and head deadlines bound
+//!   kernel's listen backlog ([`LISTEN_BACKLOG`](super::LISTEN_BACKLOG), capped by
+//!   `net.core.somaxconn`; beyond it clients retry their SYN), where the first-byte and head deadlines bound
 //!   the wait behind silent peers. A sidecar holds one connection (its watch, ACKs
 //!   and reports share one HTTP/2 connection), so size the bound above the number of
 //!   sidecars one replica serves, plus probes and operators.
@@ -159,7 +160,8 @@ pub struct ConnectionCounts {
     pub accepted: u64,
     /// Closed because they sent nothing before the first-byte deadline.
     pub first_byte_timeouts: u64,
-    /// Closed because a request head was not complete in time.
+    /// Closed because a request head was not complete in time (HTTP/1: also a
+    /// keep-alive connection idle for the header timeout, when it is the shorter).
     pub header_timeouts: u64,
     /// Closed after the idle timeout.
     pub idle_closed: u64,

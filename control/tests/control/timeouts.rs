@@ -314,7 +314,7 @@ async fn at_the_connection_bound_a_new_connection_waits_until_a_deadline_frees_a
     within("/healthz", until_seen(&mut third, "{\"status\":\"ok\"}")).await;
     assert!(opened.elapsed() >= LIMITS.first_byte_timeout);
     let counts = cp.connections.counts();
-    assert_eq!(counts.first_byte_timeouts, 2);
+    assert!(counts.first_byte_timeouts >= 1, "{counts:?}");
     assert!(counts.limit_reached >= 1, "{counts:?}");
     assert_eq!(counts.accepted, 3);
 }
