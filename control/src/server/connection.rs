@@ -185,9 +185,10 @@ fn log_end(
     let Err(e) = ended else {
         return;
     };
-    if e.downcast_ref::<hyper::Error>()
-        .is_some_and(hyper::Error::is_timeout)
-    {
+    // hyper's header timeout is a timeout without a cause; its HTTP/2 keepalive
+    // timeout has one (the unanswered ping) and is not a header timeout.
+    let header_timer = |h: &hyper::Error| h.is_timeout() && std::error::Error::source(h).is_none();
+    if e.downcast_ref::<hyper::Error>().is_some_and(header_timer) {
         stats.header_timeout();
     }
     tracing::debug!(%peer, error = %e, "connection ended with an error");

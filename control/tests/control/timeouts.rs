@@ -136,6 +136,20 @@ async fn a_request_head_trickled_byte_by_byte_is_closed_at_the_head_deadline() {
 }
 
 #[tokio::test]
+async fn a_second_request_head_trickled_on_a_keep_alive_connection_is_closed() {
+    let cp = server().await;
+    let mut stream = TcpStream::connect(cp.addr).await.unwrap();
+    stream.write_all(HEALTHZ).await.unwrap();
+    within("/healthz", until_seen(&mut stream, "{\"status\":\"ok\"}")).await;
+    let answered = Instant::now();
+    let every = Duration::from_millis(100);
+    let slow = trickle_until_closed(&mut stream, b"GET /healthz HTTP/1.1\r\n", every);
+    within("the slow second head to be closed", slow).await;
+    let bound = LIMITS.idle_timeout.min(LIMITS.header_timeout);
+    assert!(answered.elapsed() >= bound, "{:?}", answered.elapsed());
+}
+
+#[tokio::test]
 async fn an_http2_preface_trickled_byte_by_byte_is_closed_at_the_head_deadline() {
     let cp = server().await;
     let start = Instant::now();
