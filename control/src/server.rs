@@ -2,7 +2,8 @@
 //!
 //! What a connection may cost — deadlines for its first byte and request head, an
 //! idle timeout that spares watches, a bound on how many are open — is described
-//! on [`ConnectionLimits`] (`server/limits.rs`); one connection's life is in `server/connection.rs`.
+//! on [`ConnectionLimits`] (`server/limits.rs`); one connection's life is in
+//! `server/connection.rs`.
 //!
 //! On shutdown the listener closes, every watch stream ends (sidecars reconnect to
 //! another replica or retry), and in-flight requests get [`DRAIN`] to finish.
