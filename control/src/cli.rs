@@ -22,7 +22,7 @@ pub use self::overrides::OverrideCommand;
 pub use self::status::ConfigCommand;
 use crate::auth::Token;
 use crate::client::{ClientError, ControlClient};
-use crate::server::{self, ServeConfig};
+use crate::server::{self, ConnectionLimits, ServeConfig};
 
 /// meshtrace control plane: pushes versioned config to meshtrace sidecars.
 #[derive(Debug, Parser)]
@@ -111,6 +111,34 @@ pub struct ServeArgs {
     /// The longest an incident override may last (`24h`, `90m`).
     #[arg(long, value_parser = parse_duration, default_value = "24h")]
     pub max_override_duration: Duration,
+    /// Open connections at most; beyond, new ones wait in the listen backlog.
+    /// Lowered to the open-files limit minus 64 (logged). A sidecar holds one.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_connections)]
+    pub max_connections: usize,
+    /// A new connection that sends nothing for this long is closed.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub first_byte_timeout: Duration,
+    /// A request head must be complete this long after the connection was
+    /// accepted (later HTTP/1 heads: after the previous response; this also
+    /// closes HTTP/1 keep-alive connections idle for as long).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub header_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (HTTP/2:
+    /// GOAWAY). Watch streams are requests in flight: never cut.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub idle_timeout: Duration,
+}
+
+impl ServeArgs {
+    /// The connection limits these flags ask for.
+    pub fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            first_byte_timeout: self.first_byte_timeout,
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 /// What a client command prints: its output, and warnings for stderr.
@@ -189,6 +217,7 @@ async fn serve(args: ServeArgs, env_token: Option<String>) -> Result<(), String>
     if !token.is_configured() {
         tracing::warn!("no token configured: every write through the API will be refused");
     }
+    let limits = args.limits();
     let server = server::start(ServeConfig {
         source: args.source,
         state: args.state,
@@ -196,6 +225,7 @@ async fn serve(args: ServeArgs, env_token: Option<String>) -> Result<(), String>
         token,
         poll_interval: crate::source::POLL_INTERVAL,
         max_override_duration: args.max_override_duration,
+        limits,
     })
     .await?;
     shutdown_signal().await;
@@ -315,6 +345,35 @@ mod tests {
         };
         assert_eq!(serve.max_override_duration, Duration::from_secs(90 * 60));
         assert!(parse(&[&args[..], &["--max-override-duration", "soon"]].concat()).is_err());
+    }
+
+    #[test]
+    fn serve_connection_limits_default_and_can_be_set() {
+        let args = ["serve", "--source", "s", "--state", "t"];
+        let Command::Serve(serve) = parse(&args).unwrap().command else {
+            panic!("not serve");
+        };
+        assert_eq!(serve.limits(), ConnectionLimits::default());
+        let set = [
+            "--max-connections",
+            "50000",
+            "--first-byte-timeout",
+            "2s",
+            "--header-timeout",
+            "3s",
+            "--idle-timeout",
+            "5m",
+        ];
+        let Command::Serve(serve) = parse(&[&args[..], &set].concat()).unwrap().command else {
+            panic!("not serve");
+        };
+        let want = ConnectionLimits {
+            first_byte_timeout: Duration::from_secs(2),
+            header_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 50_000,
+        };
+        assert_eq!(serve.limits(), want);
     }
 
     #[test]

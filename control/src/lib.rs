@@ -38,6 +38,10 @@
 //! with a NetworkPolicy. Config may contain export headers (collector API keys):
 //! treat read access accordingly.
 //!
+//! Whoever reaches the port can open connections, so each has deadlines (first
+//! byte, request head), an idle timeout that spares watches, and their number is
+//! bounded below the open-files limit ([`server::ConnectionLimits`]).
+//!
 //! # Wire protocol
 //!
 //! See [`watch`] for the event stream and [`api`] for the routes.

@@ -14,6 +14,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -23,7 +24,7 @@ use crate::client::{ControlClient, WatchStream};
 use crate::overrides::DEFAULT_MAX_DURATION;
 use crate::reply::encode;
 use crate::reports::Reports;
-use crate::server::{self, ServeConfig};
+use crate::server::{self, ConnectionLimits, ConnectionStats, ServeConfig};
 use crate::sidecars::Sidecars;
 use crate::store::Store;
 
@@ -49,6 +50,9 @@ pub struct Running {
     pub sidecars: Sidecars,
     /// What sidecars reported.
     pub reports: Reports,
+    /// What the server did with its connections.
+    pub connections: Arc<ConnectionStats>,
+    limits: ConnectionLimits,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -96,14 +100,37 @@ pub async fn start(source_yaml: &str, token: Option<&str>) -> Running {
     }
 }
 
+/// Like [`start`], with connection deadlines and bounds other than the
+/// defaults (short ones, for tests of the timeouts).
+pub async fn start_with(
+    source_yaml: &str,
+    token: Option<&str>,
+    limits: ConnectionLimits,
+) -> Running {
+    match try_start_with(source_yaml, token, limits).await {
+        Ok(running) => running,
+        Err(e) => panic!("cannot start the test control plane: {e}"),
+    }
+}
+
 /// Like [`start`], returning the error.
 pub async fn try_start(source_yaml: &str, token: Option<&str>) -> Result<Running, String> {
+    try_start_with(source_yaml, token, ConnectionLimits::default()).await
+}
+
+async fn try_start_with(
+    source_yaml: &str,
+    token: Option<&str>,
+    limits: ConnectionLimits,
+) -> Result<Running, String> {
     let state_dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
     let source_path = state_dir.path().join("source.yaml");
     let state_path = state_dir.path().join("state.json");
     std::fs::write(&source_path, source_yaml).map_err(|e| format!("source file: {e}"))?;
     let token = token.map(String::from);
-    let server = server::start(config(&source_path, &state_path, token.as_deref())).await?;
+    let mut cfg = config(&source_path, &state_path, token.as_deref());
+    cfg.limits = limits;
+    let server = server::start(cfg).await?;
     Ok(Running {
         addr: server.addr,
         state_dir,
@@ -113,6 +140,8 @@ pub async fn try_start(source_yaml: &str, token: Option<&str>) -> Result<Running
         store: server.store,
         sidecars: server.sidecars,
         reports: server.reports,
+        connections: server.connections,
+        limits,
         shutdown: server.shutdown,
         task: server.task,
     })
@@ -126,6 +155,7 @@ fn config(source: &std::path::Path, state: &std::path::Path, token: Option<&str>
         token: token.map_or_else(Token::none, Token::new),
         poll_interval: TEST_POLL_INTERVAL,
         max_override_duration: DEFAULT_MAX_DURATION,
+        limits: ConnectionLimits::default(),
     }
 }
 
@@ -200,6 +230,7 @@ impl Running {
         self.stop().await;
         let mut cfg = config(&self.source_path, &self.state_path, self.token.as_deref());
         cfg.listen = self.addr;
+        cfg.limits = self.limits;
         let server = match server::start(cfg).await {
             Ok(server) => server,
             Err(e) => panic!("restart: {e}"),
@@ -208,6 +239,7 @@ impl Running {
         self.store = server.store;
         self.sidecars = server.sidecars;
         self.reports = server.reports;
+        self.connections = server.connections;
         self.shutdown = server.shutdown;
         self.task = server.task;
     }

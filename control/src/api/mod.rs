@@ -55,6 +55,7 @@ use crate::overrides::{Override, Timestamp};
 use crate::reply::{self, ApiError, Body};
 use crate::reports::{self, Reports, MAX_REPORT_BODY};
 use crate::resolve::Workload;
+use crate::server::ConnectionStats;
 use crate::sidecars::{Ack, Sidecars};
 use crate::store::Store;
 use crate::watch::{sse_stream, ConfigFeed};
@@ -72,6 +73,8 @@ pub struct Api {
     pub token: Arc<Token>,
     /// Ends watch streams on shutdown.
     pub shutdown: CancellationToken,
+    /// What the server did with its connections (shown in `/v1/status`).
+    pub connections: Arc<ConnectionStats>,
 }
 
 // === impl Api ===
@@ -223,6 +226,7 @@ impl Api {
             let reporting = self.reports.count(self.store.now());
             map.insert("reporting_sidecars".into(), json!(reporting));
             map.insert("writes_enabled".into(), json!(self.token.is_configured()));
+            map.insert("connections".into(), json!(self.connections.counts()));
         }
         Ok(reply::json(StatusCode::OK, &v))
     }

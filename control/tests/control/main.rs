@@ -10,3 +10,4 @@ mod override_changes;
 mod overrides;
 mod redact;
 mod reload;
+mod timeouts;
