@@ -32,6 +32,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// The client end of a `wire` connection to a sidecar forwarding everything to
 /// `10.0.0.1:8080` through `connect`, and the sidecar's metrics.
 fn sidecar_io(connect: Arc<MockConnect>, wire: Wire) -> (DuplexStream, Arc<Metrics>) {
+    sidecar_io_draining(connect, wire, &Drain::default())
+}
+
+/// [`sidecar_io`] with the sidecar's `drain`.
+fn sidecar_io_draining(
+    connect: Arc<MockConnect>,
+    wire: Wire,
+    drain: &Drain,
+) -> (DuplexStream, Arc<Metrics>) {
     let metrics = Metrics::new();
     let upstreams =
         Upstreams::new(CONNECT_TIMEOUT, Duration::from_secs(60)).with_connector(connect);
@@ -43,9 +52,11 @@ fn sidecar_io(connect: Arc<MockConnect>, wire: Wire) -> (DuplexStream, Arc<Metri
         Some(REQUEST_TIMEOUT),
         metrics.conns(Direction::Outbound),
         Attachments::default(),
+        drain.clone(),
     );
     let settings = ServerSettings {
         header_read: Duration::from_secs(30),
+        idle: Duration::from_secs(90),
         max_header_bytes: 16 * 1024,
         max_header_count: 100,
     };
@@ -55,7 +66,7 @@ fn sidecar_io(connect: Arc<MockConnect>, wire: Wire) -> (DuplexStream, Arc<Metri
         wire,
         forward,
         settings,
-        Drain::default(),
+        drain.clone(),
     ));
     (client, metrics)
 }
