@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -349,4 +349,44 @@ async fn http2_authority_and_host_that_disagree_are_a_400() {
     // The same origin in another case is no conflict.
     let answer = http2_with_host("Reviews:9080").await;
     assert_eq!(answer, (StatusCode::OK, None, true));
+}
+
+/// An app that switches protocols, as a WebSocket server does (the mock then
+/// closes its end: the tunnel lives on while the client's end is open).
+fn switching_protocols(_: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert("connection", HeaderValue::from_static("upgrade"));
+    headers.insert("upgrade", HeaderValue::from_static("websocket"));
+    response
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upgraded_connection_keeps_the_drain_waiting_until_it_closes() {
+    let drain = Drain::default();
+    let connect = MockConnect::app(switching_protocols);
+    let (io, _) = sidecar_io_draining(connect, Wire::Http1, &drain);
+    let (mut sender, conn) = http1::handshake::<_, Full<Bytes>>(TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let req = Request::get("/chat")
+        .header("host", "chat:80")
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket");
+    let sent = sender.send_request(req.body(Full::default()).unwrap());
+    let mut res = sent.await.unwrap();
+    assert_eq!(res.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let tunnel = hyper::upgrade::on(&mut res)
+        .await
+        .expect("the client's end");
+    drain.start();
+    let waiting = drain.wait(Duration::from_secs(3600));
+    tokio::pin!(waiting);
+    // Longer than the idle and header-read deadlines: neither cuts a tunnel.
+    let early = tokio::time::timeout(Duration::from_secs(200), waiting.as_mut()).await;
+    assert!(early.is_err(), "the drain ended with the tunnel still open");
+    drop(tunnel);
+    assert!(waiting.await, "the drain ended when the tunnel closed");
 }
