@@ -22,8 +22,9 @@
 //!   served, and its head gets `header_read` to complete.
 //!
 //! Per request that is a few counter loads and one clock read; no lock.
-//! Bytes of a pipelined next request read while busy only start its head
-//! deadline once the connection is idle again.
+//! A pipelined request read whole with the previous one is busy as soon as
+//! hyper calls the service; a partial head read with it, though, has `idle`
+//! rather than `header_read` to complete, as hyper buffers it out of sight.
 
 use std::future::Future;
 use std::io;
@@ -51,13 +52,15 @@ pub(super) struct Deadlines<I> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// Reading the head of the request after the first `started`; `timed`
-    /// once the timer is set to its deadline.
+    /// Reading a head, after `started` requests; `timed` once the timer is
+    /// set to its deadline.
     Head { started: usize, timed: bool },
     /// A request is in flight.
     Busy,
-    /// Nothing in flight; the timer is set to the idle deadline.
-    Idle,
+    /// Nothing in flight after `started` requests; the timer is set to the
+    /// idle deadline. (A pipelined request read with the previous one starts
+    /// without new bytes: `started` tells.)
+    Idle { started: usize },
     /// A deadline expired; reads end.
     Closed,
 }
@@ -85,19 +88,24 @@ impl<I> Deadlines<I> {
         }
     }
 
-    /// Follows the requests: a head whose request reached the service is
-    /// busy; a busy connection with nothing left in flight is idle from now.
-    fn settle(&mut self) {
-        if let Phase::Head { started, .. } = self.phase {
+    /// Follows the requests: a head or idle connection whose next request
+    /// reached the service is busy; a busy connection with nothing left in
+    /// flight is idle from now. Returns whether the idle deadline was set.
+    fn settle(&mut self) -> bool {
+        if let Phase::Head { started, .. } | Phase::Idle { started } = self.phase {
             if self.requests.started() == started {
-                return;
+                return false;
             }
             self.phase = Phase::Busy;
         }
-        if self.phase == Phase::Busy && self.requests.in_flight() == 0 {
-            self.phase = Phase::Idle;
-            self.timer.as_mut().reset(Instant::now() + self.idle);
+        if self.phase != Phase::Busy || self.requests.in_flight() > 0 {
+            return false;
         }
+        self.phase = Phase::Idle {
+            started: self.requests.started(),
+        };
+        self.timer.as_mut().reset(Instant::now() + self.idle);
+        true
     }
 
     /// A read found no bytes: whether the phase's deadline has passed.
@@ -115,13 +123,13 @@ impl<I> Deadlines<I> {
                     timed: true,
                 };
             }
-            Phase::Head { .. } | Phase::Idle | Phase::Closed => {}
+            Phase::Head { .. } | Phase::Idle { .. } | Phase::Closed => {}
         }
         if self.timer.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
         let phase = std::mem::replace(&mut self.phase, Phase::Closed);
-        if phase == Phase::Idle {
+        if let Phase::Idle { .. } = phase {
             tracing::debug!(idle = ?self.idle, "idle connection closed");
             return Poll::Ready(Ok(()));
         }
@@ -146,11 +154,13 @@ impl<I: AsyncRead + Unpin> AsyncRead for Deadlines<I> {
         let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Pending => this.poll_deadline(cx),
-            Poll::Ready(Ok(())) if this.phase == Phase::Idle && buf.filled().len() > before => {
-                this.phase = Phase::Head {
-                    started: this.requests.started(),
-                    timed: false,
-                };
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                if let Phase::Idle { started } = this.phase {
+                    this.phase = Phase::Head {
+                        started,
+                        timed: false,
+                    };
+                }
                 Poll::Ready(Ok(()))
             }
             read => read,
@@ -184,11 +194,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Deadlines<I> {
     /// timer (and registers the task to be woken by it).
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if matches!(this.phase, Phase::Head { .. } | Phase::Busy) {
-            this.settle();
-            if this.phase == Phase::Idle && this.timer.as_mut().poll(cx).is_ready() {
-                cx.waker().wake_by_ref();
-            }
+        if this.settle() && this.timer.as_mut().poll(cx).is_ready() {
+            cx.waker().wake_by_ref();
         }
         Pin::new(&mut this.io).poll_flush(cx)
     }

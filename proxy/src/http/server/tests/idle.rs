@@ -144,3 +144,22 @@ async fn an_h2_stream_open_longer_than_the_idle_timeout_is_not_cut() {
     let res = res.expect("the slow response");
     assert_eq!(body_text(res.into_body()).await, "done");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pipelined_request_slower_than_the_idle_timeout_is_not_cut() {
+    let (service, mut gate) = Gate::app();
+    let (mut io, _served) = Downstream::http1().serve(service);
+    let two = b"GET /1 HTTP/1.1\r\nhost: a\r\n\r\nGET /2 HTTP/1.1\r\nhost: a\r\n\r\n";
+    io.write_all(two).await.expect("write to the server");
+    gate.arrived().await;
+    gate.open();
+    // The second head was read with the first: it starts as the first ends.
+    gate.arrived().await;
+    tokio::time::sleep(IDLE * 2).await;
+    gate.open();
+    let mut got = Vec::new();
+    while got.windows(4).filter(|w| w == b"done").count() < 2 {
+        let byte = io.read_u8().await.expect("both responses");
+        got.push(byte);
+    }
+}
