@@ -12,10 +12,10 @@
 //! finishes its in-flight request and closes; HTTP/2 sends GOAWAY and finishes
 //! its open streams.
 //!
-//! HTTP/1 responses carry no `Keep-Alive: timeout=` hint: the common pools (Go,
-//! curl, Java's HttpClient, Envoy) ignore it, and a header on every response is
-//! a cost; what prevents the race is `timeouts.idle` above the clients' pool
-//! timeouts, so that they close first.
+//! HTTP/1 responses carry no `Keep-Alive: timeout=` hint: many pools ignore it
+//! (Go's among them), and a header on every response is a cost; what prevents
+//! the race is `timeouts.idle` above the clients' pool timeouts, so that they
+//! close first.
 
 use std::future::Future;
 use std::pin::Pin;
