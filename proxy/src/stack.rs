@@ -320,9 +320,11 @@ impl Listener {
                 request_timeout,
                 self.conns.clone(),
                 attach,
+                self.drain.clone(),
             ));
         let settings = ServerSettings {
             header_read: timeouts.header_read.get(),
+            idle: timeouts.idle.get(),
             max_header_bytes: config.limits.max_header_bytes,
             max_header_count: config.limits.max_header_count,
         };

@@ -26,6 +26,7 @@ use meshtrace_config::HostPort;
 use super::edge::{self, Refusal};
 use super::upstream::{self, HttpClient, SendError, Upstreams};
 use super::{authority_of, headers, is_grpc, Attachments, ProxyBody, Wire};
+use crate::drain::Drain;
 use crate::metrics::{ConnMetrics, ErrorKind};
 use crate::target::Destination;
 
@@ -46,6 +47,8 @@ struct Inner {
     metrics: ConnMetrics,
     /// Whether responses carry their [`Upstream`].
     attach: Attachments,
+    /// Tracks upgraded connections, which outlive their HTTP connection.
+    drain: Drain,
 }
 
 /// The connection's destination, with the client already chosen when it is fixed.
@@ -59,7 +62,7 @@ enum Route {
 
 impl Forward {
     /// A forwarder for a connection speaking `wire`, which its requests are
-    /// forwarded in too.
+    /// forwarded in too; the tunnels of upgraded requests join `drain`.
     pub fn new(
         destination: Destination,
         upstreams: Upstreams,
@@ -67,6 +70,7 @@ impl Forward {
         request_timeout: Option<Duration>,
         metrics: ConnMetrics,
         attach: Attachments,
+        drain: Drain,
     ) -> Self {
         let route = match destination {
             Destination::Fixed(target) => {
@@ -82,6 +86,7 @@ impl Forward {
             request_timeout,
             metrics,
             attach,
+            drain,
         }))
     }
 }
@@ -144,7 +149,7 @@ impl Inner {
         };
         let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if let (true, Some(downstream)) = (upgraded, downstream_upgrade) {
-            tunnel(downstream, hyper::upgrade::on(&mut response));
+            tunnel(downstream, hyper::upgrade::on(&mut response), &self.drain);
         }
         headers::strip_hop_by_hop(response.headers_mut(), upgraded);
         edge::strip_impersonation(response.headers_mut());
@@ -260,9 +265,14 @@ fn causes(error: &dyn std::error::Error) -> String {
     text.replace(['\r', '\n'], " ")
 }
 
-/// Joins the two halves of an upgraded (e.g. WebSocket) connection.
-fn tunnel(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    tokio::spawn(async move {
+/// Joins the two halves of an upgraded (e.g. WebSocket) connection, in a task
+/// the drain waits for (up to its timeout) like any connection.
+fn tunnel(
+    downstream: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    drain: &Drain,
+) {
+    drain.spawn(async move {
         let (down, up) = match tokio::try_join!(downstream, upstream) {
             Ok(pair) => pair,
             Err(error) => return tracing::debug!(%error, "upgrade did not complete"),

@@ -4,30 +4,46 @@
 //! configured ones, so an oversized head reaches [`super::limits`] and gets a 431
 //! that says why; hyper's bare 431 is only for heads far beyond the limits.
 //!
-//! HTTP/1 connections keep alive (an idle one waiting for its next request is
-//! closed after `timeouts.header_read`) and support upgrades; HTTP/2 connections
-//! multiplex with flow control. On drain, HTTP/1 finishes its in-flight request
-//! and closes; HTTP/2 sends GOAWAY and finishes its open streams.
+//! HTTP/1 connections keep alive and support upgrades; HTTP/2 connections
+//! multiplex with flow control. A request head must complete within
+//! `timeouts.header_read`; a connection with no request in flight closes after
+//! `timeouts.idle` (HTTP/1: see [`deadline`]; HTTP/2: GOAWAY), so it outlives
+//! the pools of common clients instead of racing their reuse. On drain, HTTP/1
+//! finishes its in-flight request and closes; HTTP/2 sends GOAWAY and finishes
+//! its open streams.
+//!
+//! HTTP/1 responses carry no `Keep-Alive: timeout=` hint: many pools ignore it
+//! (Go's among them), and a header on every response is a cost; what prevents
+//! the race is `timeouts.idle` above the clients' pool timeouts, so that they
+//! close first.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use self::deadline::Deadlines;
+use self::inflight::{Counted, Requests};
 use super::Wire;
 use crate::drain::Drain;
+
+mod deadline;
+mod inflight;
 
 /// Per-connection server settings.
 #[derive(Clone, Copy, Debug)]
 pub struct ServerSettings {
-    /// HTTP/1 request-head deadline (and keep-alive idle limit).
+    /// HTTP/1 request-head deadline, from accept or from a head's first byte.
     pub header_read: Duration,
+    /// How long a connection with no request in flight stays open
+    /// (`timeouts.idle`).
+    pub idle: Duration,
     /// The configured header limit; hyper's own hard limits sit above it.
     pub max_header_bytes: usize,
     /// The configured header-field count limit; hyper's sits above it too.
@@ -63,25 +79,30 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let io = TokioIo::new(io);
-    let service = TowerToHyperService::new(service);
+    let requests = Arc::new(Requests::default());
+    let service = Counted::new(service, requests.clone());
     let result = match wire {
         Wire::Http2 => {
             let conn = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .max_header_list_size(u32::try_from(settings.hard_limit()).unwrap_or(u32::MAX))
-                .serve_connection(io, service);
-            until_drained(conn, &drain, |conn| conn.graceful_shutdown()).await
+                .serve_connection(TokioIo::new(io), service);
+            let idle = inflight::idle(&requests, settings.idle);
+            until_closed(conn, &drain, idle, |conn| conn.graceful_shutdown()).await
         }
         Wire::Http1 => {
+            let io = Deadlines::new(io, requests, settings.header_read, settings.idle);
+            // No hyper head deadline: it would also cut keep-alive waits, and
+            // [`Deadlines`] keeps both with one timer per connection.
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(settings.header_read)
+                .header_read_timeout(None)
                 .max_buf_size(settings.hard_limit())
                 .max_headers(settings.hard_count())
-                .serve_connection(io, service)
+                .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
-            until_drained(conn, &drain, |conn| conn.graceful_shutdown()).await
+            let idle = std::future::pending();
+            until_closed(conn, &drain, idle, |conn| conn.graceful_shutdown()).await
         }
     };
     if let Err(error) = result {
@@ -89,12 +110,13 @@ where
     }
 }
 
-/// Runs `conn` to its end; once the drain starts, asks it to `shut_down`
-/// gracefully (HTTP/1: after the request in flight; HTTP/2: GOAWAY) and lets it
-/// finish.
-async fn until_drained<C>(
+/// Runs `conn` to its end; once the drain starts or the connection has been
+/// `idle` (HTTP/2), asks it to `shut_down` gracefully (HTTP/1: after the
+/// request in flight; HTTP/2: GOAWAY) and lets it finish.
+async fn until_closed<C>(
     conn: C,
     drain: &Drain,
+    idle: impl Future<Output = ()>,
     shut_down: impl FnOnce(Pin<&mut C>),
 ) -> hyper::Result<()>
 where
@@ -102,8 +124,14 @@ where
 {
     tokio::pin!(conn);
     tokio::select! {
+        biased;
         result = conn.as_mut() => result,
         () = drain.signaled() => {
+            shut_down(conn.as_mut());
+            conn.await
+        }
+        () = idle => {
+            tracing::debug!("idle connection closing");
             shut_down(conn.as_mut());
             conn.await
         }

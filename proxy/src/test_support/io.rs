@@ -35,6 +35,8 @@ pub struct Downstream {
     pub protocol: Protocol,
     /// The request-head deadline.
     pub header_read: Duration,
+    /// The idle timeout (`timeouts.idle`).
+    pub idle: Duration,
     /// `limits.max_header_bytes`.
     pub max_header_bytes: usize,
     /// `limits.max_header_count`.
@@ -51,6 +53,7 @@ impl Downstream {
         Self {
             protocol: Protocol::Http1,
             header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(90),
             max_header_bytes: 64 * 1024,
             max_header_count: 100,
             drain: Drain::default(),
@@ -76,6 +79,7 @@ impl Downstream {
         let (client, server) = tokio::io::duplex(DUPLEX_BUFFER);
         let settings = ServerSettings {
             header_read: self.header_read,
+            idle: self.idle,
             max_header_bytes: self.max_header_bytes,
             max_header_count: self.max_header_count,
         };

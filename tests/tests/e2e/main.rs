@@ -28,6 +28,7 @@ mod grpc;
 mod harness;
 mod http1;
 mod http2;
+mod idle;
 mod interop;
 mod large_bodies;
 mod mixed_fleet;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -32,6 +32,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// The client end of a `wire` connection to a sidecar forwarding everything to
 /// `10.0.0.1:8080` through `connect`, and the sidecar's metrics.
 fn sidecar_io(connect: Arc<MockConnect>, wire: Wire) -> (DuplexStream, Arc<Metrics>) {
+    sidecar_io_draining(connect, wire, &Drain::default())
+}
+
+/// [`sidecar_io`] with the sidecar's `drain`.
+fn sidecar_io_draining(
+    connect: Arc<MockConnect>,
+    wire: Wire,
+    drain: &Drain,
+) -> (DuplexStream, Arc<Metrics>) {
     let metrics = Metrics::new();
     let upstreams =
         Upstreams::new(CONNECT_TIMEOUT, Duration::from_secs(60)).with_connector(connect);
@@ -43,9 +52,11 @@ fn sidecar_io(connect: Arc<MockConnect>, wire: Wire) -> (DuplexStream, Arc<Metri
         Some(REQUEST_TIMEOUT),
         metrics.conns(Direction::Outbound),
         Attachments::default(),
+        drain.clone(),
     );
     let settings = ServerSettings {
         header_read: Duration::from_secs(30),
+        idle: Duration::from_secs(90),
         max_header_bytes: 16 * 1024,
         max_header_count: 100,
     };
@@ -55,7 +66,7 @@ fn sidecar_io(connect: Arc<MockConnect>, wire: Wire) -> (DuplexStream, Arc<Metri
         wire,
         forward,
         settings,
-        Drain::default(),
+        drain.clone(),
     ));
     (client, metrics)
 }
@@ -338,4 +349,44 @@ async fn http2_authority_and_host_that_disagree_are_a_400() {
     // The same origin in another case is no conflict.
     let answer = http2_with_host("Reviews:9080").await;
     assert_eq!(answer, (StatusCode::OK, None, true));
+}
+
+/// An app that switches protocols, as a WebSocket server does (the mock then
+/// closes its end: the tunnel lives on while the client's end is open).
+fn switching_protocols(_: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert("connection", HeaderValue::from_static("upgrade"));
+    headers.insert("upgrade", HeaderValue::from_static("websocket"));
+    response
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upgraded_connection_keeps_the_drain_waiting_until_it_closes() {
+    let drain = Drain::default();
+    let connect = MockConnect::app(switching_protocols);
+    let (io, _) = sidecar_io_draining(connect, Wire::Http1, &drain);
+    let (mut sender, conn) = http1::handshake::<_, Full<Bytes>>(TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let req = Request::get("/chat")
+        .header("host", "chat:80")
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket");
+    let sent = sender.send_request(req.body(Full::default()).unwrap());
+    let mut res = sent.await.unwrap();
+    assert_eq!(res.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let tunnel = hyper::upgrade::on(&mut res)
+        .await
+        .expect("the client's end");
+    drain.start();
+    let waiting = drain.wait(Duration::from_secs(3600));
+    tokio::pin!(waiting);
+    // Longer than the idle and header-read deadlines: neither cuts a tunnel.
+    let early = tokio::time::timeout(Duration::from_secs(200), waiting.as_mut()).await;
+    assert!(early.is_err(), "the drain ended with the tunnel still open");
+    drop(tunnel);
+    assert!(waiting.await, "the drain ended when the tunnel closed");
 }
