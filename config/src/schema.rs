@@ -270,7 +270,10 @@ pub struct Timeouts {
     /// Bodies may stream for longer: a download or a gRPC stream is not cut.
     pub request: Duration,
     /// A connection with nothing in flight is closed after this long: pooled
-    /// upstream connections, idle keep-alive clients, silent opaque TCP.
+    /// upstream connections, idle keep-alive clients, silent opaque TCP. The
+    /// default (2 minutes) outlasts the common client pools (Go's 90 s), so
+    /// that they close an idle connection first and never reuse one the
+    /// sidecar is closing.
     pub idle: Duration,
     /// A client must send a complete HTTP/1 request head within this long.
     pub header_read: Duration,
@@ -286,7 +289,7 @@ impl Default for Timeouts {
         Self {
             connect: Duration::from_secs(1),
             request: Duration::from_secs(15),
-            idle: Duration::from_secs(90),
+            idle: Duration::from_secs(120),
             header_read: Duration::from_secs(10),
             detect: Duration::from_secs(10),
             drain: Duration::from_secs(20),

@@ -26,6 +26,14 @@ fn embedded_default_yaml_is_the_code_default() {
 }
 
 #[test]
+fn idle_connections_outlast_the_common_client_pools_by_default() {
+    // Go's http.Transport keeps idle connections 90 s (IdleConnTimeout): a
+    // sidecar closing first races the client's next request on them.
+    let go_pool = std::time::Duration::from_secs(90);
+    assert!(Timeouts::default().idle.get() > go_pool);
+}
+
+#[test]
 fn empty_document_means_all_defaults() {
     for text in ["# nothing here\n", "", "~\n", "null\n"] {
         let parsed = Config::from_yaml_str(text, "empty.yaml").unwrap();

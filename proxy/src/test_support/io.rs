@@ -48,12 +48,13 @@ pub struct Downstream {
 // === impl Downstream ===
 
 impl Downstream {
-    /// HTTP/1 with the config's default deadline and header limit.
+    /// HTTP/1 with the config's default deadlines and header limit.
     pub fn http1() -> Self {
+        let timeouts = meshtrace_config::Timeouts::default();
         Self {
             protocol: Protocol::Http1,
-            header_read: Duration::from_secs(10),
-            idle: Duration::from_secs(90),
+            header_read: timeouts.header_read.get(),
+            idle: timeouts.idle.get(),
             max_header_bytes: 64 * 1024,
             max_header_count: 100,
             drain: Drain::default(),

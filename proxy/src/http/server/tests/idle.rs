@@ -17,7 +17,7 @@ use super::{get, with_header_read, HEADER_READ};
 use crate::test_support::{app, body_text, h1_client, h2_client, response, Downstream, Gate};
 
 /// The idle timeout of [`Downstream`] (`timeouts.idle`'s default).
-const IDLE: Duration = Duration::from_secs(90);
+const IDLE: Duration = Duration::from_secs(120);
 
 /// How long the server takes to close `io`, reading past what it sends.
 async fn time_until_closed(io: &mut (impl AsyncRead + Unpin)) -> Duration {
