@@ -18,6 +18,9 @@
 pub mod admin;
 pub mod detect;
 pub mod drain;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod histogram;
 pub mod http;
 pub mod listen;

@@ -12,6 +12,9 @@
 //!   select the first, second, … name; the rest of the segment is the value.
 //!   A name can repeat (the value is appended, as a second header line).
 
+pub mod head;
+pub mod stack;
+
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use meshtrace_proxy::propagation::{Extracted, TraceContext};
 
