@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use meshtrace_config::Config;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -273,15 +274,18 @@ impl Listener {
         self.direction == Direction::Inbound && config.inbound.closes_unidentified()
     }
 
-    /// The HTTP stack for one connection.
-    async fn http(
+    /// The HTTP stack for one connection (any IO: the fuzzing seam serves
+    /// in-memory streams through it too).
+    pub(crate) async fn http<I>(
         &self,
         config: &Config,
-        io: Prefixed<TcpStream>,
+        io: Prefixed<I>,
         wire: Wire,
         destination: Destination,
         accepted: Accepted,
-    ) {
+    ) where
+        I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         let protocol = wire.protocol();
         self.conns.detected(protocol);
         let timeouts = &config.timeouts;
