@@ -18,7 +18,8 @@
 #    - the collector is killed and started again on the same port every
 #      RESTART_EVERY seconds (it is down for 2 s each time);
 #    - the sidecar's VmRSS and open fds are sampled every 10 s.
-# 3. Prints: requests, non-2xx and errors (oha's), reloads applied/rejected, spans
+# 3. Prints: requests, non-2xx and failed (oha's errors, apart from the requests oha
+#    itself cancels in flight when the duration ends), reloads applied/rejected, spans
 #    exported/dropped, and RSS/fd first, last, max and least-squares slope (per
 #    minute, after the first minute's ramp-up and over the second half). Samples are
 #    kept in $OUT (default
@@ -139,6 +140,8 @@ codes = soak.get("statusCodeDistribution", {})
 errors = soak.get("errorDistribution", {})
 total = sum(codes.values()) + sum(errors.values())
 bad = sum(n for c, n in codes.items() if not c.startswith("2"))
+# oha cancels the requests still in flight when -z runs out: not failures.
+cut = errors.pop("aborted due to deadline", 0)
 rows = [(int(r["seconds"]) / 60, int(r["rss_kib"]), int(r["fds"])) for r in csv.DictReader(open(f"{out}/samples.csv"))]
 
 def slope(points):
@@ -153,7 +156,8 @@ def slope(points):
 warm = [r for r in rows if r[0] >= 1]
 half = [r for r in rows if r[0] >= rows[-1][0] / 2]
 print(f"soak: {minutes} min at {rate} req/s (peak {peak} req/s), {restarts} collector restarts")
-print(f"requests: {total}, non-2xx: {bad}, errors: {sum(errors.values())} {errors or ''}")
+print(f"requests: {total}, non-2xx: {bad}, failed: {sum(errors.values())} {errors or ''}, "
+      f"cut off in flight when the run ended: {cut}")
 print(f"achieved: {soak['summary'].get('requestsPerSec', 0):.0f} req/s, success rate {soak['summary'].get('successRate', 0):.6f}")
 print(f"reloads applied: {applied}, rejected: {rejected}; spans exported: {exported}, dropped by reason: {dropped}")
 for name, i, unit in (("RSS", 1, "KiB"), ("fds", 2, "")):
