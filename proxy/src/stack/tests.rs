@@ -61,6 +61,21 @@ struct Sidecar {
     _stop: tokio_util::sync::DropGuard,
 }
 
+impl Sidecar {
+    /// The `error.type` of the next exported span.
+    async fn next_error_type(&mut self) -> Option<Value> {
+        let span = tokio::time::timeout(BOUND, self.spans.recv())
+            .await
+            .unwrap()
+            .expect("a sampled span");
+        let error_type = span
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == "error.type");
+        error_type.map(|kv| kv.value.clone())
+    }
+}
+
 /// A transparent outbound listener with the default config.
 async fn outbound(orig_dst: MockOrigDst, upstream: Arc<MockConnect>) -> Sidecar {
     let config = Config::default();
@@ -156,16 +171,7 @@ async fn an_upstream_error_header_reaches_neither_the_client_nor_the_span() {
     let response = get(&sidecar).await.unwrap();
     assert!(!response.headers().contains_key(PROXY_ERROR_HEADER));
     response.into_body().collect().await.unwrap();
-    let span = tokio::time::timeout(BOUND, sidecar.spans.recv())
-        .await
-        .unwrap()
-        .expect("a sampled span");
-    let error_type = span
-        .attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == "error.type")
-        .map(|kv| kv.value.clone());
-    assert_eq!(error_type, Some(Value::from("500")));
+    assert_eq!(sidecar.next_error_type().await, Some(Value::from("500")));
 }
 
 // === connections not identified as HTTP (inbound.unidentified) ===

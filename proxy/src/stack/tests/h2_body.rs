@@ -45,15 +45,7 @@ async fn a_body_shorter_than_its_content_length_is_the_clients_error() {
     });
     assert_eq!(reset, Some(h2::Reason::PROTOCOL_ERROR));
 
-    let span = tokio::time::timeout(BOUND, sidecar.spans.recv())
-        .await
-        .unwrap()
-        .expect("the request's span");
-    let error_type = span
-        .attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == "error.type")
-        .map(|kv| kv.value.clone());
+    let error_type = sidecar.next_error_type().await;
     assert_eq!(error_type, Some(Value::from("client_closed")));
     let text = sidecar.metrics.render();
     let upstream_errors = text
