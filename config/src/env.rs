@@ -15,6 +15,7 @@
 //! | `MESHTRACE_APP_PORT` | `inbound.app_port` (a number or `original`) |
 //! | `MESHTRACE_OUTBOUND_LISTEN` | `outbound.listen` |
 //! | `MESHTRACE_ADMIN_LISTEN` | `admin.listen` |
+//! | `MESHTRACE_HEALTH_LISTEN` | `admin.health_listen` (an address, or `none`) |
 //! | `MESHTRACE_OPAQUE_PORTS` | `opaque_ports` (comma-separated) |
 //! | `MESHTRACE_WORKERS` | `runtime.workers` |
 //! | `MESHTRACE_LOG_LEVEL` | `log.level` |
@@ -75,6 +76,13 @@ pub(crate) fn apply(
     });
     parse("MESHTRACE_ADMIN_LISTEN", &mut |v| {
         set(&mut config.admin.listen, socket_addr(v))
+    });
+    parse("MESHTRACE_HEALTH_LISTEN", &mut |v| {
+        let addr = match v {
+            "none" | "null" => Ok(None),
+            _ => socket_addr(v).map(Some),
+        };
+        set(&mut config.admin.health_listen, addr)
     });
     parse("MESHTRACE_APP_PORT", &mut |v| {
         set(&mut config.inbound.app_port, yaml(v))

@@ -44,6 +44,10 @@ pub use propagation::*;
 pub use route::RouteTemplate;
 pub use sampling::*;
 pub use schema::*;
+
+/// The variable holding a whole config file's text, for a sidecar started
+/// without `--config` (see [`Config::without_file`]).
+pub const INLINE_CONFIG_ENV: &str = "MESHTRACE_CONFIG_YAML";
 pub use telemetry::*;
 pub use types::{Duration, HostPort};
 pub use validate::Problem;
@@ -168,11 +172,22 @@ impl Config {
         Self::load(text, source_name, &|name| std::env::var(name).ok())
     }
 
-    /// The embedded default, overridden from the process environment and validated.
+    /// The configuration a sidecar runs with when given no file, overridden from
+    /// the process environment and validated: see [`Config::without_file`].
     pub fn from_env_defaults() -> Result<Self, ConfigError> {
-        Self::load(DEFAULT_YAML, "<embedded default>", &|name| {
-            std::env::var(name).ok()
-        })
+        Self::without_file(&|name| std::env::var(name).ok())
+    }
+
+    /// The configuration without a file: the text of `MESHTRACE_CONFIG_YAML` when
+    /// it is set (the injector passes a pod's `meshtrace.io/config` annotation so:
+    /// a config file's keys, over the defaults), else the embedded default; then
+    /// the environment's overrides. Problems in the variable's text are reported
+    /// as `MESHTRACE_CONFIG_YAML:line:column`.
+    pub fn without_file(var: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        match var(INLINE_CONFIG_ENV).filter(|text| !text.trim().is_empty()) {
+            Some(text) => Self::load(&text, INLINE_CONFIG_ENV, var),
+            None => Self::load(DEFAULT_YAML, "<embedded default>", var),
+        }
     }
 
     /// Parses and validates a document without consulting the environment.

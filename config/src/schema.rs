@@ -249,6 +249,10 @@ pub struct Admin {
     pub listen: SocketAddr,
     /// Accept a non-loopback admin address (for debugging only).
     pub allow_non_loopback: bool,
+    /// The health port for the kubelet's probes (`null`: none). It serves only
+    /// `GET /healthz/ready`, so unlike the admin server it may listen where the
+    /// kubelet reaches it: on the pod's address.
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl Default for Admin {
@@ -256,6 +260,7 @@ impl Default for Admin {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 15000)),
             allow_non_loopback: false,
+            health_listen: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 15021))),
         }
     }
 }

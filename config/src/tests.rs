@@ -191,6 +191,60 @@ fn bad_environment_values_are_reported_with_the_variable_name() {
 }
 
 #[test]
+fn health_port_is_on_by_default_and_set_or_turned_off_by_the_environment() {
+    let c = load_with_env("", &[]).unwrap();
+    assert_eq!(
+        c.admin.health_listen,
+        Some("0.0.0.0:15021".parse().unwrap())
+    );
+    let c = load_with_env("", &[("MESHTRACE_HEALTH_LISTEN", "10.0.0.5:16021")]).unwrap();
+    assert_eq!(
+        c.admin.health_listen,
+        Some("10.0.0.5:16021".parse().unwrap())
+    );
+    let c = load_with_env("", &[("MESHTRACE_HEALTH_LISTEN", "none")]).unwrap();
+    assert_eq!(c.admin.health_listen, None);
+    let err = load_with_env("", &[("MESHTRACE_HEALTH_LISTEN", "15021")]).unwrap_err();
+    assert!(
+        err.to_string().contains("env MESHTRACE_HEALTH_LISTEN"),
+        "{err}"
+    );
+}
+
+#[test]
+fn health_port_must_not_clash_with_another_listener() {
+    let found = problems("admin: {health_listen: 0.0.0.0:15006}\n");
+    assert!(found[0].contains("admin.health_listen"), "{found:?}");
+    Config::from_yaml_str("admin: {health_listen: null}\n", "ok").unwrap();
+}
+
+#[test]
+fn inline_config_variable_replaces_the_embedded_default() {
+    let env = |name: &str| match name {
+        "MESHTRACE_CONFIG_YAML" => Some("log: {level: debug}\n".to_string()),
+        "MESHTRACE_LOG_FORMAT" => Some("json".to_string()),
+        _ => None,
+    };
+    let c = Config::without_file(&env).unwrap();
+    assert_eq!(c.log.level, "debug");
+    assert_eq!(c.log.format, LogFormat::Json, "the environment still wins");
+    assert_eq!(
+        c.inbound.app_port,
+        AppPort::Fixed(8080),
+        "defaults fill the rest"
+    );
+}
+
+#[test]
+fn inline_config_problems_name_the_variable_line_and_column() {
+    let env = |name: &str| {
+        (name == "MESHTRACE_CONFIG_YAML").then(|| "log:\n  levle: debug\n".to_string())
+    };
+    let err = Config::without_file(&env).unwrap_err().to_string();
+    assert!(err.contains("MESHTRACE_CONFIG_YAML:2:3"), "{err}");
+}
+
+#[test]
 fn empty_environment_values_are_ignored() {
     let c = load_with_env("", &[("MESHTRACE_APP_PORT", "")]).unwrap();
     assert_eq!(c.inbound.app_port, AppPort::Fixed(8080));

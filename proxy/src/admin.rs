@@ -38,6 +38,20 @@ pub struct AdminState {
 
 /// Serves admin requests until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
+    serve_routes(listener, state, stop, route::<hyper::body::Incoming>).await;
+}
+
+/// Answers one request from the state.
+pub(crate) type Route = fn(&AdminState, &Request<hyper::body::Incoming>) -> Response<Full<Bytes>>;
+
+/// Serves HTTP/1 requests with `route` until `stop` is cancelled (the admin and
+/// the health servers).
+pub(crate) async fn serve_routes(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    stop: CancellationToken,
+    route: Route,
+) {
     loop {
         let stream = tokio::select! {
             () = stop.cancelled() => return,
@@ -72,13 +86,8 @@ fn route<B>(state: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/live") => text(StatusCode::OK, "live\n".into()),
         (&Method::GET, "/ready") => {
-            if state.drain.is_draining() {
-                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into())
-            } else if state.ready.load(Ordering::Acquire) {
-                text(StatusCode::OK, "ready\n".into())
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "starting\n".into())
-            }
+            let (status, body) = readiness(state);
+            text(status, body.into())
         }
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
@@ -104,7 +113,28 @@ fn route<B>(state: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
             "not found; try /live /ready /metrics /config or POST /shutdown\n".into(),
         ),
     };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response(status, content_type, body)
+}
+
+/// Ready once every listener is bound, until the drain starts (so the kubelet
+/// takes the pod out of its Service's endpoints while in-flight requests finish).
+pub(crate) fn readiness(state: &AdminState) -> (StatusCode, &'static str) {
+    if state.drain.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    }
+}
+
+/// A response with a body and its content type.
+pub(crate) fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

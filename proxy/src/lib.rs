@@ -21,6 +21,7 @@ pub mod drain;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod health;
 pub mod histogram;
 pub mod http;
 pub mod listen;

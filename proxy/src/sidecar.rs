@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::drain::Drain;
+use crate::health;
 use crate::http::upstream::Upstreams;
 use crate::metrics::Metrics;
 use crate::migration::Migration;
@@ -44,6 +45,13 @@ impl Sidecar {
         })?;
         let admin = running::bind("admin", config.admin.listen, backlog)?;
         let admin_addr = admin.local_addr().unwrap_or(config.admin.listen);
+        let health = match config.admin.health_listen {
+            Some(addr) => Some(running::bind("health", addr, backlog)?),
+            None => None,
+        };
+        let health_addr = health
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok());
 
         let metrics = Metrics::new();
         let drain = Drain::default();
@@ -57,6 +65,9 @@ impl Sidecar {
         });
         let admin_stop = CancellationToken::new();
         tokio::spawn(admin::serve(admin, state.clone(), admin_stop.clone()));
+        if let Some(health) = health {
+            tokio::spawn(health::serve(health, state.clone(), admin_stop.clone()));
+        }
         let migration = Arc::new(Migration::new(&metrics));
         let upstreams = Upstreams::new(config.timeouts.connect.get(), config.timeouts.idle.get());
         let listeners = ByDirection::from_fn(|direction| {
@@ -75,10 +86,11 @@ impl Sidecar {
         });
         state.ready.store(true, Ordering::Release);
         tracing::info!(
-            "sidecar ready inbound={} outbound={} admin={}",
+            "sidecar ready inbound={} outbound={} admin={} health={}",
             bound.inbound.local,
             bound.outbound.local,
-            admin_addr
+            admin_addr,
+            health_addr.map_or_else(|| "none".to_string(), |addr| addr.to_string())
         );
         let running = Arc::new(Running {
             config: shared_config,
@@ -87,6 +99,7 @@ impl Sidecar {
             listeners,
             bound: std::sync::Mutex::new(bound),
             admin: admin_addr,
+            health: health_addr,
             drain,
             telemetry: std::sync::Mutex::new(telemetry),
             reloading: tokio::sync::Mutex::new(()),
@@ -117,6 +130,11 @@ impl Sidecar {
     /// The bound admin address.
     pub fn admin_addr(&self) -> SocketAddr {
         self.running.admin
+    }
+
+    /// The bound health address, if the health port is on.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.running.health
     }
 
     /// The configuration in force.

@@ -55,9 +55,11 @@ pub fn request(uri: &str, pairs: &[(&str, &str)]) -> Request<()> {
     req
 }
 
-/// The sidecar's defaults, changed by `change`.
+/// The sidecar's defaults, changed by `change`; the health port (a fixed port by
+/// default) is off, so tests that start sidecars side by side do not clash.
 pub fn config(change: impl FnOnce(&mut Config)) -> Config {
     let mut config = Config::default();
+    config.admin.health_listen = None;
     change(&mut config);
     config
 }

@@ -38,6 +38,7 @@ pub fn new() -> Builder {
     config.inbound.listen = ephemeral;
     config.outbound.listen = ephemeral;
     config.admin.listen = ephemeral;
+    config.admin.health_listen = Some(ephemeral);
     Builder { config }
 }
 

@@ -95,11 +95,15 @@ pub(crate) fn check(config: &Config, problems: &mut Problems) {
 }
 
 fn check_listeners(config: &Config, problems: &mut Problems) {
-    let listeners: [(&str, SocketAddr); 3] = [
-        ("inbound.listen", config.inbound.listen),
-        ("outbound.listen", config.outbound.listen),
-        ("admin.listen", config.admin.listen),
-    ];
+    let listeners: Vec<(&str, SocketAddr)> = [
+        ("inbound.listen", Some(config.inbound.listen)),
+        ("outbound.listen", Some(config.outbound.listen)),
+        ("admin.listen", Some(config.admin.listen)),
+        ("admin.health_listen", config.admin.health_listen),
+    ]
+    .into_iter()
+    .filter_map(|(path, addr)| Some((path, addr?)))
+    .collect();
     for (i, (path, addr)) in listeners.iter().enumerate() {
         let clash = listeners[..i].iter().find(|(_, other)| {
             addr.port() != 0 && other.port() == addr.port() && overlaps(addr, other)

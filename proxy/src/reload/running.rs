@@ -48,6 +48,8 @@ pub(crate) struct Running {
     pub(crate) listeners: ByDirection<Arc<Listener>>,
     pub(crate) bound: Mutex<ByDirection<Bound>>,
     pub(crate) admin: SocketAddr,
+    /// The bound health address (`admin.health_listen`), if any.
+    pub(crate) health: Option<SocketAddr>,
     pub(crate) drain: Drain,
     pub(crate) telemetry: Mutex<Telemetry>,
     /// One reload at a time.
