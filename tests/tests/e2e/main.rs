@@ -19,6 +19,7 @@
 mod access_log;
 mod admin;
 mod apps;
+mod chart;
 mod cli;
 mod control;
 mod control_push;
