@@ -8,16 +8,22 @@ cd "$(dirname "$0")/.."
 # iptables + iproute2: the transparent-mode test redirects traffic inside a
 # network namespace it creates. Installed when root; otherwise that test says
 # loudly that it cannot run.
+# buildah, umoci, runc, ca-certificates: scripts/images.sh builds the container
+# images without a daemon, and the e2e module `image::` runs the proxy's.
 need=()
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v buildah >/dev/null 2>&1 || need+=(buildah)
+command -v umoci >/dev/null 2>&1 || need+=(umoci)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "==> installing ${need[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
-    echo "WARNING: ${need[*]} missing and cannot be installed (not root): the transparent-mode test will fail unless MESHTRACE_ALLOW_SKIP_NETNS=1" >&2
+    echo "WARNING: ${need[*]} missing and cannot be installed (not root): the transparent-mode and image tests will fail unless MESHTRACE_ALLOW_SKIP_NETNS=1" >&2
   fi
 fi
 
@@ -51,5 +57,9 @@ cargo clippy -p meshtrace-proxy --lib --features fuzzing -- -D warnings
 # The end-to-end tests start the real binary, so build it first.
 echo "==> cargo build (binaries used by end-to-end tests)"
 cargo build --workspace --bins
+# The images (static release binaries, buildah, hadolint); `cargo test` then
+# smoke-runs the proxy's (tests/tests/e2e/image.rs).
+echo "==> scripts/images.sh"
+bash scripts/images.sh
 echo "==> cargo test"
 cargo test --workspace

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! netns-tool serve ADDR   # answers every request: 200 "served-by ADDR path=PATH"
+//!                         # and, when the request carried one, "traceparent=VALUE"
 //! netns-tool get URL      # one HTTP/1.1 GET to http://IP:PORT/PATH; prints the
 //!                         # status line and body; exits 1 if no response
 //! ```
@@ -68,10 +69,19 @@ fn answer(stream: TcpStream, me: String) {
             .unwrap_or("/")
             .to_string();
         let mut header = String::new();
+        let mut traceparent = None;
         while reader.read_line(&mut header).unwrap_or(0) > 2 {
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("traceparent") {
+                    traceparent = Some(value.trim().to_string());
+                }
+            }
             header.clear();
         }
-        let body = format!("served-by {me} path={path}\n");
+        let mut body = format!("served-by {me} path={path}\n");
+        if let Some(value) = traceparent {
+            body.push_str(&format!("traceparent={value}\n"));
+        }
         let response = format!(
             "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n\r\n{body}",
             body.len()

@@ -30,6 +30,7 @@ mod harness;
 mod http1;
 mod http2;
 mod idle;
+mod image;
 mod interop;
 mod large_bodies;
 mod mixed_fleet;
