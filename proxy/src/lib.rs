@@ -23,6 +23,7 @@ pub mod drain;
 pub mod fuzzing;
 pub mod histogram;
 pub mod http;
+pub mod init;
 pub mod listen;
 pub mod logging;
 pub mod metrics;
