@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # --- system packages -------------------------------------------------------
-# iptables + iproute2: the transparent-mode test redirects traffic inside a
-# network namespace it creates. Installed when root; otherwise that test says
+# iptables + iproute2: the transparent-mode and init-step tests redirect traffic inside
+# network namespaces they create. Installed when root; otherwise those tests say
 # loudly that it cannot run.
 need=()
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
