@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # --- system packages -------------------------------------------------------
 # iptables + iproute2: the transparent-mode and init-step tests redirect traffic inside
 # network namespaces they create. Installed when root; otherwise those tests say
-# loudly that it cannot run.
+# loudly that they cannot run.
 need=()
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
