@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # --- system packages -------------------------------------------------------
-# iptables + iproute2: the transparent-mode test redirects traffic inside a
-# network namespace it creates. Installed when root; otherwise that test says
-# loudly that it cannot run.
+# iptables + iproute2: the transparent-mode and init-step tests redirect traffic inside
+# network namespaces they create. Installed when root; otherwise those tests say
+# loudly that they cannot run.
 # buildah, umoci, runc, ca-certificates: scripts/images.sh builds the container
 # images without a daemon, and the e2e module `image::` runs the proxy's.
 need=()

@@ -24,6 +24,7 @@ pub mod fuzzing;
 pub mod health;
 pub mod histogram;
 pub mod http;
+pub mod init;
 pub mod listen;
 pub mod logging;
 pub mod metrics;

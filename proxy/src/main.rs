@@ -1,4 +1,5 @@
-//! `meshtrace-proxy`: run the sidecar, or check a config file.
+//! `meshtrace-proxy`: run the sidecar, check a config file, or install a pod's
+//! redirect rules (`init`).
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms, clippy::disallowed_methods)]
@@ -38,6 +39,8 @@ enum Command {
     },
     /// Print the embedded default configuration, every key documented.
     DefaultConfig,
+    /// Install the pod's iptables redirect rules (the init container), then exit.
+    Init(meshtrace_proxy::init::InitArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run { config, json_logs } => run(config, json_logs),
+        Command::Init(args) => meshtrace_proxy::init::run(&args),
     }
 }
 

@@ -4,6 +4,9 @@
 //! ```text
 //! netns-tool serve ADDR   # answers every request: 200 "served-by ADDR path=PATH"
 //!                         # and, when the request carried one, "traceparent=VALUE"
+//! netns-tool capture ADDR # a stand-in for the sidecar's capture listener: 200
+//!                         # "captured orig-dst=IP:PORT path=PATH", the address the
+//!                         # client dialled before iptables REDIRECTed it (SO_ORIGINAL_DST)
 //! netns-tool get URL      # one HTTP/1.1 GET to http://IP:PORT/PATH; prints the
 //!                         # status line and body; exits 1 if no response
 //! ```
@@ -25,9 +28,10 @@ fn main() -> ExitCode {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["serve", addr] => serve(addr),
+        ["serve", addr] => serve(addr, false),
+        ["capture", addr] => serve(addr, true),
         ["get", url] => get(url),
-        _ => Err("usage: netns-tool serve ADDR | get http://IP:PORT/PATH".into()),
+        _ => Err("usage: netns-tool serve ADDR | capture ADDR | get http://IP:PORT/PATH".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -38,14 +42,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(addr: &str) -> Result<(), String> {
+fn serve(addr: &str, capture: bool) -> Result<(), String> {
     let listener = TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
     println!(
         "listening {}",
         listener.local_addr().map_err(|e| e.to_string())?
     );
     for stream in listener.incoming().flatten() {
-        let me = addr.to_string();
+        let me = if capture {
+            format!("captured orig-dst={}", original_dst(&stream))
+        } else {
+            format!("served-by {addr}")
+        };
         std::thread::spawn(move || answer(stream, me));
     }
     Ok(())
@@ -68,9 +76,13 @@ fn answer(stream: TcpStream, me: String) {
             .nth(1)
             .unwrap_or("/")
             .to_string();
+        // `get` asks `connection: close` and reads to EOF: honour it.
+        let mut close = false;
         let mut header = String::new();
         let mut traceparent = None;
         while reader.read_line(&mut header).unwrap_or(0) > 2 {
+            close |= header.eq_ignore_ascii_case("connection: close
+");
             if let Some((name, value)) = header.split_once(':') {
                 if name.eq_ignore_ascii_case("traceparent") {
                     traceparent = Some(value.trim().to_string());
@@ -78,18 +90,41 @@ fn answer(stream: TcpStream, me: String) {
             }
             header.clear();
         }
-        let mut body = format!("served-by {me} path={path}\n");
+        let mut body = format!("{me} path={path}
+");
         if let Some(value) = traceparent {
-            body.push_str(&format!("traceparent={value}\n"));
+            body.push_str(&format!("traceparent={value}
+"));
         }
         let response = format!(
             "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n\r\n{body}",
             body.len()
         );
-        if writer.write_all(response.as_bytes()).is_err() {
+        if writer.write_all(response.as_bytes()).is_err() || close {
             return;
         }
     }
+}
+
+/// Where the connection was going before a REDIRECT (`none` if it was not
+/// redirected), asked by the family of the accepting socket's local address as
+/// the proxy does (an IPv4 client of a dual-stack listener has an IPv4 record).
+fn original_dst(stream: &TcpStream) -> String {
+    let sock = socket2::SockRef::from(stream);
+    let v4 = stream
+        .local_addr()
+        .is_ok_and(|local| local.ip().to_canonical().is_ipv4());
+    let found = if v4 {
+        sock.original_dst_v4()
+    } else {
+        sock.original_dst_v6()
+    };
+    found
+        .ok()
+        .and_then(|addr| addr.as_socket())
+        .map_or("none".into(), |addr| {
+            SocketAddr::new(addr.ip().to_canonical(), addr.port()).to_string()
+        })
 }
 
 fn get(url: &str) -> Result<(), String> {

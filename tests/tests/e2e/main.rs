@@ -31,6 +31,7 @@ mod http1;
 mod http2;
 mod idle;
 mod image;
+mod init;
 mod interop;
 mod large_bodies;
 mod mixed_fleet;
