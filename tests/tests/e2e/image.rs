@@ -127,7 +127,7 @@ async fn proxy_image_serves_inbound_and_outbound_requests_in_a_network_namespace
         runtime::mount(config, &bundle.path("hosts"), "/etc/hosts");
     });
     ns.wait_ready(
-        "http://127.0.0.1:15000/ready",
+        "http://127.0.0.1:15021/healthz/ready",
         Duration::from_secs(20),
         &sidecar,
     )
