@@ -93,15 +93,33 @@ pub enum Format {
     Json,
 }
 
+/// Where `serve` keeps its state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// A local file.
+    #[default]
+    File,
+    /// A ConfigMap, shared by replicas.
+    Kubernetes,
+}
+
 /// `serve` options.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The source YAML document (a mounted ConfigMap); polled for changes.
     #[arg(long)]
     pub source: PathBuf,
-    /// The state file (overrides, stage moves, API changes, last version).
-    #[arg(long)]
-    pub state: PathBuf,
+    /// The state file (overrides, stage moves, API changes), with `--store file`.
+    #[arg(long, required_if_eq("store", "file"))]
+    pub state: Option<PathBuf>,
+    /// Where the state is kept: `file` (`--state`; one replica) or
+    /// `kubernetes` (ConfigMap `--store-name` in the pod's namespace, shared by
+    /// every replica; credentials from the service account or KUBECONFIG).
+    #[arg(long, value_enum, default_value_t = StoreKind::File)]
+    pub store: StoreKind,
+    /// The state ConfigMap's name, with `--store kubernetes`.
+    #[arg(long, default_value = crate::state::kubernetes::DEFAULT_NAME)]
+    pub store_name: String,
     /// Where to listen.
     #[arg(long, default_value = "0.0.0.0:15010")]
     pub listen: SocketAddr,
@@ -220,7 +238,8 @@ async fn serve(args: ServeArgs, env_token: Option<String>) -> Result<(), String>
     let limits = args.limits();
     let server = server::start(ServeConfig {
         source: args.source,
-        state: args.state,
+        state: args.state.unwrap_or_default(),
+        kubernetes: (args.store == StoreKind::Kubernetes).then_some(args.store_name),
         listen: args.listen,
         token,
         poll_interval: crate::source::POLL_INTERVAL,
@@ -330,6 +349,24 @@ mod tests {
         ];
         assert!(parse(&both).is_err());
         assert!(parse(&["override", "update", "ovr-1", "--budget", "10"]).is_ok());
+    }
+
+    #[test]
+    fn serve_keeps_its_state_in_a_file_or_in_kubernetes() {
+        let Command::Serve(file) = parse(&["serve", "--source", "s", "--state", "t"])
+            .unwrap()
+            .command
+        else {
+            panic!("not serve");
+        };
+        assert_eq!((file.store, file.state), (StoreKind::File, Some("t".into())));
+        assert!(parse(&["serve", "--source", "s"]).is_err(), "a file store needs --state");
+        let args = ["serve", "--source", "s", "--store", "kubernetes"];
+        let Command::Serve(kube) = parse(&args).unwrap().command else {
+            panic!("not serve");
+        };
+        assert_eq!(kube.store, StoreKind::Kubernetes);
+        assert_eq!(kube.store_name, "meshtrace-control-state");
     }
 
     #[test]
