@@ -110,7 +110,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub source: PathBuf,
     /// The state file (overrides, stage moves, API changes), with `--store file`.
-    #[arg(long, required_if_eq("store", "file"))]
+    #[arg(long)]
     pub state: Option<PathBuf>,
     /// Where the state is kept: `file` (`--state`; one replica) or
     /// `kubernetes` (ConfigMap `--store-name` in the pod's namespace, shared by
@@ -148,6 +148,16 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The state file; required with `--store file` (unused with Kubernetes).
+    pub fn state_file(&self) -> Result<PathBuf, String> {
+        match (self.store, &self.state) {
+            (StoreKind::File, None) => {
+                Err("--state FILE is required with --store file (the default)".into())
+            }
+            (_, state) => Ok(state.clone().unwrap_or_default()),
+        }
+    }
+
     /// The connection limits these flags ask for.
     pub fn limits(&self) -> ConnectionLimits {
         ConnectionLimits {
@@ -236,9 +246,10 @@ async fn serve(args: ServeArgs, env_token: Option<String>) -> Result<(), String>
         tracing::warn!("no token configured: every write through the API will be refused");
     }
     let limits = args.limits();
+    let state = args.state_file()?;
     let server = server::start(ServeConfig {
         source: args.source,
-        state: args.state.unwrap_or_default(),
+        state,
         kubernetes: (args.store == StoreKind::Kubernetes).then_some(args.store_name),
         listen: args.listen,
         token,
@@ -359,14 +370,22 @@ mod tests {
         else {
             panic!("not serve");
         };
-        assert_eq!((file.store, file.state), (StoreKind::File, Some("t".into())));
-        assert!(parse(&["serve", "--source", "s"]).is_err(), "a file store needs --state");
+        assert_eq!(
+            (file.store, file.state),
+            (StoreKind::File, Some("t".into()))
+        );
+        let Command::Serve(no_state) = parse(&["serve", "--source", "s"]).unwrap().command else {
+            panic!("not serve");
+        };
+        let error = no_state.state_file().unwrap_err();
+        assert!(error.contains("--state FILE is required"), "{error}");
         let args = ["serve", "--source", "s", "--store", "kubernetes"];
         let Command::Serve(kube) = parse(&args).unwrap().command else {
             panic!("not serve");
         };
         assert_eq!(kube.store, StoreKind::Kubernetes);
         assert_eq!(kube.store_name, "meshtrace-control-state");
+        assert!(kube.state_file().is_ok(), "no state file needed");
     }
 
     #[test]

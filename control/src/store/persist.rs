@@ -136,7 +136,11 @@ impl Store {
         }
         inner.revision = Some(stored.revision);
         let state = stored.state;
+        // Expired ones are dropped as on start, so every replica serves the same
+        // overrides whether or not the expiry was written yet.
+        let now = self.now();
         inner.overrides = state.overrides;
+        inner.overrides.retain(|o| o.expires_at.0 > now);
         inner.stages = state.stages;
         inner.api_base = state.api_base.and_then(|base| {
             match serde_json::from_value::<Document>(base.document.clone()) {

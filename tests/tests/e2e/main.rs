@@ -22,6 +22,7 @@ mod apps;
 mod cli;
 mod control;
 mod control_push;
+mod control_replicas;
 mod drain;
 mod edge_errors;
 mod grpc;

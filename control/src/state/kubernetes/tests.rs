@@ -305,3 +305,24 @@ async fn another_replicas_write_becomes_a_snapshot_and_an_outage_is_retried() {
     assert_eq!(store.snapshot().version, first, "same state, same version");
     cancel.cancel();
 }
+
+#[tokio::test(start_paused = true)]
+async fn two_replicas_expiring_the_same_override_end_at_the_same_state() {
+    let (store, mut handle, _dir) = opened(store_with_override("cart")).await;
+    let (empty, _other, _other_dir) = opened(json!({"version": 0})).await;
+    tokio::time::advance(Duration::from_secs(2 * 3600)).await;
+    let expire = tokio::spawn({
+        let store = store.clone();
+        async move { store.expire().await }
+    });
+    // The other replica expired it first: this one's write loses, and the
+    // state it reads again has nothing left to expire, so it writes nothing.
+    let lost = answer(&mut handle, status(409, "Conflict")).await;
+    assert_eq!(lost.method, Method::PUT);
+    assert_eq!(stored_state(&lost)["overrides"], json!([]));
+    let fresh = answer(&mut handle, ok(configmap("2", &json!({"version": 0})))).await;
+    assert_eq!(fresh.method, Method::GET);
+    assert_eq!(expire.await.unwrap(), 0, "nothing left to expire");
+    assert!(store.snapshot().overrides.is_empty());
+    assert_eq!(store.snapshot().version, empty.snapshot().version);
+}
