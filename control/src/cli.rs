@@ -93,15 +93,33 @@ pub enum Format {
     Json,
 }
 
+/// Where `serve` keeps its state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// A local file.
+    #[default]
+    File,
+    /// A ConfigMap, shared by replicas.
+    Kubernetes,
+}
+
 /// `serve` options.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The source YAML document (a mounted ConfigMap); polled for changes.
     #[arg(long)]
     pub source: PathBuf,
-    /// The state file (overrides, stage moves, API changes, last version).
+    /// The state file (overrides, stage moves, API changes), with `--store file`.
     #[arg(long)]
-    pub state: PathBuf,
+    pub state: Option<PathBuf>,
+    /// Where the state is kept: `file` (`--state`; one replica) or
+    /// `kubernetes` (ConfigMap `--store-name` in the pod's namespace, shared by
+    /// every replica; credentials from the service account or KUBECONFIG).
+    #[arg(long, value_enum, default_value_t = StoreKind::File)]
+    pub store: StoreKind,
+    /// The state ConfigMap's name, with `--store kubernetes`.
+    #[arg(long, default_value = crate::state::kubernetes::DEFAULT_NAME)]
+    pub store_name: String,
     /// Where to listen.
     #[arg(long, default_value = "0.0.0.0:15010")]
     pub listen: SocketAddr,
@@ -130,6 +148,16 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The state file; required with `--store file` (unused with Kubernetes).
+    pub fn state_file(&self) -> Result<PathBuf, String> {
+        match (self.store, &self.state) {
+            (StoreKind::File, None) => {
+                Err("--state FILE is required with --store file (the default)".into())
+            }
+            (_, state) => Ok(state.clone().unwrap_or_default()),
+        }
+    }
+
     /// The connection limits these flags ask for.
     pub fn limits(&self) -> ConnectionLimits {
         ConnectionLimits {
@@ -218,9 +246,11 @@ async fn serve(args: ServeArgs, env_token: Option<String>) -> Result<(), String>
         tracing::warn!("no token configured: every write through the API will be refused");
     }
     let limits = args.limits();
+    let state = args.state_file()?;
     let server = server::start(ServeConfig {
         source: args.source,
-        state: args.state,
+        state,
+        kubernetes: (args.store == StoreKind::Kubernetes).then_some(args.store_name),
         listen: args.listen,
         token,
         poll_interval: crate::source::POLL_INTERVAL,
@@ -330,6 +360,32 @@ mod tests {
         ];
         assert!(parse(&both).is_err());
         assert!(parse(&["override", "update", "ovr-1", "--budget", "10"]).is_ok());
+    }
+
+    #[test]
+    fn serve_keeps_its_state_in_a_file_or_in_kubernetes() {
+        let Command::Serve(file) = parse(&["serve", "--source", "s", "--state", "t"])
+            .unwrap()
+            .command
+        else {
+            panic!("not serve");
+        };
+        assert_eq!(
+            (file.store, file.state),
+            (StoreKind::File, Some("t".into()))
+        );
+        let Command::Serve(no_state) = parse(&["serve", "--source", "s"]).unwrap().command else {
+            panic!("not serve");
+        };
+        let error = no_state.state_file().unwrap_err();
+        assert!(error.contains("--state FILE is required"), "{error}");
+        let args = ["serve", "--source", "s", "--store", "kubernetes"];
+        let Command::Serve(kube) = parse(&args).unwrap().command else {
+            panic!("not serve");
+        };
+        assert_eq!(kube.store, StoreKind::Kubernetes);
+        assert_eq!(kube.store_name, "meshtrace-control-state");
+        assert!(kube.state_file().is_ok(), "no state file needed");
     }
 
     #[test]

@@ -17,16 +17,20 @@
 //!   assignments → embedded sidecar defaults → validation → *every* active override
 //!   that concerns the workload (unscoped before namespace-scoped, then creation
 //!   order) → validation, per workload.
-//! * **Push** ([`watch`]): a global `u64` version is bumped on every effective
-//!   change; each sidecar's SSE stream sends its workload's full config whenever
-//!   *that* config changed. Sidecars ACK/NACK by `POST /v1/ack`.
+//! * **Push** ([`watch`]): every effective change gets a global version derived
+//!   from the state's content ([`version`]: the same state has the same version
+//!   on every replica and after a restart; versions are compared for equality,
+//!   not ordered); each sidecar's SSE stream sends its workload's full config
+//!   whenever *that* config changed. Sidecars ACK/NACK by `POST /v1/ack`.
 //! * **Reports** ([`reports`], [`migration`]): sidecars `POST /v1/report` the
 //!   trace-context formats they see; the server keeps a five-minute window per
 //!   sidecar, in memory only (a restarted server rebuilds it within minutes), and
 //!   `GET /v1/migration` shows, per workload, its stage and how much legacy
 //!   traffic is left.
-//! * **Persistence** ([`state`]): overrides, stage assignments, API documents and
-//!   the last version survive restarts, so versions never go backwards.
+//! * **Persistence** ([`state`]): overrides, stage assignments and API documents
+//!   survive restarts, in a local file (`serve --store file`) or in a
+//!   ConfigMap shared by any number of replicas (`serve --store kubernetes`),
+//!   which follow each other's writes.
 //! * **Offline check** ([`check`]): `meshtrace-control check FILE` runs the
 //!   server's own loading code on a file, for CI and before a ConfigMap change.
 //!
@@ -73,5 +77,6 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timestamp;
+pub mod version;
 pub mod watch;
 pub mod workload;

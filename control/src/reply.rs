@@ -53,11 +53,14 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
+        use crate::state::StateError;
         use crate::store::StoreError as E;
         let status = match &e {
             E::Invalid(_) => StatusCode::BAD_REQUEST,
             E::Conflict(_) => StatusCode::CONFLICT,
             E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::Persist(StateError::Conflict { .. }) => StatusCode::CONFLICT,
+            E::Persist(StateError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             E::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.to_string())

@@ -23,7 +23,7 @@ use crate::api::Api;
 use crate::auth::Token;
 use crate::reports::Reports;
 use crate::sidecars::Sidecars;
-use crate::state::StateFile;
+use crate::state::{ConfigMapState, StateFile};
 use crate::store::{Store, StoreOptions};
 
 mod connection;
@@ -49,8 +49,11 @@ const LIMIT_WARNING_EVERY: Duration = Duration::from_secs(60);
 pub struct ServeConfig {
     /// The source YAML file.
     pub source: PathBuf,
-    /// The state file.
+    /// The state file (used when `kubernetes` is `None`).
     pub state: PathBuf,
+    /// Keep the state in this ConfigMap of the pod's namespace instead of the
+    /// state file (`--store kubernetes --store-name NAME`).
+    pub kubernetes: Option<String>,
     /// Where to listen.
     pub listen: SocketAddr,
     /// The write token.
@@ -85,15 +88,7 @@ pub struct Server {
 /// Opens the state, binds, and starts serving in the background.
 pub async fn start(config: ServeConfig) -> Result<Server, String> {
     config.limits.validate()?;
-    let source = config.source.clone();
-    let state = StateFile::new(config.state.clone());
-    let options = StoreOptions {
-        max_override_duration: config.max_override_duration,
-    };
-    let store = tokio::task::spawn_blocking(move || Store::open_with(&source, state, options))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let store = open_store(&config).await?;
     let listener =
         bind(config.listen).map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -120,6 +115,28 @@ pub async fn start(config: ServeConfig) -> Result<Server, String> {
         shutdown,
         task,
     })
+}
+
+/// Opens the store on the backend `config` names.
+async fn open_store(config: &ServeConfig) -> Result<Store, String> {
+    let source = config.source.clone();
+    let options = StoreOptions {
+        max_override_duration: config.max_override_duration,
+    };
+    if let Some(name) = &config.kubernetes {
+        let state = ConfigMapState::connect(name).await?;
+        let what = state.describe().to_string();
+        let store = Store::open_kubernetes(&source, state, options)
+            .await
+            .map_err(|e| format!("--store kubernetes: {e}"))?;
+        tracing::info!(state = %what, "control-plane state kept in Kubernetes");
+        return Ok(store);
+    }
+    let state = StateFile::new(config.state.clone());
+    tokio::task::spawn_blocking(move || Store::open_with(&source, state, options))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// Binds `addr` with a listen backlog of [`LISTEN_BACKLOG`] (tokio's `bind`

@@ -1,9 +1,12 @@
-//! The state file: what the API changed, kept across restarts.
+//! The persisted state: what the API changed, kept across restarts, and where
+//! it is kept ([`Backend`]): a local file (this module; local use, the demo) or
+//! a Kubernetes ConfigMap shared by every replica ([`kubernetes`]).
 //!
-//! It holds the active overrides, the migration stage assignments, the base
+//! It holds the active overrides, the migration stage assignments, and the base
 //! document last PUT/PATCHed through the API (with the hash of the source file it
-//! replaced), and the last version number published, so versions never go
-//! backwards across a restart. It is JSON, written
+//! replaced). It also records the version last published, for people reading
+//! it: versions are derived from content ([`crate::version`]), so a restart
+//! publishes the same version for the same state. The file is JSON, written
 //! atomically: a temporary file in the same directory is written and fsynced,
 //! renamed over the old one, and the directory is fsynced, so a crash leaves either
 //! the old or the new state, never a torn one.
@@ -21,10 +24,25 @@ use serde_json::Value;
 use crate::overrides::{Override, Timestamp};
 use crate::stages::StageAssignment;
 
+pub mod kubernetes;
+
+pub use self::kubernetes::{ConfigMapState, Stored};
+
+/// Where the state is kept.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// A local file (`serve --store file --state FILE`).
+    File(StateFile),
+    /// A ConfigMap shared by every replica (`serve --store kubernetes`).
+    Kubernetes(Box<ConfigMapState>),
+}
+
 /// The persisted state.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 pub struct PersistedState {
-    /// The last version published.
+    /// The version published for this state (informative: versions are
+    /// derived from content, see [`crate::version`]).
+    #[serde(default)]
     pub version: u64,
     /// Active overrides (expired ones are dropped on load).
     #[serde(default)]
@@ -50,7 +68,7 @@ pub struct ApiBase {
     pub updated_at: Timestamp,
 }
 
-/// Why the state file could not be read or written.
+/// Why the state could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Reading, writing or syncing failed.
@@ -68,6 +86,29 @@ pub enum StateError {
         path: PathBuf,
         /// What JSON said.
         error: serde_json::Error,
+    },
+    /// The stored state changed since it was read (another replica wrote it):
+    /// re-read and re-apply.
+    #[error("{what} changed on another replica since it was read")]
+    Conflict {
+        /// The object, e.g. `ConfigMap meshtrace/meshtrace-control-state`.
+        what: String,
+    },
+    /// The Kubernetes API failed or could not be reached.
+    #[error("{what}: Kubernetes API unavailable: {error}")]
+    Unavailable {
+        /// The object.
+        what: String,
+        /// What the client said.
+        error: String,
+    },
+    /// The stored object does not hold a valid state.
+    #[error("{what} does not hold a valid state ({error}); fix or delete it")]
+    Invalid {
+        /// The object.
+        what: String,
+        /// What JSON said.
+        error: String,
     },
 }
 

@@ -3,17 +3,29 @@
 //! Every change (source file reload, API write, override added, changed, removed
 //! or expired, migration stage moved) goes through [`Store`], under one async
 //! lock: it computes the new effective document, stage assignments and override
-//! set, persists what must survive a restart, bumps the global version if anything
-//! effective changed, and publishes an immutable [`Snapshot`] on a
-//! `tokio::sync::watch` channel. Watchers only ever see the newest snapshot, so a
-//! burst of changes coalesces for a slow watcher.
+//! set, persists what must survive a restart ([`crate::state::Backend`]: a file,
+//! or a ConfigMap shared by replicas), and, if anything effective changed,
+//! publishes an immutable [`Snapshot`] on a `tokio::sync::watch` channel, under
+//! the version derived from its content ([`crate::version`]). Watchers only ever
+//! see the newest snapshot, so a burst of changes coalesces for a slow watcher.
+//!
+//! With several replicas (the Kubernetes backend) a write is applied to the
+//! state last read and saved with optimistic concurrency; when another replica
+//! wrote first, the store re-reads, applies the same change to the fresh state
+//! and tries again (`store/persist.rs`). Each replica follows the others' writes
+//! (`store/follow.rs`), so all of them publish the same state under the same
+//! version.
 //!
 //! The base document's changes (source reloads, API writes) live in
 //! `store/base.rs`, the override writes in `store/overrides.rs`, the stage moves
 //! in `store/stages.rs`.
 
 mod base;
+mod follow;
 mod overrides;
+mod persist;
+
+pub use self::persist::CONFLICT_RETRIES;
 mod stages;
 
 use std::collections::HashMap;
@@ -31,7 +43,7 @@ use crate::overrides::{Override, DEFAULT_MAX_DURATION};
 use crate::resolve::{self, Workload};
 use crate::source;
 use crate::stages::StageAssignment;
-use crate::state::{ApiBase, PersistedState, StateError, StateFile};
+use crate::state::{ApiBase, Backend, ConfigMapState, PersistedState, StateError, StateFile};
 
 /// Distinct workloads cached per snapshot (beyond this, resolution is not cached).
 const CACHE_LIMIT: usize = 10_000;
@@ -39,7 +51,7 @@ const CACHE_LIMIT: usize = 10_000;
 /// A published state: everything a watcher needs to resolve its config.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// The global version.
+    /// The version: derived from the document, stages and overrides.
     pub version: u64,
     /// The effective base document.
     pub document: Arc<Document>,
@@ -71,7 +83,7 @@ struct Shared {
     tx: watch::Sender<Arc<Snapshot>>,
     overrides_changed: Notify,
     source_path: PathBuf,
-    state: StateFile,
+    state: Backend,
     clock: Clock,
     options: StoreOptions,
 }
@@ -86,7 +98,8 @@ pub struct StoreOptions {
 
 #[derive(Debug)]
 struct Inner {
-    version: u64,
+    /// The stored state's `resourceVersion` (Kubernetes backend).
+    revision: Option<String>,
     file_doc: Option<Document>,
     file_hash: Option<u64>,
     last_seen: Option<Result<u64, String>>,
@@ -117,8 +130,12 @@ pub struct StoreStatus {
     pub last_load_error: Option<String>,
     /// Where the served document came from.
     pub document_origin: Origin,
-    /// The state file.
-    pub state_file: PathBuf,
+    /// The state file (file backend).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_file: Option<PathBuf>,
+    /// The state ConfigMap, `ConfigMap namespace/name` (Kubernetes backend).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_configmap: Option<String>,
     /// Active overrides.
     pub override_count: usize,
     /// Migration stages set through the API.
@@ -139,7 +156,8 @@ pub enum StoreError {
     /// No such thing (404).
     #[error("{0}")]
     NotFound(String),
-    /// The state could not be persisted; nothing changed (500).
+    /// The state could not be persisted; nothing changed (500; 409 when other
+    /// replicas kept writing first, 503 when the Kubernetes API is unavailable).
     #[error("{0}")]
     Persist(#[from] StateError),
 }
@@ -168,10 +186,11 @@ impl Default for StoreOptions {
 // === impl Snapshot ===
 
 impl Snapshot {
-    fn new(version: u64, inner: &Inner) -> Self {
+    fn new(inner: &Inner) -> Self {
+        let document = inner.document();
         Self {
-            version,
-            document: Arc::new(inner.document()),
+            version: crate::version::of(&document.to_json(), &inner.stages, &inner.overrides),
+            document: Arc::new(document),
             stages: Arc::new(inner.stages.clone()),
             overrides: Arc::new(inner.overrides.clone()),
             cache: Mutex::default(),
@@ -210,9 +229,9 @@ impl Inner {
         }
     }
 
-    fn persisted(&self) -> PersistedState {
+    fn persisted(&self, version: u64) -> PersistedState {
         PersistedState {
-            version: self.version,
+            version,
             overrides: self.overrides.clone(),
             stages: self.stages.clone(),
             api_base: self.api_base.as_ref().map(|(b, _)| b.clone()),
@@ -239,8 +258,53 @@ impl Store {
         state: StateFile,
         options: StoreOptions,
     ) -> Result<Self, OpenError> {
-        let clock = Clock::new();
         let saved = state.load()?;
+        let store = Self::build(
+            source_path,
+            Backend::File(state.clone()),
+            saved,
+            None,
+            options,
+        )?;
+        let version = store.snapshot().version;
+        let inner = store.shared.inner.try_lock().map_err(|e| {
+            OpenError::State(StateError::Io {
+                path: state.path().to_path_buf(),
+                error: std::io::Error::other(e.to_string()),
+            })
+        })?;
+        state.save(&inner.persisted(version))?;
+        drop(inner);
+        Ok(store)
+    }
+
+    /// Reads the state from its ConfigMap (creating it when missing) and the
+    /// source file, and publishes the first snapshot; see [`Self::open_with`].
+    /// An unreachable API is an error: the replica has no state to serve.
+    pub async fn open_kubernetes(
+        source_path: &Path,
+        state: ConfigMapState,
+        options: StoreOptions,
+    ) -> Result<Self, OpenError> {
+        let stored = state.load().await?;
+        let backend = Backend::Kubernetes(Box::new(state));
+        Self::build(
+            source_path,
+            backend,
+            stored.state,
+            Some(stored.revision),
+            options,
+        )
+    }
+
+    fn build(
+        source_path: &Path,
+        state: Backend,
+        saved: PersistedState,
+        revision: Option<String>,
+        options: StoreOptions,
+    ) -> Result<Self, OpenError> {
+        let clock = Clock::new();
         let now = clock.now();
         let overrides: Vec<Override> = saved
             .overrides
@@ -265,7 +329,7 @@ impl Store {
             return Err(OpenError::NoDocument(load_error.unwrap_or_default()));
         }
         let inner = Inner {
-            version: saved.version + 1,
+            revision,
             file_doc,
             file_hash,
             last_seen,
@@ -274,8 +338,7 @@ impl Store {
             stages: saved.stages,
             overrides,
         };
-        state.save(&inner.persisted())?;
-        let snapshot = Snapshot::new(inner.version, &inner);
+        let snapshot = Snapshot::new(&inner);
         let (tx, _) = watch::channel(Arc::new(snapshot));
         Ok(Self {
             shared: Arc::new(Shared {
@@ -293,6 +356,9 @@ impl Store {
     /// Starts the source poller and the expiry timer; both stop on `cancel`.
     pub fn spawn_background(&self, poll_interval: Duration, cancel: CancellationToken) {
         tokio::spawn(self.clone().poll_source(poll_interval, cancel.clone()));
+        if let Backend::Kubernetes(state) = &self.shared.state {
+            tokio::spawn(self.clone().follow((**state).clone(), cancel.clone()));
+        }
         tokio::spawn(self.clone().expire_loop(cancel));
     }
 
@@ -324,8 +390,12 @@ impl Store {
     /// The store part of `/v1/status`.
     pub async fn status(&self) -> StoreStatus {
         let inner = self.shared.inner.lock().await;
+        let (state_file, state_configmap) = match &self.shared.state {
+            Backend::File(file) => (Some(file.path().to_path_buf()), None),
+            Backend::Kubernetes(cm) => (None, Some(cm.describe().to_string())),
+        };
         StoreStatus {
-            version: inner.version,
+            version: self.snapshot().version,
             source: self.shared.source_path.clone(),
             last_load_error: inner.load_error.clone(),
             document_origin: if inner.api_base.is_some() {
@@ -333,37 +403,11 @@ impl Store {
             } else {
                 Origin::File
             },
-            state_file: self.shared.state.path().to_path_buf(),
+            state_file,
+            state_configmap,
             override_count: inner.overrides.len(),
             stage_assignments: inner.stages.len(),
             max_override_duration_seconds: self.shared.options.max_override_duration.as_secs(),
         }
-    }
-
-    /// Publishes the state if anything effective changed: bumps the version,
-    /// persists, then sends. On a persistence error nothing is published and the
-    /// caller restores its change.
-    async fn publish(&self, inner: &mut Inner) -> Result<(), StateError> {
-        let current = self.snapshot();
-        let changed = *current.document != inner.document()
-            || *current.stages != inner.stages
-            || *current.overrides != inner.overrides;
-        let mut state = inner.persisted();
-        if changed {
-            state.version += 1;
-        }
-        let file = self.shared.state.clone();
-        tokio::task::spawn_blocking(move || file.save(&state))
-            .await
-            .map_err(|e| StateError::Io {
-                path: self.shared.state.path().to_path_buf(),
-                error: std::io::Error::other(e.to_string()),
-            })??;
-        if changed {
-            inner.version += 1;
-            let snapshot = Snapshot::new(inner.version, inner);
-            self.shared.tx.send_replace(Arc::new(snapshot));
-        }
-        Ok(())
     }
 }

@@ -151,6 +151,7 @@ fn config(source: &std::path::Path, state: &std::path::Path, token: Option<&str>
     ServeConfig {
         source: source.to_path_buf(),
         state: state.to_path_buf(),
+        kubernetes: None,
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         token: token.map_or_else(Token::none, Token::new),
         poll_interval: TEST_POLL_INTERVAL,

@@ -199,10 +199,10 @@ mod tests {
         let mut sse = Box::pin(sse_stream(feed, reg, CancellationToken::new()));
 
         let first = text(sse.next().await);
-        assert!(
-            first.starts_with("event: config\nid: 1\ndata: {\"version\":1,\"config\":{"),
-            "{first}"
-        );
+        let version = store.snapshot().version;
+        let head =
+            format!("event: config\nid: {version}\ndata: {{\"version\":{version},\"config\":{{");
+        assert!(first.starts_with(&head), "{first}");
         assert!(first.ends_with("}}\n\n"), "{first}");
         let started = tokio::time::Instant::now();
         assert_eq!(text(sse.next().await), ": keepalive\n\n");

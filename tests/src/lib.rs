@@ -29,6 +29,7 @@ pub mod apps;
 pub mod bound;
 pub mod client;
 pub mod fleet;
+pub mod kube_api;
 pub mod netns;
 pub mod otlp;
 pub mod process;

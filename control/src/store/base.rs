@@ -34,45 +34,47 @@ impl Store {
                 inner.load_error = None;
                 inner.file_doc = Some(doc);
                 inner.file_hash = Some(hash);
-                // The file changed after the API's last write: the file wins now.
-                inner.api_base = None;
-                if let Err(e) = self.publish(&mut inner).await {
+                // The file changed after the API's last write: the file wins now,
+                // unless that write was made against this very content (another
+                // replica read the new file first).
+                let written = self.write(&mut inner, |_, inner| {
+                    if inner.api_base.as_ref().map(|(b, _)| b.source_hash) != Some(Some(hash)) {
+                        inner.api_base = None;
+                    }
+                    Ok(())
+                });
+                if let Err(e) = written.await {
                     tracing::error!(error = %e, "cannot persist state after a source reload");
                 }
             }
         }
     }
 
-    /// Replaces the base document (`PUT /v1/config/base`).
+    /// Replaces the base document (`PUT /v1/config/base`); returns the version.
     pub async fn put_base(&self, doc: Document) -> Result<u64, StoreError> {
         let mut inner = self.shared.inner.lock().await;
-        self.set_base(&mut inner, doc).await
+        let base = self.write(&mut inner, |store, inner| {
+            set_base(store, inner, doc.clone());
+            Ok(())
+        });
+        base.await?;
+        Ok(self.snapshot().version)
     }
 
-    /// Applies a JSON merge patch to the base document (`PATCH /v1/config/base`).
+    /// Applies a JSON merge patch to the base document (`PATCH /v1/config/base`);
+    /// on a conflict with another replica it applies to the fresh document.
     pub async fn patch_base(&self, patch: &Value) -> Result<u64, StoreError> {
         let mut inner = self.shared.inner.lock().await;
-        let mut json = inner.document().to_json();
-        resolve::merge_patch(&mut json, patch);
-        let doc = Document::from_json(json, "patched document")
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        self.set_base(&mut inner, doc).await
-    }
-
-    /// Makes `doc` the base document until the source file changes again
-    /// (last writer wins), restoring the previous one if it cannot be persisted.
-    async fn set_base(&self, inner: &mut Inner, doc: Document) -> Result<u64, StoreError> {
-        let base = ApiBase {
-            document: doc.to_json(),
-            source_hash: inner.file_hash,
-            updated_at: Timestamp(self.now()),
-        };
-        let previous = inner.api_base.replace((base, doc));
-        if let Err(e) = self.publish(inner).await {
-            inner.api_base = previous;
-            return Err(e.into());
-        }
-        Ok(inner.version)
+        let base = self.write(&mut inner, |store, inner| {
+            let mut json = inner.document().to_json();
+            resolve::merge_patch(&mut json, patch);
+            let doc = Document::from_json(json, "patched document")
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            set_base(store, inner, doc);
+            Ok(())
+        });
+        base.await?;
+        Ok(self.snapshot().version)
     }
 
     /// Polls the source file every `interval` until `cancel`, handing each read to
@@ -93,6 +95,17 @@ impl Store {
             self.source_changed(read).await;
         }
     }
+}
+
+/// Makes `doc` the base document until the source file changes again (last
+/// writer wins).
+fn set_base(store: &Store, inner: &mut Inner, doc: Document) {
+    let base = ApiBase {
+        document: doc.to_json(),
+        source_hash: inner.file_hash,
+        updated_at: Timestamp(store.now()),
+    };
+    inner.api_base = Some((base, doc));
 }
 
 #[cfg(test)]

@@ -16,22 +16,22 @@ impl Store {
         let max = self.shared.options.max_override_duration;
         let new = new.build(self.now(), max).map_err(StoreError::Invalid)?;
         let mut inner = self.shared.inner.lock().await;
-        if let Some(old) = inner.overrides.iter().find(|o| o.same_target(&new)) {
-            return Err(StoreError::Conflict(format!(
-                "override {} already applies to {} until {}; change it (PATCH /v1/overrides/{}) or remove it first",
-                old.id,
-                new.target(),
-                old.expires_at,
-                old.id,
-            )));
-        }
-        inner.overrides.push(new.clone());
-        if let Err(e) = self.publish(&mut inner).await {
-            inner.overrides.pop();
-            return Err(e.into());
-        }
+        let added = self.write(&mut inner, |_, inner| {
+            if let Some(old) = inner.overrides.iter().find(|o| o.same_target(&new)) {
+                return Err(StoreError::Conflict(format!(
+                    "override {} already applies to {} until {}; change it (PATCH /v1/overrides/{}) or remove it first",
+                    old.id,
+                    new.target(),
+                    old.expires_at,
+                    old.id,
+                )));
+            }
+            inner.overrides.push(new.clone());
+            Ok(new.clone())
+        });
+        let added = added.await?;
         self.shared.overrides_changed.notify_one();
-        Ok(new)
+        Ok(added)
     }
 
     /// Changes an override in place (`PATCH /v1/overrides/{id}`): same id, same
@@ -43,32 +43,31 @@ impl Store {
     ) -> Result<Override, StoreError> {
         let max = self.shared.options.max_override_duration;
         let mut inner = self.shared.inner.lock().await;
-        let Some(at) = inner.overrides.iter().position(|o| o.id == id) else {
-            return Err(StoreError::NotFound(format!("no active override {id:?}")));
-        };
-        let next = change
-            .apply_to(&inner.overrides[at], self.now(), max)
-            .map_err(StoreError::Invalid)?;
-        let previous = std::mem::replace(&mut inner.overrides[at], next.clone());
-        if let Err(e) = self.publish(&mut inner).await {
-            inner.overrides[at] = previous;
-            return Err(e.into());
-        }
+        let changed = self.write(&mut inner, |store, inner| {
+            let Some(at) = inner.overrides.iter().position(|o| o.id == id) else {
+                return Err(StoreError::NotFound(format!("no active override {id:?}")));
+            };
+            let next = change
+                .apply_to(&inner.overrides[at], store.now(), max)
+                .map_err(StoreError::Invalid)?;
+            inner.overrides[at] = next.clone();
+            Ok(next)
+        });
+        let changed = changed.await?;
         self.shared.overrides_changed.notify_one();
-        Ok(next)
+        Ok(changed)
     }
 
     /// Removes an override (`DELETE /v1/overrides/{id}`).
     pub async fn remove_override(&self, id: &str) -> Result<Override, StoreError> {
         let mut inner = self.shared.inner.lock().await;
-        let Some(at) = inner.overrides.iter().position(|o| o.id == id) else {
-            return Err(StoreError::NotFound(format!("no active override {id:?}")));
-        };
-        let removed = inner.overrides.remove(at);
-        if let Err(e) = self.publish(&mut inner).await {
-            inner.overrides.insert(at, removed);
-            return Err(e.into());
-        }
+        let removed = self.write(&mut inner, |_, inner| {
+            let Some(at) = inner.overrides.iter().position(|o| o.id == id) else {
+                return Err(StoreError::NotFound(format!("no active override {id:?}")));
+            };
+            Ok(inner.overrides.remove(at))
+        });
+        let removed = removed.await?;
         self.shared.overrides_changed.notify_one();
         Ok(removed)
     }
@@ -79,19 +78,29 @@ impl Store {
     }
 
     /// Removes every override whose expiry has passed; returns how many.
+    ///
+    /// Replicas expiring the same override at once all end at the same state:
+    /// the one that loses the race re-reads a state without it and has nothing
+    /// left to remove.
     pub async fn expire(&self) -> usize {
-        let now = self.now();
         let mut inner = self.shared.inner.lock().await;
-        let before = inner.overrides.len();
-        inner.overrides.retain(|o| o.expires_at.0 > now);
-        let removed = before - inner.overrides.len();
-        if removed > 0 {
-            tracing::info!(removed, "incident overrides expired");
-            if let Err(e) = self.publish(&mut inner).await {
+        let expired = self.write(&mut inner, |store, inner| {
+            let now = store.now();
+            let before = inner.overrides.len();
+            inner.overrides.retain(|o| o.expires_at.0 > now);
+            Ok(before - inner.overrides.len())
+        });
+        match expired.await {
+            Ok(0) => 0,
+            Ok(removed) => {
+                tracing::info!(removed, "incident overrides expired");
+                removed
+            }
+            Err(e) => {
                 tracing::error!(error = %e, "cannot persist state after override expiry");
+                0
             }
         }
-        removed
     }
 
     /// Sleeps until the earliest expiry, expires, and starts again; any override

@@ -249,7 +249,7 @@ async fn an_http1_watch_stays_open_past_the_idle_and_head_deadlines_and_keeps_re
         .await
         .unwrap()
         .unwrap();
-    assert!(pushed.version > first.version);
+    assert_ne!(pushed.version, first.version);
     assert!(pushed.config.sampling.forced_workload.is_some());
     assert_eq!(cp.sidecars.count(), 1);
 }

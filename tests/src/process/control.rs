@@ -33,6 +33,27 @@ impl ControlProcess {
     /// Serves `source` (a control-plane document) with write token `token`,
     /// its files in a scratch directory named after `name` (unique per test).
     pub async fn serve(name: &str, source: &str, token: &str) -> Self {
+        Self::serve_with(name, source, token, None).await
+    }
+
+    /// Like [`Self::serve`], with the state in ConfigMap
+    /// `meshtrace-control-state` of namespace `mesh`, through the API server
+    /// `kubeconfig` points at (`--store kubernetes`).
+    pub async fn serve_kubernetes(
+        name: &str,
+        source: &str,
+        token: &str,
+        kubeconfig: &std::path::Path,
+    ) -> Self {
+        Self::serve_with(name, source, token, Some(kubeconfig)).await
+    }
+
+    async fn serve_with(
+        name: &str,
+        source: &str,
+        token: &str,
+        kubeconfig: Option<&std::path::Path>,
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("meshtrace-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
@@ -44,12 +65,22 @@ impl ControlProcess {
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--source"])
             .arg(&source_file)
-            .arg("--state")
-            .arg(dir.join("state.json"))
             .arg("--token-file")
             .arg(&token_file)
             .env_remove("MESHTRACE_CONTROL_TOKEN")
             .env("NO_COLOR", "1");
+        match kubeconfig {
+            None => {
+                command.arg("--state").arg(dir.join("state.json"));
+            }
+            Some(kubeconfig) => {
+                command
+                    .args(["--store", "kubernetes"])
+                    .env("KUBECONFIG", kubeconfig)
+                    .env("POD_NAMESPACE", "mesh")
+                    .env_remove("KUBERNETES_SERVICE_HOST");
+            }
+        }
         let mut process = Supervised::spawn(
             "meshtrace-control serve",
             command,

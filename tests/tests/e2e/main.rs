@@ -23,6 +23,7 @@ mod chart;
 mod cli;
 mod control;
 mod control_push;
+mod control_replicas;
 mod drain;
 mod edge_errors;
 mod grpc;
