@@ -29,6 +29,9 @@
 //!   the last version survive restarts, so versions never go backwards.
 //! * **Offline check** ([`check`]): `meshtrace-control check FILE` runs the
 //!   server's own loading code on a file, for CI and before a ConfigMap change.
+//! * **Sidecar injection** ([`inject`]): `meshtrace-control injector`, a mutating
+//!   admission webhook adding the init step and the sidecar to pods, and
+//!   `meshtrace-control inject`, the same code offline on a manifest.
 //!
 //! # Security
 //!
@@ -58,6 +61,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod document;
+pub mod inject;
 pub mod merge;
 pub mod migration;
 pub mod overrides;
