@@ -158,13 +158,21 @@ async fn route(
 }
 
 async fn inject(config: &InjectorConfig, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let too_large = || {
+        let message = format!("the review is larger than {MAX_BODY} bytes\n");
+        text(StatusCode::PAYLOAD_TOO_LARGE, &message)
+    };
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large();
+    }
     let body = Limited::new(req.into_body(), MAX_BODY);
     let bytes = match tokio::time::timeout(REQUEST_TIMEOUT, body.collect()).await {
         Err(_) => return text(StatusCode::REQUEST_TIMEOUT, "the body took too long\n"),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            let message = format!("the review is larger than {MAX_BODY} bytes\n");
-            return text(StatusCode::PAYLOAD_TOO_LARGE, &message);
-        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
         Ok(Err(e)) => {
             return text(
                 StatusCode::BAD_REQUEST,

@@ -29,6 +29,7 @@ mod harness;
 mod http1;
 mod http2;
 mod idle;
+mod injector;
 mod interop;
 mod large_bodies;
 mod mixed_fleet;
