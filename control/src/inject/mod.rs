@@ -76,14 +76,11 @@ pub fn inject(config: &InjectorConfig, pod: &Pod) -> Outcome {
     if annotations.contains_key(annotations::STATUS) {
         return skip("already injected (meshtrace.io/status is set)", Vec::new());
     }
-    let names = spec
+    let mut all = spec
         .containers
         .iter()
         .chain(spec.init_containers.iter().flatten());
-    if names
-        .into_iter()
-        .any(|c| c.name == containers::SIDECAR_NAME)
-    {
+    if all.any(|c| c.name == containers::SIDECAR_NAME) {
         return skip(
             "already injected (it has a meshtrace-proxy container)",
             Vec::new(),
