@@ -6,6 +6,7 @@
 //! Warnings from the server (e.g. an override for a service nobody has heard of)
 //! go to stderr as `warning: …` and do not change the exit status.
 
+mod inject;
 mod migration;
 mod overrides;
 mod status;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use self::inject::{InjectArgs, InjectorArgs};
 pub use self::migration::{MigrationArgs, MigrationCommand, StageTarget};
 pub use self::overrides::OverrideCommand;
 pub use self::status::ConfigCommand;
@@ -59,6 +61,10 @@ pub enum Command {
         /// The YAML file.
         file: PathBuf,
     },
+    /// Run the sidecar injector (a mutating admission webhook over HTTPS).
+    Injector(InjectorArgs),
+    /// Print a manifest with the sidecar injected, as the webhook would.
+    Inject(InjectArgs),
     /// Commands that talk to a running server.
     #[command(flatten)]
     Client(ClientCommand),
@@ -192,6 +198,8 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     let command = match cli.command {
         Command::Serve(args) => return serve(args, cli.token).await,
         Command::Check { file } => return check(&file),
+        Command::Injector(args) => return inject::injector(args).await,
+        Command::Inject(args) => return inject::inject_offline(&args),
         Command::Client(command) => command,
     };
     let client = ControlClient::new(&cli.server, cli.token).map_err(|e| e.to_string())?;

@@ -33,6 +33,9 @@
 //!   which follow each other's writes.
 //! * **Offline check** ([`check`]): `meshtrace-control check FILE` runs the
 //!   server's own loading code on a file, for CI and before a ConfigMap change.
+//! * **Sidecar injection** ([`inject`]): `meshtrace-control injector`, a mutating
+//!   admission webhook adding the init step and the sidecar to pods, and
+//!   `meshtrace-control inject`, the same code offline on a manifest.
 //!
 //! # Security
 //!
@@ -62,6 +65,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod document;
+pub mod inject;
 pub mod merge;
 pub mod migration;
 pub mod overrides;

@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod fanout;
 mod identity;
+mod inject;
 mod migration;
 mod override_changes;
 mod overrides;

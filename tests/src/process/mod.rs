@@ -23,6 +23,7 @@
 mod binary;
 mod config_file;
 mod control;
+pub mod injector;
 mod output;
 pub mod probe;
 mod ready;

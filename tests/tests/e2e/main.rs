@@ -33,6 +33,7 @@ mod http2;
 mod idle;
 mod image;
 mod init;
+mod injector;
 mod interop;
 mod large_bodies;
 mod mixed_fleet;
