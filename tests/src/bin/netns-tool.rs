@@ -81,8 +81,10 @@ fn answer(stream: TcpStream, me: String) {
         let mut header = String::new();
         let mut traceparent = None;
         while reader.read_line(&mut header).unwrap_or(0) > 2 {
-            close |= header.eq_ignore_ascii_case("connection: close
-");
+            close |= header.eq_ignore_ascii_case(
+                "connection: close
+",
+            );
             if let Some((name, value)) = header.split_once(':') {
                 if name.eq_ignore_ascii_case("traceparent") {
                     traceparent = Some(value.trim().to_string());
@@ -90,11 +92,15 @@ fn answer(stream: TcpStream, me: String) {
             }
             header.clear();
         }
-        let mut body = format!("{me} path={path}
-");
+        let mut body = format!(
+            "{me} path={path}
+"
+        );
         if let Some(value) = traceparent {
-            body.push_str(&format!("traceparent={value}
-"));
+            body.push_str(&format!(
+                "traceparent={value}
+"
+            ));
         }
         let response = format!(
             "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n\r\n{body}",
