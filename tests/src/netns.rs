@@ -27,31 +27,16 @@ pub struct Netns(String);
 impl Netns {
     /// Creates a namespace with loopback up, or says why it cannot.
     pub fn create(name: &str) -> Result<Self, String> {
-        let uid = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("Uid:"))
-                    .map(|u| u.split_whitespace().next().unwrap_or("").to_string())
-            });
-        if uid.as_deref() != Some("0") {
-            return Err(
-                "not running as root (network namespaces and iptables need CAP_NET_ADMIN)".into(),
-            );
-        }
-        for tool in [
+        let tools = [
             "ip",
             "iptables",
             "ip6tables",
             "iptables-restore",
             "ip6tables-restore",
             "setpriv",
-        ] {
-            if !command_exists(tool) {
-                return Err(format!(
-                    "`{tool}` is not installed (bash scripts/test-all.sh installs it)"
-                ));
-            }
+        ];
+        if let Some(why) = missing_prerequisite(&tools) {
+            return Err(why);
         }
         let _ = std::process::Command::new("ip")
             .args(["netns", "del", name])
@@ -97,16 +82,7 @@ impl Netns {
 
     /// Runs `args` inside the namespace as the sidecar's uid and gid.
     pub async fn must_as_sidecar(&self, args: &[&str]) -> String {
-        let mut all = vec![
-            "setpriv",
-            "--reuid",
-            SIDECAR_UID,
-            "--regid",
-            SIDECAR_UID,
-            "--clear-groups",
-        ];
-        all.extend_from_slice(args);
-        self.must(&all).await
+        self.must(&as_user(SIDECAR_UID, args)).await
     }
 
     /// Starts a server (`args`) inside the namespace and waits until it prints
@@ -160,6 +136,32 @@ impl Drop for Netns {
             .args(["netns", "del", &self.0])
             .output();
     }
+}
+
+/// Why a test that needs root and `tools` cannot run here, if it cannot.
+pub fn missing_prerequisite(tools: &[&str]) -> Option<String> {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|u| u.split_whitespace().next().unwrap_or("").to_string())
+        });
+    if uid.as_deref() != Some("0") {
+        return Some("not running as root (network namespaces, iptables and runc need it)".into());
+    }
+    tools
+        .iter()
+        .find(|tool| !command_exists(tool))
+        .map(|tool| format!("`{tool}` is not installed (bash scripts/test-all.sh installs it)"))
+}
+
+/// `args` run as `uid` (and the group of the same number), with no
+/// supplementary groups: how a container's `runAsUser` is played here.
+pub fn as_user<'a>(uid: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["setpriv", "--reuid", uid, "--regid", uid, "--clear-groups"];
+    all.extend_from_slice(args);
+    all
 }
 
 /// Whether `tool` is on the PATH.

@@ -81,10 +81,7 @@ fn answer(stream: TcpStream, me: String) {
         let mut header = String::new();
         let mut traceparent = None;
         while reader.read_line(&mut header).unwrap_or(0) > 2 {
-            close |= header.eq_ignore_ascii_case(
-                "connection: close
-",
-            );
+            close |= header.eq_ignore_ascii_case("connection: close\r\n");
             if let Some((name, value)) = header.split_once(':') {
                 if name.eq_ignore_ascii_case("traceparent") {
                     traceparent = Some(value.trim().to_string());
@@ -92,15 +89,9 @@ fn answer(stream: TcpStream, me: String) {
             }
             header.clear();
         }
-        let mut body = format!(
-            "{me} path={path}
-"
-        );
+        let mut body = format!("{me} path={path}\n");
         if let Some(value) = traceparent {
-            body.push_str(&format!(
-                "traceparent={value}
-"
-            ));
+            body.push_str(&format!("traceparent={value}\n"));
         }
         let response = format!(
             "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n\r\n{body}",

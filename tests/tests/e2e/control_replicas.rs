@@ -5,9 +5,7 @@
 //! replica to the other gets the same config under the same version.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
-use http::Method;
 use meshtrace_control::client::{ControlClient, WatchStream};
 use meshtrace_control::overrides::NewOverride;
 use meshtrace_tests::bound::within;
@@ -159,51 +157,4 @@ async fn concurrent_writes_on_both_replicas_both_land_and_converge() {
     let (pushed_a, pushed_b) = (next_push(&mut on_a).await, next_push(&mut on_b).await);
     assert_eq!(pushed_a.0, last);
     assert_eq!(pushed_a, pushed_b);
-}
-
-/// The figure: how long a write on A takes (`PATCH /v1/config/base`, answered
-/// after the ConfigMap write) and how long until B pushes it. Run with
-/// `cargo test -p meshtrace-tests --test e2e control_replicas::propagation_figures -- --ignored --nocapture`.
-#[tokio::test]
-#[ignore = "a measurement: run explicitly"]
-async fn propagation_figures() {
-    let writes: usize = std::env::var("REPLICA_WRITES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(200);
-    let pair = Pair::start("replicas-figures").await;
-    let (a, b) = pair.clients();
-    let mut on_b = within("watch on B", b.watch(WORKLOAD)).await.unwrap();
-    next_push(&mut on_b).await;
-    let (mut write, mut seen) = (Vec::new(), Vec::new());
-    for i in 0..writes {
-        let rate = (i % 900 + 1) as f64 / 1000.0;
-        let patch = json!({"defaults": {"sampling": {"default_rate": rate}}});
-        let start = Instant::now();
-        let answer: Value = a
-            .send_json(Method::PATCH, "/v1/config/base", &patch)
-            .await
-            .unwrap();
-        write.push(start.elapsed());
-        let version = answer["version"].as_u64().unwrap();
-        push_of(&mut on_b, version).await;
-        seen.push(start.elapsed());
-    }
-    let (ok, conflicts) = pair.api.writes();
-    println!(
-        "{writes} writes on A: write {}; visible on B {}; API writes {ok}, 409s {conflicts}",
-        summary(&mut write),
-        summary(&mut seen)
-    );
-}
-
-fn summary(samples: &mut [Duration]) -> String {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    format!(
-        "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        at(0.5).as_secs_f64() * 1e3,
-        at(0.99).as_secs_f64() * 1e3,
-        at(1.0).as_secs_f64() * 1e3
-    )
 }

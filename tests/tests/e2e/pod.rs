@@ -113,7 +113,7 @@ async fn an_injected_pod_runs_with_its_traffic_through_the_sidecar() {
     eprintln!("sidecar start-to-ready: {:?}", started.elapsed());
 
     let _app = pod_ns
-        .listen(&setpriv(APP_UID, &[tool, "serve", "0.0.0.0:8080"]))
+        .listen(&netns::as_user(APP_UID, &[tool, "serve", "0.0.0.0:8080"]))
         .await;
     assert_traffic_goes_through_the_sidecar(&pod_ns, &node).await;
 
@@ -149,7 +149,7 @@ async fn assert_traffic_goes_through_the_sidecar(pod_ns: &Netns, node: &Netns) {
 
     // Outbound: the app calls the upstream; the outbound listener takes it.
     let outbound = pod_ns
-        .must(&setpriv(
+        .must(&netns::as_user(
             APP_UID,
             &[tool, "get", &format!("http://{NODE_IP}:9090/outbound")],
         ))
@@ -239,13 +239,6 @@ async fn command(container: &Container) -> Vec<String> {
     assert_eq!(line[0], PROXY_ENTRYPOINT, "the proxy image's binary");
     line[0] = proxy_binary().await.display().to_string();
     line
-}
-
-/// `args` run as `uid` (and the same gid), with no supplementary groups.
-fn setpriv<'a>(uid: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-    let mut all = vec!["setpriv", "--reuid", uid, "--regid", uid, "--clear-groups"];
-    all.extend_from_slice(args);
-    all
 }
 
 /// Starts the sidecar in the pod's namespace with exactly the container's

@@ -67,18 +67,11 @@ async fn redirected_connections_reach_their_original_destination_ipv4_and_ipv6()
             c.outbound.listen = (std::net::Ipv6Addr::UNSPECIFIED, CAPTURE_PORT).into();
         })
         .process()
-        .wrapper([
-            "ip",
-            "netns",
-            "exec",
-            &name,
-            "setpriv",
-            "--reuid",
-            SIDECAR_UID,
-            "--regid",
-            SIDECAR_UID,
-            "--clear-groups",
-        ])
+        .wrapper(
+            ["ip", "netns", "exec", &name]
+                .into_iter()
+                .chain(netns::as_user(SIDECAR_UID, &[])),
+        )
         .spawn()
         .await;
 

@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use meshtrace_tests::bound::within;
+use meshtrace_tests::netns;
 use meshtrace_tests::process::{Group, Logs, Supervised};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -15,29 +16,6 @@ use tokio::time::Instant;
 
 /// How often a readiness probe is asked again.
 const POLL: Duration = Duration::from_millis(20);
-
-/// Why this machine cannot run the test, if it cannot.
-fn missing_prerequisite(tools: &[&str]) -> Option<String> {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .map(|u| u.split_whitespace().next().unwrap_or("").to_string())
-        });
-    if uid.as_deref() != Some("0") {
-        return Some("not running as root (runc and network namespaces need it)".into());
-    }
-    tools
-        .iter()
-        .find(|tool| {
-            !std::process::Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .map(|tool| format!("`{tool}` is not installed (bash scripts/test-all.sh installs it)"))
-}
 
 /// Runs `args` to completion; its stdout, or why it failed.
 fn sync(args: &[&str]) -> Result<String, String> {
@@ -96,7 +74,7 @@ pub struct Bundle {
 impl Bundle {
     /// Unpacks `image` (`LAYOUT:REF`), or says why it cannot.
     pub fn unpack(image: &str, test: &str) -> Result<Self, String> {
-        if let Some(why) = missing_prerequisite(&["ip", "umoci", "runc"]) {
+        if let Some(why) = netns::missing_prerequisite(&["ip", "umoci", "runc"]) {
             return Err(why);
         }
         let layout = image.rsplit_once(':').map_or(image, |(dir, _)| dir);
@@ -270,7 +248,7 @@ pub struct Netns(String);
 impl Netns {
     /// Creates the namespace, or says why it cannot.
     pub fn create(name: &str) -> Result<Self, String> {
-        if let Some(why) = missing_prerequisite(&["ip", "iptables", "ip6tables"]) {
+        if let Some(why) = netns::missing_prerequisite(&["ip", "iptables", "ip6tables"]) {
             return Err(why);
         }
         let _ = sync(&["ip", "netns", "del", name]);
