@@ -172,14 +172,14 @@ pub fn command_exists(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Runs a command to completion, turning failure into its stderr.
-pub fn sync(args: &[&str]) -> Result<(), String> {
+/// Runs a command to completion: its stdout, or its failure with its stderr.
+pub fn sync(args: &[&str]) -> Result<String, String> {
     let out = std::process::Command::new(args[0])
         .args(&args[1..])
         .output()
         .map_err(|e| format!("{}: {e}", args[0]))?;
     if out.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(format!(
             "`{}` failed: {}",

@@ -19,7 +19,8 @@ use serde_json::json;
 
 mod runtime;
 
-use runtime::{Bundle, Netns};
+use meshtrace_tests::netns::Netns;
+use runtime::Bundle;
 
 const APP: &str = "127.0.0.1:8080";
 
@@ -106,7 +107,9 @@ async fn proxy_image_serves_inbound_and_outbound_requests_in_a_network_namespace
     };
     let ns = Netns::create(&format!("meshtrace-img{}", std::process::id()))
         .unwrap_or_else(|e| panic!("{e}"));
-    let _app = ns.serve(APP).await;
+    let _app = ns
+        .listen(&[env!("CARGO_BIN_EXE_netns-tool"), "serve", APP])
+        .await;
     bundle.file("meshtrace.yaml", SIDECAR_CONFIG);
     bundle.file("hosts", "127.0.0.1 localhost backend.test\n");
 
@@ -126,7 +129,8 @@ async fn proxy_image_serves_inbound_and_outbound_requests_in_a_network_namespace
         );
         runtime::mount(config, &bundle.path("hosts"), "/etc/hosts");
     });
-    ns.wait_ready(
+    runtime::wait_ready(
+        &ns,
         "http://127.0.0.1:15021/healthz/ready",
         Duration::from_secs(20),
         &sidecar,
@@ -138,7 +142,7 @@ async fn proxy_image_serves_inbound_and_outbound_requests_in_a_network_namespace
         "image::serve: container start to ready {ready:?}"
     );
 
-    let inbound = ns.get("http://127.0.0.1:15006/through-inbound").await;
+    let inbound = runtime::get(&ns, "http://127.0.0.1:15006/through-inbound").await;
     assert!(
         inbound.contains("200 OK")
             && inbound.contains("served-by 127.0.0.1:8080 path=/through-inbound"),
@@ -146,7 +150,7 @@ async fn proxy_image_serves_inbound_and_outbound_requests_in_a_network_namespace
     );
     assert_traceparent(&inbound);
 
-    let outbound = ns.get("http://127.0.0.1:15001/through-outbound").await;
+    let outbound = runtime::get(&ns, "http://127.0.0.1:15001/through-outbound").await;
     assert!(
         outbound.contains("200 OK")
             && outbound.contains("served-by 127.0.0.1:8080 path=/through-outbound"),

@@ -7,32 +7,14 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use meshtrace_tests::bound::within;
-use meshtrace_tests::netns;
+use meshtrace_tests::netns::{self, Netns};
 use meshtrace_tests::process::{Group, Logs, Supervised};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::time::Instant;
 
 /// How often a readiness probe is asked again.
 const POLL: Duration = Duration::from_millis(20);
-
-/// Runs `args` to completion; its stdout, or why it failed.
-fn sync(args: &[&str]) -> Result<String, String> {
-    let out = std::process::Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|e| format!("{}: {e}", args[0]))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`{}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
 
 /// Adds a read-only bind mount of `source` at `destination` to a runc config.
 pub fn mount(config: &mut Value, source: &Path, destination: &str) {
@@ -88,7 +70,7 @@ impl Bundle {
         let _ = std::fs::remove_dir_all(&dir);
         let bundle = Self { dir, id };
         let path = bundle.dir.to_string_lossy().into_owned();
-        sync(&["umoci", "unpack", "--image", image, &path])?;
+        netns::sync(&["umoci", "unpack", "--image", image, &path])?;
         std::fs::copy(bundle.path("config.json"), bundle.path("image-config.json"))
             .map_err(|e| format!("keep config.json: {e}"))?;
         Ok(bundle)
@@ -188,7 +170,8 @@ impl Bundle {
         config["process"]["terminal"] = json!(false);
         if let (Some(ns), Some(namespaces)) = (ns, config["linux"]["namespaces"].as_array_mut()) {
             namespaces.retain(|n| n["type"] != "network");
-            namespaces.push(json!({"type": "network", "path": format!("/run/netns/{}", ns.0)}));
+            namespaces
+                .push(json!({"type": "network", "path": format!("/run/netns/{}", ns.name())}));
         }
         edit(&mut config);
         let text = serde_json::to_string_pretty(&config).expect("serialise config.json");
@@ -240,105 +223,29 @@ impl Running<'_> {
     }
 }
 
-// === impl Netns ===
+// === the namespace's side ===
 
-/// A network namespace with loopback up, deleted on drop.
-pub struct Netns(String);
-
-impl Netns {
-    /// Creates the namespace, or says why it cannot.
-    pub fn create(name: &str) -> Result<Self, String> {
-        if let Some(why) = netns::missing_prerequisite(&["ip", "iptables", "ip6tables"]) {
-            return Err(why);
-        }
-        let _ = sync(&["ip", "netns", "del", name]);
-        sync(&["ip", "netns", "add", name])?;
-        let ns = Self(name.to_string());
-        sync(&["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"])?;
-        Ok(ns)
-    }
-
-    /// Runs `args` inside the namespace; its stdout, or the failure.
-    async fn run(&self, args: &[&str]) -> Result<String, String> {
-        let out = within(
-            format!("`{}` in {}", args.join(" "), self.0),
-            Command::new("ip")
-                .args(["netns", "exec", &self.0])
-                .args(args)
-                .kill_on_drop(true)
-                .output(),
-        )
+/// One HTTP GET from inside the namespace: status line and body.
+pub async fn get(ns: &Netns, url: &str) -> String {
+    ns.must(&[env!("CARGO_BIN_EXE_netns-tool"), "get", url])
         .await
-        .map_err(|e| format!("ip netns exec: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "`{}` failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    }
-
-    /// Runs `args` inside the namespace and fails the test if it fails.
-    pub async fn must(&self, args: &[&str]) -> String {
-        self.run(args).await.unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// One HTTP GET from inside the namespace: status line and body.
-    pub async fn get(&self, url: &str) -> String {
-        self.must(&[env!("CARGO_BIN_EXE_netns-tool"), "get", url])
-            .await
-    }
-
-    /// Asks `url` from inside the namespace until it answers 200, at most `limit`.
-    pub async fn wait_ready(&self, url: &str, limit: Duration, container: &Running<'_>) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let answer = self
-                .run(&[env!("CARGO_BIN_EXE_netns-tool"), "get", url])
-                .await;
-            if answer.is_ok_and(|a| a.starts_with("HTTP/1.1 200")) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{url} did not answer 200 within {limit:?}; the container's output ends:\n{}",
-                container.tail()
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// Starts the netns-tool echo server inside the namespace; waits until it listens.
-    pub async fn serve(&self, addr: &str) -> Child {
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.0,
-                env!("CARGO_BIN_EXE_netns-tool"),
-                "serve",
-                addr,
-            ])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start netns-tool serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = within(format!("the echo server on {addr}"), lines.next_line()).await;
-        assert!(
-            matches!(line, Ok(Some(l)) if l.starts_with("listening")),
-            "echo server on {addr} did not start"
-        );
-        child
-    }
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = sync(&["ip", "netns", "del", &self.0]);
+/// Asks `url` from inside the namespace until it answers 200, at most `limit`.
+pub async fn wait_ready(ns: &Netns, url: &str, limit: Duration, container: &Running<'_>) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let answer = ns
+            .run(&[env!("CARGO_BIN_EXE_netns-tool"), "get", url])
+            .await;
+        if answer.status.success() && answer.stdout.starts_with(b"HTTP/1.1 200") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not answer 200 within {limit:?}; the container's output ends:\n{}",
+            container.tail()
+        );
+        tokio::time::sleep(POLL).await;
     }
 }
