@@ -11,6 +11,7 @@
 //! server is what the schemas and these assertions check.
 
 mod injector_config;
+mod monitoring;
 mod render;
 mod webhook;
 

@@ -24,6 +24,7 @@ mod cli;
 mod control;
 mod control_push;
 mod control_replicas;
+mod dashboards;
 mod drain;
 mod edge_errors;
 mod grpc;

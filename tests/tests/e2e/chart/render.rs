@@ -78,6 +78,19 @@ pub const VALUES_SETS: &[ValuesSet] = &[
             "sidecar.excludeOutboundCidrs={169.254.169.254/32,fd00::/8}",
         ],
     },
+    ValuesSet {
+        name: "dashboard and alert rules",
+        set: MONITORING,
+    },
+];
+
+/// The opt-in monitoring objects: the Grafana dashboard's ConfigMap (in
+/// Grafana's namespace) and the PrometheusRule, labelled for an operator.
+pub const MONITORING: &[&str] = &[
+    "monitoring.dashboard.enabled=true",
+    "monitoring.dashboard.namespace=grafana",
+    "monitoring.prometheusRule.enabled=true",
+    "monitoring.prometheusRule.labels.release=kube-prometheus-stack",
 ];
 
 /// The repository root.
@@ -154,7 +167,8 @@ async fn render(set: &[&str]) -> Rendered {
 
 /// Validates `rendered` with `kubernetes-validate --strict` against the oldest
 /// supported Kubernetes. Kinds it has no schema for may only be cert-manager's
-/// (CRDs, checked field by field by the tests instead).
+/// and the Prometheus Operator's PrometheusRule (CRDs, checked field by field by
+/// the tests instead).
 pub async fn validate(name: &str, rendered: &str) {
     let file = std::env::temp_dir().join(format!(
         "meshtrace-chart-{}-{}.yaml",
@@ -179,8 +193,10 @@ pub async fn validate(name: &str, rendered: &str) {
         "{name}: kubernetes-validate failed:\n{report}"
     );
     for line in report.lines().filter(|l| !l.trim().is_empty()) {
+        let crd = line.contains("cert-manager.io/v1")
+            || line.contains("kind PrometheusRule with api version monitoring.coreos.com/v1");
         assert!(
-            line.contains("Couldn't find schema") && line.contains("cert-manager.io/v1"),
+            line.contains("Couldn't find schema") && crd,
             "{name}: kubernetes-validate reported: {line}"
         );
     }
