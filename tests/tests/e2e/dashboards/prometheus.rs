@@ -40,26 +40,34 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    /// Starts Prometheus scraping `target` (labelled with `labels`, as
-    /// relabeling would in a cluster) and evaluating `rule_file` every second.
+    /// Starts Prometheus scraping `target` and evaluating `rule_file` every
+    /// second. `meta` stands in for the target labels Kubernetes service
+    /// discovery would give (`__meta_kubernetes_…`), `relabel_configs` is the
+    /// scrape job's relabeling (a YAML block starting `relabel_configs:`).
     pub async fn start(
         name: &str,
         target: SocketAddr,
-        labels: &[(&str, &str)],
+        meta: &[(&str, &str)],
+        relabel_configs: &str,
         rule_file: &Path,
     ) -> Self {
         require(PROMETHEUS);
         let dir = std::env::temp_dir().join(format!("meshtrace-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}: {v:?}")).collect();
+        let meta: Vec<String> = meta.iter().map(|(k, v)| format!("{k}: {v:?}")).collect();
+        let relabel: String = relabel_configs
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect();
         let config = format!(
             "global: {{scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}}\n\
              rule_files: [{rules:?}]\n\
              scrape_configs:\n\
-             - job_name: {JOB}\n  static_configs:\n  - targets: ['{target}']\n    labels: {{{labels}}}\n",
+             - job_name: {JOB}\n  static_configs:\n  - targets: ['{target}']\n    labels: {{{meta}}}\n\
+             {relabel}",
             rules = rule_file.display().to_string(),
-            labels = labels.join(", "),
+            meta = meta.join(", "),
         );
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
         // Prometheus cannot report a port it chose itself: take a free one, and
