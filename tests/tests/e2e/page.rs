@@ -226,105 +226,76 @@ async fn screenshot(browser: &mut Browser, name: &str) {
 async fn the_page_shows_sidecars_overrides_and_migration_and_follows_changes_live() {
     let f = fleet().await;
     let mut b = open(&f.cp).await;
+    shows_sidecars(&f, &mut b).await;
+    shows_override(&f, &mut b).await;
+    shows_migration(&f, &mut b).await;
+    screenshot(&mut b, "control-page.png").await;
+    live_changes(&f, &mut b).await;
+}
+
+/// `checkout` up to date on its override's version; `billing` behind, having
+/// rejected the latest version sent to it, with its error.
+async fn shows_sidecars(f: &Fleet, b: &mut Browser) {
     let (first, rejected) = (f.first.to_string(), f.rejected.to_string());
     let with_override = f.with_override.to_string();
-
-    let acked = cell_matching(
-        &mut b,
-        "sidecars",
-        "shop/checkout-1",
-        "c-acked",
-        &with_override,
-    )
-    .await;
+    let checkout = "shop/checkout-1";
+    let acked = cell_matching(b, "sidecars", checkout, "c-acked", &with_override).await;
     assert!(acked.contains("current"), "checkout is up to date: {acked}");
-    let acked = cell_matching(&mut b, "sidecars", "shop/billing-1", "c-acked", &first).await;
+    let none = cell_matching(b, "sidecars", checkout, "c-rejection", ".").await;
+    assert_eq!(none, "none");
+    let billing = "shop/billing-1";
+    let acked = cell_matching(b, "sidecars", billing, "c-acked", &first).await;
     assert!(
         acked.contains("behind"),
-        "billing runs an older version: {acked}"
+        "billing runs an older one: {acked}"
     );
-    let sent = cell_matching(&mut b, "sidecars", "shop/billing-1", "c-sent", &rejected).await;
+    let sent = cell_matching(b, "sidecars", billing, "c-sent", &rejected).await;
     assert!(sent.contains("rejected"), "{sent}");
-    let why = cell_matching(
-        &mut b,
-        "sidecars",
-        "shop/billing-1",
-        "c-rejection",
-        "cannot read",
-    )
-    .await;
-    assert!(
-        why.contains(&rejected) && why.contains("meshtrace-ca.pem"),
-        "{why}"
-    );
-    let none = cell_matching(&mut b, "sidecars", "shop/checkout-1", "c-rejection", ".").await;
-    assert_eq!(none, "none");
+    let why = cell_matching(b, "sidecars", billing, "c-rejection", "cannot read").await;
+    assert!(why.contains(&rejected), "{why}");
+    assert!(why.contains("/nonexistent/meshtrace-ca.pem"), "{why}");
+}
 
-    // The override counts down from 30 minutes, by the second.
+/// The override, counting down from 30 minutes by the second.
+async fn shows_override(f: &Fleet, b: &mut Browser) {
     let id = &f.override_id;
-    let left = cell_matching(
-        &mut b,
-        "overrides",
-        id,
-        "c-remaining",
-        r"^(29m [0-5]\d|30m 00)s$",
-    )
-    .await;
+    let start = r"^(29m [0-5]\d|30m 00)s$";
+    let left = cell_matching(b, "overrides", id, "c-remaining", start).await;
     let later = format!("^(?!{left}$)29m [0-5]\\ds$");
-    cell_matching(&mut b, "overrides", id, "c-remaining", &later).await;
-    cell_matching(&mut b, "overrides", id, "c-target", "^service checkout").await;
-    cell_matching(
-        &mut b,
-        "overrides",
-        id,
-        "c-reason",
-        "^INC-4711 checkout latency$",
-    )
-    .await;
+    cell_matching(b, "overrides", id, "c-remaining", &later).await;
+    cell_matching(b, "overrides", id, "c-target", "^service checkout").await;
+    let reason = "^INC-4711 checkout latency$";
+    cell_matching(b, "overrides", id, "c-reason", reason).await;
+}
 
-    // The migration rows: the stage the control plane resolves, what was received.
+/// Each workload with the stage the control plane resolves for it (as
+/// `/v1/migration` says), what it received and its legacy share.
+async fn shows_migration(f: &Fleet, b: &mut Browser) {
     let view = f.cp.client().migration().await.expect("GET /v1/migration");
+    assert_eq!(view.workloads.len(), 2, "{view:?}");
     for row in &view.workloads {
         let stage = serde_json::to_value(row.stage).expect("a stage");
-        let stage = stage.as_str().expect("a named stage");
-        cell_matching(
-            &mut b,
-            "migration",
-            &row.name(),
-            "c-stage",
-            &format!("^{stage}"),
-        )
-        .await;
+        let stage = format!("^{}", stage.as_str().expect("a named stage"));
+        cell_matching(b, "migration", &row.name(), "c-stage", &stage).await;
     }
-    cell_matching(
-        &mut b,
-        "migration",
-        "checkout.shop",
-        "c-legacy",
-        r"^16\.7 %$",
-    )
-    .await;
-    cell_matching(&mut b, "migration", "checkout.shop", "c-in", "b3multi 25").await;
-    cell_matching(
-        &mut b,
-        "migration",
-        "checkout.shop",
-        "c-out",
-        "tracecontext 50",
-    )
-    .await;
-    cell_matching(
-        &mut b,
-        "migration",
-        "billing.shop",
-        "c-legacy",
-        r"^100\.0 %$",
-    )
-    .await;
-    cell_matching(&mut b, "migration", "billing.shop", "c-in", "datadog 40").await;
-    screenshot(&mut b, "control-page.png").await;
-
-    live_changes(&f, &mut b).await;
+    for (workload, cell, pattern) in [
+        ("checkout.shop", "c-legacy", r"^16\.7 %$"),
+        (
+            "checkout.shop",
+            "c-in",
+            "tracecontext 75b3multi 25100 requests, 25 legacy",
+        ),
+        (
+            "checkout.shop",
+            "c-out",
+            "tracecontext 5050 requests, 0 legacy",
+        ),
+        ("billing.shop", "c-legacy", r"^100\.0 %$"),
+        ("billing.shop", "c-in", "datadog 40"),
+        ("billing.shop", "c-out", "no requests"),
+    ] {
+        cell_matching(b, "migration", workload, cell, pattern).await;
+    }
 }
 
 /// A new override and a new sidecar appear on the open page, which is not
