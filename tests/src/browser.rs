@@ -4,15 +4,14 @@
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use meshtrace_tests::browser::Browser;
+//! use meshtrace_tests::browser::{artifact, Browser};
 //!
 //! let mut browser = Browser::launch().await;
 //! browser.navigate("http://127.0.0.1:8080/").await;
-//! let rows = browser
+//! browser
 //!     .wait_for("the table", "document.querySelectorAll('tr').length > 1")
 //!     .await;
-//! browser.screenshot(&browser_artifact("page.png")).await;
-//! # fn browser_artifact(n: &str) -> std::path::PathBuf { n.into() }
+//! browser.screenshot(&artifact("page.png")).await;
 //! # }
 //! ```
 //!
@@ -49,7 +48,7 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 /// How long one protocol command may take.
 const COMMAND_LIMIT: Duration = Duration::from_secs(30);
 /// How long [`Browser::wait_for`] waits by default.
-pub const WAIT_LIMIT: Duration = Duration::from_secs(15);
+pub const WAIT_LIMIT: Duration = Duration::from_secs(20);
 
 /// A headless Chromium with one open page.
 #[derive(Debug)]
