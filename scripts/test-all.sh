@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 # prometheus (/usr/bin/prometheus, /usr/bin/promtool): the e2e module
 # `dashboards::` checks and unit-tests the chart's alert rules with promtool and
 # runs the Grafana dashboard's queries in a real Prometheus scraping a sidecar.
+# chromium: the e2e module `page::` loads the control plane's page in a real
+# headless browser (driven over the DevTools protocol, tests/src/browser.rs).
 need=()
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
@@ -21,13 +23,14 @@ command -v umoci >/dev/null 2>&1 || need+=(umoci)
 command -v runc >/dev/null 2>&1 || need+=(runc)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "==> installing ${need[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
-    echo "WARNING: ${need[*]} missing and cannot be installed (not root): the transparent-mode and image tests will fail unless MESHTRACE_ALLOW_SKIP_NETNS=1, and the dashboards tests without prometheus" >&2
+    echo "WARNING: ${need[*]} missing and cannot be installed (not root): the transparent-mode and image tests will fail unless MESHTRACE_ALLOW_SKIP_NETNS=1; the dashboards tests (prometheus) and page tests (chromium) will fail" >&2
   fi
 fi
 

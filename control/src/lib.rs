@@ -27,6 +27,9 @@
 //!   sidecar, in memory only (a restarted server rebuilds it within minutes), and
 //!   `GET /v1/migration` shows, per workload, its stage and how much legacy
 //!   traffic is left.
+//! * **Page** ([`page`]): `GET /` is a read-only page for a browser showing the
+//!   connected sidecars, the active overrides and the migration view, refreshed
+//!   live from the open `GET /v1/*` endpoints.
 //! * **Persistence** ([`state`]): overrides, stage assignments and API documents
 //!   survive restarts, in a local file (`serve --store file`) or in a
 //!   ConfigMap shared by any number of replicas (`serve --store kubernetes`),
@@ -69,6 +72,7 @@ pub mod inject;
 pub mod merge;
 pub mod migration;
 pub mod overrides;
+pub mod page;
 pub mod reply;
 pub mod reports;
 pub mod resolve;

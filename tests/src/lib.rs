@@ -27,6 +27,7 @@
 mod accept;
 pub mod apps;
 pub mod bound;
+pub mod browser;
 pub mod client;
 pub mod fleet;
 pub mod kube_api;

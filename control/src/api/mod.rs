@@ -13,7 +13,8 @@
 //! | GET | `/v1/migration` | the fleet-wide migration view ([`crate::migration`]) |
 //! | POST | `/v1/migration/stage` | move a stage ([`StageRequest`](crate::stages::StageRequest) → [`StageMove`](crate::stages::StageMove)) |
 //! | GET | `/v1/migration/stages` | stage assignments set through the API |
-//! | GET | `/v1/status`, `/healthz` | |
+//! | GET | `/v1/status`, `/healthz` | (`/v1/status` has the server's clock as `now`) |
+//! | GET | `/`, `/page.js`, `/page.css` | the read-only page ([`crate::page`]) |
 //!
 //! **Secrets.** Reads are open, so what they return is redacted (`api/redact.rs`):
 //! `export.headers` values and URL userinfo become `REDACTED` in `GET /v1/config`,
@@ -52,6 +53,7 @@ use meshtrace_config::report::Report;
 use crate::auth::{Denied, Token};
 use crate::migration;
 use crate::overrides::{Override, Timestamp};
+use crate::page;
 use crate::reply::{self, ApiError, Body};
 use crate::reports::{self, Reports, MAX_REPORT_BODY};
 use crate::resolve::Workload;
@@ -122,6 +124,9 @@ impl Api {
         let ok = |v: serde_json::Value| Ok(reply::json(StatusCode::OK, &v));
         match (&method, path.as_str()) {
             (&Method::GET, "/healthz") => ok(json!({ "status": "ok" })),
+            (&Method::GET, p) if page::is_route(p) => page::asset(p)
+                .map(page::Asset::response)
+                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no route {path}"))),
             (&Method::GET, "/v1/status") => self.status().await,
             (&Method::GET, "/v1/watch") => self.watch(&query),
             (&Method::POST, "/v1/ack") => self.ack(req).await,
@@ -227,6 +232,8 @@ impl Api {
             map.insert("reporting_sidecars".into(), json!(reporting));
             map.insert("writes_enabled".into(), json!(self.token.is_configured()));
             map.insert("connections".into(), json!(self.connections.counts()));
+            // The page counts overrides down from this clock, not the browser's.
+            map.insert("now".into(), json!(Timestamp(self.store.now())));
         }
         Ok(reply::json(StatusCode::OK, &v))
     }
@@ -361,5 +368,5 @@ fn is_route(path: &str) -> bool {
         "/v1/migration/stage",
         "/v1/migration/stages",
     ];
-    ROUTES.contains(&path) || path.starts_with(OVERRIDE_PREFIX)
+    ROUTES.contains(&path) || path.starts_with(OVERRIDE_PREFIX) || page::is_route(path)
 }

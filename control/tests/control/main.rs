@@ -9,6 +9,7 @@ mod inject;
 mod migration;
 mod override_changes;
 mod overrides;
+mod page;
 mod redact;
 mod reload;
 mod timeouts;

@@ -41,6 +41,7 @@ mod mixed_fleet;
 mod opaque_tcp;
 mod otlp_harness;
 mod overrides;
+mod page;
 mod pod;
 mod propagation;
 mod reload;
