@@ -7,7 +7,9 @@
 //! with the pod's local settings ([`local_view`]), validated and applied
 //! ([`Reloader::apply`]), cached on disk ([`super::cache`]), then answered with
 //! `POST /v1/ack` (a [`wire::Ack`]). A rejected config leaves the running one in
-//! force.
+//! force. Each push is counted in `meshtrace_config_reloads_total{source="control"}`
+//! (a NACK is `result="rejected"`); an applied one sets `meshtrace_config_version`,
+//! and `meshtrace_control_plane_connected` is 1 while the watch stream is up.
 //!
 //! The stream failing, going silent (no byte, keep-alives included, for
 //! [`wire::SILENCE`]) or breaking the protocol's bounds (an oversized line or
@@ -39,6 +41,7 @@ use meshtrace_config::Config;
 use super::apply::Reloader;
 use super::cache;
 use super::local::local_view;
+use crate::metrics::ReloadSource;
 
 /// Starts watching (and reporting to) the control plane named in
 /// `local.control.url`, until the sidecar drains.
@@ -47,6 +50,9 @@ pub fn spawn(reloader: Reloader, local: &Config) {
         return;
     };
     let local = local.clone();
+    let metrics = reloader.metrics();
+    metrics.reload_source_started(ReloadSource::Control);
+    metrics.control_plane();
     tokio::spawn(async move {
         let client = new_client();
         let watcher = Watcher {
@@ -81,7 +87,9 @@ impl Watcher<'_> {
         loop {
             // The URL may carry a password (`http://user:pass@…`): logs show it redacted.
             let url = redact_urls(self.url);
-            match self.watch_once(&mut backoff).await {
+            let watched = self.watch_once(&mut backoff).await;
+            self.reloader.metrics().control_plane().set(0);
+            match watched {
                 Ok(()) => tracing::info!(%url, "control-plane watch ended; reconnecting"),
                 Err(error) => {
                     tracing::warn!(%url, %error, "control-plane watch failed; keeping the last good config")
@@ -107,6 +115,7 @@ impl Watcher<'_> {
             return Err(format!("watch answered {}", rsp.status()));
         }
         tracing::info!(url = %redact_urls(self.url), "watching the control plane");
+        self.reloader.metrics().control_plane().set(1);
         backoff.reset();
         let mut body = rsp.into_body();
         let mut parser = SseParser::default();
@@ -153,13 +162,15 @@ impl Watcher<'_> {
         let outcome = match local_view(push.config, self.local) {
             Ok(config) => {
                 let cached = config.clone();
-                let applied = self.reloader.apply(config).await;
+                let applied = self.reloader.apply_version(config, version).await;
                 applied
                     .map(|()| cache::store(self.local, &cached))
                     .map_err(|e| e.to_string())
             }
             Err(error) => Err(error),
         };
+        let metrics = self.reloader.metrics();
+        metrics.config_reload(ReloadSource::Control, outcome.is_ok());
         let ack = ack(self.local, version, outcome);
         match &ack.error {
             None => tracing::info!(version, "config applied"),
