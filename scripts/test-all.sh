@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 # loudly that they cannot run.
 # buildah, umoci, runc, ca-certificates: scripts/images.sh builds the container
 # images without a daemon, and the e2e module `image::` runs the proxy's.
+# prometheus: `promtool check metrics` lints a real scrape of the sidecar in the
+# e2e module `admin::` (which fails, saying so, without it).
 need=()
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
@@ -17,6 +19,7 @@ command -v buildah >/dev/null 2>&1 || need+=(buildah)
 command -v umoci >/dev/null 2>&1 || need+=(umoci)
 command -v runc >/dev/null 2>&1 || need+=(runc)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "==> installing ${need[*]}"

@@ -92,7 +92,7 @@ async fn a_scrape_passes_promtool_and_lists_series_in_a_stable_order() {
     let app = HttpApp::start().await;
     let proxy = sidecar::new()
         .inbound_to(app.addr())
-        .explicit_route("app.local", app.addr())
+        .host_route("app.local", app.addr())
         .spawn()
         .await;
     for addr in [proxy.inbound_addr(), proxy.outbound_addr()] {
