@@ -341,6 +341,46 @@ mod tests {
         assert!(b.next() <= Duration::from_millis(300));
     }
 
+    /// Every push counts under `source="control"`: an applied one sets the
+    /// config version and the stage, a NACK counts as rejected and changes
+    /// neither.
+    #[tokio::test]
+    async fn pushes_are_counted_and_an_applied_one_sets_the_version() {
+        let local = crate::test_support::config(|c| {
+            c.inbound.listen = "127.0.0.1:0".parse().unwrap();
+            c.outbound.listen = "127.0.0.1:0".parse().unwrap();
+            c.admin.listen = "127.0.0.1:0".parse().unwrap();
+        });
+        let sidecar = crate::sidecar::Sidecar::start(local.clone()).await.unwrap();
+        let reloader = sidecar.reloader();
+        let client = new_client();
+        // Nothing listens there: the ACKs fail at once and are dropped.
+        let watcher = Watcher {
+            client: &client,
+            url: "http://127.0.0.1:9",
+            local: &local,
+            reloader: &reloader,
+        };
+        let push = |version: u64, config: serde_json::Value| {
+            serde_json::json!({ "version": version, "config": config }).to_string()
+        };
+        watcher
+            .apply(&push(77, serde_json::json!({"propagation": {"stage": "w3c"}})))
+            .await;
+        watcher
+            .apply(&push(78, serde_json::json!({"sampling": {"default_rate": 7}})))
+            .await;
+        let text = reloader.metrics().render();
+        for line in [
+            r#"meshtrace_config_reloads_total{source="control",result="applied"} 1"#,
+            r#"meshtrace_config_reloads_total{source="control",result="rejected"} 1"#,
+            "meshtrace_config_version 77",
+            r#"meshtrace_migration_stage{stage="w3c"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+    }
+
     #[test]
     fn a_nack_does_not_carry_a_url_password() {
         let push = serde_json::json!({"export": {"endpoint": "grpc://otel:hunter2@collector"}});
