@@ -365,10 +365,16 @@ mod tests {
             serde_json::json!({ "version": version, "config": config }).to_string()
         };
         watcher
-            .apply(&push(77, serde_json::json!({"propagation": {"stage": "w3c"}})))
+            .apply(&push(
+                77,
+                serde_json::json!({"propagation": {"stage": "w3c"}}),
+            ))
             .await;
         watcher
-            .apply(&push(78, serde_json::json!({"sampling": {"default_rate": 7}})))
+            .apply(&push(
+                78,
+                serde_json::json!({"sampling": {"default_rate": 7}}),
+            ))
             .await;
         let text = reloader.metrics().render();
         for line in [
