@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 # images without a daemon, and the e2e module `image::` runs the proxy's.
 # prometheus (/usr/bin/prometheus, /usr/bin/promtool): the e2e module
 # `dashboards::` checks and unit-tests the chart's alert rules with promtool and
-# runs the Grafana dashboard's queries in a real Prometheus scraping a sidecar.
+# runs the Grafana dashboard's queries in a real Prometheus scraping a sidecar;
+# `admin::` lints a real scrape with `promtool check metrics`.
 # chromium: the e2e module `page::` loads the control plane's page in a real
 # headless browser (driven over the DevTools protocol, tests/src/browser.rs).
 need=()

@@ -54,6 +54,7 @@ impl Sidecar {
             .and_then(|listener| listener.local_addr().ok());
 
         let metrics = Metrics::new();
+        metrics.config_in_force(config.propagation.stage, 0, true);
         let drain = Drain::default();
         let telemetry = running::start_telemetry(&config, &metrics)?;
         let shared_config = Arc::new(ArcSwap::new(config.clone()));

@@ -10,6 +10,8 @@
 //!       │   (Trace: extract, sample, inject; Record: metrics, access log, span)
 //!       └ other          → inbound.unidentified: close (counted), or
 //!                          TCP forward (detected bytes replayed first)
+//!   (transparent, no original destination: counted; HTTP gets a 502 that says
+//!    why and what to do, other TCP is closed — `no_destination`)
 //! ```
 
 use std::sync::Arc;
@@ -221,15 +223,18 @@ impl Listener {
         if let Err(error) = listen::tune(&stream) {
             tracing::debug!(%error, "cannot set socket options");
         }
+        let config = &state.config;
         let destination = match state.destination(&stream, &*self.orig_dst) {
             Ok(destination) => destination,
             Err((kind, reason)) => {
                 self.conns.error(kind);
-                tracing::warn!(peer = %accepted.peer, direction = %self.direction, %reason, "connection refused");
-                return;
+                let message = no_destination::message(self.direction, &reason);
+                tracing::warn!(peer = %accepted.peer, direction = %self.direction, kind = kind.as_str(), "{message}");
+                let drain = self.drain.clone();
+                return no_destination::explain(config, stream, kind, message, accepted, drain)
+                    .await;
             }
         };
-        let config = &state.config;
         let timeouts = &config.timeouts;
         if let Some(port) = destination_port(&destination) {
             if config.opaque_ports.contains(&port) {
@@ -434,5 +439,6 @@ impl PolicyParts<'_> {
 }
 
 mod destination;
+mod no_destination;
 #[cfg(test)]
 mod tests;

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use meshtrace_config::{HostPort, Route};
 use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 
-/// Which listener a connection arrived on.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+/// Which listener a connection arrived on. Ordered for metric series
+/// (inbound first).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Direction {
     /// From the mesh to the local application.
     Inbound,
@@ -91,7 +92,7 @@ impl<T> ByDirection<T> {
 }
 
 /// What a connection (or request) speaks.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Protocol {
     /// HTTP/1.x.
     Http1 = 0,

@@ -1,15 +1,18 @@
 //! HTTP requests: counts by response status class and the request duration
 //! histogram (`meshtrace_requests_total`, `meshtrace_request_duration_seconds`).
+//!
+//! Every series appears on first use: a listener resolves one counter per
+//! status class and protocol when it starts, but a sidecar that has answered
+//! only `2xx` over HTTP/1 shows just that line (and one histogram).
 
 use std::fmt::{self, Write};
 use std::sync::Arc;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use super::register;
+use super::family::{Family, Show};
 use crate::histogram::DurationHistogram;
 use crate::target::{Direction, Protocol};
 
@@ -28,7 +31,7 @@ pub struct HttpMetrics {
     duration: DurationHistogram,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct RequestLabels {
     direction: Direction,
     protocol: Protocol,
@@ -37,14 +40,14 @@ struct RequestLabels {
 
 /// The labels of families kept per direction and protocol (shared with the
 /// connection counters).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub(super) struct ProtocolLabels {
     pub(super) direction: Direction,
     pub(super) protocol: Protocol,
 }
 
 /// A response status class (`2xx`…), the `status_class` label.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct StatusClass(u8);
 
 const CLASSES: [StatusClass; 5] = [
@@ -61,12 +64,12 @@ impl Families {
     /// Registers the request families.
     pub(super) fn register(registry: &mut Registry) -> Self {
         Self {
-            requests: register(
+            requests: Family::register(
                 registry,
                 "requests",
                 "HTTP requests by direction, protocol and response status class",
             ),
-            durations: register(
+            durations: Family::register(
                 registry,
                 "request_duration_seconds",
                 "Time from request arrival to the end of the response body",
@@ -78,16 +81,20 @@ impl Families {
     pub(super) fn handles(&self, direction: Direction, protocol: Protocol) -> HttpMetrics {
         HttpMetrics {
             by_class: Arc::new(CLASSES.map(|status_class| {
-                self.requests.get_or_create_owned(&RequestLabels {
+                let labels = RequestLabels {
                     direction,
                     protocol,
                     status_class,
-                })
+                };
+                self.requests.get(labels, Show::WhenUsed)
             })),
-            duration: self.durations.get_or_create_owned(&ProtocolLabels {
-                direction,
-                protocol,
-            }),
+            duration: self.durations.get(
+                ProtocolLabels {
+                    direction,
+                    protocol,
+                },
+                Show::WhenUsed,
+            ),
         }
     }
 }

@@ -7,21 +7,52 @@
 //! One module per concern, each owning its families, labels and handles:
 //! `http` requests, `connections` (and upstream errors), `trace_context`
 //! (the migration's per-format counters), `sampling` decisions, `spans`
-//! export and config `reloads`. Families render in the order they are registered here.
+//! export, and `reloads` (the config in force). The README's metrics
+//! reference documents each family; a test keeps the two in step.
+//!
+//! # What a scrape shows
+//!
+//! A scrape is read by people and alert rules, so it holds what either can use
+//! ([`family`]):
+//!
+//! - families render in the order they are registered here, their series
+//!   sorted by label values, so two scrapes list the same lines in the same
+//!   order;
+//! - every family renders its `HELP` and `TYPE` lines, so a scrape names every
+//!   metric even before its first count;
+//! - label combinations the code cannot produce have no series at all (the
+//!   rules live beside their families: [`ErrorKind::happens`], and
+//!   `sampling::happens`);
+//! - series that alerts take a `rate()` of exist at zero from the start, since
+//!   a counter that first appears at 1 hides its first increment: spans
+//!   dropped and exported, and a reload source's applied and rejected counts
+//!   from the moment it starts; so do the gauges (open connections per
+//!   listener, the config version, its reload time, the migration stage, the
+//!   control-plane connection when one is configured);
+//! - everything else — requests by status class, connections by protocol,
+//!   upstream errors, trace-context formats, sampling decisions — appears on
+//!   first use: an idle sidecar's scrape is a page, not hundreds of zeros.
 
 mod connections;
+mod exposition;
+mod family;
 mod http;
 mod reloads;
 mod sampling;
 mod spans;
 mod trace_context;
 
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
-use prometheus_client::registry::{Metric, Registry};
+use meshtrace_config::MigrationStage;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 pub use connections::{ConnMetrics, ErrorKind, OpenGuard};
+pub use exposition::{OPENMETRICS, PROMETHEUS_TEXT};
 pub use http::HttpMetrics;
+pub use reloads::ReloadSource;
 pub use sampling::SamplingMetrics;
 pub use spans::SpanMetrics;
 pub use trace_context::{FormatCounters, TraceContextMetrics, WrittenMetrics};
@@ -64,7 +95,13 @@ impl Metrics {
         })
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The same exposition in the Prometheus text format 0.0.4, for scrapers
+    /// that do not ask for OpenMetrics ([`exposition`]).
+    pub fn render_prometheus_text(&self) -> String {
+        exposition::prometheus_text(&self.render())
+    }
+
+    /// The OpenMetrics text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
@@ -105,80 +142,40 @@ impl Metrics {
         self.sampling.handles(direction)
     }
 
-    /// Counts one configuration reload from `source` (`file`), applied or
-    /// rejected.
-    pub fn config_reload(&self, source: &'static str, applied: bool) {
+    /// A reload source started watching: its applied and rejected counts
+    /// show from now on, at zero.
+    pub fn reload_source_started(&self, source: ReloadSource) {
+        self.reloads.source_started(source);
+    }
+
+    /// Counts one configuration reload from `source`, applied or rejected.
+    pub fn config_reload(&self, source: ReloadSource, applied: bool) {
         self.reloads.count(source, applied);
     }
-}
 
-/// Registers a new `M` as `meshtrace_{name}` and returns its handle: every
-/// family is registered once, here, in the order `Metrics::new` calls it.
-fn register<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
-    let metric = M::default();
-    registry.register(name, help, metric.clone());
-    metric
+    /// Records the configuration now in force: its migration `stage`, its
+    /// control-plane `version` (0 when it came from elsewhere) and, when it
+    /// `replaced` the running one (or is the first), now as the reload time.
+    pub fn config_in_force(&self, stage: MigrationStage, version: u64, replaced: bool) {
+        self.reloads.in_force(stage, version, replaced);
+    }
+
+    /// The running config's control-plane version (0: not from the control plane).
+    pub fn config_version(&self) -> u64 {
+        self.reloads.version()
+    }
+
+    /// When the running config was applied, in Unix seconds.
+    pub fn last_reload_unix(&self) -> f64 {
+        self.reloads.last_reload()
+    }
+
+    /// The `meshtrace_control_plane_connected` gauge: it exists (at 0) from
+    /// the first call, which the control-plane watch makes when it starts.
+    pub fn control_plane(&self) -> Gauge<i64, AtomicI64> {
+        self.reloads.control_plane()
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{ErrorKind, Metrics};
-    use crate::target::{Direction, Protocol};
-
-    /// Dashboards and alerts read these names: splitting the families across
-    /// modules must not rename, drop or reorder one.
-    #[test]
-    fn every_family_renders_in_registration_order() {
-        let metrics = Metrics::new();
-        // A family renders once it has a series.
-        metrics.http(Direction::Inbound, Protocol::Http1);
-        metrics.conns(Direction::Inbound);
-        metrics.trace_context(Direction::Inbound);
-        metrics.by_caller().get("app");
-        metrics.written(Direction::Inbound, &["app".to_string()]);
-        metrics.sampling(Direction::Inbound);
-        metrics.config_reload("file", true);
-        let text = metrics.render();
-        let families = [
-            "meshtrace_requests",
-            "meshtrace_request_duration_seconds",
-            "meshtrace_open_connections",
-            "meshtrace_connections",
-            "meshtrace_upstream_errors",
-            "meshtrace_trace_context",
-            "meshtrace_trace_context_by_caller",
-            "meshtrace_trace_context_written",
-            "meshtrace_sampling_decisions",
-            "meshtrace_spans_exported",
-            "meshtrace_spans_dropped",
-            "meshtrace_config_reloads",
-        ];
-        let at = families.map(|name| text.find(&format!("# TYPE {name} ")));
-        assert!(at.iter().all(Option::is_some), "missing a family:\n{text}");
-        assert!(at.is_sorted(), "families out of order:\n{text}");
-    }
-
-    /// A handle resolved at listener start counts into the labelled series.
-    #[test]
-    fn handles_count_into_their_labelled_series() {
-        let metrics = Metrics::new();
-        let conns = metrics.conns(Direction::Inbound);
-        conns.error(ErrorKind::ConnectTimeout);
-        metrics
-            .http(Direction::Outbound, Protocol::Http1)
-            .record(http::StatusCode::NOT_FOUND, std::time::Duration::ZERO);
-        let text = metrics.render();
-        assert!(
-            text.contains(
-                r#"meshtrace_upstream_errors_total{direction="inbound",kind="connect_timeout"} 1"#
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                r#"meshtrace_requests_total{direction="outbound",protocol="http1",status_class="4xx"} 1"#
-            ),
-            "{text}"
-        );
-    }
-}
+mod tests;

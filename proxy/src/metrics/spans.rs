@@ -1,12 +1,14 @@
 //! Span export: how many spans the collector accepted and how many were lost,
 //! and why (`meshtrace_spans_exported_total`, `meshtrace_spans_dropped_total`).
+//!
+//! Every series exists from the start, at zero: alerts take `rate()` of the
+//! drops, and a counter that first appears at 1 hides its first increment.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use super::register;
+use super::family::{Family, Show, Single};
 
 /// `meshtrace_spans_exported_total` and `meshtrace_spans_dropped_total{reason}`.
 #[derive(Clone, Debug)]
@@ -21,7 +23,7 @@ pub struct SpanMetrics {
     pub rejected: Counter,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct DropLabels {
     reason: &'static str,
 }
@@ -31,19 +33,19 @@ struct DropLabels {
 impl SpanMetrics {
     /// Registers the span families; the exporter holds the counters.
     pub(super) fn register(registry: &mut Registry) -> Self {
-        let exported = register(
+        let exported = Single::register(
             registry,
             "spans_exported",
             "Spans accepted by the collector",
         );
-        let dropped: Family<DropLabels, Counter> = register(
+        let dropped: Family<DropLabels, Counter> = Family::register(
             registry,
             "spans_dropped",
             "Spans lost: queue_full (the request never waits), export_failed (after retries), rejected (partial success)",
         );
-        let drop = |reason| dropped.get_or_create_owned(&DropLabels { reason });
+        let drop = |reason| dropped.get(DropLabels { reason }, Show::Always);
         Self {
-            exported,
+            exported: exported.get(),
             queue_full: drop("queue_full"),
             export_failed: drop("export_failed"),
             rejected: drop("rejected"),

@@ -1,16 +1,20 @@
 //! Trace context, the migration's dashboard: which formats arrive (by outcome),
 //! which callers send which formats, and which formats the sidecar writes
 //! (`meshtrace_trace_context_total`, `…_by_caller_total`, `…_written_total`).
+//!
+//! Every series appears on first use: which formats arrive, from whom, and
+//! which the sidecar writes depend on the traffic, and a zero line per format
+//! per caller would bury the few that carry the migration's progress. `none`
+//! is only ever `valid` (a request without context is not malformed).
 
 use std::fmt::{self, Write};
 use std::sync::Arc;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use super::register;
+use super::family::{Family, Show};
 use crate::propagation::extract::Formats;
 use crate::propagation::{Format, Outcome};
 use crate::target::Direction;
@@ -43,20 +47,20 @@ pub struct WrittenMetrics {
     by_target: Arc<Vec<[Counter; 6]>>,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct TraceContextLabels {
     direction: Direction,
     format: FormatLabel,
     outcome: OutcomeLabel,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct CallerLabels {
     caller: String,
     format: FormatLabel,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct WrittenLabels {
     direction: Direction,
     target: String,
@@ -64,10 +68,10 @@ struct WrittenLabels {
 }
 
 /// A trace-context format, or `none` for requests that carried no context.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FormatLabel(Option<Format>);
 
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct OutcomeLabel(Outcome);
 
 /// Every format label, then `none`: the order of per-format counter arrays.
@@ -86,17 +90,17 @@ impl Families {
     /// Registers the trace-context families.
     pub(super) fn register(registry: &mut Registry) -> Self {
         Self {
-            seen: register(
+            seen: Family::register(
                 registry,
                 "trace_context",
                 "Trace context seen on requests, by format and outcome (none: no context at all)",
             ),
-            by_caller: register(
+            by_caller: Family::register(
                 registry,
                 "trace_context_by_caller",
                 "Inbound requests by calling workload (x-meshtrace-caller; unknown: no mesh caller, other: beyond the bound) and the formats they carried",
             ),
-            written: register(
+            written: Family::register(
                 registry,
                 "trace_context_written",
                 "Requests forwarded by the formats the sidecar wrote, by target (app, default, or the propagation.upstreams rule); none: no trace header",
@@ -108,11 +112,12 @@ impl Families {
     pub(super) fn seen(&self, direction: Direction) -> TraceContextMetrics {
         const OUTCOMES: [Outcome; 3] = [Outcome::Valid, Outcome::Invalid, Outcome::Conflict];
         let counter = |format: Option<Format>, outcome: Outcome| {
-            self.seen.get_or_create_owned(&TraceContextLabels {
+            let labels = TraceContextLabels {
                 direction,
                 format: FormatLabel(format),
                 outcome: OutcomeLabel(outcome),
-            })
+            };
+            self.seen.get(labels, Show::WhenUsed)
         };
         TraceContextMetrics {
             by_format: Arc::new(Format::ALL.map(|f| OUTCOMES.map(|o| counter(Some(f), o)))),
@@ -133,11 +138,12 @@ impl Families {
             .iter()
             .map(|target| {
                 FORMAT_LABELS.map(|format| {
-                    self.written.get_or_create_owned(&WrittenLabels {
+                    let labels = WrittenLabels {
                         direction,
                         target: target.clone(),
                         format,
-                    })
+                    };
+                    self.written.get(labels, Show::WhenUsed)
                 })
             })
             .collect();
@@ -167,10 +173,11 @@ impl FormatCounters {
     /// The counters of `caller`: one per format, then `none`.
     pub fn get(&self, caller: &str) -> [Counter; 6] {
         FORMAT_LABELS.map(|format| {
-            self.family.get_or_create_owned(&CallerLabels {
+            let labels = CallerLabels {
                 caller: caller.to_string(),
                 format,
-            })
+            };
+            self.family.get(labels, Show::WhenUsed)
         })
     }
 }
@@ -194,6 +201,25 @@ impl WrittenMetrics {
 
 // === impl FormatLabel ===
 
+impl FormatLabel {
+    /// The position in [`FORMAT_LABELS`]: the order series render in.
+    fn rank(self) -> usize {
+        self.0.map_or(Format::ALL.len(), |f| f as usize)
+    }
+}
+
+impl PartialOrd for FormatLabel {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for FormatLabel {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
 impl EncodeLabelValue for FormatLabel {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
         encoder.write_str(self.0.map_or("none", Format::as_str))
@@ -201,6 +227,18 @@ impl EncodeLabelValue for FormatLabel {
 }
 
 // === impl OutcomeLabel ===
+
+impl PartialOrd for OutcomeLabel {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OutcomeLabel {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.0 as u8).cmp(&(other.0 as u8))
+    }
+}
 
 impl EncodeLabelValue for OutcomeLabel {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {

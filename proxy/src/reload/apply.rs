@@ -48,8 +48,16 @@ impl Reloader {
     }
 
     /// Validates `config` and swaps it in (see the [module docs](super)). On error
-    /// nothing changed.
+    /// nothing changed. The config's version is 0: it did not come from the
+    /// control plane.
     pub async fn apply(&self, config: Config) -> Result<(), ReloadError> {
+        self.apply_version(config, 0).await
+    }
+
+    /// [`Reloader::apply`] for a config the control plane numbered `version`:
+    /// once it is in force (swapped in, or equal to the running one), the
+    /// metrics show its version; a swap also sets the last reload time.
+    pub async fn apply_version(&self, config: Config, version: u64) -> Result<(), ReloadError> {
         let running = &self.0;
         let _one_at_a_time = running.reloading.lock().await;
         if running.drain.is_draining() {
@@ -62,7 +70,9 @@ impl Reloader {
         }
         let old = running.config.load_full();
         let config = Arc::new(local::keep_startup_settings(config, &old));
+        let stage = config.propagation.stage;
         if *config == *old {
+            running.metrics.config_in_force(stage, version, false);
             return Ok(());
         }
         // Bind changed listen addresses first: a failure rejects the config.
@@ -75,6 +85,7 @@ impl Reloader {
             self.serve_moved(moved);
         }
         running.config.store(config.clone());
+        running.metrics.config_in_force(stage, version, true);
         running.applied.send_replace(config);
         Ok(())
     }

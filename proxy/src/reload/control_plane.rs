@@ -7,7 +7,9 @@
 //! with the pod's local settings ([`local_view`]), validated and applied
 //! ([`Reloader::apply`]), cached on disk ([`super::cache`]), then answered with
 //! `POST /v1/ack` (a [`wire::Ack`]). A rejected config leaves the running one in
-//! force.
+//! force. Each push is counted in `meshtrace_config_reloads_total{source="control"}`
+//! (a NACK is `result="rejected"`); an applied one sets `meshtrace_config_version`,
+//! and `meshtrace_control_plane_connected` is 1 while the watch stream is up.
 //!
 //! The stream failing, going silent (no byte, keep-alives included, for
 //! [`wire::SILENCE`]) or breaking the protocol's bounds (an oversized line or
@@ -39,6 +41,7 @@ use meshtrace_config::Config;
 use super::apply::Reloader;
 use super::cache;
 use super::local::local_view;
+use crate::metrics::ReloadSource;
 
 /// Starts watching (and reporting to) the control plane named in
 /// `local.control.url`, until the sidecar drains.
@@ -47,6 +50,9 @@ pub fn spawn(reloader: Reloader, local: &Config) {
         return;
     };
     let local = local.clone();
+    let metrics = reloader.metrics();
+    metrics.reload_source_started(ReloadSource::Control);
+    metrics.control_plane();
     tokio::spawn(async move {
         let client = new_client();
         let watcher = Watcher {
@@ -81,7 +87,9 @@ impl Watcher<'_> {
         loop {
             // The URL may carry a password (`http://user:pass@…`): logs show it redacted.
             let url = redact_urls(self.url);
-            match self.watch_once(&mut backoff).await {
+            let watched = self.watch_once(&mut backoff).await;
+            self.reloader.metrics().control_plane().set(0);
+            match watched {
                 Ok(()) => tracing::info!(%url, "control-plane watch ended; reconnecting"),
                 Err(error) => {
                     tracing::warn!(%url, %error, "control-plane watch failed; keeping the last good config")
@@ -107,6 +115,7 @@ impl Watcher<'_> {
             return Err(format!("watch answered {}", rsp.status()));
         }
         tracing::info!(url = %redact_urls(self.url), "watching the control plane");
+        self.reloader.metrics().control_plane().set(1);
         backoff.reset();
         let mut body = rsp.into_body();
         let mut parser = SseParser::default();
@@ -153,13 +162,15 @@ impl Watcher<'_> {
         let outcome = match local_view(push.config, self.local) {
             Ok(config) => {
                 let cached = config.clone();
-                let applied = self.reloader.apply(config).await;
+                let applied = self.reloader.apply_version(config, version).await;
                 applied
                     .map(|()| cache::store(self.local, &cached))
                     .map_err(|e| e.to_string())
             }
             Err(error) => Err(error),
         };
+        let metrics = self.reloader.metrics();
+        metrics.config_reload(ReloadSource::Control, outcome.is_ok());
         let ack = ack(self.local, version, outcome);
         match &ack.error {
             None => tracing::info!(version, "config applied"),
@@ -328,6 +339,52 @@ mod tests {
         assert!(delays[9] <= Duration::from_secs(15) && delays[9] >= Duration::from_secs(5));
         b.reset();
         assert!(b.next() <= Duration::from_millis(300));
+    }
+
+    /// Every push counts under `source="control"`: an applied one sets the
+    /// config version and the stage, a NACK counts as rejected and changes
+    /// neither.
+    #[tokio::test]
+    async fn pushes_are_counted_and_an_applied_one_sets_the_version() {
+        let local = crate::test_support::config(|c| {
+            c.inbound.listen = "127.0.0.1:0".parse().unwrap();
+            c.outbound.listen = "127.0.0.1:0".parse().unwrap();
+            c.admin.listen = "127.0.0.1:0".parse().unwrap();
+        });
+        let sidecar = crate::sidecar::Sidecar::start(local.clone()).await.unwrap();
+        let reloader = sidecar.reloader();
+        let client = new_client();
+        // Nothing listens there: the ACKs fail at once and are dropped.
+        let watcher = Watcher {
+            client: &client,
+            url: "http://127.0.0.1:9",
+            local: &local,
+            reloader: &reloader,
+        };
+        let push = |version: u64, config: serde_json::Value| {
+            serde_json::json!({ "version": version, "config": config }).to_string()
+        };
+        watcher
+            .apply(&push(
+                77,
+                serde_json::json!({"propagation": {"stage": "w3c"}}),
+            ))
+            .await;
+        watcher
+            .apply(&push(
+                78,
+                serde_json::json!({"sampling": {"default_rate": 7}}),
+            ))
+            .await;
+        let text = reloader.metrics().render();
+        for line in [
+            r#"meshtrace_config_reloads_total{source="control",result="applied"} 1"#,
+            r#"meshtrace_config_reloads_total{source="control",result="rejected"} 1"#,
+            "meshtrace_config_version 77",
+            r#"meshtrace_migration_stage{stage="w3c"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
     }
 
     #[test]

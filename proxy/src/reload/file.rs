@@ -23,9 +23,11 @@ use std::time::Duration;
 use meshtrace_config::Config;
 
 use super::apply::Reloader;
+use crate::metrics::ReloadSource;
 
 /// Applies `path` whenever its content changes.
 pub fn watch_file(reloader: Reloader, path: PathBuf, poll: Duration) {
+    reloader.metrics().reload_source_started(ReloadSource::File);
     tokio::spawn(async move {
         let mut source = FileSource::new(path).await;
         let mut ticks = tokio::time::interval(poll);
@@ -94,7 +96,7 @@ impl FileSource {
         };
         reloader
             .metrics()
-            .config_reload("file", polled == Polled::Applied);
+            .config_reload(ReloadSource::File, polled == Polled::Applied);
         polled
     }
 }

@@ -62,10 +62,9 @@ impl ConnState {
         source: &dyn OrigDst,
     ) -> Result<Destination, (ErrorKind, String)> {
         let original = || {
-            orig_dst::lookup(stream, source).map_err(|e| match e {
-                orig_dst::OrigDstError::Loop(_) => (ErrorKind::LoopDetected, e.to_string()),
-                orig_dst::OrigDstError::Unavailable(_) => (ErrorKind::NoOriginalDst, e.to_string()),
-            })
+            // Either way the connection was not redirected (a client dialled the
+            // listener itself): no original destination.
+            orig_dst::lookup(stream, source).map_err(|e| (ErrorKind::NoOriginalDst, e.to_string()))
         };
         Ok(match &self.destination {
             DestinationRule::App(app) => Destination::Fixed(app.clone()),

@@ -149,17 +149,23 @@ async fn a_redirected_connection_goes_to_its_original_destination() {
     assert_eq!(upstream.dialled(), ["10.1.2.3:9080"]);
 }
 
+/// A client that dialled the listener itself (the kernel reports the listener
+/// as the original destination) was not redirected: it is never forwarded to
+/// the sidecar itself, and gets a 502 that says so and what to do.
 #[tokio::test]
-async fn a_connection_addressed_to_the_sidecar_itself_is_refused_and_counted() {
+async fn a_connection_addressed_to_the_sidecar_itself_gets_a_502_that_explains_it() {
     let upstream = MockConnect::app(ok);
     let sidecar = outbound(MockOrigDst::Itself, upstream.clone()).await;
-    assert!(
-        get(&sidecar).await.is_err(),
-        "a looping connection was served"
-    );
+    let response = get(&sidecar).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(response.headers()[PROXY_ERROR_HEADER], "no_original_dst");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("is the sidecar's own listener"), "{body}");
+    assert!(body.contains("outbound.mode: explicit"), "{body}");
     assert!(upstream.dialled().is_empty());
     let text = sidecar.metrics.render();
-    let line = r#"meshtrace_upstream_errors_total{direction="outbound",kind="loop_detected"} 1"#;
+    let line = r#"meshtrace_upstream_errors_total{direction="outbound",kind="no_original_dst"} 1"#;
     assert!(text.contains(line), "{text}");
 }
 

@@ -3,7 +3,9 @@
 use http::{Method, Request, StatusCode};
 use meshtrace_config::Config;
 use meshtrace_tests::apps::HttpApp;
+use meshtrace_tests::bound::within;
 use meshtrace_tests::client::{self, empty};
+use meshtrace_tests::netns::command_exists;
 use meshtrace_tests::sidecar;
 
 #[tokio::test]
@@ -75,4 +77,103 @@ async fn shutdown_needs_post_and_unknown_paths_are_404() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(proxy.admin_get("/ready").await.status(), StatusCode::OK);
+}
+
+/// A real scrape of a running sidecar, after HTTP/1 and HTTP/2 traffic both
+/// ways and a request that matches no route, passes `promtool check metrics`
+/// (Prometheus's own linter, Debian package `prometheus`), lists its series in
+/// the same order twice, and shows none of the impossible combinations.
+#[tokio::test]
+async fn a_scrape_passes_promtool_and_lists_series_in_a_stable_order() {
+    assert!(
+        command_exists("promtool"),
+        "`promtool` is not installed (bash scripts/test-all.sh installs the Debian package `prometheus`)"
+    );
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new()
+        .inbound_to(app.addr())
+        .host_route("app.local", app.addr())
+        .spawn()
+        .await;
+    for addr in [proxy.inbound_addr(), proxy.outbound_addr()] {
+        let get = |path: &str| {
+            Request::get(format!("http://app.local{path}"))
+                .header(
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                )
+                .body(empty())
+                .expect("request")
+        };
+        client::http1_request(addr, get("/")).await;
+        client::http1_request(addr, get("/status/503")).await;
+        client::http2_request(addr, get("/")).await;
+    }
+    let unrouted = Request::get("http://nowhere.local/")
+        .body(empty())
+        .expect("request");
+    client::http1_request(proxy.outbound_addr(), unrouted).await;
+
+    let scrape = || async {
+        let rsp = client::http1_get(proxy.admin_addr(), "/metrics").await;
+        String::from_utf8_lossy(rsp.body()).into_owned()
+    };
+    let first = scrape().await;
+    let (ok, report) = promtool_check_metrics(&first).await;
+    assert!(ok, "promtool check metrics: {report}\n{first}");
+    let second = scrape().await;
+    assert_eq!(
+        series(&first),
+        series(&second),
+        "the series moved between scrapes"
+    );
+    for present in [
+        r#"meshtrace_requests_total{direction="inbound",protocol="http1",status_class="5xx"} 1"#,
+        r#"meshtrace_upstream_errors_total{direction="outbound",kind="no_route"} 1"#,
+        r#"meshtrace_spans_dropped_total{reason="queue_full"} 0"#,
+        "meshtrace_config_version 0",
+    ] {
+        assert!(first.contains(present), "{present} not in\n{first}");
+    }
+    for absent in [
+        r#"status_class="1xx""#,
+        r#"decision="not_sampled",reason="tail_error""#,
+        r#"direction="outbound",decision="sampled",reason="tail_"#,
+        r#"direction="inbound",kind="no_route""#,
+    ] {
+        assert!(!first.contains(absent), "{absent} in\n{first}");
+    }
+}
+
+/// The names and labels of a scrape's samples, in order.
+fn series(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series))
+        .collect()
+}
+
+/// Runs `promtool check metrics` on `text`: whether it passed, and what it said.
+async fn promtool_check_metrics(text: &str) -> (bool, String) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("promtool starts");
+    let mut stdin = child.stdin.take().expect("promtool's stdin");
+    stdin
+        .write_all(text.as_bytes())
+        .await
+        .expect("write to promtool");
+    drop(stdin);
+    let output = within("promtool check metrics", child.wait_with_output())
+        .await
+        .expect("promtool runs");
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), said)
 }

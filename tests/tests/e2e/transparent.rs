@@ -7,9 +7,12 @@
 //! own upstream connections are not redirected back to itself.
 //!
 //! Needs root and iptables: see [`meshtrace_tests::netns`] for what happens
-//! without them (it never passes silently).
+//! without them (it never passes silently). The last test needs neither: it is
+//! the transparent listener reached without any redirect.
 
+use http::StatusCode;
 use meshtrace_config::OutboundMode;
+use meshtrace_tests::client;
 use meshtrace_tests::netns::{self, Netns, SIDECAR_UID};
 use meshtrace_tests::sidecar;
 
@@ -98,20 +101,57 @@ async fn redirected_connections_reach_their_original_destination_ipv4_and_ipv6()
         .wait_for_line(r#"upstream="[::1]:8080""#)
         .await;
 
-    // A connection addressed to the capture port itself must not loop.
+    // A connection addressed to the capture port itself must not loop: it gets
+    // the 502 that says it was not redirected.
     let direct = ns
-        .run(&[
+        .must(&[
             tool,
             "get",
             &format!("http://127.0.0.1:{CAPTURE_PORT}/loop"),
         ])
         .await;
     assert!(
-        !direct.status.success(),
-        "a direct connection to the capture port was served"
+        direct.contains("502") && direct.contains("no original destination found"),
+        "{direct}"
     );
     proxy
         .output()
         .wait_for_line("is the sidecar's own listener")
+        .await;
+}
+
+/// The transparent listener reached without redirect rules (as `curl
+/// 127.0.0.1:15001/` on a laptop): no network namespace or iptables, just the
+/// real binary on loopback. An HTTP/1 and an HTTP/2 client each get a 502 whose
+/// one-line body says that no original destination was found and what to do,
+/// and each connection is counted as `no_original_dst`.
+#[tokio::test]
+async fn without_redirect_rules_http_clients_get_a_502_that_says_what_to_do() {
+    let proxy = sidecar::new()
+        .configure(|c| c.outbound.mode = OutboundMode::Transparent)
+        .spawn()
+        .await;
+    let h1 = client::http1_get(proxy.outbound_addr(), "/").await;
+    let h2 = client::http2_get(proxy.outbound_addr(), "/").await;
+    for (wire, rsp) in [("HTTP/1", h1), ("HTTP/2", h2)] {
+        assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY, "{wire}");
+        let body = String::from_utf8_lossy(rsp.body());
+        assert_eq!(body.lines().count(), 1, "{wire}: one line: {body}");
+        for says in [
+            "no original destination found",
+            "meshtrace-proxy init",
+            "outbound.mode: explicit",
+        ] {
+            assert!(body.contains(says), "{wire}: {says:?} not in {body}");
+        }
+    }
+    let metrics = client::http1_get(proxy.admin_addr(), "/metrics").await;
+    let metrics = String::from_utf8_lossy(metrics.body());
+    let counted =
+        r#"meshtrace_upstream_errors_total{direction="outbound",kind="no_original_dst"} 2"#;
+    assert!(metrics.contains(counted), "{counted} not in\n{metrics}");
+    proxy
+        .output()
+        .wait_for_line("no original destination found for this connection")
         .await;
 }
