@@ -26,6 +26,7 @@ mod control_push;
 mod control_replicas;
 mod drain;
 mod edge_errors;
+mod explain;
 mod grpc;
 mod harness;
 mod http1;
