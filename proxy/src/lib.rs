@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod detect;
 pub mod drain;
+pub mod explain;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

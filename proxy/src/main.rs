@@ -41,10 +41,16 @@ enum Command {
     DefaultConfig,
     /// Install the pod's iptables redirect rules (the init container), then exit.
     Init(meshtrace_proxy::init::InitArgs),
+    /// Show what the sidecar would do with a request, without sending it: the trace
+    /// headers it reads, the sampling decision and why, the headers it writes and removes.
+    Explain(meshtrace_proxy::explain::ExplainArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
     match cli.command.unwrap_or(Command::Run {
         config: None,
         json_logs: false,
@@ -65,7 +71,26 @@ fn main() -> ExitCode {
         }
         Command::Run { config, json_logs } => run(config, json_logs),
         Command::Init(args) => meshtrace_proxy::init::run(&args),
+        Command::Explain(args) => meshtrace_proxy::explain::run(&args),
     }
+}
+
+/// Clap's answer to a bad command line, except for `explain`, whose usage
+/// errors are one line (exit 2), so a script calling it reads one message.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let explain = std::env::args_os().nth(1).is_some_and(|a| a == "explain");
+    let informational = matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    );
+    if !explain || informational {
+        error.exit();
+    }
+    let rendered = error.to_string();
+    let line = rendered.lines().next().unwrap_or_default();
+    eprintln!("explain: {}", line.trim_start_matches("error: "));
+    ExitCode::from(2)
 }
 
 fn run(path: Option<PathBuf>, json_logs: bool) -> ExitCode {

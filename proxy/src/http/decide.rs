@@ -115,11 +115,22 @@ pub fn decide<B>(
     context: &TraceContext,
     now: tokio::time::Instant,
 ) -> Decision {
+    sampler.decide(&input(trusted, facts, req, parent, context), now)
+}
+
+/// What the sampler is asked about this request (see [`decide`]).
+pub fn input<'a, B>(
+    trusted: bool,
+    facts: &RequestFacts<'a>,
+    req: &'a Request<B>,
+    parent: Option<bool>,
+    context: &TraceContext,
+) -> Input<'a> {
     let dd_user_keep = context
         .datadog
         .as_ref()
         .is_some_and(|m| m.priority == Some(USER_KEEP));
-    let input = Input {
+    Input {
         trusted,
         force_signal: context.debug || dd_user_keep || facts.force_header,
         tenant: facts.tenant,
@@ -129,8 +140,7 @@ pub fn decide<B>(
         method: req.method().as_str(),
         path: req.uri().path(),
         grpc: facts.grpc,
-    };
-    sampler.decide(&input, now)
+    }
 }
 
 /// Writes `decision` into the forwarded context. A parent decision changes

@@ -32,8 +32,8 @@ use crate::metrics::{SamplingMetrics, TraceContextMetrics, WrittenMetrics};
 use crate::migration::{caller, Migration};
 use crate::propagation::extract::{self, Extractor, Incoming, Present};
 use crate::propagation::inject::{self, Injector, Plan};
-use crate::propagation::{start_span, Sampling};
-use crate::sampling::Sampler;
+use crate::propagation::{start_span, Sampling, SpanId, TraceContext};
+use crate::sampling::{Decision, Sampler};
 use crate::target::Direction;
 pub use crate::telemetry::SpanInfo;
 
@@ -161,71 +161,123 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let policy = self.layer.policy.load();
-        let now = Instant::now();
-        let present = extract::present(req.headers());
-        let incoming = if policy.trusted {
-            policy
-                .extractor
-                .extract_present(req.headers(), present, |f, o| policy.metrics.count(f, o))
-        } else {
-            Incoming::default()
-        };
-        if incoming.formats.is_empty() {
-            policy.metrics.none();
-        }
-        policy.observe(present, req.headers(), now);
-        let parent = parent_decision(&incoming);
-        let facts = policy.sampling_headers.facts(&req);
-        let (mut context, span_parent) = start_span(incoming.context, incoming.decision);
-        let decision = decide::decide(
-            &policy.sampler,
-            policy.trusted,
-            &facts,
-            &req,
-            parent,
-            &context,
-            now,
-        );
         // Only for a reader: an extension costs two allocations per request.
         let keep_info = self.layer.attach.span_info_while(policy.spans.is_some());
-        let tenant = facts.tenant().filter(|_| keep_info).map(Box::<str>::from);
-        decide::apply(decision, &mut context);
-        policy
-            .sampling_metrics
-            .count(decision.sampled, decision.reason);
-        let plan =
-            policy
-                .injector
-                .plan(authority_of(&req), self.layer.port, present.formats, || {
-                    policy.migration.app.get(now, policy.learn_for)
-                });
-        if !policy.trusted {
-            policy.sampling_headers.remove_force(req.headers_mut());
-        }
-        inject::write(
-            &plan,
-            &mut context,
-            span_parent,
-            incoming.formats,
-            present.formats,
-            req.headers_mut(),
+        let traced = trace_request(
+            &policy,
+            &mut req,
+            self.layer.port,
+            Instant::now(),
+            keep_info,
         );
-        policy.mark_caller(&plan, present, req.headers_mut());
-        policy.written.count(plan.target, plan.formats);
         if keep_info {
             req.extensions_mut().insert(SpanInfo {
-                trace_id: context.trace_id,
-                span_id: context.parent_id,
-                parent_id: span_parent,
-                sampling: context.sampling,
-                debug: context.debug,
-                formats: incoming.formats,
-                discarded: incoming.discarded,
-                sampling_reason: decision.reason,
-                tenant,
+                trace_id: traced.context.trace_id,
+                span_id: traced.context.parent_id,
+                parent_id: traced.span_parent,
+                sampling: traced.context.sampling,
+                debug: traced.context.debug,
+                formats: traced.incoming.formats,
+                discarded: traced.incoming.discarded,
+                sampling_reason: traced.decision.reason,
+                tenant: traced.tenant,
             });
         }
         self.inner.call(req)
+    }
+}
+
+/// What the trace layer did to one request: what it read, the context it
+/// forwards, its sampling decision and the plan its headers were written by.
+#[derive(Debug)]
+pub struct Traced {
+    /// The trace headers the request arrived with.
+    pub present: Present,
+    /// What was extracted (nothing on an untrusted listener); its `context`
+    /// has moved into [`Self::context`] and is `None`.
+    pub incoming: Incoming,
+    /// The caller's decision given to the sampler (`None`: a root).
+    pub parent: Option<bool>,
+    /// The context forwarded: `parent_id` is the sidecar's new span.
+    pub context: TraceContext,
+    /// The parent of the sidecar's span (the caller's span id).
+    pub span_parent: Option<SpanId>,
+    /// The sampling decision.
+    pub decision: Decision,
+    /// The formats written toward the next hop.
+    pub plan: Plan,
+    /// The request's tenant, when asked for.
+    pub tenant: Option<Box<str>>,
+}
+
+/// The trace layer's whole step on one request, as every listener runs it:
+/// extract, observe, decide, inject — rewriting `req`'s trace headers in place
+/// and counting in `policy`'s metrics. `port` is the connection's destination
+/// port; `keep_tenant` asks for the tenant in the answer. `meshtrace-proxy
+/// explain` calls it too, so what it predicts is what a listener does.
+pub fn trace_request<B>(
+    policy: &TracePolicy,
+    req: &mut Request<B>,
+    port: Option<u16>,
+    now: Instant,
+    keep_tenant: bool,
+) -> Traced {
+    let present = extract::present(req.headers());
+    let mut incoming = if policy.trusted {
+        policy
+            .extractor
+            .extract_present(req.headers(), present, |f, o| policy.metrics.count(f, o))
+    } else {
+        Incoming::default()
+    };
+    if incoming.formats.is_empty() {
+        policy.metrics.none();
+    }
+    policy.observe(present, req.headers(), now);
+    let parent = parent_decision(&incoming);
+    let facts = policy.sampling_headers.facts(req);
+    let (mut context, span_parent) = start_span(incoming.context.take(), incoming.decision);
+    let decision = decide::decide(
+        &policy.sampler,
+        policy.trusted,
+        &facts,
+        req,
+        parent,
+        &context,
+        now,
+    );
+    let tenant = facts.tenant().filter(|_| keep_tenant).map(Box::<str>::from);
+    decide::apply(decision, &mut context);
+    policy
+        .sampling_metrics
+        .count(decision.sampled, decision.reason);
+    let plan = policy
+        .injector
+        .plan(authority_of(req), port, present.formats, || {
+            policy.migration.app.get(now, policy.learn_for)
+        });
+    if !policy.trusted {
+        policy.sampling_headers.remove_force(req.headers_mut());
+    }
+    inject::write(
+        &plan,
+        &mut context,
+        span_parent,
+        incoming.formats,
+        present.formats,
+        req.headers_mut(),
+    );
+    policy.mark_caller(&plan, present, req.headers_mut());
+    policy.written.count(plan.target, plan.formats);
+    Traced {
+        present,
+        incoming,
+        parent,
+        context,
+        span_parent,
+        decision,
+        plan,
+        tenant,
     }
 }
 

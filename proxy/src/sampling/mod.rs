@@ -252,6 +252,13 @@ impl Sampler {
         Decision::by_probability(rule.threshold, input, Reason::Rule)
     }
 
+    /// The index (in `sampling.rules`) of the rule a root request would be
+    /// decided by: the first whose every criterion holds, as [`Self::decide`]
+    /// picks it.
+    pub fn rule_for(&self, input: &Input<'_>) -> Option<usize> {
+        self.rules.iter().position(|r| r.matches(input))
+    }
+
     /// `now` on the token buckets' clock.
     fn nanos(&self, now: Instant) -> u64 {
         let elapsed = now.saturating_duration_since(self.epoch);

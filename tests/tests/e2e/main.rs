@@ -27,6 +27,7 @@ mod control_replicas;
 mod dashboards;
 mod drain;
 mod edge_errors;
+mod explain;
 mod grpc;
 mod harness;
 mod http1;

@@ -246,7 +246,8 @@ pub fn present(headers: &HeaderMap) -> Present {
     present
 }
 
-fn read(format: Format, headers: &HeaderMap) -> Extracted {
+/// What one format's codec finds in `headers`, as extraction reads it.
+pub fn read(format: Format, headers: &HeaderMap) -> Extracted {
     match format {
         Format::TraceContext => w3c::extract(headers),
         Format::B3Multi => b3::extract_multi(headers),
