@@ -42,6 +42,7 @@ mod otlp_harness;
 mod overrides;
 mod pod;
 mod propagation;
+mod python_app;
 mod reload;
 mod sampling;
 mod spans;
