@@ -7,6 +7,8 @@
 //! returns in-memory IO (`tokio::io::duplex`) or never completes, so timeouts and
 //! refusals are tested in-process with a paused clock. The real path stays a
 //! plain [`TcpStream`] ([`UpstreamIo::Tcp`]): no box and no dynamic call per read.
+//! Each read from it that returns data is acknowledged at once ([`ack_now`]), so
+//! an app with Nagle's algorithm on never waits out our delayed ACK.
 
 use std::future::Future;
 use std::io;
@@ -92,10 +94,39 @@ impl AsyncRead for UpstreamIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Self::Tcp(io) => Pin::new(io).poll_read(cx, buf),
+            Self::Tcp(io) => {
+                let before = buf.filled().len();
+                let read = Pin::new(&mut *io).poll_read(cx, buf);
+                if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+                    ack_now(io);
+                }
+                read
+            }
             Self::Custom(io) => Pin::new(io).poll_read(cx, buf),
         }
     }
+}
+
+/// Acknowledges at once what a read just took from an upstream socket: sets
+/// `TCP_QUICKACK`.
+///
+/// An app with Nagle's algorithm on (Python's `http.server`, and any server that
+/// does not set `TCP_NODELAY`) that writes a response's head and body in two
+/// calls sends the body only once the head is acknowledged. A pooled connection
+/// carries exchange after exchange, so Linux deems it interactive ("pingpong")
+/// and delays its ACKs by 40 ms or more, to piggyback them on data we never
+/// send: every response on a reused connection waited that long. The option
+/// sends the pending ACK now and leaves pingpong mode. It is not sticky (our
+/// next request re-enters the mode), hence after every read that returned
+/// data: one `setsockopt` per response in the common case. A failure changes
+/// nothing but the ACK's timing.
+fn ack_now(io: &TcpStream) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(error) = socket2::SockRef::from(io).set_tcp_quickack(true) {
+        tracing::trace!(%error, "cannot set TCP_QUICKACK");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = io;
 }
 
 impl AsyncWrite for UpstreamIo {
@@ -176,5 +207,59 @@ pub fn classify_connect(error: &io::Error) -> ErrorKind {
         io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
         io::ErrorKind::TimedOut => ErrorKind::ConnectTimeout,
         _ => ErrorKind::Unreachable,
+    }
+}
+
+#[cfg(test)]
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const BOUND: Duration = Duration::from_secs(5);
+
+    /// Whether Linux acknowledges received data at once on `stream`: reading
+    /// `TCP_QUICKACK` tells whether it is out of "pingpong" (delayed-ACK) mode.
+    fn acks_at_once(stream: &TcpStream) -> bool {
+        socket2::SockRef::from(stream).tcp_quickack().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_read_from_an_upstream_delays_no_ack() {
+        let listener = listen::bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let mut client = listen::connect(listener.local_addr().unwrap(), BOUND)
+            .await
+            .unwrap();
+        let (mut app, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 64];
+        // Exchanges, as a pooled connection carries them, until Linux deems the
+        // connection interactive and delays its ACKs (the request just written).
+        for round in 0.. {
+            client.write_all(b"request").await.unwrap();
+            app.read_exact(&mut buf[..7]).await.unwrap();
+            if !acks_at_once(&client) {
+                break;
+            }
+            assert!(round < 100, "the connection never entered pingpong mode");
+            app.write_all(b"response").await.unwrap();
+            client.read_exact(&mut buf[..8]).await.unwrap();
+        }
+        // The app's response head, read as the pools read: through UpstreamIo.
+        app.write_all(b"response").await.unwrap();
+        let mut io = UpstreamIo::Tcp(client);
+        let n = tokio::time::timeout(BOUND, io.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        let UpstreamIo::Tcp(client) = &io else {
+            unreachable!("built as Tcp")
+        };
+        assert!(
+            acks_at_once(client),
+            "the upstream socket still delays its ACK of what was read: an app with \
+             Nagle on waits 40 ms to send the rest of its response"
+        );
     }
 }
