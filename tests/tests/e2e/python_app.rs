@@ -13,7 +13,7 @@
 //! the fix every request but the first took 41–64 ms here (median 44 ms). A
 //! median under 20 ms, over 20 sequential requests, tells the two apart with
 //! room for a busy machine (it needs half the requests to stall for 20 ms for
-//! a false failure, and a delayed ACK cannot make any request faster than 40 ms).
+//! a false failure, while with the delayed ACK no request can beat 40 ms).
 //! The app is the real thing: `python3` running http.server's own
 //! `SimpleHTTPRequestHandler` (`tests/python/nagle_app.py`). The socket option
 //! itself is asserted in the proxy's unit tests (`upstream::connect`). An HTTP/2
