@@ -45,6 +45,7 @@ mod overrides;
 mod page;
 mod pod;
 mod propagation;
+mod python_app;
 mod reload;
 mod sampling;
 mod spans;

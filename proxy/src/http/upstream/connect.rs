@@ -7,6 +7,8 @@
 //! returns in-memory IO (`tokio::io::duplex`) or never completes, so timeouts and
 //! refusals are tested in-process with a paused clock. The real path stays a
 //! plain [`TcpStream`] ([`UpstreamIo::Tcp`]): no box and no dynamic call per read.
+//! What is read from it is acknowledged at once ([`Dialled`]), so an app with
+//! Nagle's algorithm on never waits out our delayed ACK.
 
 use std::future::Future;
 use std::io;
@@ -53,7 +55,7 @@ pub enum Connector {
 /// An open upstream connection.
 pub enum UpstreamIo {
     /// A dialled socket (the production path).
-    Tcp(TcpStream),
+    Tcp(Dialled),
     /// What an injected connector returned.
     Custom(Box<dyn Io>),
 }
@@ -65,7 +67,9 @@ impl Connector {
     /// [`io::ErrorKind::TimedOut`] error, as the dial reports it.
     pub async fn connect(&self, target: &HostPort, timeout: Duration) -> io::Result<UpstreamIo> {
         match self {
-            Self::Tcp => dial(target, timeout).await.map(UpstreamIo::Tcp),
+            Self::Tcp => dial(target, timeout)
+                .await
+                .map(|stream| UpstreamIo::Tcp(Dialled::new(stream))),
             Self::Custom(connect) => tokio::time::timeout(timeout, connect.connect(target))
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))?
@@ -92,10 +96,68 @@ impl AsyncRead for UpstreamIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Self::Tcp(io) => Pin::new(io).poll_read(cx, buf),
+            Self::Tcp(io) => io.poll_read(cx, buf),
             Self::Custom(io) => Pin::new(io).poll_read(cx, buf),
         }
     }
+}
+
+/// A dialled upstream socket that acknowledges what it reads at once.
+///
+/// An app with Nagle's algorithm on (Python's `http.server`, and any server that
+/// does not set `TCP_NODELAY`) that writes a response's head and body in two
+/// calls sends the body only once the head is acknowledged. A pooled connection
+/// carries exchange after exchange, so Linux deems it interactive ("pingpong")
+/// and delays its ACKs by 40 ms or more, to piggyback them on data we never
+/// send: every response on a reused connection waited that long.
+/// `TCP_QUICKACK` sends the pending ACK now and leaves pingpong mode. It is not
+/// sticky: only our own writes bring the mode back (Linux enters it when we send
+/// soon after receiving), so it is set after the first read that returns data
+/// following a write — one `setsockopt` per exchange. Out of pingpong mode the
+/// kernel itself acknowledges a small segment as soon as it is read.
+pub struct Dialled {
+    stream: TcpStream,
+    /// Something was written since `TCP_QUICKACK` was last set.
+    wrote: bool,
+}
+
+impl Dialled {
+    fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            // A fresh connection may already count as interactive.
+            wrote: true,
+        }
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if self.wrote && matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.wrote = false;
+            ack_now(&self.stream);
+        }
+        read
+    }
+
+    /// Notes a write's outcome: bytes sent may bring back delayed ACKs.
+    fn wrote(&mut self, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if matches!(written, Poll::Ready(Ok(1..))) {
+            self.wrote = true;
+        }
+        written
+    }
+}
+
+/// Sets `TCP_QUICKACK` on `stream` ([`Dialled`]). A failure changes nothing but
+/// the ACK's timing.
+fn ack_now(stream: &TcpStream) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(error) = socket2::SockRef::from(stream).set_tcp_quickack(true) {
+        tracing::trace!(%error, "cannot set TCP_QUICKACK");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = stream;
 }
 
 impl AsyncWrite for UpstreamIo {
@@ -105,7 +167,10 @@ impl AsyncWrite for UpstreamIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Self::Tcp(io) => Pin::new(io).poll_write(cx, buf),
+            Self::Tcp(io) => {
+                let written = Pin::new(&mut io.stream).poll_write(cx, buf);
+                io.wrote(written)
+            }
             Self::Custom(io) => Pin::new(io).poll_write(cx, buf),
         }
     }
@@ -116,28 +181,31 @@ impl AsyncWrite for UpstreamIo {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Self::Tcp(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Self::Tcp(io) => {
+                let written = Pin::new(&mut io.stream).poll_write_vectored(cx, bufs);
+                io.wrote(written)
+            }
             Self::Custom(io) => Pin::new(io).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            Self::Tcp(io) => io.is_write_vectored(),
+            Self::Tcp(io) => io.stream.is_write_vectored(),
             Self::Custom(io) => io.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Self::Tcp(io) => Pin::new(io).poll_flush(cx),
+            Self::Tcp(io) => Pin::new(&mut io.stream).poll_flush(cx),
             Self::Custom(io) => Pin::new(io).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Self::Tcp(io) => Pin::new(io).poll_shutdown(cx),
+            Self::Tcp(io) => Pin::new(&mut io.stream).poll_shutdown(cx),
             Self::Custom(io) => Pin::new(io).poll_shutdown(cx),
         }
     }
@@ -176,5 +244,69 @@ pub fn classify_connect(error: &io::Error) -> ErrorKind {
         io::ErrorKind::ConnectionRefused => ErrorKind::ConnectRefused,
         io::ErrorKind::TimedOut => ErrorKind::ConnectTimeout,
         _ => ErrorKind::Unreachable,
+    }
+}
+
+#[cfg(test)]
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const BOUND: Duration = Duration::from_secs(5);
+
+    /// Whether Linux acknowledges received data at once on `stream`: reading
+    /// `TCP_QUICKACK` tells whether it is out of "pingpong" (delayed-ACK) mode.
+    fn acks_at_once(stream: &TcpStream) -> bool {
+        socket2::SockRef::from(stream).tcp_quickack().unwrap()
+    }
+
+    fn stream(io: &UpstreamIo) -> &TcpStream {
+        match io {
+            UpstreamIo::Tcp(dialled) => &dialled.stream,
+            UpstreamIo::Custom(_) => unreachable!("built as Tcp"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_from_an_upstream_delays_no_ack() {
+        let listener = listen::bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let client = listen::connect(listener.local_addr().unwrap(), BOUND)
+            .await
+            .unwrap();
+        let (mut app, _) = listener.accept().await.unwrap();
+        let mut io = UpstreamIo::Tcp(Dialled::new(client));
+        let mut buf = [0u8; 8];
+        // Exchanges, as a pooled connection carries them. Once Linux deems the
+        // connection interactive (after the request just written), reading the
+        // response must still leave it acknowledging at once; three times, so
+        // each exchange is covered, not only the connection's first.
+        let mut checked = 0;
+        for round in 0.. {
+            assert!(
+                round < 200,
+                "the connection entered pingpong mode only {checked} times"
+            );
+            io.write_all(b"request").await.unwrap();
+            app.read_exact(&mut buf[..7]).await.unwrap();
+            let delaying = !acks_at_once(stream(&io));
+            app.write_all(b"response").await.unwrap();
+            tokio::time::timeout(BOUND, io.read_exact(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            if delaying {
+                assert!(
+                    acks_at_once(stream(&io)),
+                    "the upstream socket still delays its ACK of what was read: an app \
+                     with Nagle on waits 40 ms to send the rest of its response"
+                );
+                checked += 1;
+                if checked == 3 {
+                    break;
+                }
+            }
+        }
     }
 }

@@ -44,7 +44,9 @@ use hyper_util::rt::TokioIo;
 use meshtrace_config::HostPort;
 
 pub use body::UpstreamBody;
-pub use connect::{classify_connect, dial, Connect, Connecting, Connector, Io, UpstreamIo};
+pub use connect::{
+    classify_connect, dial, Connect, Connecting, Connector, Dialled, Io, UpstreamIo,
+};
 
 use super::Wire;
 use crate::metrics::ErrorKind;
