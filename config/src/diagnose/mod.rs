@@ -36,6 +36,8 @@ struct Dropped {
     element: bool,
     /// A whole entry missing a required key (else one bad value).
     entry: bool,
+    /// An unknown key (its parent may now miss what it meant to set).
+    key: bool,
 }
 
 /// The problems found in one document so far.
@@ -105,15 +107,14 @@ impl Diagnosis {
             if !self.remove(value, &steps) {
                 return None;
             }
-            if !found.is_unknown_key() {
-                let element = matches!(steps.last(), Some(Step::Index(_)));
-                let entry = found.is_missing();
-                self.dropped.push(Dropped {
-                    path,
-                    element,
-                    entry,
-                });
-            }
+            let element = matches!(steps.last(), Some(Step::Index(_)));
+            let (entry, key) = (found.is_missing(), found.is_unknown_key());
+            self.dropped.push(Dropped {
+                path,
+                element,
+                entry,
+                key,
+            });
         }
         None
     }
@@ -149,10 +150,16 @@ impl Diagnosis {
         problem
     }
 
+    /// Whether the document sets the node at `path` (indices as now).
+    pub fn has(&self, path: &str) -> bool {
+        self.positions.has(&self.original(&parse_path(path)))
+    }
+
     fn follows_from_a_drop(&self, path: &str) -> bool {
         self.dropped.iter().any(|d| {
             let parent = positions::parent(&d.path);
-            if d.element {
+            if d.key || d.element {
+                // What the parent (a list, an entry) lacks now.
                 path == parent
             } else if d.entry {
                 path == d.path || path.starts_with(&format!("{}.", d.path))

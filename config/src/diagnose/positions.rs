@@ -166,6 +166,11 @@ impl Positions {
 }
 
 impl Positions {
+    /// Whether the document has a node at `path`.
+    pub fn has(&self, path: &str) -> bool {
+        self.0.contains_key(path)
+    }
+
     /// The text of the scalar at `path`, as YAML read it.
     pub fn scalar(&self, path: &str) -> Option<&str> {
         self.0.get(path)?.text.as_deref()

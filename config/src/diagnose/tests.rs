@@ -187,3 +187,23 @@ fn warnings_of_a_file_have_lines() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!((warnings[0].line, warnings[0].column), (Some(3), Some(3)));
 }
+
+#[test]
+fn a_misspelt_key_does_not_also_report_what_it_meant_to_set() {
+    let lines = report(
+        "outbound:\n  mode: explicit\n  routes:\n  - {hots: reviews, target: 10.0.0.1:80}\n",
+    );
+    assert_eq!(
+        lines,
+        ["t.yaml:4:6: outbound.routes[0].hots: unknown key `hots`; did you mean `host`?"]
+    );
+}
+
+#[test]
+fn a_syntax_error_says_its_location_once() {
+    let err = Config::from_yaml_str("inbound: [\n", "s.yaml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err.matches("2:1").count(), 1, "{err}");
+    assert!(!err.contains(" at line "), "{err}");
+}
