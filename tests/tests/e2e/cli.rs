@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::Output;
 
 use meshtrace_config::Config;
+use meshtrace_tests::apps::HttpApp;
 use meshtrace_tests::process::proxy_binary;
+use meshtrace_tests::{client, sidecar};
 
 /// Runs the binary with `args` and collects its output.
 async fn run(args: &[&str]) -> Output {
@@ -123,6 +125,22 @@ async fn check_config_prints_warnings_and_then_ok() {
             format!("OK: {p}"),
         ]
     );
+}
+
+/// A config with a warning runs as written; the warning is in the log.
+#[tokio::test]
+async fn a_sidecar_logs_its_configs_warnings_and_still_serves() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new()
+        .inbound_to(app.addr())
+        .configure(|c| c.propagation.extract = Vec::new())
+        .spawn()
+        .await;
+    let line = proxy.output().wait_for_line("no format is read").await;
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("propagation.extract"), "{line}");
+    let response = client::http1_get(proxy.inbound_addr(), "/status/200").await;
+    assert_eq!(response.status(), 200);
 }
 
 #[tokio::test]
