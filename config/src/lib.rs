@@ -3,12 +3,17 @@
 //!
 //! A configuration is read in three steps:
 //!
-//! 1. **Parse** the YAML (`serde_yaml`). Syntax errors, wrong types, unknown keys and
-//!    malformed values (addresses, durations) stop here, reported with the path in
-//!    the document *and* the line and column.
+//! 1. **Parse** the YAML (`serde_yaml`) into the schema, once.
 //! 2. **Override** from the environment Kubernetes sets (see [`env`](mod@env)).
 //! 3. **Validate** the result: every semantic problem (clashing listeners, a route
-//!    with no match, an out-of-range limit…) is collected and reported with its path.
+//!    with no match, an out-of-range limit…) is collected.
+//!
+//! A document that fails step 1 is [diagnosed](diagnose): every unknown key, wrong
+//! type and bad value, then the semantic problems of what did parse, each once, as
+//! `file:line:column: path: message` with the offending value and a "did you
+//! mean". A syntax error (not YAML at all) is the one thing that stops early.
+//! [`Config::warnings`] names settings that are valid but cannot do what they seem
+//! to.
 //!
 //! A file only needs the keys it changes; everything else keeps the embedded
 //! default, documented in `default.yaml` ([`DEFAULT_YAML`]).
@@ -68,7 +73,8 @@ pub enum ConfigError {
         /// The OS error.
         error: std::io::Error,
     },
-    /// The YAML did not parse into the schema.
+    /// The YAML did not parse (a syntax error, or one error of a document
+    /// parsed outside [`Config::load`]).
     #[error("{source_name}:{}: {}{message}", location(*.line, *.column), at_path(path))]
     Parse {
         /// The file (or `env`, `inline`…).
@@ -90,7 +96,9 @@ pub enum ConfigError {
         /// The file.
         source_name: String,
     },
-    /// The document parsed but is not usable; every problem is listed.
+    /// The document is not usable; every problem is listed (unknown keys, bad
+    /// values and semantic problems alike), each with its line and column when
+    /// the text is known. `Parse` is left for a document that is not YAML.
     #[error("{}", list(source_name, problems))]
     Invalid {
         /// The file.
