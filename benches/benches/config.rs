@@ -3,6 +3,10 @@
 //! - `config/parse`: `Config::from_yaml_str` on a realistic sidecar file (YAML →
 //!   schema, then validation; the crate has no public parse-only step, so
 //!   `config/validate` is there to subtract).
+//! - `config/parse_default`: the same on the embedded default (`default.yaml`).
+//! - `config/report_broken`: `Config::from_yaml_str` on
+//!   `config/testdata/broken.yaml` until it has every problem (the slow path:
+//!   rounds of typed parses, positions, semantic checks), as `check-config` does.
 //! - `config/validate`: `Config::problems` on the parsed file.
 //! - `config/resolve`: `Config::finish` with a pod's environment (the downward-API
 //!   and injector variables applied, then validation), as a control-plane push or
@@ -77,6 +81,9 @@ export:
 log: {format: json, access_log: false}
 "#;
 
+/// The example of a broken file (`check-config` reports 10 problems in it).
+const BROKEN_YAML: &str = include_str!("../../config/testdata/broken.yaml");
+
 /// What Kubernetes and the injector set in a sidecar container.
 const POD_ENV: [(&str, &str); 8] = [
     ("POD_NAME", "reviews-v2-7f9c8d6b5-x2x4q"),
@@ -108,6 +115,12 @@ fn config(c: &mut Criterion) {
     let mut group = c.benchmark_group("config");
     group.bench_function("parse", |b| {
         b.iter(|| Config::from_yaml_str(black_box(SIDECAR_YAML), "bench").is_ok())
+    });
+    group.bench_function("parse_default", |b| {
+        b.iter(|| Config::from_yaml_str(black_box(meshtrace_config::DEFAULT_YAML), "bench").is_ok())
+    });
+    group.bench_function("report_broken", |b| {
+        b.iter(|| Config::from_yaml_str(black_box(BROKEN_YAML), "bench").is_err())
     });
     group.bench_function("validate", |b| {
         b.iter(|| black_box(&parsed).problems().is_empty())

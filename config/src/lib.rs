@@ -3,12 +3,17 @@
 //!
 //! A configuration is read in three steps:
 //!
-//! 1. **Parse** the YAML (`serde_yaml`). Syntax errors, wrong types, unknown keys and
-//!    malformed values (addresses, durations) stop here, reported with the path in
-//!    the document *and* the line and column.
+//! 1. **Parse** the YAML (`serde_yaml`) into the schema, once.
 //! 2. **Override** from the environment Kubernetes sets (see [`env`](mod@env)).
 //! 3. **Validate** the result: every semantic problem (clashing listeners, a route
-//!    with no match, an out-of-range limit…) is collected and reported with its path.
+//!    with no match, an out-of-range limit…) is collected.
+//!
+//! A document that fails step 1 is [diagnosed](diagnose): every unknown key, wrong
+//! type and bad value, then the semantic problems of what did parse, each once, as
+//! `file:line:column: path: message` with the offending value and a "did you
+//! mean". A syntax error (not YAML at all) is the one thing that stops early.
+//! [`Config::warnings`] names settings that are valid but cannot do what they seem
+//! to.
 //!
 //! A file only needs the keys it changes; everything else keeps the embedded
 //! default, documented in `default.yaml` ([`DEFAULT_YAML`]).
@@ -25,6 +30,7 @@
 // Production code returns errors; tests may unwrap (clippy.toml `allow-*-in-tests`).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod diagnose;
 pub mod env;
 mod propagation;
 pub mod redact;
@@ -67,7 +73,8 @@ pub enum ConfigError {
         /// The OS error.
         error: std::io::Error,
     },
-    /// The YAML did not parse into the schema.
+    /// The YAML did not parse (a syntax error, or one error of a document
+    /// parsed outside [`Config::load`]).
     #[error("{source_name}:{}: {}{message}", location(*.line, *.column), at_path(path))]
     Parse {
         /// The file (or `env`, `inline`…).
@@ -89,7 +96,9 @@ pub enum ConfigError {
         /// The file.
         source_name: String,
     },
-    /// The document parsed but is not usable; every problem is listed.
+    /// The document is not usable; every problem is listed (unknown keys, bad
+    /// values and semantic problems alike), each with its line and column when
+    /// the text is known. `Parse` is left for a document that is not YAML.
     #[error("{}", list(source_name, problems))]
     Invalid {
         /// The file.
@@ -107,13 +116,47 @@ impl ConfigError {
     /// the control plane words its documents' parse errors the same way.
     pub fn yaml(source_name: &str, path: String, e: &serde_yaml::Error) -> Self {
         let loc = e.location();
+        let (line, column) = (
+            loc.as_ref().map(|l| l.line()),
+            loc.as_ref().map(|l| l.column()),
+        );
+        let message = bare_message(&e.to_string(), &path, line, column);
         ConfigError::Parse {
             source_name: source_name.to_string(),
-            line: loc.as_ref().map(|l| l.line()),
-            column: loc.as_ref().map(|l| l.column()),
+            line,
+            column,
             path,
-            message: e.to_string(),
+            message,
         }
+    }
+}
+
+/// serde_yaml's message without what the report already says in front of it:
+/// its own path prefix (`inbound: `) and its ` at line L column C` suffix.
+fn bare_message(message: &str, path: &str, line: Option<usize>, column: Option<usize>) -> String {
+    let mut message = message;
+    let owned;
+    if let (Some(l), Some(c)) = (line, column) {
+        let here = format!(" at line {l} column {c}");
+        if let Some(i) = message.find(&here) {
+            owned = format!("{}{}", &message[..i], &message[i + here.len()..]);
+            message = &owned;
+        }
+    }
+    let mut prefix = path;
+    while !prefix.is_empty() && prefix != "." {
+        if let Some(rest) = message.strip_prefix(&format!("{prefix}: ")) {
+            return rest.to_string();
+        }
+        prefix = diagnose_parent(prefix);
+    }
+    message.to_string()
+}
+
+fn diagnose_parent(path: &str) -> &str {
+    match path.rfind(['.', '[']) {
+        Some(i) => &path[..i],
+        None => "",
     }
 }
 
@@ -133,10 +176,7 @@ fn at_path(path: &str) -> String {
 }
 
 fn list(source_name: &str, problems: &[Problem]) -> String {
-    let lines: Vec<String> = problems
-        .iter()
-        .map(|p| format!("{source_name}: {p}"))
-        .collect();
+    let lines: Vec<String> = problems.iter().map(|p| p.in_source(source_name)).collect();
     lines.join("\n")
 }
 
@@ -201,7 +241,34 @@ impl Config {
         source_name: &str,
         var: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        parse(text, source_name)?.finish(source_name, var)
+        match parse(text) {
+            Ok(config) => config.finish(source_name, var).map_err(|e| locate(e, text)),
+            Err(e) => diagnose_all(text, source_name, var, &e),
+        }
+    }
+
+    /// Settings that are valid but cannot do what they seem to (a rule behind
+    /// one that matches everything it matches, `extract: []`…): the sidecar logs
+    /// them and runs the config as written.
+    pub fn warnings(&self) -> Vec<Problem> {
+        validate::warnings(self)
+    }
+
+    /// What `check-config` reports on a file: the config and its warnings with
+    /// their lines and columns, or every problem.
+    pub fn check_file(path: &Path) -> Result<(Self, Vec<Problem>), ConfigError> {
+        let config = Self::from_file(path)?;
+        let warnings = config.warnings();
+        if warnings.is_empty() {
+            return Ok((config, warnings));
+        }
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let positions = diagnose::Positions::of(&text);
+        let warnings = warnings
+            .into_iter()
+            .map(|w| diagnose::Diagnosis::locate(&positions, w, ""))
+            .collect();
+        Ok((config, warnings))
     }
 
     /// A configuration that arrived whole (a control-plane push, a cache file):
@@ -252,21 +319,61 @@ pub fn is_blank(text: &str) -> bool {
     })
 }
 
-fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
-    let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).or_else(|e| {
-        // An empty document (or one of comments only, or `null`) means "all
-        // defaults". Checked only when the typed parse failed, so a config is
-        // parsed once (a second parse doubled the cost of every reload).
-        match serde_yaml::from_str::<serde_yaml::Value>(text) {
-            Ok(value) if value.is_null() => Ok(Config::default()),
-            _ => Err(ConfigError::yaml(
-                source_name,
-                e.path().to_string(),
-                e.inner(),
-            )),
-        }
+/// The fast path: one typed parse. A valid config (every reload) ends here.
+fn parse(text: &str) -> Result<Config, serde_path_to_error::Error<serde_yaml::Error>> {
+    serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
+}
+
+/// The slow path, for a document the typed parse refused: every problem at once
+/// (see [`diagnose`]). An empty document (comments only, or `null`) is all
+/// defaults; checked only here, so that a valid config is parsed once.
+fn diagnose_all(
+    text: &str,
+    source_name: &str,
+    var: &dyn Fn(&str) -> Option<String>,
+    first: &serde_path_to_error::Error<serde_yaml::Error>,
+) -> Result<Config, ConfigError> {
+    let first_error = || ConfigError::yaml(source_name, first.path().to_string(), first.inner());
+    let mut value = match serde_yaml::from_str::<serde_yaml::Value>(text) {
+        Ok(value) if value.is_null() => return Config::default().finish(source_name, var),
+        Ok(value) => value,
+        Err(syntax) => return Err(diagnose::syntax(text, source_name, first, &syntax)),
+    };
+    let mut diagnosis = diagnose::Diagnosis::new(text);
+    if let Some(mut config) = diagnosis.typed::<Config>(&mut value) {
+        let mut problems = validate::Problems::default();
+        env::apply(&mut config, var, &mut problems);
+        config.validate_into(&mut problems);
+        diagnosis.semantic(problems.0, "");
+    }
+    if diagnosis.is_empty() {
+        return Err(first_error());
+    }
+    Err(ConfigError::Invalid {
+        source_name: source_name.to_string(),
+        problems: diagnosis.into_problems(),
     })
+}
+
+/// Semantic problems of a document that parsed, with their lines and columns.
+fn locate(error: ConfigError, text: &str) -> ConfigError {
+    match error {
+        ConfigError::Invalid {
+            source_name,
+            problems,
+        } => {
+            let positions = diagnose::Positions::of(text);
+            let problems = problems
+                .into_iter()
+                .map(|p| diagnose::Diagnosis::locate(&positions, p, ""))
+                .collect();
+            ConfigError::Invalid {
+                source_name,
+                problems,
+            }
+        }
+        other => other,
+    }
 }
 
 impl fmt::Display for Config {

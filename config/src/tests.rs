@@ -310,7 +310,7 @@ fn the_removed_strip_legacy_setting_is_an_error_not_ignored() {
     let error = Config::from_yaml_str("propagation: {inbound: {strip_legacy: true}}", "t")
         .unwrap_err()
         .to_string();
-    assert!(error.contains("unknown field `inbound`"), "{error}");
+    assert!(error.contains("unknown key `inbound`"), "{error}");
 }
 
 fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {

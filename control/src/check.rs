@@ -4,7 +4,8 @@
 //! it loads the file ([`source::read`], [`source::parse`]), so the problems are
 //! word for word what `/v1/status` would show as `last_load_error` — parse errors
 //! with `file:line:column`, semantic ones with the section index and path. A
-//! valid file prints `OK` and, per `workloads` section, what it matches and the
+//! valid file prints its warnings (settings that cannot do what they seem to),
+//! then `OK` and, per `workloads` section, what it matches and the
 //! stage and default rate it resolves to (with `defaults`).
 
 use std::fmt::Write as _;
@@ -16,8 +17,15 @@ use crate::source;
 
 /// The report for a valid file, or every problem (one per line) for an invalid one.
 pub fn check(path: &Path) -> Result<String, String> {
-    let (doc, _) = source::parse(source::read(path), path)?;
-    Ok(summary(path, &doc))
+    let read = source::read(path);
+    let text = read.as_ref().map(|r| r.text.clone()).unwrap_or_default();
+    let (doc, _) = source::parse(read, path)?;
+    let mut out = String::new();
+    for warning in doc.warnings(&text, &path.display().to_string()) {
+        let _ = writeln!(out, "{warning}");
+    }
+    out.push_str(&summary(path, &doc));
+    Ok(out)
 }
 
 fn summary(path: &Path, doc: &Document) -> String {
@@ -117,6 +125,26 @@ mod tests {
             lines[1],
             "workloads[0] service=checkout namespace=shop: stage dual, default_rate 0.1"
         );
+    }
+
+    #[test]
+    fn warnings_are_printed_before_ok_once_where_they_are_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mesh.yaml");
+        let text = "defaults:\n  propagation: {extract: []}\nworkloads:\n  - match: {service: a}\n    config:\n      sampling:\n        rules:\n        - {rate: 0.5}\n        - {match: {method: GET}, rate: 1}\n";
+        std::fs::write(&path, text).unwrap();
+        let out = check(&path).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        let file = path.display().to_string();
+        assert_eq!(
+            lines[..2],
+            [
+                format!("{file}:2:17: warning: defaults.propagation.extract: no format is read: incoming trace context is dropped and every request starts a new trace"),
+                format!("{file}:9:11: warning: workloads[0].config.sampling.rules[1]: never applies: sampling.rules[0] comes first and matches every request this rule matches"),
+            ],
+            "{out}"
+        );
+        assert!(lines[2].starts_with("OK "), "{out}");
     }
 
     #[test]

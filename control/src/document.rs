@@ -22,11 +22,12 @@
 
 use std::collections::BTreeMap;
 
-use meshtrace_config::{Config, ConfigError};
+use meshtrace_config::diagnose::Diagnosis;
+use meshtrace_config::{Config, ConfigError, Problem};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::merge::{deep_merge, to_config};
+use crate::merge::deep_merge;
 use crate::workload::Workload;
 
 /// The control plane's source of truth (from the file or from the API).
@@ -94,18 +95,47 @@ impl Match {
 // === impl Document ===
 
 impl Document {
-    /// Parses YAML (or JSON, which is YAML) and checks shape and semantics.
+    /// Parses YAML (or JSON, which is YAML) and checks shape and semantics. A
+    /// valid document takes one typed parse of its shape; a broken one is
+    /// reported whole: every unknown key, bad value and semantic problem, each
+    /// once, as `file:line:column: path: message` (see
+    /// [`meshtrace_config::diagnose`]).
     pub fn parse(text: &str, source_name: &str) -> Result<Self, DocumentError> {
-        let empty: Value = serde_yaml::from_str(text)
+        let mut value: serde_yaml::Value = serde_yaml::from_str(text)
             .map_err(|e| DocumentError(vec![parse_error(source_name, String::new(), &e)]))?;
-        if empty.is_null() {
+        if value.is_null() {
             return Ok(Self::default());
         }
-        check_shape(text, source_name)?;
-        let doc: Self = serde_yaml::from_str(text)
-            .map_err(|e| DocumentError(vec![parse_error(source_name, String::new(), &e)]))?;
-        doc.validate(source_name)?;
-        Ok(doc)
+        let mut diagnosis = None;
+        if check_shape(text).is_err() {
+            // The slow path: every shape error, then the semantics of the rest.
+            diagnosis
+                .insert(Diagnosis::new(text))
+                .typed::<ShapeCheck>(&mut value);
+        }
+        let doc: Self = match serde_yaml::from_value(value) {
+            Ok(doc) => doc,
+            Err(e) => {
+                let mut lines = diagnosis
+                    .map(|d| render(d.into_problems(), source_name))
+                    .unwrap_or_default();
+                lines.push(parse_error(source_name, String::new(), &e));
+                return Err(DocumentError(lines));
+            }
+        };
+        let problems = doc.scoped(|config| config.problems());
+        if diagnosis.is_none() && problems.is_empty() {
+            return Ok(doc);
+        }
+        let mut diagnosis = diagnosis.unwrap_or_else(|| Diagnosis::new(text));
+        for (scope, problem) in problems {
+            let prefix = scope.prefix(&problem.path, |p| diagnosis.has(p));
+            diagnosis.semantic(vec![problem], &prefix);
+        }
+        Err(DocumentError(render(
+            diagnosis.into_problems(),
+            source_name,
+        )))
     }
 
     /// Checks a document built from a JSON value (a merge patch result).
@@ -120,36 +150,106 @@ impl Document {
     /// Resolves `defaults` alone and `defaults` + each section alone, collecting
     /// every validation problem.
     pub fn validate(&self, source_name: &str) -> Result<(), DocumentError> {
-        let mut problems = Vec::new();
-        let mut check = |label: &str, fragments: &[&Value]| {
+        let lines: Vec<String> = self
+            .scoped(|config| config.problems())
+            .into_iter()
+            .map(|(scope, p)| format!("{source_name}: {}: {p}", scope.prefix("", |_| false)))
+            .collect();
+        if lines.is_empty() {
+            Ok(())
+        } else {
+            Err(DocumentError(lines))
+        }
+    }
+
+    /// What `meshtrace-control check` warns about in a valid document `text`
+    /// (valid settings that cannot do what they seem to, see
+    /// `Config::warnings`), each once, as `file:line:column: warning: path: message`.
+    pub fn warnings(&self, text: &str, source_name: &str) -> Vec<String> {
+        let warnings = self.scoped(Config::warnings);
+        if warnings.is_empty() {
+            return Vec::new();
+        }
+        let mut diagnosis = Diagnosis::new(text);
+        for (scope, warning) in warnings {
+            let prefix = scope.prefix(&warning.path, |p| diagnosis.has(p));
+            diagnosis.semantic(vec![warning], &prefix);
+        }
+        diagnosis
+            .into_problems()
+            .iter()
+            .map(|w| {
+                let line = w.in_source(source_name);
+                match line.strip_suffix(&w.to_string()) {
+                    Some(location) => format!("{location}warning: {w}"),
+                    None => format!("warning: {line}"),
+                }
+            })
+            .collect()
+    }
+
+    /// `what` of `defaults` alone and of `defaults` + each section alone (a
+    /// fragment that does not read as a config is one problem).
+    fn scoped(&self, what: impl Fn(&Config) -> Vec<Problem>) -> Vec<(Scope, Problem)> {
+        let mut found = Vec::new();
+        let mut check = |scope: Scope, fragments: &[&Value]| {
             let mut merged = Value::Object(Default::default());
             for f in fragments {
                 deep_merge(&mut merged, f);
             }
-            if let Err(e) = to_config(merged) {
-                for line in e.lines() {
-                    problems.push(format!("{source_name}: {label}{line}"));
-                }
-            }
+            let problems = match serde_path_to_error::deserialize::<_, Config>(merged) {
+                Ok(config) => what(&config),
+                Err(e) => vec![Problem {
+                    path: e.path().to_string(),
+                    message: e.into_inner().to_string(),
+                    ..Problem::default()
+                }],
+            };
+            found.extend(problems.into_iter().map(|p| (scope, p)));
         };
-        check("defaults: ", &[&self.defaults]);
+        check(Scope::Defaults, &[&self.defaults]);
         for (i, section) in self.workloads.iter().enumerate() {
-            check(
-                &format!("workloads[{i}] (with defaults): "),
-                &[&self.defaults, &section.config],
-            );
+            check(Scope::Section(i), &[&self.defaults, &section.config]);
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(DocumentError(problems))
-        }
+        found
     }
 
     /// The document as JSON, for the API and the state file.
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
+}
+
+/// Which resolution a problem was found in.
+#[derive(Clone, Copy)]
+enum Scope {
+    Defaults,
+    Section(usize),
+}
+
+impl Scope {
+    /// Where in the document a problem at `path` of this resolution is: in the
+    /// section when the section sets `path`, else in `defaults` when they set it
+    /// (reported once there, not once per section), else the section.
+    fn prefix(self, path: &str, in_document: impl Fn(&str) -> bool) -> String {
+        match self {
+            Scope::Defaults => "defaults".into(),
+            Scope::Section(i) => {
+                let section = format!("workloads[{i}].config");
+                let full = |prefix: &str| format!("{prefix}.{path}");
+                if !in_document(&full(&section)) && in_document(&full("defaults")) {
+                    "defaults".into()
+                } else {
+                    section
+                }
+            }
+        }
+    }
+}
+
+/// Problems as `file:line:column: path: message` lines.
+fn render(problems: Vec<Problem>, source_name: &str) -> Vec<String> {
+    problems.iter().map(|p| p.in_source(source_name)).collect()
 }
 
 /// The document read into the sidecar schema, only for its errors' locations.
@@ -173,17 +273,9 @@ struct SectionShape {
     config: Option<Config>,
 }
 
-fn check_shape(text: &str, source_name: &str) -> Result<(), DocumentError> {
-    let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize::<_, ShapeCheck>(de)
-        .map(drop)
-        .map_err(|e| {
-            DocumentError(vec![parse_error(
-                source_name,
-                e.path().to_string(),
-                e.inner(),
-            )])
-        })
+/// The fast path: the whole document read into the schema once.
+fn check_shape(text: &str) -> Result<ShapeCheck, serde_yaml::Error> {
+    serde_yaml::from_str(text)
 }
 
 /// A parse error worded as the sidecar words its own (`ConfigError::Parse`).
@@ -210,6 +302,48 @@ mod tests {
         let err = Document::parse(text, "cm.yaml").unwrap_err().to_string();
         assert!(err.contains("workloads[1]"), "{err}");
         assert!(err.contains("sampling.default_rate"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_of_a_document_is_reported_once_where_it_is() {
+        let text = "defaults:
+  sampling: {defualt_rate: 0.5}
+  propagation: {stage: dule}
+workloads:
+  - match: {servce: checkout}
+    config:
+      outbound:
+        mode: explicit
+        routes:
+        - host: reviews
+        - authority: ratings
+          target: 127.0.0.1:9080
+      limits: {max_connections: 0}
+  - config: {sampling: {default_rate: 2}}
+";
+        let err = Document::parse(text, "cm.yaml").unwrap_err();
+        assert_eq!(
+            err.0,
+            [
+                "cm.yaml:2:14: defaults.sampling.defualt_rate: unknown key `defualt_rate`; did you mean `default_rate`?",
+                "cm.yaml:3:24: defaults.propagation.stage: unknown value `dule`; did you mean `dual`?",
+                "cm.yaml:5:13: workloads[0].match.servce: unknown key `servce`; did you mean `service`?",
+                "cm.yaml:10:11: workloads[0].config.outbound.routes[0]: missing required key `target` (the rest of this entry is not checked)",
+                "cm.yaml:11:11: workloads[0].config.outbound.routes[1].authority: \"ratings\" has no port; use `host:` to match any port",
+                "cm.yaml:13:16: workloads[0].config.limits.max_connections: must be at least 1",
+                "cm.yaml:14:25: workloads[1].config.sampling.default_rate: 2 is not a rate in [0, 1]",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_problem_in_defaults_is_reported_once_not_per_section() {
+        let text = "defaults: {limits: {backlog: 0}}\nworkloads:\n  - config: {}\n  - config: {}\n";
+        let err = Document::parse(text, "cm.yaml").unwrap_err();
+        assert_eq!(
+            err.0,
+            ["cm.yaml:1:21: defaults.limits.backlog: must be at least 1"]
+        );
     }
 
     #[test]

@@ -55,8 +55,17 @@ fn main() -> ExitCode {
         config: None,
         json_logs: false,
     }) {
-        Command::CheckConfig { file } => match Config::from_file(&file) {
-            Ok(_) => {
+        Command::CheckConfig { file } => match Config::check_file(&file) {
+            Ok((_, warnings)) => {
+                let source_name = file.display().to_string();
+                for warning in warnings {
+                    let line = warning.in_source(&source_name);
+                    // `file:line:col: warning: path: message`, as compilers say it.
+                    match line.strip_suffix(&warning.to_string()) {
+                        Some(location) => println!("{location}warning: {warning}"),
+                        None => println!("warning: {line}"),
+                    }
+                }
                 println!("OK: {}", file.display());
                 ExitCode::SUCCESS
             }

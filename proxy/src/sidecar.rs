@@ -37,6 +37,7 @@ impl Sidecar {
     /// Binds every listener (port 0 picks a free one) and starts serving. With
     /// `control.url` set, it also starts watching the control plane.
     pub async fn start(config: Config) -> Result<Self, StartError> {
+        crate::reload::apply::log_warnings(&config);
         let config = Arc::new(config);
         let backlog = config.limits.backlog;
         let configured = running::listen_addrs(&config);

@@ -38,6 +38,7 @@ impl Vars<'_> {
         self.problems.push(Problem {
             path: format!("env {name}"),
             message,
+            ..Problem::default()
         });
     }
 

@@ -3,6 +3,7 @@
 //! `outbound.routes[1].host`.
 
 mod trace;
+mod warn;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -12,20 +13,40 @@ use crate::schema::{Config, OutboundMode};
 use trace::{check_export, check_propagation, check_sampling, check_spans};
 
 /// One thing wrong with a configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Problem {
     /// Where in the document (`limits.max_connections`), or which environment
     /// variable (`env MESHTRACE_APP_PORT`).
     pub path: String,
     /// What is wrong, and what is expected instead.
     pub message: String,
+    /// The 1-based line in the source, when known.
+    pub line: Option<usize>,
+    /// The 1-based column in the source, when known.
+    pub column: Option<usize>,
 }
 
 // === impl Problem ===
 
+impl Problem {
+    /// `source:line:column: path: message` (the location as far as known), the
+    /// way compilers print diagnostics, so editors can jump to it.
+    pub fn in_source(&self, source_name: &str) -> String {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => format!("{source_name}:{l}:{c}: {self}"),
+            (Some(l), None) => format!("{source_name}:{l}: {self}"),
+            _ => format!("{source_name}: {self}"),
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
     }
 }
 
@@ -40,6 +61,7 @@ impl Problems {
         self.0.push(Problem {
             path: path.into(),
             message: message.into(),
+            ..Problem::default()
         });
     }
 }
@@ -49,6 +71,13 @@ impl Problems {
 const HEADER_LIMIT_RANGE: std::ops::RangeInclusive<usize> = 1024..=1024 * 1024;
 /// `limits.max_header_count`: hyper reserves room for twice as many per request.
 const HEADER_COUNT_RANGE: std::ops::RangeInclusive<usize> = 8..=1000;
+
+/// Every warning: valid settings that cannot do what they seem to.
+pub(crate) fn warnings(config: &Config) -> Vec<Problem> {
+    let mut warnings = Problems::default();
+    warn::check(config, &mut warnings);
+    warnings.0
+}
 
 /// Runs every check and returns all problems found.
 pub(crate) fn check(config: &Config, problems: &mut Problems) {

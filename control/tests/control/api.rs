@@ -126,7 +126,8 @@ async fn invalid_put_is_400_and_changes_nothing() {
         }
         other => panic!("{other:?}"),
     }
-    let unknown = "defaults:\n  samplin: {}\n";
+    // Every problem in one answer: a misspelt key no longer hides the rest.
+    let unknown = "defaults:\n  samplin: {}\n  limits: {backlog: 0}\n";
     let r = within(
         "put",
         c.call::<Value>(
@@ -136,7 +137,20 @@ async fn invalid_put_is_400_and_changes_nothing() {
         ),
     )
     .await;
-    assert_eq!(status_of(r), StatusCode::BAD_REQUEST);
+    match r {
+        Err(ClientError::Status { status, message }) => {
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert!(
+                message.contains("request body:2:3: defaults.samplin: unknown key `samplin`; did you mean `sampling`?"),
+                "{message}"
+            );
+            assert!(
+                message.contains("request body:3:12: defaults.limits.backlog: must be at least 1"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     let after: Value = within("get", c.get("/v1/config/base")).await.unwrap();
     assert_eq!(before, after);
 }

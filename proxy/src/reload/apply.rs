@@ -29,6 +29,14 @@ pub enum ReloadError {
     Draining,
 }
 
+/// Logs what is valid but cannot do what it seems to (`Config::warnings`): the
+/// config runs as written.
+pub(crate) fn log_warnings(config: &Config) {
+    for warning in config.warnings() {
+        tracing::warn!(path = %warning.path, "config: {}", warning.message);
+    }
+}
+
 /// A handle that applies new configurations to a running sidecar; cheap to clone.
 #[derive(Clone)]
 pub struct Reloader(Arc<Running>);
@@ -75,6 +83,7 @@ impl Reloader {
             running.metrics.config_in_force(stage, version, false);
             return Ok(());
         }
+        log_warnings(&config);
         // Bind changed listen addresses first: a failure rejects the config.
         let moved = self.bind_moved(&config)?;
         let recorder = self.recorder_for(&config, &old)?;
