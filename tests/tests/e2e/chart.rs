@@ -11,6 +11,7 @@
 //! server is what the schemas and these assertions check.
 
 mod injector_config;
+mod pod_monitor;
 mod render;
 mod webhook;
 
