@@ -195,10 +195,11 @@ async fn assert_prometheus_scrapes_the_sidecar(pod: &Pod, sidecar: &Container, n
     assert_eq!(annotation("scrape"), "true");
     let (port, path) = (annotation("port"), annotation("path"));
     let named = sidecar.ports.iter().flatten();
-    let declared = named
+    let declared: Vec<String> = named
         .filter(|p| p.name.as_deref() == Some("http-metrics"))
-        .map(|p| p.container_port.to_string());
-    assert_eq!(declared.collect::<Vec<_>>(), [port.clone()]);
+        .map(|p| p.container_port.to_string())
+        .collect();
+    assert_eq!(declared, std::slice::from_ref(&port));
     let labels = pod.metadata.labels.clone().unwrap_or_default();
     assert_eq!(
         labels.get("meshtrace.io/injected").map(String::as_str),
