@@ -28,7 +28,8 @@ COPY iptables/ /
 COPY meshtrace-proxy /usr/local/bin/meshtrace-proxy
 
 USER 1337:1337
-# 15001 outbound capture (loopback), 15006 inbound capture, 15021 health.
-EXPOSE 15006 15021
+# 15001 outbound capture (loopback), 15006 inbound capture, 15021 health,
+# 15020 metrics (GET /metrics, for Prometheus).
+EXPOSE 15006 15020 15021
 ENTRYPOINT ["/usr/local/bin/meshtrace-proxy"]
 CMD ["run"]

@@ -20,7 +20,7 @@ backend_pid=$!
 cat >"$d/sidecar.yaml" <<YAML
 inbound: {listen: 127.0.0.1:18106, app_port: 18180}
 outbound: {listen: 127.0.0.1:0}
-admin: {listen: 127.0.0.1:18100, health_listen: null}
+admin: {listen: 127.0.0.1:18100, health_listen: null, metrics_listen: null}
 runtime: {workers: 1}
 log: {access_log: false, level: warn}
 YAML

@@ -33,7 +33,7 @@ pids+=($!)
 cat >"$tmp/sidecar.yaml" <<YAML
 inbound: {listen: 127.0.0.1:$inbound_port, app_port: $backend_port}
 outbound: {listen: 127.0.0.1:0}
-admin: {listen: 127.0.0.1:$admin_port, health_listen: null}
+admin: {listen: 127.0.0.1:$admin_port, health_listen: null, metrics_listen: null}
 runtime: {workers: ${WORKERS:-1}}
 log: {access_log: false, level: warn}
 YAML

@@ -66,7 +66,7 @@ config() { # request timeout in seconds
   cat <<YAML
 inbound: {listen: 127.0.0.1:$inbound_port, app_port: $backend_port}
 outbound: {listen: 127.0.0.1:0}
-admin: {listen: 127.0.0.1:$admin_port, health_listen: null}
+admin: {listen: 127.0.0.1:$admin_port, health_listen: null, metrics_listen: null}
 runtime: {workers: 1}
 log: {access_log: false, level: warn}
 control: {file_poll: 200ms}

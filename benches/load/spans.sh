@@ -73,7 +73,7 @@ for mode in off s0 s100 down; do
   {
     echo "inbound: {listen: 127.0.0.1:${inbound[$mode]}, app_port: $backend_port}"
     echo "outbound: {listen: 127.0.0.1:0}"
-    echo "admin: {listen: 127.0.0.1:${admin[$mode]}, health_listen: null}"
+    echo "admin: {listen: 127.0.0.1:${admin[$mode]}, health_listen: null, metrics_listen: null}"
     echo "runtime: {workers: 1}"
     echo "log: {access_log: false, level: warn}"
     echo "sampling: {default_rate: ${rate[$mode]}}"

@@ -16,6 +16,7 @@
 //! | `MESHTRACE_OUTBOUND_LISTEN` | `outbound.listen` |
 //! | `MESHTRACE_ADMIN_LISTEN` | `admin.listen` |
 //! | `MESHTRACE_HEALTH_LISTEN` | `admin.health_listen` (an address, or `none`) |
+//! | `MESHTRACE_METRICS_LISTEN` | `admin.metrics_listen` (an address, or `none`) |
 //! | `MESHTRACE_OPAQUE_PORTS` | `opaque_ports` (comma-separated) |
 //! | `MESHTRACE_WORKERS` | `runtime.workers` |
 //! | `MESHTRACE_LOG_LEVEL` | `log.level` |
@@ -83,6 +84,13 @@ pub(crate) fn apply(
             _ => socket_addr(v).map(Some),
         };
         set(&mut config.admin.health_listen, addr)
+    });
+    parse("MESHTRACE_METRICS_LISTEN", &mut |v| {
+        let addr = match v {
+            "none" | "null" => Ok(None),
+            _ => socket_addr(v).map(Some),
+        };
+        set(&mut config.admin.metrics_listen, addr)
     });
     parse("MESHTRACE_APP_PORT", &mut |v| {
         set(&mut config.inbound.app_port, yaml(v))

@@ -253,6 +253,10 @@ pub struct Admin {
     /// `GET /healthz/ready`, so unlike the admin server it may listen where the
     /// kubelet reaches it: on the pod's address.
     pub health_listen: Option<SocketAddr>,
+    /// The metrics port for Prometheus (`null`: none). It serves only
+    /// `GET /metrics` (the admin server's rendering), so it too may listen on the
+    /// pod's address, where a scraper reaches it.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Admin {
@@ -261,6 +265,7 @@ impl Default for Admin {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 15000)),
             allow_non_loopback: false,
             health_listen: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 15021))),
+            metrics_listen: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 15020))),
         }
     }
 }

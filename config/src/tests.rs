@@ -219,6 +219,39 @@ fn health_port_must_not_clash_with_another_listener() {
 }
 
 #[test]
+fn metrics_port_is_on_by_default_and_set_or_turned_off_by_the_environment() {
+    let c = load_with_env("", &[]).unwrap();
+    assert_eq!(
+        c.admin.metrics_listen,
+        Some("0.0.0.0:15020".parse().unwrap())
+    );
+    let var = "MESHTRACE_METRICS_LISTEN";
+    let c = load_with_env("", &[(var, "10.0.0.5:16020")]).unwrap();
+    assert_eq!(
+        c.admin.metrics_listen,
+        Some("10.0.0.5:16020".parse().unwrap())
+    );
+    let c = load_with_env("", &[(var, "none")]).unwrap();
+    assert_eq!(c.admin.metrics_listen, None);
+    let c = load_with_env("admin: {metrics_listen: null}\n", &[]).unwrap();
+    assert_eq!(c.admin.metrics_listen, None);
+    let err = load_with_env("", &[(var, "15020")]).unwrap_err();
+    assert!(
+        err.to_string().contains("env MESHTRACE_METRICS_LISTEN"),
+        "{err}"
+    );
+}
+
+#[test]
+fn metrics_port_must_not_clash_with_another_listener() {
+    let found = problems("admin: {metrics_listen: 0.0.0.0:15021}\n");
+    assert!(found[0].contains("admin.metrics_listen"), "{found:?}");
+    let found = problems("admin: {metrics_listen: 127.0.0.1:15000}\n");
+    assert!(found[0].contains("admin.metrics_listen"), "{found:?}");
+    Config::from_yaml_str("admin: {metrics_listen: null}\n", "ok").unwrap();
+}
+
+#[test]
 fn inline_config_variable_replaces_the_embedded_default() {
     let env = |name: &str| match name {
         "MESHTRACE_CONFIG_YAML" => Some("log: {level: debug}\n".to_string()),

@@ -81,7 +81,7 @@ pub(crate) async fn serve_routes(
     }
 }
 
-fn route<B>(state: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
+pub(crate) fn route<B>(state: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: String| (status, "text/plain; charset=utf-8", body);
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/live") => text(StatusCode::OK, "live\n".into()),

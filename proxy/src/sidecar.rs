@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::drain::Drain;
-use crate::health;
+use crate::health::{self, Port};
 use crate::http::upstream::Upstreams;
 use crate::metrics::Metrics;
 use crate::migration::Migration;
@@ -46,13 +46,9 @@ impl Sidecar {
         })?;
         let admin = running::bind("admin", config.admin.listen, backlog)?;
         let admin_addr = admin.local_addr().unwrap_or(config.admin.listen);
-        let health = match config.admin.health_listen {
-            Some(addr) => Some(running::bind("health", addr, backlog)?),
-            None => None,
-        };
-        let health_addr = health
-            .as_ref()
-            .and_then(|listener| listener.local_addr().ok());
+        let health = bind_optional(Port::Health, config.admin.health_listen, backlog)?;
+        let metrics_port = bind_optional(Port::Metrics, config.admin.metrics_listen, backlog)?;
+        let (health_addr, metrics_addr) = (local_addr(&health), local_addr(&metrics_port));
 
         let metrics = Metrics::new();
         metrics.config_in_force(config.propagation.stage, 0, true);
@@ -67,8 +63,15 @@ impl Sidecar {
         });
         let admin_stop = CancellationToken::new();
         tokio::spawn(admin::serve(admin, state.clone(), admin_stop.clone()));
-        if let Some(health) = health {
-            tokio::spawn(health::serve(health, state.clone(), admin_stop.clone()));
+        for (port, listener) in [(Port::Health, health), (Port::Metrics, metrics_port)] {
+            if let Some(listener) = listener {
+                tokio::spawn(health::serve(
+                    listener,
+                    state.clone(),
+                    admin_stop.clone(),
+                    port,
+                ));
+            }
         }
         let migration = Arc::new(Migration::new(&metrics));
         let upstreams = Upstreams::new(config.timeouts.connect.get(), config.timeouts.idle.get());
@@ -88,11 +91,12 @@ impl Sidecar {
         });
         state.ready.store(true, Ordering::Release);
         tracing::info!(
-            "sidecar ready inbound={} outbound={} admin={} health={}",
+            "sidecar ready inbound={} outbound={} admin={} health={} metrics={}",
             bound.inbound.local,
             bound.outbound.local,
             admin_addr,
-            health_addr.map_or_else(|| "none".to_string(), |addr| addr.to_string())
+            shown(health_addr),
+            shown(metrics_addr),
         );
         let running = Arc::new(Running {
             config: shared_config,
@@ -102,6 +106,7 @@ impl Sidecar {
             bound: std::sync::Mutex::new(bound),
             admin: admin_addr,
             health: health_addr,
+            metrics_port: metrics_addr,
             drain,
             telemetry: std::sync::Mutex::new(telemetry),
             reloading: tokio::sync::Mutex::new(()),
@@ -139,6 +144,11 @@ impl Sidecar {
         self.running.health
     }
 
+    /// The bound metrics address, if the metrics port is on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.running.metrics_port
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
         self.running.config.load_full()
@@ -170,6 +180,24 @@ impl Sidecar {
         tracing::info!(drained, "sidecar stopped");
         drained
     }
+}
+
+/// Binds a pod-reachable port if it is configured.
+fn bind_optional(
+    port: Port,
+    addr: Option<SocketAddr>,
+    backlog: u32,
+) -> Result<Option<tokio::net::TcpListener>, StartError> {
+    addr.map(|addr| running::bind(port.name(), addr, backlog))
+        .transpose()
+}
+
+fn local_addr(listener: &Option<tokio::net::TcpListener>) -> Option<SocketAddr> {
+    listener.as_ref().and_then(|l| l.local_addr().ok())
+}
+
+fn shown(addr: Option<SocketAddr>) -> String {
+    addr.map_or_else(|| "none".to_string(), |addr| addr.to_string())
 }
 
 impl Drop for Sidecar {

@@ -55,11 +55,13 @@ pub fn request(uri: &str, pairs: &[(&str, &str)]) -> Request<()> {
     req
 }
 
-/// The sidecar's defaults, changed by `change`; the health port (a fixed port by
-/// default) is off, so tests that start sidecars side by side do not clash.
+/// The sidecar's defaults, changed by `change`; the health and metrics ports
+/// (fixed ports by default) are off, so tests that start sidecars side by side
+/// do not clash.
 pub fn config(change: impl FnOnce(&mut Config)) -> Config {
     let mut config = Config::default();
     config.admin.health_listen = None;
+    config.admin.metrics_listen = None;
     change(&mut config);
     config
 }

@@ -39,6 +39,7 @@ pub fn new() -> Builder {
     config.outbound.listen = ephemeral;
     config.admin.listen = ephemeral;
     config.admin.health_listen = Some(ephemeral);
+    config.admin.metrics_listen = Some(ephemeral);
     Builder { config }
 }
 

@@ -74,6 +74,7 @@ fn sidecar_config(control: Option<String>, pod: &str) -> Config {
     let loopback = "127.0.0.1:0".parse().expect("an address");
     (c.inbound.listen, c.outbound.listen, c.admin.listen) = (loopback, loopback, loopback);
     c.admin.health_listen = None;
+    c.admin.metrics_listen = None;
     c.inbound.app_port = meshtrace_config::AppPort::Fixed(9);
     c.control.url = control;
     c.workload.service = Some(SERVICE.into());

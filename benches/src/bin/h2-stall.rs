@@ -74,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         format!(
             "inbound: {{listen: 127.0.0.1:{inbound_port}, app_port: {backend_port}}}\n\
              outbound: {{listen: 127.0.0.1:0}}\n\
-             admin: {{listen: 127.0.0.1:{admin_port}, health_listen: null}}\n\
+             admin: {{listen: 127.0.0.1:{admin_port}, health_listen: null, metrics_listen: null}}\n\
              runtime: {{workers: 1}}\n\
              log: {{access_log: false, level: warn}}\n"
         ),

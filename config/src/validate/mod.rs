@@ -129,6 +129,7 @@ fn check_listeners(config: &Config, problems: &mut Problems) {
         ("outbound.listen", Some(config.outbound.listen)),
         ("admin.listen", Some(config.admin.listen)),
         ("admin.health_listen", config.admin.health_listen),
+        ("admin.metrics_listen", config.admin.metrics_listen),
     ]
     .into_iter()
     .filter_map(|(path, addr)| Some((path, addr?)))

@@ -20,6 +20,37 @@ pub const EXCLUDE_OUTBOUND_CIDRS: &str = "meshtrace.io/exclude-outbound-cidrs";
 pub const CONFIG: &str = "meshtrace.io/config";
 /// The value of [`STATUS`] on an injected pod.
 pub const STATUS_INJECTED: &str = "injected";
+/// The label every injected pod gets (`"true"`), for selectors that cannot
+/// read annotations: a `PodMonitor`, a `NetworkPolicy`.
+pub const INJECTED_LABEL: &str = "meshtrace.io/injected";
+/// The prefix of the conventional scrape annotations. A pod carrying any of
+/// them keeps its own (the app's metrics win); otherwise the injector points
+/// them at the sidecar's metrics port.
+pub const PROMETHEUS_PREFIX: &str = "prometheus.io/";
+
+/// The `prometheus.io/*` annotations the injector adds for a metrics port on
+/// `port` serving `path`; none when the pod already has one of its own.
+pub fn scrape(
+    annotations: Option<&BTreeMap<String, String>>,
+    port: u16,
+    path: &str,
+) -> Vec<(String, String)> {
+    let own = annotations
+        .into_iter()
+        .flatten()
+        .any(|(key, _)| key.starts_with(PROMETHEUS_PREFIX));
+    if own {
+        return Vec::new();
+    }
+    [
+        ("scrape", "true".to_string()),
+        ("port", port.to_string()),
+        ("path", path.into()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (format!("{PROMETHEUS_PREFIX}{key}"), value))
+    .collect()
+}
 
 /// What a pod's annotations ask of its sidecar, validated.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

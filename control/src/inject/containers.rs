@@ -33,17 +33,24 @@ pub const INBOUND_PORT: u16 = 15006;
 pub const HEALTH_PORT: u16 = 15021;
 /// The readiness path on [`HEALTH_PORT`].
 pub const READY_PATH: &str = "/healthz/ready";
+/// The pod-reachable metrics port (`GET /metrics`, for Prometheus); never redirected.
+pub const METRICS_PORT: u16 = 15020;
+/// The scrape path on [`METRICS_PORT`].
+pub const METRICS_PATH: &str = "/metrics";
+/// The name of [`METRICS_PORT`] on the sidecar container (a `PodMonitor` selects it).
+pub const METRICS_PORT_NAME: &str = "http-metrics";
 
 /// The labels that name a service, in order of preference.
 const SERVICE_LABELS: [&str; 3] = ["app.kubernetes.io/name", "app", "k8s-app"];
 
 /// `meshtrace-init`: `meshtrace-proxy init` as root with NET_ADMIN and NET_RAW
 /// only, excluding the config's and the pod's ports and CIDRs (and always the
-/// health port inbound, so the kubelet's probes reach the sidecar directly).
+/// health and metrics ports inbound, so the kubelet's probes and Prometheus's
+/// scrapes reach the sidecar directly).
 pub fn init_container(config: &InjectorConfig, options: &PodOptions) -> Container {
     let uid = config.proxy_uid.to_string();
     let inbound = merged(
-        [HEALTH_PORT]
+        [HEALTH_PORT, METRICS_PORT]
             .iter()
             .chain(&config.exclude_inbound_ports)
             .chain(&options.exclude_inbound_ports)
@@ -119,6 +126,7 @@ pub fn sidecar(config: &InjectorConfig, pod: &Pod, options: &PodOptions) -> Cont
         ports: Some(vec![
             port("mt-inbound", INBOUND_PORT),
             port("mt-health", HEALTH_PORT),
+            port(METRICS_PORT_NAME, METRICS_PORT),
         ]),
         readiness_probe: Some(probe(5, 3)),
         startup_probe: Some(probe(1, 120)),
@@ -324,9 +332,9 @@ mod tests {
     }
 
     #[test]
-    fn the_health_port_is_always_excluded_inbound_and_lists_are_merged() {
+    fn the_health_and_metrics_ports_are_always_excluded_inbound_and_lists_are_merged() {
         let config = InjectorConfig {
-            exclude_inbound_ports: vec![9090, 15021],
+            exclude_inbound_ports: vec![9090, 15021, 15020],
             exclude_outbound_ports: vec![5432],
             ..InjectorConfig::default()
         };
@@ -340,7 +348,7 @@ mod tests {
             let i = args.iter().position(|a| a == flag).unwrap();
             args[i + 1].clone()
         };
-        assert_eq!(after("--exclude-inbound-ports"), "15021,9090,8081");
+        assert_eq!(after("--exclude-inbound-ports"), "15021,15020,9090,8081");
         assert_eq!(after("--exclude-outbound-ports"), "5432");
         assert_eq!(after("--exclude-outbound-cidrs"), "10.0.0.0/8");
         assert_eq!(after("--proxy-gid"), "1337");

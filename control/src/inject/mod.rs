@@ -7,14 +7,21 @@
 //! * `meshtrace-init` ([`containers::init_container`]): `meshtrace-proxy init`
 //!   as root with NET_ADMIN and NET_RAW, writing the redirect rules (outbound →
 //!   15001 except the sidecar's uid, inbound → 15006, exclusions from the config
-//!   and the pod's annotations, the health port 15021 always excluded inbound).
+//!   and the pod's annotations, the health port 15021 and the metrics port 15020
+//!   always excluded inbound).
 //! * `meshtrace-proxy` ([`containers::sidecar`]): `run` as uid/gid 1337 on a
 //!   read-only root, configured through its environment (downward API, labels,
 //!   control-plane URL, cache on the `meshtrace-run` emptyDir), with readiness and
 //!   startup probes on the health port. Native by default: an init container with
 //!   `restartPolicy: Always` placed right after `meshtrace-init`, so it is ready
 //!   before any other container starts and does not keep a Job alive.
-//! * The annotation `meshtrace.io/status: injected`.
+//!   It declares the metrics port `http-metrics` (15020, `GET /metrics`).
+//! * The annotation `meshtrace.io/status: injected` and the label
+//!   `meshtrace.io/injected: "true"` (what a `PodMonitor` selects).
+//! * The scrape annotations `prometheus.io/scrape: "true"`, `prometheus.io/port:
+//!   "15020"`, `prometheus.io/path: /metrics`, unless the pod already has a
+//!   `prometheus.io/*` annotation: the app's own metrics win, and the sidecar's
+//!   are scraped through the chart's `PodMonitor` instead.
 //!
 //! # Which pods
 //!

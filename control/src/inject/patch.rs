@@ -9,7 +9,8 @@ use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{Container, Pod, Volume};
 use serde_json::{json, Value};
 
-use super::annotations::{STATUS, STATUS_INJECTED};
+use super::annotations::{scrape, INJECTED_LABEL, STATUS, STATUS_INJECTED};
+use super::containers::{METRICS_PATH, METRICS_PORT};
 
 /// What is added to a pod.
 #[derive(Debug)]
@@ -26,20 +27,27 @@ pub struct Additions {
     pub native: bool,
 }
 
-/// The patch adding `additions` and the status annotation to `pod`.
+/// The patch adding `additions`, the status annotation, the
+/// [`INJECTED_LABEL`] and (unless the pod has its own) the scrape annotations
+/// to `pod`.
 pub fn build(pod: &Pod, additions: Additions) -> Result<Patch, serde_json::Error> {
     let mut ops = Vec::new();
     let spec = pod.spec.as_ref();
-    match pod.metadata.annotations {
-        None => ops.push(add(
-            &["metadata", "annotations"],
-            json!({ STATUS: STATUS_INJECTED }),
-        )),
-        Some(_) => ops.push(add(
-            &["metadata", "annotations", STATUS],
-            json!(STATUS_INJECTED),
-        )),
-    }
+    let mut annotations = vec![(STATUS.to_string(), STATUS_INJECTED.to_string())];
+    annotations.extend(scrape(
+        pod.metadata.annotations.as_ref(),
+        METRICS_PORT,
+        METRICS_PATH,
+    ));
+    let labels = [(INJECTED_LABEL.to_string(), "true".to_string())];
+    let metadata = &pod.metadata;
+    put(
+        &mut ops,
+        "annotations",
+        metadata.annotations.is_some(),
+        annotations,
+    );
+    put(&mut ops, "labels", metadata.labels.is_some(), labels);
     let init = serde_json::to_value(&additions.init)?;
     let sidecar = serde_json::to_value(&additions.sidecar)?;
     let mut first_inits = vec![init];
@@ -63,6 +71,26 @@ pub fn build(pod: &Pod, additions: Additions) -> Result<Patch, serde_json::Error
         Some(_) => ops.push(add(&["spec", "volumes", "-"], volume)),
     }
     Ok(Patch(ops))
+}
+
+/// Adds `entries` to the metadata map `map`: the whole map when the pod has
+/// none, else one key at a time.
+fn put(
+    ops: &mut Vec<PatchOperation>,
+    map: &str,
+    exists: bool,
+    entries: impl IntoIterator<Item = (String, String)>,
+) {
+    let entries = entries.into_iter();
+    if exists {
+        for (key, value) in entries {
+            ops.push(add(&["metadata", map, &key], json!(value)));
+        }
+    } else {
+        let whole: serde_json::Map<String, Value> =
+            entries.map(|(key, value)| (key, json!(value))).collect();
+        ops.push(add(&["metadata", map], Value::Object(whole)));
+    }
 }
 
 fn add(tokens: &[&str], value: Value) -> PatchOperation {
@@ -109,6 +137,7 @@ mod tests {
             paths(&patch),
             [
                 "/metadata/annotations",
+                "/metadata/labels",
                 "/spec/initContainers",
                 "/spec/volumes"
             ]
@@ -126,15 +155,37 @@ mod tests {
             ..Pod::default()
         };
         pod.metadata.annotations = Some(Default::default());
+        pod.metadata.labels = Some(Default::default());
         let patch = build(&pod, additions(false)).unwrap();
         assert_eq!(
             paths(&patch),
             [
                 "/metadata/annotations/meshtrace.io~1status",
+                "/metadata/annotations/prometheus.io~1scrape",
+                "/metadata/annotations/prometheus.io~1port",
+                "/metadata/annotations/prometheus.io~1path",
+                "/metadata/labels/meshtrace.io~1injected",
                 "/spec/initContainers/0",
                 "/spec/containers/0",
                 "/spec/volumes/-"
             ]
         );
+    }
+
+    #[test]
+    fn a_pod_with_its_own_scrape_annotations_keeps_them() {
+        let mut pod = Pod {
+            spec: Some(PodSpec::default()),
+            ..Pod::default()
+        };
+        let own = [("prometheus.io/port".to_string(), "9090".to_string())];
+        pod.metadata.annotations = Some(own.into_iter().collect());
+        let patch = build(&pod, additions(true)).unwrap();
+        let paths = paths(&patch);
+        assert!(
+            paths.iter().all(|p| !p.contains("prometheus.io")),
+            "{paths:?}"
+        );
+        assert!(paths.contains(&"/metadata/labels".to_string()), "{paths:?}");
     }
 }

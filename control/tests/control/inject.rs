@@ -110,6 +110,16 @@ fn a_pod_without_annotations_volumes_or_labels_is_patched_whole() {
 }
 
 #[test]
+fn a_pod_without_scrape_annotations_is_pointed_at_the_sidecars_metrics_port() {
+    golden("scrape-annotations");
+}
+
+#[test]
+fn a_pod_with_its_own_prometheus_annotations_keeps_them() {
+    golden("own-prometheus-annotations");
+}
+
+#[test]
 fn an_opted_out_pod_is_allowed_unchanged() {
     golden("opt-out");
 }

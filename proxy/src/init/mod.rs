@@ -19,7 +19,9 @@ pub mod rules;
 #[cfg(test)]
 mod tests;
 
-pub use plan::{Cidr, CidrList, Family, Plan, PortList, HEALTH_PORT};
+pub use plan::{
+    Cidr, CidrList, Family, Plan, PortList, ALWAYS_EXCLUDED_INBOUND, HEALTH_PORT, METRICS_PORT,
+};
 
 use apply::ApplyError;
 
@@ -42,7 +44,7 @@ pub struct InitArgs {
     /// Destination ports the app reaches directly (comma-separated).
     #[arg(long, default_value = "", value_name = "P,P")]
     pub exclude_outbound_ports: PortList,
-    /// Pod ports reached directly from outside (comma-separated; 15021 always is).
+    /// Pod ports reached directly from outside (comma-separated; 15021 and 15020 always are).
     #[arg(long, default_value = "", value_name = "P,P")]
     pub exclude_inbound_ports: PortList,
     /// Destinations the app reaches directly (comma-separated, IPv4 and IPv6 mixed).

@@ -10,6 +10,13 @@ use std::str::FromStr;
 /// reflects the sidecar itself rather than whatever listens on 15006.
 pub const HEALTH_PORT: u16 = 15021;
 
+/// The metrics port Prometheus scrapes: never redirected inbound, so a scrape
+/// reaches the sidecar's `/metrics` rather than the app behind 15006.
+pub const METRICS_PORT: u16 = 15020;
+
+/// The inbound ports every pod excludes, whatever its flags say, in rule order.
+pub const ALWAYS_EXCLUDED_INBOUND: [u16; 2] = [HEALTH_PORT, METRICS_PORT];
+
 /// The redirect rules a pod gets, before they are written for one IP family.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -23,15 +30,16 @@ pub struct Plan {
     pub proxy_gid: u32,
     /// Destination ports the app reaches directly, bypassing the sidecar.
     pub exclude_outbound_ports: Vec<u16>,
-    /// Pod ports reached directly from outside; always starts with [`HEALTH_PORT`].
+    /// Pod ports reached directly from outside; always starts with
+    /// [`ALWAYS_EXCLUDED_INBOUND`] (health, then metrics).
     pub exclude_inbound_ports: Vec<u16>,
     /// Destinations (both families mixed) the app reaches directly.
     pub exclude_outbound_cidrs: Vec<Cidr>,
 }
 
 impl Plan {
-    /// The plan for the given flags: the health port is added to the inbound
-    /// exclusions, and duplicates are dropped keeping the first occurrence.
+    /// The plan for the given flags: the health and metrics ports are added to
+    /// the inbound exclusions, and duplicates are dropped keeping the first occurrence.
     pub fn new(
         (outbound_port, inbound_port): (u16, u16),
         (proxy_uid, proxy_gid): (u32, u32),
@@ -39,7 +47,7 @@ impl Plan {
         exclude_inbound_ports: &[u16],
         exclude_outbound_cidrs: &[Cidr],
     ) -> Self {
-        let inbound = std::iter::once(&HEALTH_PORT).chain(exclude_inbound_ports);
+        let inbound = ALWAYS_EXCLUDED_INBOUND.iter().chain(exclude_inbound_ports);
         Self {
             outbound_port,
             inbound_port,

@@ -5,7 +5,7 @@
 //! of the `nat` table:
 //!
 //! ```text
-//! PREROUTING ─tcp→ MESHTRACE_INBOUND ─excluded port→ RETURN (health 15021 always)
+//! PREROUTING ─tcp→ MESHTRACE_INBOUND ─excluded port→ RETURN (health 15021, metrics 15020 always)
 //!                                    └─────────────→ MESHTRACE_IN_REDIRECT → REDIRECT :15006
 //! OUTPUT ─tcp→ MESHTRACE_OUTPUT
 //!   sidecar (uid/gid) → own pod IP over lo → MESHTRACE_IN_REDIRECT   (hairpin: a call to

@@ -31,6 +31,7 @@ const DEFAULT_V4: &str = "\
 -A PREROUTING -p tcp -j MESHTRACE_INBOUND
 -A OUTPUT -p tcp -j MESHTRACE_OUTPUT
 -A MESHTRACE_INBOUND -p tcp -m tcp --dport 15021 -j RETURN
+-A MESHTRACE_INBOUND -p tcp -m tcp --dport 15020 -j RETURN
 -A MESHTRACE_INBOUND -p tcp -j MESHTRACE_IN_REDIRECT
 -A MESHTRACE_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006
 -A MESHTRACE_OUTPUT ! -d 127.0.0.0/8 -o lo -m owner --uid-owner 1337 -j MESHTRACE_IN_REDIRECT
@@ -46,7 +47,7 @@ COMMIT
 ";
 
 #[test]
-fn defaults_redirect_outbound_to_15001_and_inbound_to_15006_except_health_and_uid_1337() {
+fn defaults_redirect_outbound_to_15001_and_inbound_to_15006_except_health_metrics_and_uid_1337() {
     assert_eq!(script(&[], Family::V4), DEFAULT_V4);
 }
 
@@ -75,10 +76,11 @@ fn ports_uid_and_gid_come_from_the_flags() {
 }
 
 #[test]
-fn excluded_inbound_ports_return_before_the_redirect_after_the_health_port() {
+fn excluded_inbound_ports_return_before_the_redirect_after_the_health_and_metrics_ports() {
     let text = script(&["--exclude-inbound-ports", "8081, 9090"], Family::V4);
     assert!(text.contains(
         "-A MESHTRACE_INBOUND -p tcp -m tcp --dport 15021 -j RETURN\n\
+         -A MESHTRACE_INBOUND -p tcp -m tcp --dport 15020 -j RETURN\n\
          -A MESHTRACE_INBOUND -p tcp -m tcp --dport 8081 -j RETURN\n\
          -A MESHTRACE_INBOUND -p tcp -m tcp --dport 9090 -j RETURN\n\
          -A MESHTRACE_INBOUND -p tcp -j MESHTRACE_IN_REDIRECT\n"
@@ -86,9 +88,10 @@ fn excluded_inbound_ports_return_before_the_redirect_after_the_health_port() {
 }
 
 #[test]
-fn the_health_port_is_excluded_once_even_when_also_given() {
-    let text = script(&["--exclude-inbound-ports=15021,15021"], Family::V4);
+fn the_health_and_metrics_ports_are_excluded_once_even_when_also_given() {
+    let text = script(&["--exclude-inbound-ports=15021,15020,15021"], Family::V4);
     assert_eq!(text.matches("--dport 15021").count(), 1);
+    assert_eq!(text.matches("--dport 15020").count(), 1);
 }
 
 #[test]
@@ -130,7 +133,7 @@ fn cidrs_are_written_as_iptables_save_prints_them() {
 }
 
 #[test]
-fn empty_list_flags_exclude_nothing_but_the_health_port() {
+fn empty_list_flags_exclude_nothing_but_the_health_and_metrics_ports() {
     let empty = [
         "--exclude-outbound-ports=",
         "--exclude-inbound-ports=",

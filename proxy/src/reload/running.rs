@@ -50,6 +50,8 @@ pub(crate) struct Running {
     pub(crate) admin: SocketAddr,
     /// The bound health address (`admin.health_listen`), if any.
     pub(crate) health: Option<SocketAddr>,
+    /// The bound metrics address (`admin.metrics_listen`), if any.
+    pub(crate) metrics_port: Option<SocketAddr>,
     pub(crate) drain: Drain,
     pub(crate) telemetry: Mutex<Telemetry>,
     /// One reload at a time.

@@ -48,7 +48,7 @@ impl Sidecar {
         let local = format!(
             r#"# {label} (written by the demo); the control plane pushes the rest.
 workload: {{service: {service}, namespace: demo, pod_name: {pod}}}
-admin: {{listen: "{admin}", health_listen: null}}
+admin: {{listen: "{admin}", health_listen: null, metrics_listen: null}}
 control: {{url: "http://{control}"}}
 "#,
             label = self.label,

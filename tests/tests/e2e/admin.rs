@@ -1,4 +1,5 @@
-//! The admin server: health, readiness, metrics, effective config, shutdown.
+//! The admin server: health, readiness, metrics, effective config, shutdown;
+//! and the pod-reachable metrics port, which serves only the metrics.
 
 use http::{Method, Request, StatusCode};
 use meshtrace_config::Config;
@@ -176,4 +177,36 @@ async fn promtool_check_metrics(text: &str) -> (bool, String) {
     let said = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
     (output.status.success(), said)
+#[tokio::test]
+async fn the_metrics_port_serves_the_admin_metrics_and_nothing_else() {
+    let app = HttpApp::start().await;
+    let proxy = sidecar::new().inbound_to(app.addr()).start().await;
+    client::http1_get(proxy.inbound_addr(), "/").await;
+    let port = proxy.metrics_addr().expect("the metrics port is on");
+    let scrape = client::http1_get(port, "/metrics").await;
+    assert_eq!(scrape.status(), StatusCode::OK);
+    let admin = proxy.admin_get("/metrics").await;
+    let content_type = |rsp: &http::Response<_>| rsp.headers()[http::header::CONTENT_TYPE].clone();
+    assert_eq!(content_type(&scrape), content_type(&admin));
+    let text = String::from_utf8_lossy(scrape.body());
+    let series =
+        r#"meshtrace_requests_total{direction="inbound",protocol="http1",status_class="2xx"} 1"#;
+    assert!(text.contains(series), "missing {series} in\n{text}");
+    for path in [
+        "/config",
+        "/shutdown",
+        "/ready",
+        "/live",
+        "/healthz/ready",
+        "/",
+    ] {
+        let status = client::http1_get(port, path).await.status();
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    for path in ["/shutdown", "/metrics"] {
+        let post = Request::post(path).body(empty()).expect("request");
+        let status = client::http1_request(port, post).await.status();
+        assert_ne!(status, StatusCode::ACCEPTED, "POST {path}");
+    }
+    assert_eq!(proxy.admin_get("/ready").await.status(), StatusCode::OK);
 }

@@ -12,6 +12,7 @@
 
 mod injector_config;
 mod monitoring;
+mod pod_monitor;
 mod render;
 mod webhook;
 

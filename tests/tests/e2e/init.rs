@@ -49,8 +49,8 @@ const INIT_FLAGS: [&str; 8] = [
     "on",
 ];
 
-/// A pod namespace with capture listeners on 15001 and 15006, a health server
-/// on 15021 and an excluded-port server on 7171, linked to a peer namespace
+/// A pod namespace with capture listeners on 15001 and 15006, health and
+/// metrics servers on 15021 and 15020 and an excluded-port server on 7171, linked to a peer namespace
 /// serving 9090 and 9191 on all its addresses.
 struct Pod {
     pod: Netns,
@@ -77,7 +77,7 @@ impl Pod {
                     .await,
             );
         }
-        for port in ["15021", "7171"] {
+        for port in ["15021", "15020", "7171"] {
             servers.push(pod.listen(&[TOOL, "serve", &format!("[::]:{port}")]).await);
         }
         for port in ["9090", "9191"] {
@@ -166,7 +166,7 @@ async fn the_sidecars_own_connections_and_localhost_are_not_redirected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inbound_connections_reach_15006_except_the_health_port_and_excluded_ports() {
+async fn inbound_connections_reach_15006_except_health_metrics_and_excluded_ports() {
     let Some(pod) = Pod::start("in").await else {
         return;
     };
@@ -179,11 +179,13 @@ async fn inbound_connections_reach_15006_except_the_health_port_and_excluded_por
                 captured(&dialled, "in")
             );
         }
-        let health = format!("{}:15021", family.pod);
-        assert_eq!(
-            get(&pod.peer, &health, "ready").await,
-            served(15021, "ready")
-        );
+        for port in [15021, 15020] {
+            let always = format!("{}:{port}", family.pod);
+            assert_eq!(
+                get(&pod.peer, &always, "probe").await,
+                served(port, "probe")
+            );
+        }
         let excluded = format!("{}:7171", family.pod);
         assert_eq!(get(&pod.peer, &excluded, "x").await, served(7171, "x"));
     }

@@ -17,7 +17,8 @@
 //!
 //! It checks that a request from the node to the app's port reaches the app
 //! through the inbound listener, that the app's own call to the upstream goes
-//! through the outbound listener, that the control plane sees the sidecar under
+//! through the outbound listener, that Prometheus can scrape the sidecar from
+//! the node where the pod's annotations say, that the control plane sees the sidecar under
 //! the pod's identity, and prints the sidecar's start-to-ready time (the
 //! figure in `benches/RESULTS.md`). Root and iptables are needed: see
 //! [`meshtrace_tests::netns`].
@@ -93,6 +94,10 @@ async fn an_injected_pod_runs_with_its_traffic_through_the_sidecar() {
         rules.contains("REDIRECT"),
         "init printed no rules:\n{rules}"
     );
+    for port in ["15021", "15020"] {
+        let bypass = format!("-A MESHTRACE_INBOUND -p tcp -m tcp --dport {port} -j RETURN");
+        assert!(rules.contains(&bypass), "{port} is redirected:\n{rules}");
+    }
 
     // The node: a control plane and an upstream the app calls.
     let _control = control_plane(&node, dir.path()).await;
@@ -116,6 +121,7 @@ async fn an_injected_pod_runs_with_its_traffic_through_the_sidecar() {
         .listen(&netns::as_user(APP_UID, &[tool, "serve", "0.0.0.0:8080"]))
         .await;
     assert_traffic_goes_through_the_sidecar(&pod_ns, &node).await;
+    assert_prometheus_scrapes_the_sidecar(&pod, sidecar, &node).await;
 
     // The control plane knows the sidecar by the identity the downward API gave.
     let sidecars = format!("http://{NODE_IP}:15010/v1/sidecars");
@@ -171,6 +177,59 @@ async fn assert_traffic_goes_through_the_sidecar(pod_ns: &Netns, node: &Netns) {
                     && l.contains(&format!("direction=\"{direction}\""))),
             "no {direction} request counted:\n{metrics}"
         );
+    }
+}
+
+/// Prometheus, from the node, scrapes what the pod's `prometheus.io/*`
+/// annotations point at (the `kubernetes_sd` convention), and the port is the
+/// sidecar's `http-metrics` one (what the chart's `PodMonitor` selects): it
+/// answers the sidecar's metrics and nothing of its admin server.
+async fn assert_prometheus_scrapes_the_sidecar(pod: &Pod, sidecar: &Container, node: &Netns) {
+    let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+    let annotation = |key: &str| {
+        annotations
+            .get(&format!("prometheus.io/{key}"))
+            .unwrap_or_else(|| panic!("no prometheus.io/{key} annotation: {annotations:?}"))
+            .clone()
+    };
+    assert_eq!(annotation("scrape"), "true");
+    let (port, path) = (annotation("port"), annotation("path"));
+    let named = sidecar.ports.iter().flatten();
+    let declared: Vec<String> = named
+        .filter(|p| p.name.as_deref() == Some("http-metrics"))
+        .map(|p| p.container_port.to_string())
+        .collect();
+    assert_eq!(declared, std::slice::from_ref(&port));
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels.get("meshtrace.io/injected").map(String::as_str),
+        Some("true")
+    );
+
+    let tool = env!("CARGO_BIN_EXE_netns-tool");
+    let scrape = node
+        .must(&[tool, "get", &format!("http://{POD_IP}:{port}{path}")])
+        .await;
+    assert!(scrape.starts_with("HTTP/1.1 200 OK"), "{scrape}");
+    assert!(
+        scrape
+            .lines()
+            .any(|l| l.starts_with("meshtrace_requests_total{")
+                && l.contains("direction=\"inbound\"")),
+        "the scrape has no inbound request:\n{scrape}"
+    );
+    let series = scrape
+        .lines()
+        .filter(|l| l.starts_with("meshtrace_"))
+        .count();
+    eprintln!(
+        "metrics port scrape: {} bytes, {series} series",
+        scrape.len()
+    );
+    for other in ["/config", "/shutdown", "/ready", "/healthz/ready", "/"] {
+        let url = format!("http://{POD_IP}:{port}{other}");
+        let answer = node.must(&[tool, "get", &url]).await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{url}: {answer}");
     }
 }
 

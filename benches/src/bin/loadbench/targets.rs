@@ -257,7 +257,7 @@ fn start_sidecar(
     let mut yaml = format!(
         "inbound: {{listen: 127.0.0.1:{inbound}, app_port: {app_port}}}\n\
          outbound: {{listen: 127.0.0.1:0}}\n\
-         admin: {{listen: 127.0.0.1:{admin}, health_listen: null}}\n\
+         admin: {{listen: 127.0.0.1:{admin}, health_listen: null, metrics_listen: null}}\n\
          runtime: {{workers: 1}}\n\
          log: {{access_log: false, level: warn}}\n"
     );
