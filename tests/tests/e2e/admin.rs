@@ -177,6 +177,8 @@ async fn promtool_check_metrics(text: &str) -> (bool, String) {
     let said = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
     (output.status.success(), said)
+}
+
 #[tokio::test]
 async fn the_metrics_port_serves_the_admin_metrics_and_nothing_else() {
     let app = HttpApp::start().await;
