@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use meshtrace_config::Config;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
@@ -29,6 +30,22 @@ use crate::target::{ByDirection, Direction};
 pub struct Sidecar {
     running: Arc<Running>,
     admin_stop: CancellationToken,
+}
+
+/// Starts the admin server and the pod-reachable ports (health, metrics) that
+/// are bound; all stop with `stop`.
+fn serve_admin(
+    admin: TcpListener,
+    ports: [(Port, Option<TcpListener>); 2],
+    state: &Arc<AdminState>,
+    stop: &CancellationToken,
+) {
+    tokio::spawn(admin::serve(admin, state.clone(), stop.clone()));
+    for (port, listener) in ports {
+        if let Some(listener) = listener {
+            tokio::spawn(health::serve(listener, state.clone(), stop.clone(), port));
+        }
+    }
 }
 
 // === impl Sidecar ===
@@ -62,17 +79,12 @@ impl Sidecar {
             ready: AtomicBool::new(false),
         });
         let admin_stop = CancellationToken::new();
-        tokio::spawn(admin::serve(admin, state.clone(), admin_stop.clone()));
-        for (port, listener) in [(Port::Health, health), (Port::Metrics, metrics_port)] {
-            if let Some(listener) = listener {
-                tokio::spawn(health::serve(
-                    listener,
-                    state.clone(),
-                    admin_stop.clone(),
-                    port,
-                ));
-            }
-        }
+        serve_admin(
+            admin,
+            [(Port::Health, health), (Port::Metrics, metrics_port)],
+            &state,
+            &admin_stop,
+        );
         let migration = Arc::new(Migration::new(&metrics));
         let upstreams = Upstreams::new(config.timeouts.connect.get(), config.timeouts.idle.get());
         let listeners = ByDirection::from_fn(|direction| {
@@ -187,12 +199,12 @@ fn bind_optional(
     port: Port,
     addr: Option<SocketAddr>,
     backlog: u32,
-) -> Result<Option<tokio::net::TcpListener>, StartError> {
+) -> Result<Option<TcpListener>, StartError> {
     addr.map(|addr| running::bind(port.name(), addr, backlog))
         .transpose()
 }
 
-fn local_addr(listener: &Option<tokio::net::TcpListener>) -> Option<SocketAddr> {
+fn local_addr(listener: &Option<TcpListener>) -> Option<SocketAddr> {
     listener.as_ref().and_then(|l| l.local_addr().ok())
 }
 
