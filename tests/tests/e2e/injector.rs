@@ -48,11 +48,12 @@ async fn injected_over(h2: bool) {
         paths,
         [
             "/metadata/annotations/meshtrace.io~1status",
+            "/metadata/labels/meshtrace.io~1injected",
             "/spec/initContainers",
             "/spec/volumes/-"
         ]
     );
-    let inits = &ops[1]["value"];
+    let inits = &ops[2]["value"];
     assert_eq!(inits[0]["name"], "meshtrace-init");
     assert_eq!(inits[1]["name"], "meshtrace-proxy");
     assert_eq!(inits[1]["restartPolicy"], "Always");
