@@ -8,7 +8,7 @@
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_yaml::Value;
 
-use super::render::{chart_dir, manifests, MONITORING, NAMESPACE, RELEASE};
+use super::render::{chart_dir, manifests, MONITORING, RELEASE};
 
 /// The fields the PrometheusRule CRD (monitoring.coreos.com/v1) allows in a
 /// rule group and in a rule.
@@ -66,24 +66,7 @@ async fn the_dashboard_configmap_carries_the_dashboard_file_for_grafanas_sidecar
 #[tokio::test]
 async fn the_prometheus_rule_carries_exactly_the_rules_file() {
     let m = manifests(MONITORING).await;
-    let rules: Vec<&Value> = m.of_kind("PrometheusRule").collect();
-    let [rule] = rules[..] else {
-        panic!("one PrometheusRule, got {}", rules.len())
-    };
-    assert_eq!(
-        rule["apiVersion"].as_str(),
-        Some("monitoring.coreos.com/v1")
-    );
-    let meta = &rule["metadata"];
-    assert_eq!(
-        meta["name"].as_str(),
-        Some(format!("{RELEASE}-sidecars").as_str())
-    );
-    assert_eq!(meta["namespace"].as_str(), Some(NAMESPACE));
-    assert_eq!(
-        meta["labels"]["release"].as_str(),
-        Some("kube-prometheus-stack")
-    );
+    let rule = m.operator_object("PrometheusRule");
     let spec = rule["spec"].as_mapping().expect("spec");
     let keys: Vec<_> = spec.keys().filter_map(Value::as_str).collect();
     assert_eq!(keys, ["groups"]);

@@ -6,9 +6,8 @@
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use meshtrace_control::inject::{inject, InjectorConfig, Outcome};
-use serde_yaml::Value;
 
-use super::render::{manifests, selects, NAMESPACE, RELEASE};
+use super::render::{manifests, selects};
 
 const ENABLED: &[&str] = &[
     "monitoring.podMonitor.enabled=true",
@@ -47,23 +46,7 @@ async fn the_pod_monitor_is_off_by_default() {
 #[tokio::test]
 async fn the_pod_monitor_scrapes_the_metrics_port_of_every_injected_pod() {
     let m = manifests(ENABLED).await;
-    let monitors: Vec<&Value> = m.of_kind("PodMonitor").collect();
-    assert_eq!(monitors.len(), 1, "one PodMonitor");
-    let monitor = monitors[0];
-    assert_eq!(
-        monitor["apiVersion"].as_str(),
-        Some("monitoring.coreos.com/v1")
-    );
-    let meta = &monitor["metadata"];
-    assert_eq!(
-        meta["name"].as_str(),
-        Some(format!("{RELEASE}-sidecars").as_str())
-    );
-    assert_eq!(meta["namespace"].as_str(), Some(NAMESPACE));
-    assert_eq!(
-        meta["labels"]["release"].as_str(),
-        Some("kube-prometheus-stack")
-    );
+    let monitor = m.operator_object("PodMonitor");
     assert_eq!(
         monitor["spec"]["namespaceSelector"]["any"].as_bool(),
         Some(true)

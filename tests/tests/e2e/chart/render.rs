@@ -232,6 +232,31 @@ impl Manifests {
             .filter(move |d| d["kind"].as_str() == Some(kind))
     }
 
+    /// The one Prometheus Operator object of `kind` the monitoring values turn
+    /// on: `<release>-sidecars` in the release namespace, carrying the
+    /// `release: kube-prometheus-stack` label the tests' values give it.
+    pub fn operator_object<'a>(&'a self, kind: &'a str) -> &'a Value {
+        let found: Vec<&Value> = self.of_kind(kind).collect();
+        let [object] = found[..] else {
+            panic!("one {kind}, got {}", found.len())
+        };
+        assert_eq!(
+            object["apiVersion"].as_str(),
+            Some("monitoring.coreos.com/v1")
+        );
+        let meta = &object["metadata"];
+        assert_eq!(
+            meta["name"].as_str(),
+            Some(format!("{RELEASE}-sidecars").as_str())
+        );
+        assert_eq!(meta["namespace"].as_str(), Some(NAMESPACE));
+        assert_eq!(
+            meta["labels"]["release"].as_str(),
+            Some("kube-prometheus-stack")
+        );
+        object
+    }
+
     /// Every object of `kind` as the typed object `T`.
     pub fn all<T: DeserializeOwned>(&self, kind: &str) -> Vec<T> {
         self.of_kind(kind)
