@@ -156,10 +156,10 @@ fn invalid_cases() -> [(
             )],
         ),
         (
-            "b3_multi_upper_case_trace_id",
+            "b3_multi_non_hex_trace_id",
             b3::extract_multi,
             &[
-                ("x-b3-traceid", "4BF92F3577B34DA6A3CE929D0E0E4736"),
+                ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e473g"),
                 ("x-b3-spanid", "00f067aa0ba902b7"),
                 ("x-b3-sampled", "1"),
             ],
