@@ -140,12 +140,15 @@ fn codecs(c: &mut Criterion) {
     group.finish();
 }
 
-/// One rejected header set per codec, named after the rule it breaks.
-fn invalid_cases() -> [(
+/// A bench name, the codec's extract, and the request headers it reads.
+type InvalidCase = (
     &'static str,
     Extract,
     &'static [(&'static str, &'static str)],
-); 5] {
+);
+
+/// One rejected header set per codec, named after the rule it breaks.
+fn invalid_cases() -> [InvalidCase; 5] {
     [
         (
             "w3c_upper_case_span_id",
