@@ -102,6 +102,19 @@ fn codecs(c: &mut Criterion) {
     }
     group.finish();
 
+    // The same codecs on headers they reject, each failing late (the whole
+    // value read before the rule it breaks), so a rejection's cost shows.
+    let mut group = c.benchmark_group("codec_extract_invalid");
+    for (name, extract, pairs) in invalid_cases() {
+        let headers = meshtrace_benches::propagation::headers(pairs);
+        assert!(
+            matches!(extract(&headers), Extracted::Invalid { .. }),
+            "{name}: the bench headers must be rejected"
+        );
+        group.bench_function(name, |b| b.iter(|| extract(black_box(&headers))));
+    }
+    group.finish();
+
     let mut group = c.benchmark_group("codec_inject");
     for (name, case, extract, inject) in CODECS {
         let headers = template(case);
@@ -125,6 +138,55 @@ fn codecs(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// A bench name, the codec's extract, and the request headers it reads.
+type InvalidCase = (
+    &'static str,
+    Extract,
+    &'static [(&'static str, &'static str)],
+);
+
+/// One rejected header set per codec, named after the rule it breaks.
+fn invalid_cases() -> [InvalidCase; 5] {
+    [
+        (
+            "w3c_upper_case_span_id",
+            w3c::extract,
+            &[(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+            )],
+        ),
+        (
+            "b3_multi_non_hex_trace_id",
+            b3::extract_multi,
+            &[
+                ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e473g"),
+                ("x-b3-spanid", "00f067aa0ba902b7"),
+                ("x-b3-sampled", "1"),
+            ],
+        ),
+        (
+            "b3_single_zero_span_id",
+            b3::extract_single,
+            &[("b3", "4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-1")],
+        ),
+        (
+            "datadog_zero_trace_id",
+            datadog::extract,
+            &[
+                ("x-datadog-trace-id", "0"),
+                ("x-datadog-parent-id", "67667974448284343"),
+                ("x-datadog-sampling-priority", "1"),
+            ],
+        ),
+        (
+            "jaeger_zero_trace_id",
+            jaeger::extract,
+            &[("uber-trace-id", "0:00f067aa0ba902b7:0:1")],
+        ),
+    ]
 }
 
 /// What the migration view costs a request: counting the formats it carried

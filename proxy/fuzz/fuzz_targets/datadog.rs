@@ -122,7 +122,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(!debug, "datadog has no debug flag");
             return;
         }
-        Extracted::Absent | Extracted::Invalid => return,
+        Extracted::Absent | Extracted::Invalid(_) => return,
     };
     let meta = context
         .datadog

@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let context = match jaeger::extract(&headers) {
         Extracted::Context(context) => context,
         Extracted::DecisionOnly { .. } => panic!("jaeger has no decision-only form"),
-        Extracted::Absent | Extracted::Invalid => return,
+        Extracted::Absent | Extracted::Invalid(_) => return,
     };
     assert_ne!(context.sampling, Sampling::Deferred, "jaeger never defers");
     assert!(

@@ -12,7 +12,7 @@ use super::model::{
     ContextView, DecisionOnly, Explanation, FormatRead, HeaderView, NextHop, RequestLine,
 };
 use super::request::Query;
-use super::{sampling, why};
+use super::sampling;
 use crate::http::trace::{trace_request, TracePolicy, Traced};
 use crate::metrics::Metrics;
 use crate::migration::{caller, Migration};
@@ -139,7 +139,7 @@ fn formats_read(
 fn verdict(format: Format, headers: &HeaderMap, read: &Incoming) -> (&'static str, Option<String>) {
     match extract::read(format, headers) {
         Extracted::Absent => ("absent", None),
-        Extracted::Invalid => ("invalid", Some(why::invalid(format, headers))),
+        Extracted::Invalid(invalid) => ("invalid", Some(invalid.reason().to_owned())),
         Extracted::DecisionOnly { .. } => ("decision_only", None),
         Extracted::Context(theirs) => {
             if let Some(lost) = read.discarded.iter().find(|d| d.format == format) {

@@ -7,8 +7,9 @@
 //! ([`crate::http::trace::trace_request`]: extract, decide, inject, header
 //! ownership) on the request, with a trace policy built as a listener builds it
 //! ([`crate::stack::PolicyParts::policy`]), and reads the result; nothing is
-//! re-implemented here except the words for *why* a codec rejected a header
-//! ([`why`]). What depends on a running sidecar's state — spent budgets, the
+//! re-implemented here. *Why* a codec rejected a header is the codec's own
+//! answer ([`crate::propagation::Invalid`]: the spec rule the value breaks).
+//! What depends on a running sidecar's state — spent budgets, the
 //! formats the app was seen sending, random ids — is stated in the answer.
 
 mod build;
@@ -16,7 +17,6 @@ mod model;
 mod render;
 mod request;
 mod sampling;
-mod why;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

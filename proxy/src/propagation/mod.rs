@@ -50,7 +50,8 @@ pub enum Extracted {
     /// None of the format's headers are present.
     Absent,
     /// Present but malformed: treated as absent (a new trace starts), and counted.
-    Invalid,
+    /// Carries the rule of the format's spec that the headers break.
+    Invalid(Invalid),
     /// A sampling decision without ids (`b3: 0`, a lone `X-B3-Sampled: 1`).
     DecisionOnly {
         /// The decision.
@@ -60,6 +61,28 @@ pub enum Extracted {
     },
     /// A complete context.
     Context(TraceContext),
+}
+
+/// Why a codec rejected a format's headers: the rule of the format's spec that
+/// they break, in words (`"traceparent version ff is forbidden"`). A static
+/// string, so a rejection costs the request path no allocation or formatting;
+/// the offending values are the headers themselves, for whoever shows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Invalid(pub &'static str);
+
+// === impl Invalid ===
+
+impl Invalid {
+    /// The rule, in words.
+    pub fn reason(self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
 }
 
 /// What to write toward the next hop.

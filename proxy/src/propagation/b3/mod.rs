@@ -38,7 +38,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::context::{Sampling, SpanId, TraceContext, TraceId};
-use super::{hex, Extracted, Outgoing};
+use super::{hex, Extracted, Invalid, Outgoing};
 
 /// `x-b3-traceid`.
 pub static X_B3_TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
@@ -78,33 +78,37 @@ pub fn extract_multi(headers: &HeaderMap) -> Extracted {
         get(&X_B3_PARENT_SPAN_ID),
     );
     let (sampled, flags) = (get(&X_B3_SAMPLED), get(&X_B3_FLAGS));
-    let Some(state) = multi_state(sampled, flags) else {
-        return Extracted::Invalid;
+    let state = match multi_state(sampled, flags) {
+        Ok(state) => state,
+        Err(invalid) => return Extracted::Invalid(invalid),
     };
-    match (trace, span, parent) {
-        (None, None, None) if sampled.is_none() && flags.is_none() => Extracted::Absent,
-        (None, None, None) => decision(state),
-        (Some(trace), Some(span), parent) => {
-            context(trace, span, parent, state).map_or(Extracted::Invalid, Extracted::Context)
-        }
-        _ => Extracted::Invalid,
-    }
+    let ids = match (trace, span, parent) {
+        (None, None, None) if sampled.is_none() && flags.is_none() => return Extracted::Absent,
+        (None, None, None) => return decision(state),
+        (Some(trace), Some(span), parent) => context(trace, span, parent, state, &MULTI_IDS),
+        (Some(_), None, _) => Err(Invalid("x-b3-traceid without x-b3-spanid")),
+        (None, Some(_), _) => Err(Invalid("x-b3-spanid without x-b3-traceid")),
+        (None, None, Some(_)) => Err(Invalid(
+            "x-b3-parentspanid without x-b3-traceid and x-b3-spanid",
+        )),
+    };
+    ids.map_or_else(Extracted::Invalid, Extracted::Context)
 }
 
-/// `X-B3-Sampled` and `X-B3-Flags`; `None` when either is malformed.
-fn multi_state(sampled: Option<&[u8]>, flags: Option<&[u8]>) -> Option<State> {
+/// `X-B3-Sampled` and `X-B3-Flags`; `Err` when either is malformed.
+fn multi_state(sampled: Option<&[u8]>, flags: Option<&[u8]>) -> Result<State, Invalid> {
     let debug = match flags {
         None | Some(b"0") => false,
         Some(b"1") => true,
-        Some(_) => return None,
+        Some(_) => return Err(Invalid("x-b3-flags is neither 0 nor 1")),
     };
     let sampling = match sampled {
         None => Sampling::Deferred,
         Some(v) if v == b"1" || v.eq_ignore_ascii_case(b"true") => Sampling::Sampled,
         Some(v) if v == b"0" || v.eq_ignore_ascii_case(b"false") => Sampling::NotSampled,
-        Some(_) => return None,
+        Some(_) => return Err(Invalid("x-b3-sampled is none of 0, 1, true, false")),
     };
-    Some(if debug { DEBUG } else { (sampling, false) })
+    Ok(if debug { DEBUG } else { (sampling, false) })
 }
 
 /// Writes the `X-B3-*` headers, replacing any already there.
@@ -147,26 +151,29 @@ pub fn strip_multi(headers: &mut HeaderMap) {
 pub fn extract_single(headers: &HeaderMap) -> Extracted {
     match headers.get(&B3) {
         None => Extracted::Absent,
-        Some(value) => parse_single(value.as_bytes()).unwrap_or(Extracted::Invalid),
+        Some(value) => parse_single(value.as_bytes()).unwrap_or_else(Extracted::Invalid),
     }
 }
 
-/// Parses a `b3` value; `None` when invalid.
-fn parse_single(v: &[u8]) -> Option<Extracted> {
+/// Parses a `b3` value; `Err` names the rule it breaks.
+fn parse_single(v: &[u8]) -> Result<Extracted, Invalid> {
     let mut fields = v.split(|&b| b == b'-');
-    let first = fields.next()?;
+    // `split` yields at least one (possibly empty) field.
+    let first = fields.next().unwrap_or_default();
     let Some(span) = fields.next() else {
-        return single_state(first).map(decision);
+        return single_state(first).map(decision).ok_or(Invalid(
+            "b3 with one field is not a sampling state 0, 1 or d",
+        ));
     };
     let state = match fields.next() {
         None => DEFER,
-        Some(state) => single_state(state)?,
+        Some(state) => single_state(state).ok_or(Invalid("b3 sampling state is not 0, 1 or d"))?,
     };
     let parent = fields.next();
     if fields.next().is_some() {
-        return None;
+        return Err(Invalid("b3 has more than 4 fields"));
     }
-    context(first, span, parent, state).map(Extracted::Context)
+    context(first, span, parent, state, &SINGLE_IDS).map(Extracted::Context)
 }
 
 /// The one-character sampling state of `b3`.
@@ -204,35 +211,65 @@ pub fn strip_single(headers: &mut HeaderMap) {
 
 // === shared by both encodings ===
 
-/// A context from the id fields; `None` when any is malformed or zero.
+/// The rules an id field can break, worded for one encoding's field names.
+struct IdRules {
+    trace_hex: Invalid,
+    trace_zero: Invalid,
+    span_hex: Invalid,
+    span_zero: Invalid,
+    parent_hex: Invalid,
+    parent_zero: Invalid,
+}
+
+const MULTI_IDS: IdRules = IdRules {
+    trace_hex: Invalid("x-b3-traceid is not 16 or 32 hex digits"),
+    trace_zero: Invalid("x-b3-traceid is all zeros"),
+    span_hex: Invalid("x-b3-spanid is not 16 hex digits"),
+    span_zero: Invalid("x-b3-spanid is all zeros"),
+    parent_hex: Invalid("x-b3-parentspanid is not 16 hex digits"),
+    parent_zero: Invalid("x-b3-parentspanid is all zeros"),
+};
+
+const SINGLE_IDS: IdRules = IdRules {
+    trace_hex: Invalid("b3 trace id is not 16 or 32 hex digits"),
+    trace_zero: Invalid("b3 trace id is all zeros"),
+    span_hex: Invalid("b3 span id is not 16 hex digits"),
+    span_zero: Invalid("b3 span id is all zeros"),
+    parent_hex: Invalid("b3 parent span id is not 16 hex digits"),
+    parent_zero: Invalid("b3 parent span id is all zeros"),
+};
+
+/// A context from the id fields; `Err` names the first malformed or zero one.
 fn context(
     trace: &[u8],
     span: &[u8],
     parent: Option<&[u8]>,
     (sampling, debug): State,
-) -> Option<TraceContext> {
+    rules: &IdRules,
+) -> Result<TraceContext, Invalid> {
     let narrow = match trace.len() {
         16 => true,
         32 => false,
-        _ => return None,
+        _ => return Err(rules.trace_hex),
     };
-    let trace_id = TraceId::new(hex::parse_u128(trace, true)?)?;
-    let parent_id = span_id(span)?;
+    let trace_id = hex::parse_u128(trace, true).ok_or(rules.trace_hex)?;
+    let trace_id = TraceId::new(trace_id).ok_or(rules.trace_zero)?;
+    let parent_id = span_id(span, rules.span_hex, rules.span_zero)?;
     if let Some(parent) = parent {
-        span_id(parent)?;
+        span_id(parent, rules.parent_hex, rules.parent_zero)?;
     }
     let mut c = TraceContext::new(trace_id, parent_id, sampling);
     c.debug = debug;
     c.narrow = narrow;
-    Some(c)
+    Ok(c)
 }
 
 /// A 16-digit, non-zero span id.
-fn span_id(v: &[u8]) -> Option<SpanId> {
+fn span_id(v: &[u8], hex_rule: Invalid, zero_rule: Invalid) -> Result<SpanId, Invalid> {
     if v.len() != 16 {
-        return None;
+        return Err(hex_rule);
     }
-    SpanId::new(hex::parse_u64(v, true)?)
+    SpanId::new(hex::parse_u64(v, true).ok_or(hex_rule)?).ok_or(zero_rule)
 }
 
 fn decision((sampling, debug): State) -> Extracted {

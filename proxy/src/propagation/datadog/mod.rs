@@ -42,7 +42,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::context::{DatadogMeta, Sampling, SpanId, TraceContext, TraceId};
-use super::{hex, Extracted, Outgoing};
+use super::{hex, Extracted, Invalid, Outgoing};
 
 mod member;
 
@@ -73,33 +73,15 @@ const AUTO_DROP: i8 = 0;
 
 /// Reads the `x-datadog-*` headers.
 pub fn extract(headers: &HeaderMap) -> Extracted {
-    let (Ok(trace_id), Ok(parent_id), Ok(priority)) = (
-        single(headers, &TRACE_ID),
-        single(headers, &PARENT_ID),
-        single(headers, &SAMPLING_PRIORITY),
-    ) else {
-        return Extracted::Invalid;
-    };
-    let priority = match priority.map(parse_priority) {
-        None => None,
-        Some(Some(p)) => Some(p),
-        Some(None) => return Extracted::Invalid,
-    };
-    let (trace_id, parent_id) = match (trace_id, parent_id) {
-        (Some(t), Some(p)) => (t, p),
-        (None, None) => {
+    let (low, parent_id, priority) = match ids(headers) {
+        Ok(Ids::Context(low, parent_id, priority)) => (low, parent_id, priority),
+        Ok(Ids::Absent(priority)) => {
             return priority.map_or(Extracted::Absent, |p| Extracted::DecisionOnly {
                 sampling: sampling_of(p),
                 debug: false,
             })
         }
-        _ => return Extracted::Invalid,
-    };
-    let (Some(low), Some(parent_id)) = (
-        parse_decimal(trace_id).filter(|&low| low != 0),
-        parse_decimal(parent_id).and_then(SpanId::new),
-    ) else {
-        return Extracted::Invalid;
+        Err(invalid) => return Extracted::Invalid(invalid),
     };
     // A bad tags header costs only the tags.
     let mut tags = single(headers, &TAGS)
@@ -109,7 +91,7 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
         .unwrap_or_default();
     let high = take_tid(&mut tags);
     let Some(trace_id) = TraceId::new(u128::from(high.unwrap_or(0)) << 64 | u128::from(low)) else {
-        return Extracted::Invalid;
+        return Extracted::Invalid(ZERO_TRACE_ID);
     };
     let origin = single(headers, &ORIGIN)
         .ok()
@@ -128,6 +110,50 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
         tags,
     });
     Extracted::Context(context)
+}
+
+/// What the id and priority headers hold, when they are valid.
+enum Ids {
+    /// Both ids (the trace id's low 64 bits, the parent), and the priority.
+    Context(u64, SpanId, Option<i8>),
+    /// Neither id; perhaps a priority on its own.
+    Absent(Option<i8>),
+}
+
+const BAD_TRACE_ID: Invalid =
+    Invalid("x-datadog-trace-id is not 1 to 20 decimal digits fitting a u64");
+const ZERO_TRACE_ID: Invalid = Invalid("x-datadog-trace-id is zero");
+const BAD_PARENT_ID: Invalid =
+    Invalid("x-datadog-parent-id is not 1 to 20 decimal digits fitting a u64");
+const ZERO_PARENT_ID: Invalid = Invalid("x-datadog-parent-id is zero");
+const BAD_PRIORITY: Invalid =
+    Invalid("x-datadog-sampling-priority is not an integer from -128 to 127");
+
+/// The ids and priority; `Err` names the rule they break.
+fn ids(headers: &HeaderMap) -> Result<Ids, Invalid> {
+    let trace_id = single(headers, &TRACE_ID)
+        .map_err(|()| Invalid("x-datadog-trace-id sent more than once (ambiguous)"))?;
+    let parent_id = single(headers, &PARENT_ID)
+        .map_err(|()| Invalid("x-datadog-parent-id sent more than once (ambiguous)"))?;
+    let priority = single(headers, &SAMPLING_PRIORITY)
+        .map_err(|()| Invalid("x-datadog-sampling-priority sent more than once (ambiguous)"))?;
+    let priority = priority
+        .map(|p| parse_priority(p).ok_or(BAD_PRIORITY))
+        .transpose()?;
+    match (trace_id, parent_id) {
+        (Some(t), Some(p)) => {
+            let low = parse_decimal(t).ok_or(BAD_TRACE_ID)?;
+            if low == 0 {
+                return Err(ZERO_TRACE_ID);
+            }
+            let parent = parse_decimal(p).ok_or(BAD_PARENT_ID)?;
+            let parent = SpanId::new(parent).ok_or(ZERO_PARENT_ID)?;
+            Ok(Ids::Context(low, parent, priority))
+        }
+        (None, None) => Ok(Ids::Absent(priority)),
+        (Some(_), None) => Err(Invalid("x-datadog-trace-id without x-datadog-parent-id")),
+        (None, Some(_)) => Err(Invalid("x-datadog-parent-id without x-datadog-trace-id")),
+    }
 }
 
 /// Writes the `x-datadog-*` headers, replacing any already there. A trace id

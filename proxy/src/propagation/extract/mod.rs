@@ -173,7 +173,7 @@ impl Extractor {
         for format in order {
             match read(format, headers) {
                 Extracted::Absent => {}
-                Extracted::Invalid => count(format, Outcome::Invalid),
+                Extracted::Invalid(_) => count(format, Outcome::Invalid),
                 Extracted::DecisionOnly { sampling, debug } => {
                     count(format, Outcome::Valid);
                     if incoming.decision.is_none() {

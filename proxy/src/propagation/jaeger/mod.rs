@@ -32,7 +32,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::context::{Sampling, SpanId, TraceContext, TraceId};
-use super::{hex, Extracted, Outgoing};
+use super::{hex, Extracted, Invalid, Outgoing};
 
 /// `uber-trace-id`.
 pub static UBER_TRACE_ID: HeaderName = HeaderName::from_static("uber-trace-id");
@@ -48,14 +48,25 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
     match (lines.next(), lines.next()) {
         (None, _) => Extracted::Absent,
         (Some(value), None) => {
-            parse(value.as_bytes()).map_or(Extracted::Invalid, Extracted::Context)
+            parse(value.as_bytes()).map_or_else(Extracted::Invalid, Extracted::Context)
         }
-        (Some(_), Some(_)) => Extracted::Invalid,
+        (Some(_), Some(_)) => {
+            Extracted::Invalid(Invalid("uber-trace-id sent more than once (ambiguous)"))
+        }
     }
 }
 
-/// Parses an `uber-trace-id` value, plain or URL-encoded; `None` when invalid.
-fn parse(v: &[u8]) -> Option<TraceContext> {
+const FIELDS: Invalid = Invalid("uber-trace-id is not trace-id:span-id:parent-span-id:flags");
+const TRACE_ID_HEX: Invalid = Invalid("uber-trace-id trace-id is not 1 to 32 hex digits");
+const TRACE_ID_ZERO: Invalid = Invalid("uber-trace-id trace-id is zero");
+const SPAN_ID_HEX: Invalid = Invalid("uber-trace-id span-id is not 1 to 16 hex digits");
+const SPAN_ID_ZERO: Invalid = Invalid("uber-trace-id span-id is zero");
+const PARENT_HEX: Invalid = Invalid("uber-trace-id parent-span-id is not 1 to 16 hex digits");
+const FLAGS_HEX: Invalid = Invalid("uber-trace-id flags is not 1 or 2 hex digits");
+
+/// Parses an `uber-trace-id` value, plain or URL-encoded; `Err` names the rule
+/// it breaks.
+fn parse(v: &[u8]) -> Result<TraceContext, Invalid> {
     let mut buf = [0; MAX_LEN];
     let v = percent_decode(v, &mut buf)?;
     let mut fields = v.split(|&b| b == b':');
@@ -66,43 +77,50 @@ fn parse(v: &[u8]) -> Option<TraceContext> {
         fields.next(),
         fields.next(),
     ) else {
-        return None;
+        return Err(FIELDS);
     };
-    let trace_id = TraceId::new(hex::parse_u128(trace, true)?)?;
-    let parent_id = SpanId::new(hex::parse_u64(span, true)?)?;
-    hex::parse_u64(parent, true)?;
+    let trace_id = hex::parse_u128(trace, true).ok_or(TRACE_ID_HEX)?;
+    let trace_id = TraceId::new(trace_id).ok_or(TRACE_ID_ZERO)?;
+    let parent_id = hex::parse_u64(span, true).ok_or(SPAN_ID_HEX)?;
+    let parent_id = SpanId::new(parent_id).ok_or(SPAN_ID_ZERO)?;
+    hex::parse_u64(parent, true).ok_or(PARENT_HEX)?;
     if flags.len() > 2 {
-        return None;
+        return Err(FLAGS_HEX);
     }
-    let flags = hex::parse_u64(flags, true)?;
+    let flags = hex::parse_u64(flags, true).ok_or(FLAGS_HEX)?;
     let debug = flags & u64::from(DEBUG) != 0;
     let sampled = debug || flags & u64::from(SAMPLED) != 0;
     let mut c = TraceContext::new(trace_id, parent_id, Sampling::from_bool(sampled));
     c.narrow = trace.len() <= 16;
-    Some(c)
+    Ok(c)
 }
 
+const ESCAPE: Invalid = Invalid("uber-trace-id has a '%' not followed by 2 hex digits");
+const DECODED_TOO_LONG: Invalid =
+    Invalid("uber-trace-id, percent-decoded, is longer than any valid value");
+
 /// `v` with `%XX` escapes decoded into `buf`, or `v` itself when it has none;
-/// `None` for a broken escape or a result longer than any valid value.
-fn percent_decode<'a>(v: &'a [u8], buf: &'a mut [u8; MAX_LEN]) -> Option<&'a [u8]> {
+/// `Err` for a broken escape or a result longer than any valid value.
+fn percent_decode<'a>(v: &'a [u8], buf: &'a mut [u8; MAX_LEN]) -> Result<&'a [u8], Invalid> {
     if !v.contains(&b'%') {
-        return Some(v);
+        return Ok(v);
     }
     let mut len = 0;
     let mut rest = v;
     while let Some((&b, tail)) = rest.split_first() {
         let (byte, tail) = match (b, tail) {
             (b'%', [hi, lo, tail @ ..]) => {
-                (u8::try_from(hex::parse_u64(&[*hi, *lo], true)?).ok()?, tail)
+                let byte = hex::parse_u64(&[*hi, *lo], true).ok_or(ESCAPE)?;
+                (u8::try_from(byte).map_err(|_| ESCAPE)?, tail)
             }
-            (b'%', _) => return None,
+            (b'%', _) => return Err(ESCAPE),
             (b, tail) => (b, tail),
         };
-        *buf.get_mut(len)? = byte;
+        *buf.get_mut(len).ok_or(DECODED_TOO_LONG)? = byte;
         len += 1;
         rest = tail;
     }
-    buf.get(..len)
+    buf.get(..len).ok_or(DECODED_TOO_LONG)
 }
 
 /// Writes `uber-trace-id`, replacing any already there.

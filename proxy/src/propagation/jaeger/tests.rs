@@ -21,7 +21,15 @@ fn context(value: &str) -> TraceContext {
 }
 
 fn is_invalid(value: &str) -> bool {
-    extracted(value) == Extracted::Invalid
+    matches!(extracted(value), Extracted::Invalid(_))
+}
+
+/// The rule the codec names for a rejected `uber-trace-id`.
+fn reason(value: &str) -> &'static str {
+    match extracted(value) {
+        Extracted::Invalid(invalid) => invalid.reason(),
+        other => panic!("{value:?} should be invalid, got {other:?}"),
+    }
 }
 
 fn new_context(sampling: Sampling) -> TraceContext {
@@ -181,7 +189,10 @@ fn two_headers_are_invalid() {
     let mut h = HeaderMap::new();
     h.append(&UBER_TRACE_ID, HeaderValue::from_static(VALUE));
     h.append(&UBER_TRACE_ID, HeaderValue::from_static(VALUE));
-    assert_eq!(extract(&h), Extracted::Invalid);
+    assert_eq!(
+        extract(&h),
+        Extracted::Invalid(Invalid("uber-trace-id sent more than once (ambiguous)"))
+    );
 }
 
 // === inject ===
@@ -280,4 +291,58 @@ fn narrowing_never_writes_an_all_zero_trace_id() {
     let mut c = new_context(Sampling::Sampled);
     c.trace_id = TraceId::new(1 << 64).unwrap();
     assert!(sent(&c, None, true).starts_with("00000000000000010000000000000000:"));
+}
+
+// === the reason a rejection names: one rule per family ===
+
+#[test]
+fn reason_field_count() {
+    assert_eq!(
+        reason(&format!("{TRACE}:{SPAN}:0")),
+        "uber-trace-id is not trace-id:span-id:parent-span-id:flags"
+    );
+    assert_eq!(
+        reason(&format!("{VALUE}:1")),
+        "uber-trace-id is not trace-id:span-id:parent-span-id:flags"
+    );
+}
+
+#[test]
+fn reason_zero_ids() {
+    assert_eq!(
+        reason(&format!("0:{SPAN}:0:1")),
+        "uber-trace-id trace-id is zero"
+    );
+    assert_eq!(
+        reason(&format!("{TRACE}:0:0:1")),
+        "uber-trace-id span-id is zero"
+    );
+}
+
+#[test]
+fn reason_hex_and_width() {
+    assert_eq!(
+        reason(&format!("{TRACE}0:{SPAN}:0:1")),
+        "uber-trace-id trace-id is not 1 to 32 hex digits"
+    );
+    assert_eq!(
+        reason(&format!("{TRACE}:{SPAN}g:0:1")),
+        "uber-trace-id span-id is not 1 to 16 hex digits"
+    );
+    assert_eq!(
+        reason(&format!("{TRACE}:{SPAN}:{PARENT}0:1")),
+        "uber-trace-id parent-span-id is not 1 to 16 hex digits"
+    );
+    assert_eq!(
+        reason(&format!("{TRACE}:{SPAN}:0:001")),
+        "uber-trace-id flags is not 1 or 2 hex digits"
+    );
+}
+
+#[test]
+fn reason_broken_percent_escape() {
+    assert_eq!(
+        reason(&format!("{VALUE}%3")),
+        "uber-trace-id has a '%' not followed by 2 hex digits"
+    );
 }

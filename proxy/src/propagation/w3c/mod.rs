@@ -23,7 +23,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::context::{Sampling, SpanId, TraceContext, TraceId};
 use super::tracestate::TraceState;
-use super::{datadog, hex, Extracted, Outgoing};
+use super::{datadog, hex, Extracted, Invalid, Outgoing};
 
 /// `traceparent`.
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -40,13 +40,14 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
     let (Some(value), None) = (lines.next(), lines.next()) else {
         // Absent, or sent twice (ambiguous: invalid).
         return if headers.contains_key(&TRACEPARENT) {
-            Extracted::Invalid
+            Extracted::Invalid(SENT_TWICE)
         } else {
             Extracted::Absent
         };
     };
-    let Some(mut context) = parse_traceparent(value.as_bytes()) else {
-        return Extracted::Invalid;
+    let mut context = match parse_traceparent(value.as_bytes()) {
+        Ok(context) => context,
+        Err(invalid) => return Extracted::Invalid(invalid),
     };
     // An invalid tracestate is dropped on its own; the traceparent stands.
     context.tracestate = TraceState::parse(headers.get_all(&TRACESTATE)).unwrap_or_default();
@@ -56,31 +57,53 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
     Extracted::Context(context)
 }
 
-/// Parses a `traceparent` value; `None` when invalid.
-pub fn parse_traceparent(v: &[u8]) -> Option<TraceContext> {
+const SENT_TWICE: Invalid = Invalid("traceparent sent more than once (ambiguous)");
+const TOO_SHORT: Invalid = Invalid("traceparent is shorter than 55 characters");
+const VERSION_HEX: Invalid = Invalid("traceparent version is not 2 lower-case hex digits");
+const VERSION_FF: Invalid = Invalid("traceparent version ff is forbidden");
+const V00_LENGTH: Invalid = Invalid("traceparent version 00 is not exactly 55 characters");
+const FUTURE_DELIMITER: Invalid =
+    Invalid("traceparent of a future version has no '-' after trace-flags");
+const DELIMITER: Invalid =
+    Invalid("traceparent fields are not separated by '-' at positions 2, 35 and 52");
+const TRACE_ID_HEX: Invalid = Invalid("trace-id is not 32 lower-case hex digits");
+const TRACE_ID_ZERO: Invalid = Invalid("trace-id is all zeros");
+const PARENT_ID_HEX: Invalid = Invalid("parent-id is not 16 lower-case hex digits");
+const PARENT_ID_ZERO: Invalid = Invalid("parent-id is all zeros");
+const FLAGS_HEX: Invalid = Invalid("trace-flags is not 2 lower-case hex digits");
+
+/// Parses a `traceparent` value; `Err` names the rule it breaks.
+pub fn parse_traceparent(v: &[u8]) -> Result<TraceContext, Invalid> {
     if v.len() < LEN_V00 {
-        return None;
+        return Err(TOO_SHORT);
     }
-    let version = hex::parse_u64(&v[0..2], false)?;
-    if version == 0xff || (version == 0 && v.len() != LEN_V00) {
-        return None;
+    let version = hex::parse_u64(&v[0..2], false).ok_or(VERSION_HEX)?;
+    if version == 0xff {
+        return Err(VERSION_FF);
+    }
+    if version == 0 && v.len() != LEN_V00 {
+        return Err(V00_LENGTH);
     }
     if v.len() > LEN_V00 && v[LEN_V00] != b'-' {
-        return None;
+        return Err(FUTURE_DELIMITER);
     }
     if v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
-        return None;
+        return Err(DELIMITER);
     }
-    let trace_id = TraceId::new(hex::parse_u128(&v[3..35], false)?)?;
-    let parent_id = SpanId::new(hex::parse_u64(&v[36..52], false)?)?;
-    let flags = u8::try_from(hex::parse_u64(&v[53..55], false)?).ok()?;
+    let trace_id = hex::parse_u128(&v[3..35], false).ok_or(TRACE_ID_HEX)?;
+    let trace_id = TraceId::new(trace_id).ok_or(TRACE_ID_ZERO)?;
+    let parent_id = hex::parse_u64(&v[36..52], false).ok_or(PARENT_ID_HEX)?;
+    let parent_id = SpanId::new(parent_id).ok_or(PARENT_ID_ZERO)?;
+    // Two hex digits always fit a byte.
+    let flags = hex::parse_u64(&v[53..55], false).ok_or(FLAGS_HEX)?;
+    let flags = u8::try_from(flags).map_err(|_| FLAGS_HEX)?;
     let mut context = TraceContext::new(
         trace_id,
         parent_id,
         Sampling::from_bool(flags & SAMPLED != 0),
     );
     context.random = flags & RANDOM != 0;
-    Some(context)
+    Ok(context)
 }
 
 /// Writes `traceparent` (version 00) and the context's `tracestate`.

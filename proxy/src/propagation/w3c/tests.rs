@@ -14,7 +14,18 @@ fn context(pairs: &[(&str, &str)]) -> TraceContext {
 }
 
 fn is_invalid(traceparent: &str) -> bool {
-    extract(&headers(&[("traceparent", traceparent)])) == Extracted::Invalid
+    matches!(
+        extract(&headers(&[("traceparent", traceparent)])),
+        Extracted::Invalid(_)
+    )
+}
+
+/// The rule the codec names for a rejected `traceparent`.
+fn reason(traceparent: &str) -> &'static str {
+    match extract(&headers(&[("traceparent", traceparent)])) {
+        Extracted::Invalid(invalid) => invalid.reason(),
+        other => panic!("{traceparent:?} should be invalid, got {other:?}"),
+    }
 }
 
 #[test]
@@ -117,7 +128,10 @@ fn future_version_without_separator_after_flags_is_invalid() {
 fn two_traceparent_headers_are_invalid() {
     let mut h = headers(&[("traceparent", SPEC_EXAMPLE)]);
     h.append(TRACEPARENT.clone(), HeaderValue::from_static(SPEC_EXAMPLE));
-    assert_eq!(extract(&h), Extracted::Invalid);
+    assert_eq!(
+        extract(&h),
+        Extracted::Invalid(Invalid("traceparent sent more than once (ambiguous)"))
+    );
 }
 
 #[test]
@@ -159,4 +173,66 @@ fn traceparent_round_trips() {
     let mut out = HeaderMap::new();
     inject(&Outgoing::of(&c), &mut out);
     assert_eq!(out[&TRACEPARENT], SPEC_EXAMPLE);
+}
+
+// === the reason a rejection names: one rule per family ===
+
+#[test]
+fn reason_version_ff_is_forbidden() {
+    assert_eq!(
+        reason("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        "traceparent version ff is forbidden"
+    );
+}
+
+#[test]
+fn reason_length_and_delimiters() {
+    assert_eq!(
+        reason("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"),
+        "traceparent is shorter than 55 characters"
+    );
+    assert_eq!(
+        reason("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-"),
+        "traceparent version 00 is not exactly 55 characters"
+    );
+    assert_eq!(
+        reason("00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        "traceparent fields are not separated by '-' at positions 2, 35 and 52"
+    );
+    assert_eq!(
+        reason("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x"),
+        "traceparent of a future version has no '-' after trace-flags"
+    );
+}
+
+#[test]
+fn reason_zero_ids() {
+    assert_eq!(
+        reason("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+        "trace-id is all zeros"
+    );
+    assert_eq!(
+        reason("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"),
+        "parent-id is all zeros"
+    );
+}
+
+#[test]
+fn reason_upper_case_hex() {
+    assert_eq!(
+        reason("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+        "trace-id is not 32 lower-case hex digits"
+    );
+    assert_eq!(
+        reason("00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01"),
+        "parent-id is not 16 lower-case hex digits"
+    );
+    assert_eq!(
+        reason("0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        "traceparent version is not 2 lower-case hex digits"
+    );
+    assert_eq!(
+        reason("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x"),
+        "trace-flags is not 2 lower-case hex digits"
+    );
 }

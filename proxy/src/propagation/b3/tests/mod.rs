@@ -3,6 +3,7 @@ use http::HeaderMap;
 use super::*;
 
 mod multi;
+mod reasons;
 mod single;
 
 // The spec's examples. Its single-header example puts `05e3…` in the SpanId slot.
@@ -46,7 +47,7 @@ fn context(e: Extracted) -> TraceContext {
 fn outgoing<'a>(c: &'a TraceContext, span_parent: Option<&str>, narrow_ids: bool) -> Outgoing<'a> {
     Outgoing {
         context: c,
-        span_parent: span_parent.map(|p| span_id(p.as_bytes()).unwrap()),
+        span_parent: span_parent.map(|p| SpanId::new(u64::from_str_radix(p, 16).unwrap()).unwrap()),
         narrow_ids,
     }
 }

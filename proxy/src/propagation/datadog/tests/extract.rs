@@ -87,7 +87,7 @@ fn datadog_priority_without_ids_is_a_decision_only() {
 fn datadog_malformed_priority_is_invalid() {
     for bad in ["", "+1", " 1", "1.0", "keep", "128", "--1", "-"] {
         let h = dd_64_with(&[("x-datadog-sampling-priority", bad)]);
-        assert_eq!(extract(&h), Extracted::Invalid, "{bad:?}");
+        assert!(matches!(extract(&h), Extracted::Invalid(_)), "{bad:?}");
     }
 }
 
@@ -108,7 +108,10 @@ fn datadog_ids_must_be_non_zero_plain_decimal() {
     ] {
         for name in ["x-datadog-trace-id", "x-datadog-parent-id"] {
             let h = dd_64_with(&[(name, bad)]);
-            assert_eq!(extract(&h), Extracted::Invalid, "{name}: {bad:?}");
+            assert!(
+                matches!(extract(&h), Extracted::Invalid(_)),
+                "{name}: {bad:?}"
+            );
         }
     }
 }
@@ -127,7 +130,7 @@ fn datadog_largest_u64_and_leading_zeros_are_valid_ids() {
 fn datadog_one_id_without_the_other_is_invalid() {
     for id in ["x-datadog-trace-id", "x-datadog-parent-id"] {
         let h = headers(&[(id, "1"), ("x-datadog-sampling-priority", "1")]);
-        assert_eq!(extract(&h), Extracted::Invalid, "{id} alone");
+        assert!(matches!(extract(&h), Extracted::Invalid(_)), "{id} alone");
     }
 }
 
@@ -146,7 +149,7 @@ fn datadog_id_or_priority_sent_twice_is_invalid() {
     for name in [&TRACE_ID, &PARENT_ID, &SAMPLING_PRIORITY] {
         let mut h = headers(DD_64);
         h.append(name.clone(), HeaderValue::from_static("1"));
-        assert_eq!(extract(&h), Extracted::Invalid, "{name}");
+        assert!(matches!(extract(&h), Extracted::Invalid(_)), "{name}");
     }
 }
 
@@ -202,5 +205,55 @@ fn datadog_origin_is_kept_verbatim() {
     assert_eq!(
         meta(&c).origin.as_deref(),
         Some("synthetics-browser;a=b,c~d e")
+    );
+}
+
+// === the reason a rejection names: one rule per family ===
+
+fn reason(h: &HeaderMap) -> &'static str {
+    match extract(h) {
+        Extracted::Invalid(invalid) => invalid.reason(),
+        other => panic!("{h:?} should be invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn reason_zero_ids() {
+    assert_eq!(
+        reason(&dd_64_with(&[("x-datadog-trace-id", "0")])),
+        "x-datadog-trace-id is zero"
+    );
+    assert_eq!(
+        reason(&dd_64_with(&[("x-datadog-parent-id", "0")])),
+        "x-datadog-parent-id is zero"
+    );
+}
+
+#[test]
+fn reason_not_plain_decimal() {
+    for bad in ["0x1f", "18446744073709551616", ""] {
+        assert_eq!(
+            reason(&dd_64_with(&[("x-datadog-trace-id", bad)])),
+            "x-datadog-trace-id is not 1 to 20 decimal digits fitting a u64",
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        reason(&dd_64_with(&[("x-datadog-sampling-priority", "128")])),
+        "x-datadog-sampling-priority is not an integer from -128 to 127"
+    );
+}
+
+#[test]
+fn reason_sent_twice_or_one_id_alone() {
+    let mut h = headers(DD_64);
+    h.append(PARENT_ID.clone(), HeaderValue::from_static("1"));
+    assert_eq!(
+        reason(&h),
+        "x-datadog-parent-id sent more than once (ambiguous)"
+    );
+    assert_eq!(
+        reason(&headers(&[("x-datadog-parent-id", "1")])),
+        "x-datadog-parent-id without x-datadog-trace-id"
     );
 }
