@@ -9,9 +9,10 @@
 //! whose one-line body names the cause and the fix, on every request of the
 //! connection. Other TCP is closed as before: there is no way to tell it.
 //!
-//! The connection is counted once in `meshtrace_upstream_errors_total` by its
-//! kind (`no_original_dst`, or `loop_detected` when the kernel reports the
-//! listener itself), and the log line carries the same sentence as the body.
+//! The connection is counted once in `meshtrace_upstream_errors_total` as
+//! `kind="no_original_dst"` (also when the kernel reports the listener itself:
+//! a direct dial, not a redirect), and the log line carries the same sentence
+//! as the body.
 
 use std::convert::Infallible;
 use std::future::ready;
