@@ -18,7 +18,7 @@ use crate::propagation::{MigrationStage, PropagationFormat};
 pub const MAX_CALLERS: usize = 100;
 
 /// One report.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
     /// The sidecar's namespace (as in its watch).
@@ -53,6 +53,56 @@ pub struct Report {
     /// `None` when it has sent no request in that time.
     #[serde(default)]
     pub app_formats: Option<BTreeMap<PropagationFormat, u64>>,
+    /// Sampling routes by name (`sampling.rules[].name`, `rules[<i>]`, `default`):
+    /// what the control plane shares adaptive targets by, and active boosts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routes: BTreeMap<String, RouteReport>,
+}
+
+/// One sampling route in a [`Report`].
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteReport {
+    /// Root requests (no caller decision) the route decided since the process
+    /// started: cumulative, like the format counts (`boot` tells a restart).
+    pub roots: u64,
+    /// Of those, sampled.
+    pub sampled: u64,
+    /// The route's fleet-wide target when it is adaptive (`None`: a fixed rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_traces_per_second: Option<f64>,
+    /// The probability in force for root requests.
+    pub rate: f64,
+    /// The route's boost, while one is active (boosted or decaying).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boost: Option<BoostReport>,
+}
+
+/// An active boost, as a sidecar reports it.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoostReport {
+    /// What triggered it, e.g. `error ratio 0.21 > 0.05 over 30s (120 requests)`.
+    pub trigger: String,
+    /// Seconds since it started.
+    pub started_seconds_ago: u64,
+    /// Seconds until it has decayed back to the route's own rate.
+    pub ends_in_seconds: u64,
+    /// The boost's probability now (it falls during the decay).
+    pub rate: f64,
+}
+
+/// The control plane's answer to a report.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct ReportReply {
+    /// Always true: the report was recorded.
+    pub recorded: bool,
+    /// Per adaptive route: this sidecar's share of the route's fleet-wide target,
+    /// in traces per second (the fleet's target split by each sidecar's share of
+    /// the route's root requests). A route left out is adapted on the sidecar's
+    /// own traffic alone, to the whole target.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub budgets: BTreeMap<String, f64>,
 }
 
 /// Requests counted by the trace-context formats they carried.

@@ -31,12 +31,7 @@ pub(super) fn check_propagation(config: &Config, problems: &mut Problems) {
             _ => {}
         }
         if let Some(name) = &rule.name {
-            let valid = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-            if !valid {
+            if !label_like(name) {
                 problems.add(
                     format!("{path}.name"),
                     "1 to 64 characters of A-Z a-z 0-9 _ . - (it is a metric label)",
@@ -121,19 +116,239 @@ pub(super) fn check_sampling(config: &Config, problems: &mut Problems) {
             );
         }
     }
+    let mut names = HashSet::new();
     for (i, r) in s.rules.iter().enumerate() {
         let path = format!("sampling.rules[{i}]");
-        rate(&format!("{path}.rate"), r.rate, problems);
-        if r.reservoir_per_second == Some(0) {
+        check_route(s, r, &path, problems);
+        if r.rate.is_none()
+            && r.target_traces_per_second.is_none()
+            && r.tier.is_none()
+            && s.tier.is_none()
+        {
             problems.add(
-                format!("{path}.reservoir_per_second"),
-                "must be greater than 0 (omit it for none)",
+                format!("{path}.rate"),
+                "give `rate`, `target_traces_per_second` or a `tier`",
             );
+        }
+        if let Some(name) = &r.name {
+            if !label_like(name) {
+                problems.add(
+                    format!("{path}.name"),
+                    "1 to 64 characters of A-Z a-z 0-9 _ . - (it is a metric label)",
+                );
+            } else if name == crate::DEFAULT_ROUTE {
+                problems.add(format!("{path}.name"), "`default` names the default route");
+            } else if !names.insert(name.as_str()) {
+                problems.add(format!("{path}.name"), format!("{name:?} is used twice"));
+            }
         }
         if r.matches.grpc_method.is_some() && r.matches.grpc_service.is_none() {
             problems.add(format!("{path}.match.grpc_method"), "needs grpc_service");
         }
     }
+    if let Some(d) = &s.default {
+        check_route(s, d, "sampling.default", problems);
+        if d.matches != crate::RuleMatch::default() {
+            problems.add(
+                "sampling.default.match",
+                "the default route takes what no rule matches; it has no `match`",
+            );
+        }
+        if d.name.is_some() {
+            problems.add(
+                "sampling.default.name",
+                "the default route is called `default`",
+            );
+        }
+    }
+    if let Some(tier) = &s.tier {
+        known_tier(s, "sampling.tier", tier, problems);
+    }
+    for (name, tier) in &s.tiers {
+        let path = format!("sampling.tiers.{name}");
+        if !label_like(name) {
+            problems.add(
+                &path,
+                "a tier name is 1 to 64 characters of A-Z a-z 0-9 _ . -",
+            );
+        }
+        positive(
+            &format!("{path}.target_traces_per_second"),
+            tier.target_traces_per_second,
+            problems,
+        );
+        bounds(&path, Some(tier.min_rate), Some(tier.max_rate), problems);
+        if let Some(boost) = &tier.boost {
+            check_boost(s, &format!("{path}.boost"), boost, problems);
+        }
+    }
+    let period = s.adaptive.period.get();
+    if period < std::time::Duration::from_millis(100)
+        || period > std::time::Duration::from_secs(3600)
+    {
+        problems.add("sampling.adaptive.period", "must be between 100ms and 1h");
+    }
+    for (i, p) in s.probes.paths.iter().enumerate() {
+        if !p.starts_with('/') {
+            problems.add(
+                format!("sampling.probes.paths[{i}]"),
+                "a path starts with `/`",
+            );
+        }
+    }
+    for (i, ua) in s.probes.user_agents.iter().enumerate() {
+        if ua.trim().is_empty() {
+            problems.add(
+                format!("sampling.probes.user_agents[{i}]"),
+                "must not be empty",
+            );
+        }
+    }
+}
+
+/// What a rule and the default route share: how they set their rate, their
+/// floor and ceiling, reservoir, tier and boost.
+fn check_route(s: &crate::Sampling, r: &crate::SamplingRule, path: &str, problems: &mut Problems) {
+    if let Some(v) = r.rate {
+        rate(&format!("{path}.rate"), v, problems);
+    }
+    if let Some(target) = r.target_traces_per_second {
+        positive(
+            &format!("{path}.target_traces_per_second"),
+            target,
+            problems,
+        );
+        if r.rate.is_some() {
+            problems.add(
+                format!("{path}.target_traces_per_second"),
+                "give either a fixed `rate` or `target_traces_per_second`, not both",
+            );
+        }
+    }
+    if r.rate.is_some() && (r.min_rate.is_some() || r.max_rate.is_some()) {
+        let key = if r.min_rate.is_some() {
+            "min_rate"
+        } else {
+            "max_rate"
+        };
+        problems.add(
+            format!("{path}.{key}"),
+            "bounds an adaptive rate; this route's `rate` is fixed",
+        );
+    }
+    bounds(path, r.min_rate, r.max_rate, problems);
+    if r.reservoir_per_second == Some(0) {
+        problems.add(
+            format!("{path}.reservoir_per_second"),
+            "must be greater than 0 (omit it for none)",
+        );
+    }
+    if let Some(tier) = &r.tier {
+        known_tier(s, &format!("{path}.tier"), tier, problems);
+    }
+    if let Some(boost) = &r.boost {
+        check_boost(s, &format!("{path}.boost"), boost, problems);
+    }
+}
+
+/// `min_rate` and `max_rate`: each a rate, the floor not above the ceiling.
+fn bounds(path: &str, min: Option<f64>, max: Option<f64>, problems: &mut Problems) {
+    if let Some(v) = min {
+        rate(&format!("{path}.min_rate"), v, problems);
+    }
+    if let Some(v) = max {
+        rate(&format!("{path}.max_rate"), v, problems);
+        if v == 0.0 {
+            problems.add(
+                format!("{path}.max_rate"),
+                "a ceiling of 0 keeps nothing; use `rate: 0`",
+            );
+        }
+    }
+    if let (Some(lo), Some(hi)) = (min, max) {
+        if lo > hi {
+            problems.add(
+                format!("{path}.min_rate"),
+                format!("the floor {lo} is above the ceiling max_rate {hi}"),
+            );
+        }
+    }
+}
+
+fn check_boost(s: &crate::Sampling, path: &str, b: &crate::Boost, problems: &mut Problems) {
+    if b.error_ratio.is_none() && b.latency.is_none() {
+        problems.add(
+            path,
+            "a boost needs a trigger: `error_ratio`, `latency`, or both",
+        );
+    }
+    if let Some(r) = b.error_ratio {
+        if !(r > 0.0 && r <= 1.0) {
+            problems.add(format!("{path}.error_ratio"), "must be in (0, 1]");
+        }
+    }
+    if let Some(l) = &b.latency {
+        if !(l.percentile > 0.0 && l.percentile < 100.0) {
+            problems.add(
+                format!("{path}.latency.percentile"),
+                "must be in (0, 100), e.g. 99",
+            );
+        }
+        if l.above.is_zero() {
+            problems.add(format!("{path}.latency.above"), "must be greater than 0s");
+        }
+    }
+    if b.window.get() < s.adaptive.period.get() {
+        problems.add(
+            format!("{path}.window"),
+            format!(
+                "must be at least sampling.adaptive.period ({})",
+                String::from(s.adaptive.period)
+            ),
+        );
+    }
+    if b.min_requests == 0 {
+        problems.add(format!("{path}.min_requests"), "must be at least 1");
+    }
+    if !(b.rate > 0.0 && b.rate <= 1.0) {
+        problems.add(format!("{path}.rate"), "must be in (0, 1]");
+    }
+    budget(
+        &format!("{path}.traces_per_second"),
+        b.traces_per_second,
+        problems,
+    );
+    if b.duration.is_zero() {
+        problems.add(format!("{path}.duration"), "must be greater than 0s");
+    }
+}
+
+fn known_tier(s: &crate::Sampling, path: &str, tier: &str, problems: &mut Problems) {
+    if s.tier_named(tier).is_none() {
+        problems.add(
+            path,
+            format!(
+                "unknown tier {tier:?}; known: {}",
+                s.tier_names().join(", ")
+            ),
+        );
+    }
+}
+
+/// A positive, finite number.
+fn positive(path: &str, v: f64, problems: &mut Problems) {
+    if !(v.is_finite() && v > 0.0) {
+        problems.add(path, "must be greater than 0");
+    }
+}
+
+/// A metric-label-like name: 1 to 64 of `A-Z a-z 0-9 _ . -`.
+fn label_like(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// A token bucket's `traces_per_second`: a finite, positive number.
