@@ -30,8 +30,8 @@ fn config() -> Sampling {
                     path_prefix: Some("/health".into()),
                     ..RuleMatch::default()
                 },
-                rate: 0.0,
-                reservoir_per_second: None,
+                rate: Some(0.0),
+                ..SamplingRule::default()
             },
             SamplingRule {
                 matches: RuleMatch {
@@ -39,8 +39,8 @@ fn config() -> Sampling {
                     path_prefix: Some("/api/".into()),
                     ..RuleMatch::default()
                 },
-                rate: 0.25,
-                reservoir_per_second: None,
+                rate: Some(0.25),
+                ..SamplingRule::default()
             },
         ],
         ..Sampling::default()

@@ -36,8 +36,9 @@ fn a_service_override_forces_the_workload_and_leaves_rates_alone() {
     c.sampling.default_rate = 0.1;
     c.sampling.rules.push(SamplingRule {
         matches: RuleMatch::default(),
-        rate: 0.2,
+        rate: Some(0.2),
         reservoir_per_second: Some(5),
+        ..SamplingRule::default()
     });
     let before = c.clone();
     assert!(o.apply(&mut c, &workload("checkout", "shop")));

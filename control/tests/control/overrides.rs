@@ -61,7 +61,7 @@ async fn a_service_override_is_pushed_to_its_watchers() {
         })
     );
     // Root decisions are untouched: the override forces, it does not re-rate.
-    assert_eq!((s.default_rate, s.rules[0].rate), (0.1, 0.2));
+    assert_eq!((s.default_rate, s.rules[0].rate), (0.1, Some(0.2)));
     assert_eq!(s.rules[0].reservoir_per_second, Some(5));
 
     // Another service's config did not change.

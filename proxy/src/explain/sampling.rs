@@ -101,7 +101,7 @@ fn root<B>(
                 .unwrap_or_default();
             (
                 format!("{over}sampling.rules[{i}]{reservoir}"),
-                rule.map(|r| r.rate),
+                rule.and_then(|r| r.rate),
             )
         }
         None => (

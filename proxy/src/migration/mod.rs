@@ -71,6 +71,7 @@ impl Migration {
             outbound: self.outbound.snapshot(),
             callers: self.callers.snapshot(),
             app_formats: self.app.ages(now, propagation.learn_for.get()),
+            routes: std::collections::BTreeMap::new(),
         }
     }
 }

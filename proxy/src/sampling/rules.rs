@@ -104,7 +104,7 @@ impl Rule {
     pub(super) fn new(config: &SamplingRule) -> Self {
         Self {
             matches: Match::new(&config.matches),
-            threshold: Threshold::for_rate(config.rate),
+            threshold: Threshold::for_rate(config.rate.unwrap_or(0.0)),
             reservoir: config
                 .reservoir_per_second
                 .map(|n| TokenBucket::new(f64::from(n))),

@@ -110,8 +110,8 @@ fn grpc_rules_match_the_service_and_method_of_a_grpc_request_only() {
                 grpc_method: Some("Add".into()),
                 ..RuleMatch::default()
             },
-            rate: 1.0,
-            reservoir_per_second: None,
+            rate: Some(1.0),
+            ..SamplingRule::default()
         }];
     });
     let grpc = request("/shop.Cart/Add", &[("content-type", "application/grpc")]);

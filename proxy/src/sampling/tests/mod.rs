@@ -50,8 +50,8 @@ fn with_rules(default_rate: f64, rules: Vec<SamplingRule>) -> Sampler {
 fn rule(matches: RuleMatch, rate: f64) -> SamplingRule {
     SamplingRule {
         matches,
-        rate,
-        reservoir_per_second: None,
+        rate: Some(rate),
+        ..SamplingRule::default()
     }
 }
 
