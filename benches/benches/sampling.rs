@@ -58,6 +58,7 @@ fn root() -> Input<'static> {
         method: "GET",
         path: "/api/v1/reviews/42",
         grpc: None,
+        probe: false,
     }
 }
 

@@ -116,6 +116,33 @@ pub(super) fn check_sampling(config: &Config, problems: &mut Problems) {
             );
         }
     }
+    check_routes(s, problems);
+    let period = s.adaptive.period.get();
+    if period < std::time::Duration::from_millis(100)
+        || period > std::time::Duration::from_secs(3600)
+    {
+        problems.add("sampling.adaptive.period", "must be between 100ms and 1h");
+    }
+    for (i, p) in s.probes.paths.iter().enumerate() {
+        if !p.starts_with('/') {
+            problems.add(
+                format!("sampling.probes.paths[{i}]"),
+                "a path starts with `/`",
+            );
+        }
+    }
+    for (i, ua) in s.probes.user_agents.iter().enumerate() {
+        if ua.trim().is_empty() {
+            problems.add(
+                format!("sampling.probes.user_agents[{i}]"),
+                "must not be empty",
+            );
+        }
+    }
+}
+
+/// The rules, the default route and the tiers.
+fn check_routes(s: &crate::Sampling, problems: &mut Problems) {
     let mut names = HashSet::new();
     for (i, r) in s.rules.iter().enumerate() {
         let path = format!("sampling.rules[{i}]");
@@ -180,28 +207,6 @@ pub(super) fn check_sampling(config: &Config, problems: &mut Problems) {
         bounds(&path, Some(tier.min_rate), Some(tier.max_rate), problems);
         if let Some(boost) = &tier.boost {
             check_boost(s, &format!("{path}.boost"), boost, problems);
-        }
-    }
-    let period = s.adaptive.period.get();
-    if period < std::time::Duration::from_millis(100)
-        || period > std::time::Duration::from_secs(3600)
-    {
-        problems.add("sampling.adaptive.period", "must be between 100ms and 1h");
-    }
-    for (i, p) in s.probes.paths.iter().enumerate() {
-        if !p.starts_with('/') {
-            problems.add(
-                format!("sampling.probes.paths[{i}]"),
-                "a path starts with `/`",
-            );
-        }
-    }
-    for (i, ua) in s.probes.user_agents.iter().enumerate() {
-        if ua.trim().is_empty() {
-            problems.add(
-                format!("sampling.probes.user_agents[{i}]"),
-                "must not be empty",
-            );
         }
     }
 }

@@ -44,6 +44,8 @@ pub fn view<B>(
             root(config, policy, req, traced)
         }
         Reason::TailError | Reason::TailSlow => ("tail keep".to_string(), None),
+        Reason::Boost => ("the route's incident boost".to_string(), None),
+        Reason::Probe => ("sampling.probes: a health check or probe".to_string(), None),
     };
     SamplingView {
         sampled: decision.sampled,

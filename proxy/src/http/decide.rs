@@ -140,6 +140,7 @@ pub fn input<'a, B>(
         method: req.method().as_str(),
         path: req.uri().path(),
         grpc: facts.grpc,
+        probe: false,
     }
 }
 

@@ -79,6 +79,25 @@ impl Threshold {
         Some(Self(value << (4 * (TH_DIGITS - s.len()))))
     }
 
+    /// The threshold as stored in an atomic (`Self::from_bits` reads it back).
+    pub const fn to_bits(self) -> u64 {
+        self.0
+    }
+
+    /// A threshold stored with [`Self::to_bits`]; `None` for anything above
+    /// 2^56 (the "keep nothing" marker `u64::MAX` among them).
+    pub const fn from_bits(bits: u64) -> Option<Threshold> {
+        if bits > MAX_ADJUSTED_COUNT {
+            return None;
+        }
+        Some(Self(bits))
+    }
+
+    /// The probability this threshold keeps, in (0, 1].
+    pub fn rate(self) -> f64 {
+        (MAX_ADJUSTED_COUNT - self.0) as f64 / MAX_ADJUSTED_COUNT as f64
+    }
+
     /// Whether a trace with this `randomness` is kept: `randomness >= threshold`.
     pub fn accepts(&self, randomness: u64) -> bool {
         randomness >= self.0

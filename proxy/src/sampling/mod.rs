@@ -67,6 +67,7 @@
 
 mod budget;
 pub mod consistent;
+mod routes;
 mod rules;
 
 use tokio::time::Instant;
@@ -74,6 +75,7 @@ use tokio::time::Instant;
 use crate::propagation::TraceId;
 
 pub use consistent::{randomness, Threshold};
+pub use routes::{RouteEvent, RouteId, Routes};
 
 /// What the sampler needs to know about one request.
 #[derive(Clone, Copy, Debug)]
@@ -97,6 +99,9 @@ pub struct Input<'a> {
     pub path: &'a str,
     /// `(package.Service, Method)` when the request is gRPC.
     pub grpc: Option<(&'a str, &'a str)>,
+    /// A health check or probe (`sampling.probes`; the caller matches it): not
+    /// traced, before every other step.
+    pub probe: bool,
 }
 
 /// Whether to record the trace, and why.
@@ -135,6 +140,10 @@ pub enum Reason {
     TailError,
     /// Not sampled, but the span was kept because the request was slow.
     TailSlow,
+    /// The route's automatic incident boost, within its budget.
+    Boost,
+    /// A health check or probe: not traced (`sampling.probes`).
+    Probe,
 }
 
 /// Decides whether traces are recorded; built once per listener from the
@@ -149,6 +158,9 @@ pub struct Sampler {
     workload: Option<rules::Forced>,
     rules: Vec<rules::Rule>,
     default: Option<Threshold>,
+    /// The routes' live state (adaptive rates, boosts), shared with the other
+    /// listener's sampler.
+    routes: std::sync::Arc<Routes>,
     /// Time zero of the token buckets.
     epoch: Instant,
 }
@@ -156,9 +168,21 @@ pub struct Sampler {
 // === impl Sampler ===
 
 impl Sampler {
-    /// Compiles the `sampling` section (already validated).
+    /// Compiles the `sampling` section (already validated), with routes of its
+    /// own (tests, benches, `explain`).
     pub fn new(config: &meshtrace_config::Sampling) -> Self {
+        let routes = std::sync::Arc::new(Routes::new(config, Instant::now()));
+        Self::with_routes(config, routes)
+    }
+
+    /// Compiles the `sampling` section with the process's shared `routes` (built
+    /// from the same section).
+    pub fn with_routes(
+        config: &meshtrace_config::Sampling,
+        routes: std::sync::Arc<Routes>,
+    ) -> Self {
         Self {
+            routes,
             force: budget::TokenBucket::new(config.force_signal_budget.traces_per_second),
             tenants: rules::tenants(&config.forced_tenants),
             workload: config.forced_workload.as_ref().map(rules::Forced::new),
@@ -177,9 +201,19 @@ impl Sampler {
     /// Requests already deciding on `previous` may still take a token from its
     /// buckets after the copy: at most one burst's worth across one swap.
     pub fn reloaded(config: &meshtrace_config::Sampling, previous: &Sampler) -> Self {
+        let routes = Routes::reloaded(config, &previous.routes, Instant::now());
+        Self::reloaded_with(config, previous, std::sync::Arc::new(routes))
+    }
+
+    /// [`Self::reloaded`] with the process's shared, already reloaded `routes`.
+    pub fn reloaded_with(
+        config: &meshtrace_config::Sampling,
+        previous: &Sampler,
+        routes: std::sync::Arc<Routes>,
+    ) -> Self {
         let mut next = Self {
             epoch: previous.epoch,
-            ..Self::new(config)
+            ..Self::with_routes(config, routes)
         };
         next.force.carry(&previous.force);
         for tenant in &mut next.tenants {
@@ -259,6 +293,17 @@ impl Sampler {
         self.rules.iter().position(|r| r.matches(input))
     }
 
+    /// The routes this sampler decides with.
+    pub fn routes(&self) -> &std::sync::Arc<Routes> {
+        &self.routes
+    }
+
+    /// The route a request belongs to, root or not: the first rule whose every
+    /// criterion holds, else the default route.
+    pub fn route_of(&self, input: &Input<'_>) -> RouteId {
+        self.rule_for(input).unwrap_or(self.rules.len())
+    }
+
     /// `now` on the token buckets' clock.
     fn nanos(&self, now: Instant) -> u64 {
         let elapsed = now.saturating_duration_since(self.epoch);
@@ -294,7 +339,7 @@ impl Decision {
 
 impl Reason {
     /// Every reason, for registering metric label values up front.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Parent,
         Reason::ForceSignal,
         Reason::ForcedTenant,
@@ -304,6 +349,8 @@ impl Reason {
         Reason::Default,
         Reason::TailError,
         Reason::TailSlow,
+        Reason::Boost,
+        Reason::Probe,
     ];
 
     /// The metric label value.
@@ -318,6 +365,8 @@ impl Reason {
             Reason::Default => "default",
             Reason::TailError => "tail_error",
             Reason::TailSlow => "tail_slow",
+            Reason::Boost => "boost",
+            Reason::Probe => "probe",
         }
     }
 }

@@ -67,6 +67,7 @@ fn root() -> Input<'static> {
         method: "GET",
         path: "/api/users",
         grpc: None,
+        probe: false,
     }
 }
 
