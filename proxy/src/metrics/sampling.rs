@@ -9,6 +9,7 @@
 //! - tail keep (`tail_error`, `tail_slow`) keeps the span of an unsampled
 //!   request, which is counted as `sampled`, and only SERVER spans — the inbound
 //!   listener's — are tail-kept;
+//! - a probe is never traced (`probe` is always `not_sampled`);
 //! - every other reason can go either way in either direction.
 //!
 //! The handles of the other combinations count into no series. The possible
@@ -56,6 +57,7 @@ struct ReasonLabel(Reason);
 pub(crate) const fn happens(direction: Direction, sampled: bool, reason: Reason) -> bool {
     match reason {
         Reason::ForceSignal => sampled,
+        Reason::Probe => !sampled,
         Reason::TailError | Reason::TailSlow => sampled && matches!(direction, Direction::Inbound),
         _ => true,
     }
@@ -174,13 +176,14 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("meshtrace_sampling_decisions_total{"))
             .collect();
-        // 6 reasons both ways in both directions, force_signal sampled in both,
-        // tail_error and tail_slow sampled inbound.
-        assert_eq!(lines.len(), 6 * 2 * 2 + 2 + 2, "{text}");
+        // 7 reasons both ways in both directions, force_signal sampled and probe
+        // not sampled in both, tail_error and tail_slow sampled inbound.
+        assert_eq!(lines.len(), 7 * 2 * 2 + 2 + 2 + 2, "{text}");
         for impossible in [
             r#"decision="not_sampled",reason="tail_error""#,
             r#"decision="not_sampled",reason="force_signal""#,
             r#"direction="outbound",decision="sampled",reason="tail_slow""#,
+            r#"decision="sampled",reason="probe""#,
         ] {
             assert!(!text.contains(impossible), "{impossible} in\n{text}");
         }

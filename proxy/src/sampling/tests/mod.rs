@@ -193,6 +193,8 @@ fn reason_labels_cover_every_reason() {
         "default",
         "tail_error",
         "tail_slow",
+        "boost",
+        "probe",
     ];
     assert_eq!(labels, expected);
 }
