@@ -55,6 +55,7 @@ impl Stack {
                 .with_connector(connect),
             metrics: metrics.clone(),
             migration: Arc::new(Migration::new(&metrics)),
+            adaptive: crate::adaptive::Adaptive::new(&config, metrics.clone()),
             spans: None,
             drain: Drain::default(),
             // Never asked: the destination is given.

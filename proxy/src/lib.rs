@@ -15,6 +15,7 @@
 // Production code returns errors; tests may unwrap (clippy.toml `allow-*-in-tests`).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod adaptive;
 pub mod admin;
 pub mod detect;
 pub mod drain;

@@ -15,6 +15,7 @@ use meshtrace_config::Config;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::adaptive::Adaptive;
 use crate::admin::{self, AdminState};
 use crate::drain::Drain;
 use crate::health::{self, Port};
@@ -23,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::migration::Migration;
 use crate::reload::running::{self, Bound, Running};
 use crate::reload::{control_plane, Reloader, StartError};
-use crate::stack::Listener;
+use crate::stack::{Listener, ListenerParts};
 use crate::target::{ByDirection, Direction};
 
 /// A running sidecar. Dropping it starts a drain and stops the admin server.
@@ -87,33 +88,30 @@ impl Sidecar {
         );
         let migration = Arc::new(Migration::new(&metrics));
         let upstreams = Upstreams::new(config.timeouts.connect.get(), config.timeouts.idle.get());
+        let adaptive = Adaptive::new(&config, metrics.clone());
+        adaptive.spawn(&drain);
         let listeners = ByDirection::from_fn(|direction| {
-            Listener::new(
-                direction,
-                config.clone(),
-                upstreams.clone(),
-                &metrics,
-                migration.clone(),
-                telemetry.recorder.clone(),
-                drain.clone(),
-            )
+            let parts = ListenerParts {
+                upstreams: upstreams.clone(),
+                metrics: metrics.clone(),
+                migration: migration.clone(),
+                adaptive: adaptive.clone(),
+                spans: telemetry.recorder.clone(),
+                drain: drain.clone(),
+                orig_dst: Arc::new(crate::orig_dst::Kernel),
+            };
+            Listener::from_parts(direction, config.clone(), parts)
         });
         let bound = sockets.map(|direction, socket| {
             Bound::serve(listeners.get(direction), socket, *configured.get(direction))
         });
         state.ready.store(true, Ordering::Release);
-        tracing::info!(
-            "sidecar ready inbound={} outbound={} admin={} health={} metrics={}",
-            bound.inbound.local,
-            bound.outbound.local,
-            admin_addr,
-            shown(health_addr),
-            shown(metrics_addr),
-        );
+        log_ready(&bound, admin_addr, health_addr, metrics_addr);
         let running = Arc::new(Running {
             config: shared_config,
             metrics,
             migration,
+            adaptive,
             listeners,
             bound: std::sync::Mutex::new(bound),
             admin: admin_addr,
@@ -195,6 +193,23 @@ impl Sidecar {
 }
 
 /// Binds a pod-reachable port if it is configured.
+/// The start-up line with every bound address.
+fn log_ready(
+    bound: &ByDirection<Bound>,
+    admin: SocketAddr,
+    health: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+) {
+    tracing::info!(
+        "sidecar ready inbound={} outbound={} admin={} health={} metrics={}",
+        bound.inbound.local,
+        bound.outbound.local,
+        admin,
+        shown(health),
+        shown(metrics),
+    );
+}
+
 fn bind_optional(
     port: Port,
     addr: Option<SocketAddr>,

@@ -25,6 +25,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
+use crate::adaptive::Adaptive;
 use crate::detect::{self, Detected, Prefixed};
 use crate::drain::Drain;
 use crate::http::decide::SamplingHeaders;
@@ -38,7 +39,7 @@ use crate::http::{Attachments, Wire};
 use crate::metrics::SamplingMetrics;
 use crate::metrics::{ConnMetrics, ErrorKind, HttpMetrics, Metrics, TraceContextMetrics};
 use crate::migration::{caller, Migration};
-use crate::orig_dst::{self, OrigDst};
+use crate::orig_dst::OrigDst;
 use crate::propagation::extract::Extractor;
 use crate::propagation::inject::Injector;
 use crate::sampling::Sampler;
@@ -62,6 +63,7 @@ pub struct Listener {
     sampling: SamplingMetrics,
     metrics: Arc<Metrics>,
     migration: Arc<Migration>,
+    adaptive: Arc<Adaptive>,
     state: ArcSwap<ConnState>,
     trace: PolicyHandle,
     drain: Drain,
@@ -78,6 +80,8 @@ pub struct ListenerParts {
     pub metrics: Arc<Metrics>,
     /// Migration counts and what the app speaks (process-wide).
     pub migration: Arc<Migration>,
+    /// The sampling routes (process-wide).
+    pub adaptive: Arc<Adaptive>,
     /// The span recorder, when spans are on.
     pub spans: Option<Arc<Recorder>>,
     /// The sidecar's drain, which every connection task joins.
@@ -89,28 +93,6 @@ pub struct ListenerParts {
 // === impl Listener ===
 
 impl Listener {
-    /// The shared state for `direction`'s listener; transparent connections ask
-    /// the kernel where they were going.
-    pub fn new(
-        direction: Direction,
-        config: Arc<Config>,
-        upstreams: Upstreams,
-        metrics: &Arc<Metrics>,
-        migration: Arc<Migration>,
-        spans: Option<Arc<Recorder>>,
-        drain: Drain,
-    ) -> Arc<Self> {
-        let parts = ListenerParts {
-            upstreams,
-            metrics: metrics.clone(),
-            migration,
-            spans,
-            drain,
-            orig_dst: Arc::new(orig_dst::Kernel),
-        };
-        Self::from_parts(direction, config, parts)
-    }
-
     /// The shared state for `direction`'s listener, built from `parts`: the
     /// constructor that takes the IO seams (tests give a mock original
     /// destination here, and a mock connector inside the upstreams).
@@ -123,6 +105,7 @@ impl Listener {
             upstreams,
             metrics,
             migration,
+            adaptive,
             spans,
             drain,
             orig_dst,
@@ -130,7 +113,7 @@ impl Listener {
         let metrics = &metrics;
         let trace_context = metrics.trace_context(direction);
         let sampling = metrics.sampling(direction);
-        let sampler = Sampler::new(&config.sampling);
+        let sampler = Sampler::with_routes(&config.sampling, adaptive.current());
         let shared = PolicyParts {
             direction,
             trace_context: &trace_context,
@@ -149,6 +132,7 @@ impl Listener {
             sampling,
             metrics: metrics.clone(),
             migration,
+            adaptive,
             upstreams,
             conns: metrics.conns(direction),
             http1: metrics.http(direction, Protocol::Http1),
@@ -160,10 +144,15 @@ impl Listener {
     }
 
     /// Applies a new (validated) config: new connections see it when they start,
-    /// requests on every connection when they arrive.
+    /// requests on every connection when they arrive. The sidecar has reloaded
+    /// the shared sampling routes ([`Adaptive::reload`]) first.
     pub fn reload(&self, config: Arc<Config>, spans: Option<Arc<Recorder>>) {
         // Budgets and reservoirs keep what they have spent across the reload.
-        let sampler = Sampler::reloaded(&config.sampling, &self.trace.load().sampler);
+        let sampler = Sampler::reloaded_with(
+            &config.sampling,
+            &self.trace.load().sampler,
+            self.adaptive.current(),
+        );
         let shared = PolicyParts {
             direction: self.direction,
             trace_context: &self.trace_context,
@@ -426,6 +415,7 @@ impl PolicyParts<'_> {
             sampler,
             sampling_headers: SamplingHeaders::new(&config.sampling),
             sampling_metrics: self.sampling.clone(),
+            observes_routes: config.sampling.routes().iter().any(|r| r.boost.is_some()),
             spans,
             migration: self.migration.clone(),
             learn_for: propagation.learn_for.get(),

@@ -8,8 +8,9 @@ use http::header::{HeaderMap, HeaderName};
 use http::Request;
 
 use super::{authority_of, is_grpc};
+use crate::propagation::TraceId;
 use crate::propagation::{Sampling, TraceContext};
-use crate::sampling::{Decision, Input, Reason, Sampler};
+use crate::sampling::{Decision, Input, Reason, RouteId, Sampler};
 
 /// Datadog's user-keep priority: a force signal when it arrives.
 const USER_KEEP: i8 = 2;
@@ -20,6 +21,7 @@ pub struct RequestFacts<'a> {
     tenant: Option<&'a str>,
     force_header: bool,
     grpc: Option<(&'a str, &'a str)>,
+    probe: bool,
 }
 
 /// How the sampler reads requests: the configured header names, parsed once.
@@ -28,12 +30,26 @@ pub struct SamplingHeaders {
     force: Option<HeaderName>,
     tenant: Vec<HeaderName>,
     baggage_key: Option<String>,
+    /// `sampling.probes`, unless probes are traced.
+    probes: Option<Probes>,
+}
+
+/// How health checks and probes are recognised (`sampling.probes`).
+#[derive(Debug)]
+struct Probes {
+    user_agents: Vec<String>,
+    paths: Vec<String>,
 }
 
 impl RequestFacts<'_> {
     /// The request's tenant id.
     pub fn tenant(&self) -> Option<&str> {
         self.tenant
+    }
+
+    /// Whether the request is a health check or probe (`sampling.probes`).
+    pub fn probe(&self) -> bool {
+        self.probe
     }
 }
 
@@ -50,7 +66,32 @@ impl SamplingHeaders {
                 .filter_map(|h| name(h))
                 .collect(),
             baggage_key: config.tenant.baggage_key.clone(),
+            probes: (!config.probes.trace).then(|| Probes {
+                user_agents: config.probes.user_agents.clone(),
+                paths: config.probes.paths.clone(),
+            }),
         }
+    }
+
+    /// Whether `req` is a health check or probe: a configured `User-Agent`
+    /// prefix (ASCII case-insensitive) or exact path.
+    pub fn is_probe<B>(&self, req: &Request<B>) -> bool {
+        let Some(probes) = &self.probes else {
+            return false;
+        };
+        let path = req.uri().path();
+        if probes.paths.iter().any(|p| p == path) {
+            return true;
+        }
+        let Some(agent) = req.headers().get(http::header::USER_AGENT) else {
+            return false;
+        };
+        let agent = agent.as_bytes();
+        probes.user_agents.iter().any(|prefix| {
+            agent
+                .get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+        })
     }
 
     /// Removes the force header: from an untrusted caller it is no signal, and
@@ -85,6 +126,7 @@ impl SamplingHeaders {
             tenant,
             force_header,
             grpc,
+            probe: self.is_probe(req),
         }
     }
 }
@@ -140,8 +182,36 @@ pub fn input<'a, B>(
         method: req.method().as_str(),
         path: req.uri().path(),
         grpc: facts.grpc,
-        probe: false,
+        probe: facts.probe,
     }
+}
+
+/// A trace id for inputs that only pick a route (rules never read it).
+const ROUTE_ONLY: TraceId = match TraceId::new(1) {
+    Some(id) => id,
+    None => panic!("1 is a valid trace id"),
+};
+
+/// The sampling route `req` belongs to (the first rule whose criteria hold, else
+/// the default route), for what happens after the decision: boost triggers
+/// and tail keep read it when the response ends.
+pub fn route_of<B>(sampler: &Sampler, req: &Request<B>) -> RouteId {
+    let grpc = is_grpc(req)
+        .then(|| req.uri().path().strip_prefix('/')?.split_once('/'))
+        .flatten();
+    let input = Input {
+        trusted: false,
+        force_signal: false,
+        tenant: None,
+        parent: None,
+        trace_id: ROUTE_ONLY,
+        authority: authority_of(req),
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        grpc,
+        probe: false,
+    };
+    sampler.route_of(&input)
 }
 
 /// Writes `decision` into the forwarded context. A parent decision changes

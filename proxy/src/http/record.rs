@@ -31,13 +31,16 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 
+use super::decide;
 use super::edge::Refusal;
 use super::forward::Upstream;
 use super::is_grpc;
+use super::trace::TracePolicy;
 use crate::metrics::{HttpMetrics, SamplingMetrics};
 use crate::propagation::{SpanId, TraceId};
+use crate::sampling::{RouteId, Routes};
 use crate::target::{Direction, Protocol};
-use crate::telemetry::{Recorder, SpanEnd, SpanInfo, SpanStart};
+use crate::telemetry::{semconv, Recorder, SpanEnd, SpanInfo, SpanStart, Tail};
 
 /// What every request on one connection shares.
 #[derive(Debug)]
@@ -136,18 +139,19 @@ where
                 sampled: s.sampled(),
             }),
         });
-        let recorder = self.context.policy.load().spans.clone();
+        let policy = self.context.policy.load();
+        let recorder = policy.spans.clone();
+        let route = RouteOutcome::of(&policy, &req, recorder.is_some());
         let span = recorder.as_ref().and_then(|r| {
-            r.start(
+            let tail = route.as_ref().map_or_else(Tail::default, |r| r.tail);
+            r.start_with_tail(
                 &req,
                 self.context.direction == Direction::Inbound,
                 self.context.peer.ip(),
+                tail,
             )
         });
-        let span = span.map(|start| SpanState {
-            start,
-            grpc_status: None,
-        });
+        let span = span.map(|start| SpanState { start });
         // Until the response head arrives, the request is one the client abandoned.
         let mut abandoned = Abandoned(Some(Finish {
             recorder,
@@ -159,6 +163,8 @@ where
             upstream: None,
             bytes: 0,
             span,
+            grpc_status: None,
+            route,
             error: Some(SpanEnd::CLIENT_CLOSED),
         }));
         let response = self.inner.call(req);
@@ -168,8 +174,8 @@ where
                 finish.status = response.status();
                 finish.upstream = response.extensions().get::<Upstream>().cloned();
                 finish.error = response.extensions().get::<Refusal>().map(|r| r.cause());
-                if let Some(span) = finish.span.as_mut() {
-                    span.grpc_status = grpc_status(response.headers());
+                if finish.grpc {
+                    finish.grpc_status = grpc_status(response.headers());
                 }
                 finish
             });
@@ -213,16 +219,48 @@ struct Finish {
     upstream: Option<Upstream>,
     bytes: u64,
     span: Option<SpanState>,
+    /// `grpc-status` from the response headers or trailers (gRPC only).
+    grpc_status: Option<u16>,
+    /// The request's sampling route, when its outcome or tail keep matters.
+    route: Option<RouteOutcome>,
     /// Why the sidecar, not the app, ended the request: its own refusal's
     /// cause, or `client_closed`.
     error: Option<&'static str>,
 }
 
-/// The span in flight, with what the response said so far.
+/// The span in flight.
 #[derive(Debug)]
 struct SpanState {
     start: SpanStart,
-    grpc_status: Option<u16>,
+}
+
+/// The request's sampling route: its tail keep, and where its outcome goes
+/// when the route has boost triggers to feed.
+#[derive(Debug)]
+struct RouteOutcome {
+    tail: Tail,
+    /// The routes and the route's id, when its outcome is observed.
+    observe: Option<(Arc<Routes>, RouteId)>,
+}
+
+impl RouteOutcome {
+    /// The route of `req` when spans are on (for its tail keep) or some route
+    /// has boost triggers; `None` otherwise, without matching any rule. Probes
+    /// feed no trigger.
+    fn of<B>(policy: &TracePolicy, req: &Request<B>, spans: bool) -> Option<Self> {
+        if !(spans || policy.observes_routes) {
+            return None;
+        }
+        let routes = policy.sampler.routes();
+        let id = decide::route_of(&policy.sampler, req);
+        let route = routes.policy(id)?;
+        let observe = (route.boost.is_some() && !policy.sampling_headers.is_probe(req))
+            .then(|| (routes.clone(), id));
+        Some(Self {
+            tail: Tail::from(&route.tail),
+            observe,
+        })
+    }
 }
 
 fn grpc_status(headers: &http::HeaderMap) -> Option<u16> {
@@ -236,15 +274,30 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<u16> {
 }
 
 impl Finish {
+    /// Whether the response is a server-side failure: HTTP 5xx, or a gRPC
+    /// status a server fails with (boost triggers count these).
+    fn failed(&self) -> bool {
+        match self.grpc_status {
+            Some(code) => semconv::grpc_is_error(code, true),
+            None => semconv::http_is_error(self.status, true),
+        }
+    }
+
     fn record(self, complete: bool) {
         let elapsed = self.start.elapsed();
         let c = &self.context;
         let metrics = if self.grpc { &c.grpc } else { &c.http };
         metrics.record(self.status, elapsed);
+        if let Some((routes, id)) = self.route.as_ref().and_then(|r| r.observe.as_ref()) {
+            // A client that went away is no error of the route's.
+            if self.error != Some(SpanEnd::CLIENT_CLOSED) {
+                routes.observe(*id, self.failed(), elapsed);
+            }
+        }
         if let (Some(span), Some(recorder)) = (self.span, &self.recorder) {
             let end = SpanEnd {
                 status: self.status,
-                grpc_status: span.grpc_status,
+                grpc_status: self.grpc_status,
                 proxy_error: self.error,
                 elapsed,
                 complete,
@@ -328,10 +381,8 @@ impl<B: Body<Data = Bytes>> Body for Recorded<B> {
                 if let Some(finish) = this.finish.as_mut() {
                     if let Some(data) = f.data_ref() {
                         finish.bytes += data.len() as u64;
-                    } else if let (Some(trailers), Some(span)) =
-                        (f.trailers_ref(), finish.span.as_mut())
-                    {
-                        span.grpc_status = grpc_status(trailers).or(span.grpc_status);
+                    } else if let Some(trailers) = f.trailers_ref().filter(|_| finish.grpc) {
+                        finish.grpc_status = grpc_status(trailers).or(finish.grpc_status);
                     }
                 }
             }

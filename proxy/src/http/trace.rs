@@ -56,6 +56,9 @@ pub struct TracePolicy {
     pub sampling_headers: SamplingHeaders,
     /// `meshtrace_sampling_decisions_total` for this direction.
     pub sampling_metrics: SamplingMetrics,
+    /// Whether some sampling route has boost triggers, whose requests' outcomes
+    /// the record layer then feeds to it.
+    pub observes_routes: bool,
     /// The span recorder, when spans are on.
     pub spans: Option<Arc<crate::telemetry::Recorder>>,
     /// Migration counts and what the app speaks (process-wide).

@@ -98,6 +98,13 @@ where
         }
         entry.0.clone()
     }
+
+    /// Drops every series whose labels `keep` refuses (a reload removed what
+    /// they describe).
+    pub(super) fn retain(&self, keep: impl Fn(&L) -> bool) {
+        let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        series.retain(|labels, _| keep(labels));
+    }
 }
 
 impl<L, M> Collector for Family<L, M>

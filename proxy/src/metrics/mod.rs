@@ -6,7 +6,7 @@
 //!
 //! One module per concern, each owning its families, labels and handles:
 //! `http` requests, `connections` (and upstream errors), `trace_context`
-//! (the migration's per-format counters), `sampling` decisions, `spans`
+//! (the migration's per-format counters), `sampling` decisions, `routes` (each sampling route's boost and rate), `spans`
 //! export, and `reloads` (the config in force). The README's metrics
 //! reference documents each family; a test keeps the two in step.
 //!
@@ -38,6 +38,7 @@ mod exposition;
 mod family;
 mod http;
 mod reloads;
+mod routes;
 mod sampling;
 mod spans;
 mod trace_context;
@@ -53,6 +54,7 @@ pub use connections::{ConnMetrics, ErrorKind, OpenGuard};
 pub use exposition::{OPENMETRICS, PROMETHEUS_TEXT};
 pub use http::HttpMetrics;
 pub use reloads::ReloadSource;
+pub use routes::RouteGauges;
 pub use sampling::SamplingMetrics;
 pub use spans::SpanMetrics;
 pub use trace_context::{FormatCounters, TraceContextMetrics, WrittenMetrics};
@@ -67,6 +69,7 @@ pub struct Metrics {
     conns: connections::Families,
     trace_context: trace_context::Families,
     sampling: sampling::Families,
+    routes: routes::Families,
     /// Span export counters, shared with the exporter.
     pub spans: SpanMetrics,
     reloads: reloads::Families,
@@ -82,6 +85,7 @@ impl Metrics {
         let conns = connections::Families::register(&mut registry);
         let trace_context = trace_context::Families::register(&mut registry);
         let sampling = sampling::Families::register(&mut registry);
+        let routes = routes::Families::register(&mut registry);
         let spans = SpanMetrics::register(&mut registry);
         let reloads = reloads::Families::register(&mut registry);
         Arc::new(Self {
@@ -90,6 +94,7 @@ impl Metrics {
             conns,
             trace_context,
             sampling,
+            routes,
             spans,
             reloads,
         })
@@ -140,6 +145,11 @@ impl Metrics {
     /// Handles for sampling decisions of one direction.
     pub fn sampling(&self, direction: Direction) -> SamplingMetrics {
         self.sampling.handles(direction)
+    }
+
+    /// Sets the sampling-route gauges to the running routes.
+    pub fn routes(&self, routes: &[RouteGauges]) {
+        self.routes.set(routes);
     }
 
     /// A reload source started watching: its applied and rejected counts

@@ -49,6 +49,8 @@ fn every_family_renders_in_registration_order() {
         "meshtrace_trace_context_by_caller_total",
         "meshtrace_trace_context_written_total",
         "meshtrace_sampling_decisions_total",
+        "meshtrace_sampling_boost_active",
+        "meshtrace_sampling_route_rate",
         "meshtrace_spans_exported_total",
         "meshtrace_spans_dropped_total",
         "meshtrace_config_reloads_total",

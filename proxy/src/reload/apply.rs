@@ -87,6 +87,7 @@ impl Reloader {
         // Bind changed listen addresses first: a failure rejects the config.
         let moved = self.bind_moved(&config)?;
         let recorder = self.recorder_for(&config, &old)?;
+        running.adaptive.reload(&config);
         for (_, listener) in running.listeners.iter() {
             listener.reload(config.clone(), recorder.clone());
         }
@@ -179,6 +180,11 @@ impl Reloader {
     /// The sidecar's metrics, where reload sources count their outcomes.
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// The sampling routes, for reports to the control plane and its shares.
+    pub fn adaptive(&self) -> &crate::adaptive::Adaptive {
+        &self.0.adaptive
     }
 
     /// The migration counts, for reports to the control plane.

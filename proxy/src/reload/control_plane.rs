@@ -23,8 +23,12 @@
 //! `control.report_interval` (15 s): a [`meshtrace_config::report::Report`] of the
 //! trace formats it has seen per direction and calling workload and the formats
 //! its app sends ([`crate::migration`]), for the control plane's fleet-wide
-//! migration view. A report that fails is dropped; the next one carries the
-//! cumulative counts anyway.
+//! migration view, and its sampling routes' root-request counts and active
+//! boosts. The answer carries this sidecar's share of each adaptive route's
+//! fleet target ([`meshtrace_config::report::ReportReply`]), which
+//! [`crate::adaptive`] adapts to until three report intervals pass without
+//! one. A report that fails is dropped; the next one carries the cumulative
+//! counts anyway.
 
 use std::time::Duration;
 
@@ -35,12 +39,14 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use meshtrace_config::redact::redact_urls;
+use meshtrace_config::report::ReportReply;
 use meshtrace_config::wire::{self, Ack, AckStatus, ConfigPush, SseEvent, SseParser};
 use meshtrace_config::Config;
 
 use super::apply::Reloader;
 use super::cache;
 use super::local::local_view;
+use crate::adaptive::SHARES_FOR_REPORTS;
 use crate::metrics::ReloadSource;
 
 /// Starts watching (and reporting to) the control plane named in
@@ -210,13 +216,26 @@ async fn report_loop(client: &HttpClient, url: &str, local: &Config, reloader: &
     loop {
         ticks.tick().await;
         let config = reloader.current();
-        let report =
-            reloader
-                .migration()
-                .report(&config, &namespace, &pod, tokio::time::Instant::now());
-        post_json(client, &uri, &report, "report").await;
+        let now = tokio::time::Instant::now();
+        let mut report = reloader.migration().report(&config, &namespace, &pod, now);
+        let adaptive = reloader.adaptive();
+        report.routes = adaptive.current().report(now);
+        let Some(answer) = post_json(client, &uri, &report, "report").await else {
+            continue;
+        };
+        match serde_json::from_slice::<ReportReply>(&answer) {
+            Ok(reply) => {
+                let valid_for = config.control.report_interval.get() * SHARES_FOR_REPORTS;
+                adaptive.set_shares(reply.budgets, valid_for, tokio::time::Instant::now());
+            }
+            Err(error) => tracing::debug!(%error, "report answer unreadable"),
+        }
     }
 }
+
+/// The most of an answer the sidecar reads (a report's answer is a few
+/// hundred bytes per adaptive route).
+const MAX_ANSWER: usize = 256 * 1024;
 
 /// The client of the control plane: h2c, with keep-alive pings.
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -234,25 +253,41 @@ fn new_client() -> HttpClient {
         .build_http()
 }
 
-/// `POST`s `body` as JSON to `uri`; `what` names it in the debug log of a
-/// failure, which is dropped (the next ACK or report follows anyway).
-async fn post_json(client: &HttpClient, uri: &str, body: &impl serde::Serialize, what: &str) {
-    let Ok(body) = serde_json::to_vec(body) else {
-        return;
-    };
+/// `POST`s `body` as JSON to `uri` and returns the answer's body (at most
+/// [`MAX_ANSWER`] bytes); `what` names it in the debug log of a failure, which
+/// is dropped (the next ACK or report follows anyway).
+async fn post_json(
+    client: &HttpClient,
+    uri: &str,
+    body: &impl serde::Serialize,
+    what: &str,
+) -> Option<Bytes> {
+    let body = serde_json::to_vec(body).ok()?;
     let req = Request::builder()
         .method(Method::POST)
         .uri(uri)
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)));
-    let Ok(req) = req else {
-        return;
+    let req = req.ok()?;
+    let exchange = async {
+        let rsp = client.request(req).await.map_err(|e| e.to_string())?;
+        if !rsp.status().is_success() {
+            return Err(format!("refused with {}", rsp.status()));
+        }
+        let body = http_body_util::Limited::new(rsp.into_body(), MAX_ANSWER);
+        let body = body.collect().await.map_err(|e| e.to_string())?;
+        Ok(body.to_bytes())
     };
-    match tokio::time::timeout(POST_TIMEOUT, client.request(req)).await {
-        Ok(Ok(rsp)) if rsp.status().is_success() => {}
-        Ok(Ok(rsp)) => tracing::debug!(status = %rsp.status(), "{what} refused"),
-        Ok(Err(error)) => tracing::debug!(%error, "{what} failed"),
-        Err(_) => tracing::debug!("{what} timed out"),
+    match tokio::time::timeout(POST_TIMEOUT, exchange).await {
+        Ok(Ok(answer)) => Some(answer),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "{what} failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("{what} timed out");
+            None
+        }
     }
 }
 

@@ -45,6 +45,8 @@ pub(crate) struct Running {
     pub(crate) config: Arc<ArcSwap<Config>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) migration: Arc<Migration>,
+    /// The sampling routes both listeners share.
+    pub(crate) adaptive: Arc<crate::adaptive::Adaptive>,
     pub(crate) listeners: ByDirection<Arc<Listener>>,
     pub(crate) bound: Mutex<ByDirection<Bound>>,
     pub(crate) admin: SocketAddr,

@@ -98,6 +98,7 @@ async fn sidecar(
         upstreams,
         metrics: metrics.clone(),
         migration: Arc::new(Migration::new(&metrics)),
+        adaptive: crate::adaptive::Adaptive::new(&config, metrics.clone()),
         spans: Some(recorder),
         drain: Drain::default(),
         orig_dst: Arc::new(orig_dst),

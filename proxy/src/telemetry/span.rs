@@ -47,8 +47,8 @@ pub struct Recorder {
     redact_params: Vec<String>,
     drop_query: bool,
     rpc_dup: bool,
-    tail_errors: bool,
-    tail_slow: Option<Duration>,
+    /// `sampling.tail`: the tail keep of requests whose route is not known.
+    tail: Tail,
     scope: InstrumentationScope,
     queue: SpanQueue,
 }
@@ -60,10 +60,36 @@ struct HeaderTag {
     redacted: bool,
 }
 
+/// Which unsampled requests keep their span (a route's `tail`, see
+/// [`meshtrace_config::RoutePolicy`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tail {
+    /// Keep errors (HTTP 5xx, gRPC server errors).
+    pub errors: bool,
+    /// Keep requests slower than this.
+    pub slow: Option<Duration>,
+}
+
+impl From<&meshtrace_config::TailKeep> for Tail {
+    fn from(tail: &meshtrace_config::TailKeep) -> Self {
+        Self {
+            errors: tail.errors,
+            slow: tail.slow.map(|d| d.get()),
+        }
+    }
+}
+
+impl Tail {
+    fn on(self) -> bool {
+        self.errors || self.slow.is_some()
+    }
+}
+
 /// What a span needs from its request, captured when the request arrives.
 #[derive(Debug)]
 pub struct SpanStart {
     info: SpanInfo,
+    tail: Tail,
     server: bool,
     start: SystemTime,
     method: Method,
@@ -157,8 +183,7 @@ impl Recorder {
                 .collect(),
             drop_query: spans.redact.drop_query,
             rpc_dup,
-            tail_errors: config.sampling.tail.errors,
-            tail_slow: config.sampling.tail.slow.map(|d| d.get()),
+            tail: Tail::from(&config.sampling.tail),
             scope: InstrumentationScope::builder("meshtrace-proxy")
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
@@ -172,12 +197,28 @@ impl Recorder {
     }
 
     /// Captures `req` when its span may be exported: the trace is sampled, or (for
-    /// a SERVER span) tail keep is on.
+    /// a SERVER span) `sampling.tail` keep is on.
     pub fn start<B>(&self, req: &Request<B>, server: bool, peer: IpAddr) -> Option<SpanStart> {
+        self.start_with_tail(req, server, peer, self.tail)
+    }
+
+    /// [`Self::start`] with the tail keep of the request's route. A probe
+    /// (`sampling.probes`) is never kept.
+    pub fn start_with_tail<B>(
+        &self,
+        req: &Request<B>,
+        server: bool,
+        peer: IpAddr,
+        tail: Tail,
+    ) -> Option<SpanStart> {
         let info = req.extensions().get::<SpanInfo>()?;
         let sampled = info.sampled();
-        let tail = server && (self.tail_errors || self.tail_slow.is_some());
-        if !(sampled || tail) {
+        let tail = if server && info.sampling_reason != Reason::Probe {
+            tail
+        } else {
+            Tail::default()
+        };
+        if !(sampled || tail.on()) {
             return None;
         }
         let headers = req.headers();
@@ -199,6 +240,7 @@ impl Recorder {
             .collect();
         Some(SpanStart {
             info: info.clone(),
+            tail,
             server,
             start: SystemTime::now(),
             method: req.method().clone(),
@@ -233,10 +275,10 @@ impl Recorder {
             };
         let reason = if sampled {
             info.sampling_reason.as_str()
-        } else if self.tail_errors && error {
+        } else if start.tail.errors && error {
             tail_metrics.count(true, Reason::TailError);
             Reason::TailError.as_str()
-        } else if self.tail_slow.is_some_and(|slow| end.elapsed > slow) {
+        } else if start.tail.slow.is_some_and(|slow| end.elapsed > slow) {
             tail_metrics.count(true, Reason::TailSlow);
             Reason::TailSlow.as_str()
         } else {
