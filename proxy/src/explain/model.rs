@@ -114,6 +114,12 @@ pub struct SamplingView {
     pub rate: Option<f64>,
     /// `ot=th:` written for it, if any.
     pub threshold: Option<String>,
+    /// The sampling route the request falls in (`sampling.rules[].name`,
+    /// `rules[<i>]`, `default`).
+    pub route: String,
+    /// How the route keeps traces: its fixed rate, or its adaptive target and
+    /// bounds, its tier and boost.
+    pub route_policy: String,
 }
 
 /// The next hop and the propagation policy toward it.

@@ -92,6 +92,7 @@ fn sampling(out: &mut String, e: &Explanation) {
     let verdict = if s.sampled { "sampled" } else { "not sampled" };
     let _ = writeln!(out, "\nsampling: {verdict} (reason {})", s.reason);
     let _ = writeln!(out, "  decided by: {}", s.decided_by);
+    let _ = writeln!(out, "  route:      {} ({})", s.route, s.route_policy);
     if let Some(tenant) = &s.tenant {
         let _ = writeln!(out, "  tenant:     {tenant}");
     }

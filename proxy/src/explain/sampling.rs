@@ -2,7 +2,7 @@
 //! the piece of config (or the caller) that made it.
 
 use http::Request;
-use meshtrace_config::Config;
+use meshtrace_config::{Config, RateMode, RoutePolicy};
 
 use super::model::SamplingView;
 use crate::http::decide;
@@ -47,6 +47,8 @@ pub fn view<B>(
         Reason::Boost => ("the route's incident boost".to_string(), None),
         Reason::Probe => ("sampling.probes: a health check or probe".to_string(), None),
     };
+    let routes = policy.sampler.routes();
+    let route = routes.policy(decide::route_of(&policy.sampler, req));
     SamplingView {
         sampled: decision.sampled,
         reason: decision.reason.as_str(),
@@ -54,7 +56,42 @@ pub fn view<B>(
         tenant,
         rate,
         threshold: decision.threshold.map(|t| t.to_th()),
+        route: route.map_or_else(String::new, |r| r.name.clone()),
+        route_policy: route.map_or_else(String::new, describe),
     }
+}
+
+/// How a route keeps traces, in one line.
+fn describe(route: &RoutePolicy) -> String {
+    let mut parts = vec![match route.rate {
+        RateMode::Fixed(rate) => format!("fixed rate {rate}"),
+        RateMode::Target {
+            traces_per_second,
+            min_rate,
+            max_rate,
+        } => format!(
+            "adaptive: {traces_per_second} traces/s fleet-wide, rate {min_rate}..{max_rate}; explain starts at {max_rate}"
+        ),
+    }];
+    if let Some(tier) = &route.tier {
+        parts.push(format!("tier {tier}"));
+    }
+    if let Some(boost) = &route.boost {
+        let mut triggers = Vec::new();
+        if let Some(ratio) = boost.error_ratio {
+            triggers.push(format!("error ratio > {ratio}"));
+        }
+        if let Some(l) = &boost.latency {
+            triggers.push(format!("p{} > {}", l.percentile, String::from(l.above)));
+        }
+        parts.push(format!(
+            "boost on {} → rate {} within {}/s (not active here)",
+            triggers.join(" or "),
+            boost.rate,
+            boost.traces_per_second
+        ));
+    }
+    parts.join("; ")
 }
 
 fn parent(traced: &Traced) -> String {
@@ -97,18 +134,31 @@ fn root<B>(
     match policy.sampler.rule_for(&input) {
         Some(i) => {
             let rule = config.sampling.rules.get(i);
+            let live = policy.sampler.routes().threshold(i).map(|t| t.rate());
             let reservoir = rule
                 .and_then(|r| r.reservoir_per_second)
                 .map(|n| format!(", reservoir {n}/s taken first"))
                 .unwrap_or_default();
             (
                 format!("{over}sampling.rules[{i}]{reservoir}"),
-                rule.and_then(|r| r.rate),
+                rule.and_then(|r| r.rate).or(live),
             )
         }
-        None => (
-            format!("{over}sampling.default_rate (no rule matched)"),
-            Some(config.sampling.default_rate),
-        ),
+        None => {
+            let default = config.sampling.rules.len();
+            let live = policy
+                .sampler
+                .routes()
+                .threshold(default)
+                .map_or(0.0, |t| t.rate());
+            let (by, rate) = match config.sampling.default_route().rate {
+                RateMode::Fixed(rate) if rate == config.sampling.default_rate => {
+                    ("sampling.default_rate", rate)
+                }
+                RateMode::Fixed(rate) => ("sampling.default.rate", rate),
+                RateMode::Target { .. } => ("the default route's adaptive rate", live),
+            };
+            (format!("{over}{by} (no rule matched)"), Some(rate))
+        }
     }
 }

@@ -179,6 +179,31 @@ fn a_root_request_names_the_sampling_rule_that_decided() {
 }
 
 #[test]
+fn the_route_and_how_it_keeps_traces_are_named() {
+    let yaml = "sampling:\n  tier: critical\n  rules:\n    - name: pay\n      match: {path_prefix: /api/}\n      target_traces_per_second: 4\n      max_rate: 0.5\n";
+    let mut q = query(Direction::Outbound, "checkout:8080", &[]);
+    q.path = "/api/pay".into();
+    let e = run(yaml, &q);
+    assert_eq!(e.sampling.route, "pay");
+    assert_eq!(
+        e.sampling.rate,
+        Some(0.5),
+        "a fresh adaptive route starts at its ceiling"
+    );
+    let policy = &e.sampling.route_policy;
+    assert!(policy.contains("adaptive: 4 traces/s"), "{policy}");
+    assert!(policy.contains("tier critical"), "{policy}");
+    assert!(policy.contains("boost on error ratio > 0.05"), "{policy}");
+    q.path = "/healthz".into();
+    let e = run(yaml, &q);
+    assert_eq!(
+        (e.sampling.reason, e.sampling.route.as_str()),
+        ("probe", "default")
+    );
+    assert!(text(&e).contains("route:      default (adaptive: 10 traces/s"));
+}
+
+#[test]
 fn forced_tenant_and_force_signal_are_attributed() {
     let yaml = "sampling:\n  forced_tenants:\n    - {tenant: acme, rate: 1.0, traces_per_second: 5, override_parent: true}\n";
     let tp = format!("00-{TRACE}-{SPAN}-00");

@@ -19,6 +19,7 @@
 mod access_log;
 mod admin;
 mod apps;
+mod boost;
 mod chart;
 mod cli;
 mod control;
@@ -28,6 +29,7 @@ mod dashboards;
 mod drain;
 mod edge_errors;
 mod explain;
+mod fleet_sampling;
 mod grpc;
 mod harness;
 mod http1;

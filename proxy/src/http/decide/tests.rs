@@ -259,3 +259,64 @@ fn datadog_user_keep_over_budget_is_passed_on_as_auto_keep() {
     assert_eq!(priority(&forwarded[0].1), Some(2), "within budget");
     assert_eq!(priority(&forwarded[4].1), Some(1), "over budget");
 }
+
+/// Whether `req` is a probe under `config`.
+fn probe(config: &Config, req: &Request<()>) -> bool {
+    SamplingHeaders::new(&config.sampling).is_probe(req)
+}
+
+#[test]
+fn kubelet_probes_and_health_paths_are_probes_by_default() {
+    let config = crate::test_support::config(|_| {});
+    let kubelet = request("/ready", &[("user-agent", "kube-probe/1.30")]);
+    assert!(probe(&config, &kubelet));
+    let elb = request("/", &[("user-agent", "elb-healthchecker/2.0")]);
+    assert!(
+        probe(&config, &elb),
+        "user agents compare case-insensitively"
+    );
+    assert!(probe(&config, &request("/healthz", &[])));
+    assert!(
+        !probe(&config, &request("/healthz/deep", &[])),
+        "paths are exact"
+    );
+    let browser = request(
+        "/api/cart",
+        &[("user-agent", "Mozilla/5.0 kube-probe/1.30")],
+    );
+    assert!(!probe(&config, &browser), "a prefix, not a substring");
+}
+
+#[test]
+fn probes_are_configurable_and_can_be_traced() {
+    let custom = config(|c| {
+        c.sampling.probes.paths = vec!["/ping".into()];
+        c.sampling.probes.user_agents = vec!["Consul Health Check".into()];
+    });
+    assert!(probe(&custom, &request("/ping", &[])));
+    assert!(!probe(&custom, &request("/healthz", &[])));
+    let consul = request("/", &[("user-agent", "Consul Health Check")]);
+    assert!(probe(&custom, &consul));
+    let traced = config(|c| c.sampling.probes.trace = true);
+    assert!(!probe(&traced, &request("/healthz", &[])));
+}
+
+#[test]
+fn a_probe_is_not_traced_even_when_everything_else_would_be() {
+    let all = config(|c| c.sampling.default_rate = 1.0);
+    let req = request(
+        "/healthz",
+        &[
+            ("user-agent", "kube-probe/1.30"),
+            ("x-meshtrace-force-trace", "1"),
+        ],
+    );
+    let probed = decision(&all, true, &req, &context());
+    assert_eq!((probed.sampled, probed.reason), (false, Reason::Probe));
+    let app = request("/api", &[("user-agent", "kube-probe/1.30")]);
+    let traced = config(|c| {
+        c.sampling.default_rate = 1.0;
+        c.sampling.probes.trace = true;
+    });
+    assert!(decision(&traced, true, &app, &context()).sampled);
+}
