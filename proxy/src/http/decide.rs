@@ -240,7 +240,8 @@ pub fn apply(decision: Decision, context: &mut TraceContext) {
     }
     // Datadog, when the trace came through it (headers or a `dd=` member): user
     // keep for forced traces, auto keep/drop otherwise, and the decision maker
-    // (`_dd.p.dm`: -4 manual, -3 rule, -0 default) on kept traces. Without
+    // (`_dd.p.dm`: -4 manual, -3 rule — a boost is a rule's —, -0 default) on
+    // kept traces. Without
     // Datadog fields, a Datadog neighbour gets priority 1/0 from the sampled flag.
     let Some(meta) = context.datadog.as_mut() else {
         return;
@@ -251,7 +252,7 @@ pub fn apply(decision: Decision, context: &mut TraceContext) {
     );
     let (priority, mechanism) = match (decision.sampled, decision.reason) {
         (true, _) if forced => (USER_KEEP, "-4"),
-        (true, Reason::Rule) => (1, "-3"),
+        (true, Reason::Rule | Reason::Boost) => (1, "-3"),
         (true, _) => (1, "-0"),
         (false, _) => (0, ""),
     };

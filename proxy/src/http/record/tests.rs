@@ -308,3 +308,57 @@ async fn answered_request_is_not_also_recorded_as_abandoned() {
     assert_eq!(lines.len(), 1);
     assert!(lines[0].get("error").is_none(), "{}", lines[0]);
 }
+
+/// An inbound request whose span the trace layer did not sample, on a policy
+/// where `config` decides its route's tail keep; whether its span is exported
+/// when the app answers `status`.
+async fn tail_kept(config: &meshtrace_config::Config, path: &str, status: StatusCode) -> bool {
+    let mut layers = Layers::with_spans(Direction::Inbound, config);
+    let mut req = request(path, &[]);
+    req.extensions_mut()
+        .insert(span_info(TRACE, SPAN, None, false));
+    let mut response = ok("");
+    *response.status_mut() = status;
+    let recorded = record(&layers, Protocol::Http1, req, response).await;
+    let _ = recorded.into_body().collect().await;
+    layers.exported().is_some()
+}
+
+#[tokio::test]
+async fn a_critical_route_keeps_the_spans_of_its_errors_when_the_workload_does_not() {
+    let config = config(|c| {
+        c.sampling.default_rate = 0.0;
+        c.sampling.rules = vec![meshtrace_config::SamplingRule {
+            name: Some("pay".into()),
+            matches: meshtrace_config::RuleMatch {
+                path_prefix: Some("/pay".into()),
+                ..Default::default()
+            },
+            rate: Some(0.0),
+            tier: Some("critical".into()),
+            ..Default::default()
+        }];
+    });
+    assert!(tail_kept(&config, "/pay", StatusCode::BAD_GATEWAY).await);
+    assert!(!tail_kept(&config, "/pay", StatusCode::OK).await);
+    assert!(
+        !tail_kept(&config, "/browse", StatusCode::BAD_GATEWAY).await,
+        "the default route keeps no tail: sampling.tail is off"
+    );
+}
+
+#[tokio::test]
+async fn a_probe_is_never_tail_kept() {
+    let config = config(|c| c.sampling.tail.errors = true);
+    let mut layers = Layers::with_spans(Direction::Inbound, &config);
+    let mut req = request("/healthz", &[]);
+    let mut info = span_info(TRACE, SPAN, None, false);
+    info.sampling_reason = crate::sampling::Reason::Probe;
+    req.extensions_mut().insert(info);
+    let mut response = ok("");
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let recorded = record(&layers, Protocol::Http1, req, response).await;
+    let _ = recorded.into_body().collect().await;
+    assert!(layers.exported().is_none(), "a failing health check is not kept");
+    assert!(tail_kept(&config, "/api", StatusCode::SERVICE_UNAVAILABLE).await);
+}
