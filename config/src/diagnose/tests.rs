@@ -207,3 +207,61 @@ fn a_syntax_error_says_its_location_once() {
     assert_eq!(err.matches("2:1").count(), 1, "{err}");
     assert!(!err.contains(" at line "), "{err}");
 }
+
+#[test]
+fn adaptive_routes_tiers_and_boosts_report_every_mistake() {
+    let text = "sampling:
+  tier: gold
+  rules:
+  - {name: pay, match: {path_prefix: /pay}, rate: 0.5, target_traces_per_second: 5}
+  - {name: pay, match: {path_prefix: /p}, rate: 0.5, min_rate: 0.1}
+  - {match: {path_prefix: /q}, target_traces_per_second: 5, min_rate: 0.5, max_rate: 0.1}
+  - {name: default, match: {path_prefix: /r}, target_traces_per_second: 0}
+  - match: {path_prefix: /s}
+    target_traces_per_second: 1
+    boost: {window: 1s, rate: 0}
+  default: {match: {host: x}, rate: 1}
+  adaptive: {period: 2s}
+";
+    let lines = report(text);
+    let paths: Vec<&str> = lines
+        .iter()
+        .map(|l| l.splitn(4, ':').nth(3).unwrap_or("").trim())
+        .map(|l| l.split(':').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "sampling.rules[0].target_traces_per_second",
+            "sampling.rules[1].min_rate",
+            "sampling.rules[1].name",
+            "sampling.rules[2].min_rate",
+            "sampling.rules[3].target_traces_per_second",
+            "sampling.rules[3].name",
+            "sampling.rules[4].boost",
+            "sampling.rules[4].boost.window",
+            "sampling.rules[4].boost.rate",
+            "sampling.default.match",
+            "sampling.tier",
+        ],
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("unknown tier \"gold\"; known: background, critical, standard")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn a_default_rate_a_tier_overrides_is_a_warning() {
+    assert_eq!(
+        warnings("sampling: {default_rate: 0.1, tier: critical}\n"),
+        ["sampling.default_rate: never applies: the default route's rate comes from sampling.default or the tier"]
+    );
+    assert!(
+        warnings("sampling: {default_rate: 0.1, default: {tier: critical, rate: 0.1}}\n")
+            .is_empty()
+    );
+}

@@ -43,6 +43,12 @@ pub(crate) fn check(config: &Config, warnings: &mut Problems) {
             );
         }
     }
+    if s.default_rate != 1.0 && s.default_route().rate != crate::RateMode::Fixed(s.default_rate) {
+        warnings.add(
+            "sampling.default_rate",
+            "never applies: the default route's rate comes from sampling.default or the tier",
+        );
+    }
     if !s.forced_tenants.is_empty() && s.tenant.headers.is_empty() && s.tenant.baggage_key.is_none()
     {
         warnings.add(

@@ -359,6 +359,9 @@ async fn a_probe_is_never_tail_kept() {
     *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     let recorded = record(&layers, Protocol::Http1, req, response).await;
     let _ = recorded.into_body().collect().await;
-    assert!(layers.exported().is_none(), "a failing health check is not kept");
+    assert!(
+        layers.exported().is_none(),
+        "a failing health check is not kept"
+    );
     assert!(tail_kept(&config, "/api", StatusCode::SERVICE_UNAVAILABLE).await);
 }
