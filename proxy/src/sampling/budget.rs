@@ -30,13 +30,11 @@ pub(super) struct TokenBucket {
     /// When the bucket is full again, in nanoseconds since the epoch; 0 = full
     /// from the start.
     full_at: AtomicU64,
-    /// Nanoseconds to refill one token. Atomic (relaxed) only so that an
-    /// adaptive route's cap can change its rate at a tick without a lock; a
-    /// request racing the change uses the old or the new value.
-    interval: AtomicU64,
+    /// Nanoseconds to refill one token.
+    interval: u64,
     /// `(capacity - 1) · interval`: how far `full_at` may lie ahead of now for a
     /// token to be left.
-    tolerance: AtomicU64,
+    tolerance: u64,
 }
 
 // === impl TokenBucket ===
@@ -46,26 +44,18 @@ impl TokenBucket {
     /// positive (the config validation requires it); anything else refills once
     /// in a very long time, so at most one token is ever taken.
     pub(super) fn new(per_second: f64) -> Self {
-        Self::with_burst(per_second, per_second)
-    }
-
-    /// A full bucket refilling `per_second` tokens a second that stores at most
-    /// `max(1, burst)` tokens.
-    pub(super) fn with_burst(per_second: f64, burst: f64) -> Self {
-        let (interval, tolerance) = shape(per_second, burst);
+        let capacity = per_second.max(1.0);
+        let interval = if per_second > 0.0 {
+            (NANOS / per_second).round().clamp(1.0, MAX_INTERVAL as f64) as u64
+        } else {
+            MAX_INTERVAL
+        };
+        let tolerance = ((capacity - 1.0) * interval as f64).round();
         Self {
             full_at: AtomicU64::new(0),
-            interval: AtomicU64::new(interval),
-            tolerance: AtomicU64::new(tolerance),
+            interval,
+            tolerance: tolerance.clamp(0.0, MAX_INTERVAL as f64) as u64,
         }
-    }
-
-    /// Changes the rate and burst of a shared bucket (an adaptive route's cap,
-    /// at a tick). What was spent stays spent: `full_at` is kept.
-    pub(super) fn set_rate(&self, per_second: f64, burst: f64) {
-        let (interval, tolerance) = shape(per_second, burst);
-        self.interval.store(interval, Ordering::Relaxed);
-        self.tolerance.store(tolerance, Ordering::Relaxed);
     }
 
     /// Carries what `spent` has used up into this (not yet shared) bucket, for a
@@ -79,13 +69,11 @@ impl TokenBucket {
     pub(super) fn try_take(&self, now: u64) -> bool {
         // Relaxed is enough: the atomic is the whole state, publishing nothing else.
         let mut full_at = self.full_at.load(Ordering::Relaxed);
-        let tolerance = self.tolerance.load(Ordering::Relaxed);
-        let interval = self.interval.load(Ordering::Relaxed);
         loop {
-            if full_at.saturating_sub(now) > tolerance {
+            if full_at.saturating_sub(now) > self.tolerance {
                 return false;
             }
-            let next = full_at.max(now).saturating_add(interval);
+            let next = full_at.max(now).saturating_add(self.interval);
             match self.full_at.compare_exchange_weak(
                 full_at,
                 next,
@@ -97,19 +85,6 @@ impl TokenBucket {
             }
         }
     }
-}
-
-/// `(interval, tolerance)` of a bucket of `per_second` tokens a second holding at
-/// most `max(1, burst)`.
-fn shape(per_second: f64, burst: f64) -> (u64, u64) {
-    let capacity = burst.max(1.0);
-    let interval = if per_second > 0.0 {
-        (NANOS / per_second).round().clamp(1.0, MAX_INTERVAL as f64) as u64
-    } else {
-        MAX_INTERVAL
-    };
-    let tolerance = ((capacity - 1.0) * interval as f64).round();
-    (interval, tolerance.clamp(0.0, MAX_INTERVAL as f64) as u64)
 }
 
 #[cfg(test)]
@@ -150,18 +125,6 @@ mod tests {
         assert_eq!(take_all(&bucket, SECOND / 10 - 1), 0);
         assert_eq!(take_all(&bucket, SECOND / 10), 1);
         assert_eq!(take_all(&bucket, SECOND / 2), 4);
-    }
-
-    #[test]
-    fn a_new_rate_and_burst_apply_to_a_shared_bucket() {
-        let bucket = TokenBucket::with_burst(10.0, 2.0);
-        assert_eq!(take_all(&bucket, 0), 2);
-        bucket.set_rate(100.0, 5.0);
-        // Spent stays spent: `full_at` is still 0.2 s, and a token is left only
-        // once it is within 4 new intervals (0.04 s) of now.
-        assert_eq!(take_all(&bucket, SECOND / 10), 0);
-        assert_eq!(take_all(&bucket, SECOND / 100 * 18), 3);
-        assert_eq!(take_all(&bucket, SECOND), 5);
     }
 
     #[test]

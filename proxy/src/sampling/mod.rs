@@ -335,7 +335,7 @@ impl Sampler {
         let decision = if reservoir.is_some_and(|r| r.try_take(self.nanos(now))) {
             Decision::forced(reason)
         } else {
-            let threshold = self.routes.decide_root(id, input.trace_id, now);
+            let threshold = self.routes.decide_root(id, input.trace_id);
             Decision {
                 sampled: threshold.is_some(),
                 reason,

@@ -10,8 +10,8 @@
 //!
 //! - A route's root probability is one `AtomicU64` (threshold bits): fixed
 //!   routes never change it, adaptive ones get a new one at each tick from their
-//!   [controller](super::adaptive), plus a cap bucket on sampled roots
-//!   ([`TokenBucket`], its rate changed in place at the tick).
+//!   [controller](super::adaptive), plus a cap on sampled roots per period
+//!   ([`Cap`], renewed at the tick).
 //! - Roots are counted per route (`roots`, `sampled`: cumulative, for the
 //!   controller and the control plane's report).
 //! - A route with a `boost` has a [window](super::window) of outcomes
@@ -30,9 +30,8 @@ use meshtrace_config::report::RouteReport;
 use meshtrace_config::{RateMode, RoutePolicy, Sampling};
 use tokio::time::Instant;
 
-use super::adaptive::{Controller, Limits};
+use super::adaptive::{Cap, Controller, Limits};
 use super::boost::{self, Boost};
-use super::budget::TokenBucket;
 use super::consistent::{randomness, Threshold};
 use super::window::Window;
 use crate::propagation::TraceId;
@@ -78,8 +77,9 @@ struct Adaptive {
     limits: Limits,
     /// Touched only by ticks, shares, reloads and reports.
     controller: Mutex<Controller>,
-    /// Sampled roots past `p`, until `p` catches up with a step.
-    cap: TokenBucket,
+    /// Sampled roots allowed until the next tick: holds a step until `p`
+    /// catches up.
+    cap: Cap,
 }
 
 /// Something that happened to a route at a tick, for the sidecar's log.
@@ -146,7 +146,7 @@ impl Routes {
                 .iter()
                 .find(|o| o.policy.name == route.policy.name);
             if let Some(old) = old {
-                route.carry(old, now);
+                route.carry(old, now, next.period);
             }
         }
         next.recount();
@@ -232,12 +232,17 @@ impl Routes {
 
     /// This sidecar's share of each adaptive route's fleet target, from the
     /// control plane's report reply; routes left out (all of them, for an empty
-    /// map) adapt to the whole target. Takes effect at the next tick.
+    /// map) adapt to the whole target. The probability follows at the next
+    /// tick, the cap at once.
     pub fn set_shares(&self, shares: &BTreeMap<String, f64>) {
         for route in &self.routes {
             if let Some(adaptive) = &route.adaptive {
                 let share = shares.get(&route.policy.name).copied();
-                lock(&adaptive.controller).share = share.filter(|s| s.is_finite() && *s >= 0.0);
+                let mut controller = lock(&adaptive.controller);
+                controller.share = share.filter(|s| s.is_finite() && *s >= 0.0);
+                adaptive
+                    .cap
+                    .set_limit(controller.cap(&adaptive.limits, self.period));
             }
         }
     }
@@ -268,19 +273,14 @@ impl Routes {
     /// The root decision of route `id` by probability (after its reservoir):
     /// its live threshold, then for an adaptive route its cap. `Some(threshold)`
     /// when sampled.
-    pub(super) fn decide_root(
-        &self,
-        id: RouteId,
-        trace_id: TraceId,
-        now: Instant,
-    ) -> Option<Threshold> {
+    pub(super) fn decide_root(&self, id: RouteId, trace_id: TraceId) -> Option<Threshold> {
         let route = self.routes.get(id)?;
         let threshold = Threshold::from_bits(route.threshold.load(Ordering::Relaxed))?;
         if !threshold.accepts(randomness(trace_id)) {
             return None;
         }
         match &route.adaptive {
-            Some(a) if !a.cap.try_take(self.nanos(now)) => None,
+            Some(a) if !a.cap.try_take() => None,
             _ => Some(threshold),
         }
     }
@@ -336,11 +336,10 @@ impl Route {
                     max_rate,
                 };
                 let controller = Controller::new(&limits, 0, now);
-                let (per_second, burst) = controller.cap(&limits, period);
                 let adaptive = Adaptive {
                     limits,
+                    cap: Cap::new(controller.cap(&limits, period)),
                     controller: Mutex::new(controller),
-                    cap: TokenBucket::with_burst(per_second, burst),
                 };
                 (max_rate, Some(adaptive))
             }
@@ -362,7 +361,7 @@ impl Route {
     }
 
     /// Takes over what `old` (the route of the same name before a reload) had.
-    fn carry(&mut self, old: &Route, now: Instant) {
+    fn carry(&mut self, old: &Route, now: Instant, period: Duration) {
         let roots = old.roots.load(Ordering::Relaxed);
         *self.roots.get_mut() = roots;
         *self.sampled.get_mut() = old.sampled.load(Ordering::Relaxed);
@@ -375,6 +374,7 @@ impl Route {
                 None => Controller::new(&next.limits, roots, now),
             };
             *self.threshold.get_mut() = bits(Threshold::for_rate(controller.rate()));
+            next.cap.set_limit(controller.cap(&next.limits, period));
             *next.controller.get_mut().unwrap_or_else(|e| e.into_inner()) = controller;
         }
         if let (Some(window), Some(old)) = (self.window.as_mut(), old.window.as_ref()) {
@@ -394,8 +394,7 @@ impl Route {
         let p = controller.tick(self.roots.load(Ordering::Relaxed), now, &adaptive.limits);
         self.threshold
             .store(bits(Threshold::for_rate(p)), Ordering::Relaxed);
-        let (per_second, burst) = controller.cap(&adaptive.limits, period);
-        adaptive.cap.set_rate(per_second, burst);
+        adaptive.cap.renew(controller.cap(&adaptive.limits, period));
     }
 
     /// The probability in force for root requests.
