@@ -33,7 +33,7 @@
 //! `share` a second with a burst of `0.2 · share · period` (which bounds every
 //! period-long stretch the same way): at steady state the sampled roots arrive
 //! at exactly the bucket's rate, randomly, and such a bucket trims its
-//! share of that noise all the time — 8.5 % of the target in the two-sidecar
+//! share of that noise all the time — 9.1 % of the target in the two-sidecar
 //! test (shares 6 and 4 a second, 5 s periods). The allowance only trims the
 //! rare period whose binomial noise exceeds +20 %.
 //!
