@@ -177,3 +177,21 @@ async fn a_reload_keeps_the_adaptive_state_counts_and_share() {
     let clamped = Routes::reloaded(&lower, next, later);
     assert_eq!(clamped.threshold(DEFAULT_ROUTE), Threshold::for_rate(0.001));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_is_not_traced_before_everything_and_not_counted() {
+    let sampler = Sampler::new(&adaptive(TARGET));
+    let probe = Input {
+        probe: true,
+        force_signal: true,
+        parent: Some(true),
+        ..root()
+    };
+    assert_eq!(
+        sampler.decide(&probe, Instant::now()),
+        not_sampled(Reason::Probe)
+    );
+    assert_eq!(sampler.routes().report(Instant::now())["default"].roots, 0);
+    sampler.decide(&root(), Instant::now());
+    assert_eq!(sampler.routes().report(Instant::now())["default"].roots, 1);
+}

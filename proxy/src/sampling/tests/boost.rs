@@ -223,7 +223,7 @@ async fn a_latency_percentile_above_its_threshold_starts_a_boost() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_fast_window_starts_nothing() {
+async fn a_window_below_both_triggers_starts_nothing() {
     let start = Instant::now();
     let latency = Boost {
         error_ratio: Some(0.5),
