@@ -84,7 +84,7 @@ fn fleet(config: &Sampling, seeds: u64) {
     let per_period = TARGET * period.as_secs_f64();
     let (mut errors, mut worst) = (Vec::new(), 0f64);
     for seed in 0..seeds {
-        let mut sums = vec![0u64; 20];
+        let mut sums = [0u64; 20];
         for (rate, share) in [(6_000.0, 6.0), (4_000.0, 4.0)] {
             let sampler = Sampler::new(config);
             let shares = [("default".to_owned(), share)].into_iter().collect();
