@@ -2,41 +2,55 @@
 //!
 //! [`Sampler::decide`] turns what the caller read from a request ([`Input`]) into a
 //! [`Decision`]. It does no I/O and reads no clock (the caller passes `now`); its
-//! only state is one lock-free token bucket per budget (force signals, forced
-//! tenants, the forced workload) and rule reservoir. One [`Sampler`] is built per
+//! own state is one lock-free token bucket per budget (force signals, forced
+//! tenants, the forced workload) and rule reservoir; the routes' live state
+//! (adaptive probabilities, caps, boosts) is in [`Routes`], which a timer ticks. One [`Sampler`] is built per
 //! listener from the `sampling` config section and shared by every connection.
 //!
 //! # Decision order (first that applies wins)
 //!
+//! 0. **Probe** ([`Reason::Probe`]): a health check or probe ([`Input::probe`],
+//!    matched by the caller from `sampling.probes`) is not traced, before
+//!    anything else, and counts towards no route.
 //! 1. **Force signal** ([`Reason::ForceSignal`]): on a trusted listener, a B3 debug
 //!    flag, Datadog priority 2 or the configured force header samples the trace,
 //!    within the listener's `force_signal_budget` (a token bucket: one caller that
 //!    forces every request must not turn off sampling for the mesh). From untrusted
-//!    callers these signals are ignored. Over budget, steps 2–5 decide and the
+//!    callers these signals are ignored. Over budget, steps 2–6 decide and the
 //!    reason is [`Reason::BudgetExceeded`]; the signal is not passed on (the
 //!    caller clears the debug flag and writes Datadog priority 1/0). B3 debug and
-//!    Datadog priority 2 also say "sampled", which step 4 then follows as the
+//!    Datadog priority 2 also say "sampled", which step 5 then follows as the
 //!    parent's decision, so the trace stays whole without being forced further.
 //! 2. **Forced tenant** ([`Reason::ForcedTenant`]): a request of a tenant listed in
 //!    `forced_tenants` takes a token from that tenant's budget and is decided with
 //!    the tenant's `rate` (rate 1 → always). A forced tenant only adds traces, so
 //!    this step is skipped — no token spent — when the parent already sampled, and
-//!    when the parent did not and `override_parent` is off. Over budget, steps 3–4
-//!    (or, when set, the forced workload) decide, but the reason is
-//!    [`Reason::BudgetExceeded`] so that the budget's effect shows in the metrics.
+//!    when the parent did not and `override_parent` is off. Over budget, the
+//!    later steps decide, but the reason is [`Reason::BudgetExceeded`] so that
+//!    the budget's effect shows in the metrics.
 //! 3. **Forced workload** ([`Reason::ForcedWorkload`]): with `forced_workload`
 //!    set (an incident override of this service), a request takes a token from
 //!    its budget and is decided with its `rate`, even when the parent said "not
 //!    sampled" — an incident wants to see this service whoever called it. Like a
 //!    tenant it only adds traces (skipped when the parent sampled); over budget,
-//!    steps 4–5 decide with reason [`Reason::BudgetExceeded`].
-//! 4. **Parent** ([`Reason::Parent`]): a caller's decision is followed both ways
+//!    steps 4–6 decide with reason [`Reason::BudgetExceeded`].
+//! 4. **Boost** ([`Reason::Boost`]): while a route is boosted ([`Routes`]; one
+//!    relaxed load tells whether any is), a request of that route whose parent did
+//!    not already sample takes a token of the boost's budget and is decided at
+//!    the boost's current rate, like the forced workload. Over budget, steps
+//!    5–6 decide with reason [`Reason::BudgetExceeded`].
+//! 5. **Parent** ([`Reason::Parent`]): a caller's decision is followed both ways
 //!    (the OTel `ParentBased` sampler), so a trace is recorded whole or not at all.
-//! 5. **Root** ([`Reason::Rule`], [`Reason::Default`]): the first rule whose every
-//!    criterion holds (authority exact and host any-port, both case-insensitive;
-//!    method case-insensitive; path prefix; gRPC service and method) decides: its
-//!    reservoir first (so many traces a second, the AWS X-Ray model), then its
-//!    `rate`. No rule matches: `default_rate`.
+//! 6. **Root** ([`Reason::Rule`], [`Reason::Default`]): the request's route — the
+//!    first rule whose every criterion holds (authority exact and host any-port,
+//!    both case-insensitive; method case-insensitive; path prefix; gRPC service
+//!    and method), else the default route — decides: its reservoir first (so
+//!    many traces a second, the AWS X-Ray model), then its probability: the
+//!    fixed `rate`, or for a `target_traces_per_second` route the live
+//!    probability its controller sets every period, followed, when it samples, by
+//!    the route's cap bucket (empty → not sampled; the `adaptive` module gives the model). Every root
+//!    decision of this step and of step 4 is counted for the route
+//!    ([`Routes::report`]); the adaptive controller reads the count.
 //!
 //! # Consistent probability sampling
 //!
@@ -50,7 +64,7 @@
 //! each decide for themselves.
 //!
 //! [`Decision::threshold`] is set only when a probability decision sampled the
-//! trace; the caller writes it as `ot=th:<th>` in `tracestate`. Every other
+//! trace (an adaptive route's: the live probability's threshold); the caller writes it as `ot=th:<th>` in `tracestate`. Every other
 //! decision leaves it `None`, as the spec asks of stages whose probability is
 //! unknown (force signals, reservoirs): the caller erases any `th`. For
 //! [`Reason::Parent`] the caller keeps the parent's `th` (the spec's parent-based
@@ -65,10 +79,14 @@
 //! [TraceState: Probability Sampling]: https://opentelemetry.io/docs/specs/otel/trace/tracestate-probability-sampling/
 //! [TraceState Handling]: https://opentelemetry.io/docs/specs/otel/trace/tracestate-handling/
 
+mod adaptive;
+mod boost;
 mod budget;
 pub mod consistent;
 mod routes;
 mod rules;
+pub mod simulation;
+mod window;
 
 use tokio::time::Instant;
 
@@ -157,7 +175,8 @@ pub struct Sampler {
     /// The forced workload, when set.
     workload: Option<rules::Forced>,
     rules: Vec<rules::Rule>,
-    default: Option<Threshold>,
+    /// The default route's reservoir (`sampling.default.reservoir_per_second`).
+    default_reservoir: Option<budget::TokenBucket>,
     /// The routes' live state (adaptive rates, boosts), shared with the other
     /// listener's sampler.
     routes: std::sync::Arc<Routes>,
@@ -187,7 +206,11 @@ impl Sampler {
             tenants: rules::tenants(&config.forced_tenants),
             workload: config.forced_workload.as_ref().map(rules::Forced::new),
             rules: config.rules.iter().map(rules::Rule::new).collect(),
-            default: Threshold::for_rate(config.default_rate),
+            default_reservoir: config
+                .default
+                .as_ref()
+                .and_then(|d| d.reservoir_per_second)
+                .map(|n| budget::TokenBucket::new(f64::from(n))),
             epoch: Instant::now(),
         }
     }
@@ -224,6 +247,10 @@ impl Sampler {
         if let (Some(next), Some(old)) = (next.workload.as_mut(), previous.workload.as_ref()) {
             next.budget.carry(&old.budget);
         }
+        let old = previous.default_reservoir.as_ref();
+        if let (Some(next), Some(old)) = (next.default_reservoir.as_mut(), old) {
+            next.carry(old);
+        }
         for rule in &mut next.rules {
             let old = previous.rules.iter().find(|old| old.same_criteria(rule));
             let old = old.and_then(|old| old.reservoir.as_ref());
@@ -237,6 +264,13 @@ impl Sampler {
     /// Decides for one request at `now` (from [`Instant::now`], so that tests can
     /// pause the clock or pass their own instants).
     pub fn decide(&self, input: &Input<'_>, now: Instant) -> Decision {
+        if input.probe {
+            return Decision {
+                sampled: false,
+                reason: Reason::Probe,
+                threshold: None,
+            };
+        }
         let mut over_budget = false;
         if input.trusted && input.force_signal {
             if self.force.try_take(self.nanos(now)) {
@@ -257,7 +291,23 @@ impl Sampler {
             }
             over_budget = true;
         }
-        let decision = self.parent_or_root(input, now);
+        let mut route = None;
+        if self.routes.any_boost() && input.parent != Some(true) {
+            let id = self.route_of(input);
+            route = Some(id);
+            match self.routes.boosted(id, now) {
+                Some(Ok(threshold)) => {
+                    let decision = Decision::by_probability(threshold, input, Reason::Boost);
+                    if input.parent.is_none() {
+                        self.routes.count_root(id, decision.sampled);
+                    }
+                    return decision;
+                }
+                Some(Err(())) => over_budget = true,
+                None => {}
+            }
+        }
+        let decision = self.parent_or_root(input, route, now);
         if over_budget {
             return Decision {
                 reason: Reason::BudgetExceeded,
@@ -267,8 +317,9 @@ impl Sampler {
         decision
     }
 
-    /// Steps 4 and 5: the parent's decision, else the rules.
-    fn parent_or_root(&self, input: &Input<'_>, now: Instant) -> Decision {
+    /// Steps 6 and 7: the parent's decision, else the request's route (already
+    /// found when `route` is given).
+    fn parent_or_root(&self, input: &Input<'_>, route: Option<RouteId>, now: Instant) -> Decision {
         if let Some(sampled) = input.parent {
             return Decision {
                 sampled,
@@ -276,14 +327,23 @@ impl Sampler {
                 threshold: None,
             };
         }
-        let Some(rule) = self.rules.iter().find(|r| r.matches(input)) else {
-            return Decision::by_probability(self.default, input, Reason::Default);
+        let id = route.unwrap_or_else(|| self.route_of(input));
+        let (reason, reservoir) = match self.rules.get(id) {
+            Some(rule) => (Reason::Rule, rule.reservoir.as_ref()),
+            None => (Reason::Default, self.default_reservoir.as_ref()),
         };
-        let reservoir = rule.reservoir.as_ref();
-        if reservoir.is_some_and(|r| r.try_take(self.nanos(now))) {
-            return Decision::forced(Reason::Rule);
-        }
-        Decision::by_probability(rule.threshold, input, Reason::Rule)
+        let decision = if reservoir.is_some_and(|r| r.try_take(self.nanos(now))) {
+            Decision::forced(reason)
+        } else {
+            let threshold = self.routes.decide_root(id, input.trace_id);
+            Decision {
+                sampled: threshold.is_some(),
+                reason,
+                threshold,
+            }
+        };
+        self.routes.count_root(id, decision.sampled);
+        decision
     }
 
     /// The index (in `sampling.rules`) of the rule a root request would be

@@ -24,11 +24,11 @@ pub(super) struct Forced {
     pub(super) budget: TokenBucket,
 }
 
-/// A root-decision rule.
+/// A root-decision rule: its criteria and reservoir (its probability, fixed or
+/// adaptive, lives in its route: [`super::Routes`]).
 #[derive(Debug)]
 pub(super) struct Rule {
     matches: Match,
-    pub(super) threshold: Option<Threshold>,
     pub(super) reservoir: Option<TokenBucket>,
 }
 
@@ -104,7 +104,6 @@ impl Rule {
     pub(super) fn new(config: &SamplingRule) -> Self {
         Self {
             matches: Match::new(&config.matches),
-            threshold: Threshold::for_rate(config.rate.unwrap_or(0.0)),
             reservoir: config
                 .reservoir_per_second
                 .map(|n| TokenBucket::new(f64::from(n))),

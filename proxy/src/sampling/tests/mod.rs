@@ -3,6 +3,8 @@ use tokio::time::Instant;
 
 use super::*;
 
+mod adaptive;
+mod boost;
 mod force;
 mod rules;
 mod tenants;
