@@ -365,3 +365,102 @@ async fn a_probe_is_never_tail_kept() {
     );
     assert!(tail_kept(&config, "/api", StatusCode::SERVICE_UNAVAILABLE).await);
 }
+
+/// A workload whose every request is route `api`, boosted when more than 10 %
+/// of at least 5 requests fail.
+fn boostable() -> meshtrace_config::Config {
+    config(|c| {
+        c.sampling.rules = vec![meshtrace_config::SamplingRule {
+            name: Some("api".into()),
+            rate: Some(0.0),
+            boost: Some(meshtrace_config::Boost {
+                error_ratio: Some(0.1),
+                latency: None,
+                window: meshtrace_config::Duration::from_secs(5),
+                min_requests: 5,
+                rate: 1.0,
+                traces_per_second: 10.0,
+                duration: meshtrace_config::Duration::from_secs(60),
+                decay: meshtrace_config::Duration::from_secs(10),
+            }),
+            ..Default::default()
+        }];
+    })
+}
+
+/// Sends `n` requests for `path` through the record layer, each answered with
+/// `status` (and, when given, a `grpc-status` trailer), bodies read to the end.
+async fn answered(layers: &Layers, path: &str, n: usize, status: StatusCode, grpc: Option<&str>) {
+    for _ in 0..n {
+        let headers: &[(&str, &str)] = match grpc {
+            Some(_) => &[("content-type", "application/grpc")],
+            None => &[],
+        };
+        let req = request(path, headers);
+        let (frames, body) = streamed();
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        let response = record(layers, Protocol::Http2, req, response).await;
+        if let Some(code) = grpc {
+            let trailers = HeaderMap::from_iter([(
+                http::HeaderName::from_static("grpc-status"),
+                code.parse().expect("value"),
+            )]);
+            let _ = frames.send(Ok(Frame::trailers(trailers)));
+        }
+        drop(frames);
+        let _ = response.into_body().collect().await;
+    }
+}
+
+/// Whether the next tick of the layers' routes starts a boost.
+fn boost_starts(layers: &Layers) -> bool {
+    let policy = layers.policy.load();
+    let events = policy.sampler.routes().tick(tokio::time::Instant::now());
+    events
+        .iter()
+        .any(|e| matches!(e, crate::sampling::RouteEvent::BoostStarted { .. }))
+}
+
+#[tokio::test]
+async fn server_errors_of_a_route_feed_its_boost_trigger() {
+    let layers = Layers::new(Direction::Inbound, &boostable());
+    answered(&layers, "/api", 8, StatusCode::OK, None).await;
+    answered(&layers, "/api", 2, StatusCode::BAD_GATEWAY, None).await;
+    assert!(boost_starts(&layers), "2 of 10 requests failed");
+
+    let grpc = Layers::new(Direction::Inbound, &boostable());
+    answered(&grpc, "/shop.Cart/Add", 8, StatusCode::OK, Some("0")).await;
+    answered(&grpc, "/shop.Cart/Add", 2, StatusCode::OK, Some("14")).await;
+    assert!(
+        boost_starts(&grpc),
+        "UNAVAILABLE in the trailers is a failure"
+    );
+
+    let clients = Layers::new(Direction::Inbound, &boostable());
+    answered(&clients, "/api", 8, StatusCode::OK, None).await;
+    answered(&clients, "/api", 2, StatusCode::NOT_FOUND, None).await;
+    answered(&clients, "/api", 2, StatusCode::OK, Some("5")).await;
+    assert!(
+        !boost_starts(&clients),
+        "4xx and NOT_FOUND are the client's"
+    );
+}
+
+#[tokio::test]
+async fn failing_probes_start_no_boost() {
+    let layers = Layers::new(Direction::Inbound, &boostable());
+    answered(&layers, "/api", 8, StatusCode::OK, None).await;
+    answered(
+        &layers,
+        "/healthz",
+        10,
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+    )
+    .await;
+    assert!(
+        !boost_starts(&layers),
+        "a failing health check is no incident"
+    );
+}
