@@ -12,7 +12,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use meshtrace_config::report::Report;
+use meshtrace_config::report::{Report, ReportReply};
 use meshtrace_config::wire::{encode, CONFIG_EVENT};
 
 use crate::migration::MigrationView;
@@ -246,9 +246,8 @@ impl ControlClient {
     }
 
     /// `POST /v1/report`, as a sidecar sends it.
-    pub async fn report(&self, report: &Report) -> Result<(), ClientError> {
-        let _: serde_json::Value = self.send_json(Method::POST, "/v1/report", report).await?;
-        Ok(())
+    pub async fn report(&self, report: &Report) -> Result<ReportReply, ClientError> {
+        self.send_json(Method::POST, "/v1/report", report).await
     }
 }
 

@@ -96,6 +96,8 @@ pub struct Reports {
 #[derive(Debug)]
 struct Window {
     latest: Report,
+    /// The gap between its last two reports (`None` after one report).
+    interval: Option<Duration>,
     /// Oldest first; the first step is the baseline (its traffic is not counted).
     steps: VecDeque<Step>,
 }
@@ -104,6 +106,8 @@ struct Window {
 struct Step {
     at: SystemTime,
     traffic: Traffic,
+    /// Root requests per sampling route (for fleet shares).
+    roots: BTreeMap<String, u64>,
 }
 
 // === impl Traffic ===
@@ -203,21 +207,25 @@ impl Reports {
                 Step {
                     at: started,
                     traffic: Traffic::default(),
+                    roots: BTreeMap::new(),
                 },
                 Step {
                     at: now,
                     traffic: Traffic::of(&report),
+                    roots: shares::roots_between(&Report::default(), &report),
                 },
             ]),
             None => VecDeque::from([Step {
                 at: now,
                 traffic: Traffic::default(),
+                roots: BTreeMap::new(),
             }]),
         };
         all.insert(
             identity,
             Window {
                 latest: report,
+                interval: None,
                 steps,
             },
         );
@@ -269,8 +277,14 @@ impl Window {
 
     fn push(&mut self, report: Report, now: SystemTime) {
         let traffic = Traffic::between(&self.latest, &report);
+        let roots = shares::roots_between(&self.latest, &report);
+        self.interval = Some(age(now, self.latest_at()));
         self.latest = report;
-        self.steps.push_back(Step { at: now, traffic });
+        self.steps.push_back(Step {
+            at: now,
+            traffic,
+            roots,
+        });
         while self.steps.len() > 1 && self.steps.get(1).is_some_and(|s| age(now, s.at) >= KEEP) {
             // The next step becomes the baseline; the dropped one ends the kept span.
             self.steps.pop_front();
@@ -288,7 +302,11 @@ impl Window {
             return;
         };
         if let Some(removed) = self.steps.remove(i) {
-            self.steps[i].traffic.add(&removed.traffic);
+            let next = &mut self.steps[i];
+            next.traffic.add(&removed.traffic);
+            for (route, n) in removed.roots {
+                *next.roots.entry(route).or_default() += n;
+            }
         }
     }
 
@@ -326,6 +344,10 @@ impl Window {
         }
     }
 }
+
+mod shares;
+
+pub use self::shares::{shares, ActiveBoost, DEFAULT_REPORT_INTERVAL, LIVE_INTERVALS, RATE_WINDOW};
 
 #[cfg(test)]
 mod tests;

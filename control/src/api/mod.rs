@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | GET | `/v1/watch?service=S&namespace=N&pod=P&label=k=v…` | SSE config stream (see [`crate::watch`]) |
 //! | POST | `/v1/ack` | `{"namespace","pod","version","status":"ack"\|"nack","error"?}` |
-//! | POST | `/v1/report` | a sidecar's [`Report`] (see [`crate::reports`]) → `{"recorded":true}` |
+//! | POST | `/v1/report` | a sidecar's [`Report`] (see [`crate::reports`]) → [`ReportReply`]: `recorded`, and its `budgets` |
 //! | GET | `/v1/sidecars` | connected sidecars, sent / acked versions, last rejection |
 //! | GET | `/v1/config?service=S&namespace=N&label=k=v…` | a workload's resolved config |
 //! | GET, PUT, PATCH | `/v1/config/base` | the base document (PUT: YAML or JSON; PATCH: RFC 7386) |
@@ -48,7 +48,7 @@ use http_body_util::{BodyExt, StreamBody};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use meshtrace_config::report::Report;
+use meshtrace_config::report::{Report, ReportReply};
 
 use crate::auth::{Denied, Token};
 use crate::migration;
@@ -302,15 +302,19 @@ impl Api {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let report: Report = reply::read_json_limited(req.into_body(), MAX_REPORT_BODY).await?;
-        self.reports
-            .record(report, self.store.now())
-            .map_err(|e| match e {
-                reports::Refused::Invalid(why) => ApiError::bad_request(why),
-                full @ reports::Refused::Full(_) => {
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, full.to_string())
-                }
-            })?;
-        Ok(reply::json(StatusCode::OK, &json!({ "recorded": true })))
+        let (namespace, pod) = (report.namespace.clone(), report.pod.clone());
+        let now = self.store.now();
+        self.reports.record(report, now).map_err(|e| match e {
+            reports::Refused::Invalid(why) => ApiError::bad_request(why),
+            full @ reports::Refused::Full(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, full.to_string())
+            }
+        })?;
+        let answer = ReportReply {
+            recorded: true,
+            budgets: self.reports.budgets(&namespace, &pod, now),
+        };
+        Ok(reply::json(StatusCode::OK, &answer))
     }
 
     fn migration(&self) -> Result<Response<Body>, ApiError> {
