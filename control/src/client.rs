@@ -18,6 +18,7 @@ use meshtrace_config::wire::{encode, CONFIG_EVENT};
 use crate::migration::MigrationView;
 use crate::overrides::{Created, NewOverride, Override, OverrideChange};
 use crate::stages::{StageAssignment, StageMove, StageRequest};
+use crate::switches::{BoostsRequest, BoostsState};
 use meshtrace_config::wire::sse::{SseError, SseEvent, SseParser};
 use meshtrace_config::wire::ConfigPush;
 use meshtrace_config::Config;
@@ -242,6 +243,17 @@ impl ControlClient {
     /// `POST /v1/migration/stage`.
     pub async fn move_stage(&self, request: &StageRequest) -> Result<StageMove, ClientError> {
         self.send_json(Method::POST, "/v1/migration/stage", request)
+            .await
+    }
+
+    /// `GET /v1/boosts`.
+    pub async fn boosts(&self) -> Result<BoostsState, ClientError> {
+        self.get("/v1/boosts").await
+    }
+
+    /// `PUT /v1/boosts`.
+    pub async fn set_boosts(&self, enabled: bool) -> Result<BoostsState, ClientError> {
+        self.send_json(Method::PUT, "/v1/boosts", &BoostsRequest { enabled })
             .await
     }
 
