@@ -19,6 +19,7 @@
 mod access_log;
 mod admin;
 mod apps;
+mod boosts_off;
 mod chart;
 mod cli;
 mod control;
