@@ -223,6 +223,41 @@ workloads:
         assert!(!c.sampling.adaptive.boosts, "the document's own off stays");
     }
 
+    const TIERS: &str = r#"
+defaults:
+  sampling: {default_rate: 0.1}
+workloads:
+  - match: {service: checkout}
+    config: {sampling: {tier: critical}}
+  - match: {labels: {team: data}}
+    config: {sampling: {tier: nightly, tiers: {nightly: {target_traces_per_second: 0.5}}}}
+"#;
+
+    #[test]
+    fn a_workload_selector_sets_the_tier_of_the_workloads_it_matches_only() {
+        let d = doc(TIERS);
+        let checkout = resolve(&d, &[], &[], &workload("checkout", &[])).unwrap();
+        assert_eq!(checkout.sampling.tier.as_deref(), Some("critical"));
+        let route = checkout.sampling.default_route();
+        assert_eq!(route.tier.as_deref(), Some("critical"), "{route:?}");
+        let cart = resolve(&d, &[], &[], &workload("cart", &[])).unwrap();
+        assert_eq!(cart.sampling.tier, None);
+        assert_eq!(cart.sampling.default_route().tier, None);
+        // A tier the document defines in the same section.
+        let etl = resolve(&d, &[], &[], &workload("etl", &[("team", "data")])).unwrap();
+        assert_eq!(etl.sampling.tier.as_deref(), Some("nightly"));
+    }
+
+    #[test]
+    fn an_unknown_tier_is_reported_with_its_section_index() {
+        let text = "workloads:\n  - match: {service: checkout}\n    config: {sampling: {tier: critical}}\n  - match: {service: batch}\n    config: {sampling: {tier: nightly}}\n";
+        let err = Document::parse(text, "mesh.yaml").unwrap_err().to_string();
+        assert!(err.contains("workloads[1]"), "{err}");
+        assert!(err.contains("sampling.tier"), "{err}");
+        assert!(err.contains("unknown tier \"nightly\""), "{err}");
+        assert!(!err.contains("workloads[0]"), "{err}");
+    }
+
     #[test]
     fn lists_replace_rather_than_append() {
         let mut base = json!({"a": [1, 2], "m": {"x": 1}});
