@@ -127,6 +127,11 @@ fn a_restart_counts_the_new_process_from_zero() {
     reports.record(report("c1", 2, 1_100), at(30)).unwrap();
     // c1: 4100 in 30 s; c2: 2500 in 30 s.
     assert!(close(budget(&reports, "c2", at(30)), 8.0 * 2500.0 / 6600.0));
+    // A new boot whose count is already past the old one's: all of it is new.
+    reports.record(report("c1", 3, 2_000), at(40)).unwrap();
+    reports.record(report("c2", 1, 1_500), at(40)).unwrap();
+    // c1: 6100 in 40 s; c2: 3500 in 40 s.
+    assert!(close(budget(&reports, "c1", at(40)), 8.0 * 6100.0 / 9600.0));
 }
 
 #[test]
