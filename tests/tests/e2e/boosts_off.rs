@@ -2,13 +2,18 @@
 //! `meshtrace-control` binary serves, `meshtrace-control boost off` (its CLI,
 //! with the write token) puts `sampling.adaptive.boosts: false` into a
 //! connected sidecar's config at once, which its admin `GET /config` shows, and
-//! `boost on` gives back what the document says.
+//! `boost on` gives back what the document says. With two replicas sharing a
+//! ConfigMap (in [`FakeKubeApi`]), the switch set on one is pushed by the other
+//! under the same version.
 //!
 //! Nothing sleeps: the test waits for an applied config on the sidecar's
 //! reloader, then reads `/config` over HTTP.
 
 use meshtrace_config::Config;
+use meshtrace_control::client::{ControlClient, WatchStream};
 use meshtrace_tests::apps::HttpApp;
+use meshtrace_tests::bound::within;
+use meshtrace_tests::kube_api::FakeKubeApi;
 use meshtrace_tests::process::ControlProcess;
 use meshtrace_tests::sidecar::{self, Proxy};
 
@@ -75,4 +80,63 @@ async fn boost_off_reaches_a_connected_sidecar_and_boost_on_restores_it() {
     assert!(shown_boosts(&proxy).await);
     let (ok, stdout, stderr) = server.cli(None, "boost status").await;
     assert!(ok && stdout.starts_with("boosts on"), "{stdout}{stderr}");
+}
+
+/// The next config push on `watch` for which `done` holds: (version, config).
+async fn pushed(watch: &mut WatchStream, done: impl Fn(&Config) -> bool) -> (u64, Config) {
+    within("a config push", async {
+        loop {
+            let push = watch
+                .next_config()
+                .await
+                .expect("a push")
+                .expect("a stream");
+            if done(&push.config) {
+                return (push.version, push.config);
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn boosts_off_on_one_replica_is_pushed_by_the_other_under_the_same_version() {
+    let api = FakeKubeApi::start().await;
+    let kubeconfig = std::env::temp_dir().join(format!(
+        "meshtrace-boosts-replicas-{}.yaml",
+        std::process::id()
+    ));
+    api.write_kubeconfig(&kubeconfig, "default");
+    let a =
+        ControlProcess::serve_kubernetes("boosts-replica-a", DOCUMENT, TOKEN, &kubeconfig).await;
+    let b =
+        ControlProcess::serve_kubernetes("boosts-replica-b", DOCUMENT, TOKEN, &kubeconfig).await;
+    let _ = std::fs::remove_file(&kubeconfig);
+    let on_b = ControlClient::new(&b.url(), None).expect("a client");
+    let query = "namespace=shop&pod=checkout-1&service=checkout";
+    let mut watch = within("watch on B", on_b.watch(query))
+        .await
+        .expect("watch");
+    pushed(&mut watch, |c| c.sampling.adaptive.boosts).await;
+
+    let (ok, stdout, stderr) = a.cli(Some(TOKEN), "boost off").await;
+    assert!(ok, "{stdout}{stderr}");
+    let (version, _) = pushed(&mut watch, |c| !c.sampling.adaptive.boosts).await;
+    let on_a = ControlClient::new(&a.url(), None).expect("a client");
+    let state = on_a.boosts().await.expect("GET /v1/boosts on A");
+    assert_eq!((state.enabled, state.version), (false, version));
+    let (ok, stdout, _) = b.cli(None, "boost status").await;
+    assert!(ok && stdout.starts_with("boosts OFF"), "{stdout}");
+
+    // And back on from the other replica: A follows (its watch is pushed).
+    let mut watch_a = within("watch on A", on_a.watch(query))
+        .await
+        .expect("watch");
+    let (ok, _, stderr) = b.cli(Some(TOKEN), "boost on").await;
+    assert!(ok, "{stderr}");
+    let (on, _) = pushed(&mut watch, |c| c.sampling.adaptive.boosts).await;
+    assert_eq!(
+        pushed(&mut watch_a, |c| c.sampling.adaptive.boosts).await.0,
+        on
+    );
 }
