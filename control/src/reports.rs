@@ -98,6 +98,8 @@ struct Window {
     latest: Report,
     /// The gap between its last two reports (`None` after one report).
     interval: Option<Duration>,
+    /// Root requests a second per route, over the last minute of reports.
+    rates: BTreeMap<String, f64>,
     /// Oldest first; the first step is the baseline (its traffic is not counted).
     steps: VecDeque<Step>,
 }
@@ -221,14 +223,14 @@ impl Reports {
                 roots: BTreeMap::new(),
             }]),
         };
-        all.insert(
-            identity,
-            Window {
-                latest: report,
-                interval: None,
-                steps,
-            },
-        );
+        let mut window = Window {
+            latest: report,
+            interval: None,
+            rates: BTreeMap::new(),
+            steps,
+        };
+        window.refresh_rates();
+        all.insert(identity, window);
         Ok(())
     }
 
@@ -292,6 +294,7 @@ impl Window {
         while self.steps.len() > MAX_STEPS {
             self.merge_closest();
         }
+        self.refresh_rates();
     }
 
     /// Removes the inner step whose neighbours are closest together, adding its

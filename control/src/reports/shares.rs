@@ -78,13 +78,15 @@ pub fn shares(target: f64, rates: &[Option<f64>]) -> Vec<f64> {
         .collect()
 }
 
-/// Which sidecars share a target: namespace + service, or the pod alone.
-fn workload_key(report: &Report) -> (String, String) {
-    let who = match &report.service {
-        Some(service) => format!("service {service}"),
-        None => format!("pod {}", report.pod),
-    };
-    (report.namespace.clone(), who)
+/// Whether two sidecars share targets: same namespace and service (a sidecar
+/// without a service shares with nobody).
+fn same_workload(a: &Report, b: &Report) -> bool {
+    a.namespace == b.namespace
+        && match (&a.service, &b.service) {
+            (Some(x), Some(y)) => x == y,
+            (None, None) => a.pod == b.pod,
+            _ => false,
+        }
 }
 
 /// Root requests of each route between two reports of one sidecar: a new
@@ -120,6 +122,18 @@ impl Window {
         age(now, self.latest_at()) <= self.interval() * LIVE_INTERVALS
     }
 
+    /// Computes the root rate of each route of the latest report (on each
+    /// report, so that answering one costs a lookup per peer).
+    pub(super) fn refresh_rates(&mut self) {
+        let rates = self
+            .latest
+            .routes
+            .keys()
+            .filter_map(|route| Some((route.clone(), self.root_rate(route)?)))
+            .collect();
+        self.rates = rates;
+    }
+
     /// Root requests per second of `route` over the last [`RATE_WINDOW`] of
     /// reports; `None` before a first interval was seen.
     fn root_rate(&self, route: &str) -> Option<f64> {
@@ -153,24 +167,26 @@ impl Reports {
         let Some(me) = all.get(&format!("{namespace}/{pod}")) else {
             return BTreeMap::new();
         };
-        let key = workload_key(&me.latest);
-        let mut peers: Vec<(&String, &Window)> = all
-            .iter()
-            .filter(|(_, w)| workload_key(&w.latest) == key && w.is_live(now))
+        let peers: Vec<&Window> = all
+            .values()
+            .filter(|w| same_workload(&w.latest, &me.latest) && w.is_live(now))
             .collect();
-        peers.sort_by_key(|(id, _)| *id);
         let mut budgets = BTreeMap::new();
         for (route, report) in &me.latest.routes {
             let Some(target) = report.target_traces_per_second else {
                 continue;
             };
-            let sharing: Vec<&(&String, &Window)> = peers
+            let sharing: Vec<&Window> = peers
                 .iter()
-                .filter(|(_, w)| w.latest.routes.contains_key(route))
+                .copied()
+                .filter(|w| w.latest.routes.contains_key(route))
                 .collect();
-            let rates: Vec<Option<f64>> = sharing.iter().map(|(_, w)| w.root_rate(route)).collect();
+            let rates: Vec<Option<f64>> = sharing
+                .iter()
+                .map(|w| w.rates.get(route).copied())
+                .collect();
             let split = shares(target, &rates);
-            let mine = sharing.iter().position(|(_, w)| std::ptr::eq(*w, me));
+            let mine = sharing.iter().position(|w| std::ptr::eq(*w, me));
             // The reporter itself is live: it just reported (else it has the whole target).
             let share = mine.and_then(|i| split.get(i).copied()).unwrap_or(target);
             budgets.insert(route.clone(), share);
