@@ -53,7 +53,11 @@ fn report(pod: usize, roots: u64) -> Report {
         pod: format!("checkout-{pod}"),
         service: Some("checkout".into()),
         boot: 1,
-        routes: [("pay".to_string(), adaptive), ("default".to_string(), fixed)].into(),
+        routes: [
+            ("pay".to_string(), adaptive),
+            ("default".to_string(), fixed),
+        ]
+        .into(),
         ..Report::default()
     }
 }
@@ -93,7 +97,9 @@ fn measure(n: usize, batches: usize) -> (Vec<f64>, f64) {
 
 fn main() {
     let args = Args::parse();
-    println!("sidecars  median/report  slowest batch/report  fleet CPU (every {INTERVAL}s)  Σ shares");
+    println!(
+        "sidecars  median/report  slowest batch/report  fleet CPU (every {INTERVAL}s)  Σ shares"
+    );
     for &n in &args.sidecars {
         let (times, shares) = measure(n, args.batches);
         let median = times[times.len() / 2];
