@@ -6,6 +6,7 @@
 //! Warnings from the server (e.g. an override for a service nobody has heard of)
 //! go to stderr as `warning: …` and do not change the exit status.
 
+mod boosts;
 mod inject;
 mod migration;
 mod overrides;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use self::boosts::BoostCommand;
 pub use self::inject::{InjectArgs, InjectorArgs};
 pub use self::migration::{MigrationArgs, MigrationCommand, StageTarget};
 pub use self::overrides::OverrideCommand;
@@ -87,6 +89,9 @@ pub enum ClientCommand {
     Override(OverrideCommand),
     /// Show the fleet's legacy → W3C migration, or move a workload's stage.
     Migration(MigrationArgs),
+    /// Turn incident boosts off (or on) on every sidecar, or show them.
+    #[command(subcommand)]
+    Boost(BoostCommand),
 }
 
 /// How a client command prints what it read.
@@ -223,6 +228,7 @@ pub async fn run_client(
         ClientCommand::Config(c) => status::config(client, c).await.map(Into::into),
         ClientCommand::Override(o) => overrides::run(client, o).await,
         ClientCommand::Migration(m) => migration::run(client, m).await.map(Into::into),
+        ClientCommand::Boost(b) => boosts::run(client, b).await.map(Into::into),
     }
 }
 

@@ -12,12 +12,13 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use meshtrace_config::report::Report;
+use meshtrace_config::report::{Report, ReportReply};
 use meshtrace_config::wire::{encode, CONFIG_EVENT};
 
 use crate::migration::MigrationView;
 use crate::overrides::{Created, NewOverride, Override, OverrideChange};
 use crate::stages::{StageAssignment, StageMove, StageRequest};
+use crate::switches::{BoostsRequest, BoostsState};
 use meshtrace_config::wire::sse::{SseError, SseEvent, SseParser};
 use meshtrace_config::wire::ConfigPush;
 use meshtrace_config::Config;
@@ -245,10 +246,20 @@ impl ControlClient {
             .await
     }
 
+    /// `GET /v1/boosts`.
+    pub async fn boosts(&self) -> Result<BoostsState, ClientError> {
+        self.get("/v1/boosts").await
+    }
+
+    /// `PUT /v1/boosts`.
+    pub async fn set_boosts(&self, enabled: bool) -> Result<BoostsState, ClientError> {
+        self.send_json(Method::PUT, "/v1/boosts", &BoostsRequest { enabled })
+            .await
+    }
+
     /// `POST /v1/report`, as a sidecar sends it.
-    pub async fn report(&self, report: &Report) -> Result<(), ClientError> {
-        let _: serde_json::Value = self.send_json(Method::POST, "/v1/report", report).await?;
-        Ok(())
+    pub async fn report(&self, report: &Report) -> Result<ReportReply, ClientError> {
+        self.send_json(Method::POST, "/v1/report", report).await
     }
 }
 

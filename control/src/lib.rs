@@ -82,6 +82,7 @@ pub mod source;
 pub mod stages;
 pub mod state;
 pub mod store;
+pub mod switches;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timestamp;

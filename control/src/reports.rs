@@ -96,6 +96,10 @@ pub struct Reports {
 #[derive(Debug)]
 struct Window {
     latest: Report,
+    /// The gap between its last two reports (`None` after one report).
+    interval: Option<Duration>,
+    /// Root requests a second per route, over the last minute of reports.
+    rates: BTreeMap<String, f64>,
     /// Oldest first; the first step is the baseline (its traffic is not counted).
     steps: VecDeque<Step>,
 }
@@ -104,6 +108,8 @@ struct Window {
 struct Step {
     at: SystemTime,
     traffic: Traffic,
+    /// Root requests per sampling route (for fleet shares).
+    roots: BTreeMap<String, u64>,
 }
 
 // === impl Traffic ===
@@ -203,24 +209,28 @@ impl Reports {
                 Step {
                     at: started,
                     traffic: Traffic::default(),
+                    roots: BTreeMap::new(),
                 },
                 Step {
                     at: now,
                     traffic: Traffic::of(&report),
+                    roots: shares::roots_between(&Report::default(), &report),
                 },
             ]),
             None => VecDeque::from([Step {
                 at: now,
                 traffic: Traffic::default(),
+                roots: BTreeMap::new(),
             }]),
         };
-        all.insert(
-            identity,
-            Window {
-                latest: report,
-                steps,
-            },
-        );
+        let mut window = Window {
+            latest: report,
+            interval: None,
+            rates: BTreeMap::new(),
+            steps,
+        };
+        window.refresh_rates();
+        all.insert(identity, window);
         Ok(())
     }
 
@@ -269,8 +279,14 @@ impl Window {
 
     fn push(&mut self, report: Report, now: SystemTime) {
         let traffic = Traffic::between(&self.latest, &report);
+        let roots = shares::roots_between(&self.latest, &report);
+        self.interval = Some(age(now, self.latest_at()));
         self.latest = report;
-        self.steps.push_back(Step { at: now, traffic });
+        self.steps.push_back(Step {
+            at: now,
+            traffic,
+            roots,
+        });
         while self.steps.len() > 1 && self.steps.get(1).is_some_and(|s| age(now, s.at) >= KEEP) {
             // The next step becomes the baseline; the dropped one ends the kept span.
             self.steps.pop_front();
@@ -278,6 +294,7 @@ impl Window {
         while self.steps.len() > MAX_STEPS {
             self.merge_closest();
         }
+        self.refresh_rates();
     }
 
     /// Removes the inner step whose neighbours are closest together, adding its
@@ -288,7 +305,11 @@ impl Window {
             return;
         };
         if let Some(removed) = self.steps.remove(i) {
-            self.steps[i].traffic.add(&removed.traffic);
+            let next = &mut self.steps[i];
+            next.traffic.add(&removed.traffic);
+            for (route, n) in removed.roots {
+                *next.roots.entry(route).or_default() += n;
+            }
         }
     }
 
@@ -326,6 +347,10 @@ impl Window {
         }
     }
 }
+
+mod shares;
+
+pub use self::shares::{shares, ActiveBoost, DEFAULT_REPORT_INTERVAL, LIVE_INTERVALS, RATE_WINDOW};
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,8 @@
 //! Order: `defaults` → every matching `workloads` section, in document order →
 //! stage assignments set through the API ([`crate::stages`]) → the embedded
 //! sidecar defaults fill every key nobody set → validation → every active incident
-//! override that concerns the workload → validation again. Merging is a deep merge
+//! override that concerns the workload → validation again → the fleet-wide
+//! [`Switches`] (boosts off: `sampling.adaptive.boosts: false`). Merging is a deep merge
 //! of values: maps merge key by key, anything else (lists included) replaces.
 //!
 //! Overrides are applied to the typed config (they set exact fields, which is the
@@ -21,13 +22,25 @@ use crate::merge::check;
 pub use crate::merge::{deep_merge, merge_patch, to_config};
 use crate::overrides::{self, Override};
 use crate::stages::{self, StageAssignment};
+use crate::switches::Switches;
 pub use crate::workload::Workload;
 
-/// The effective config of `workload`.
+/// The effective config of `workload`, without fleet switches.
 pub fn resolve(
     doc: &Document,
     stages: &[StageAssignment],
     overrides: &[Override],
+    workload: &Workload,
+) -> Result<Config, String> {
+    resolve_with(doc, stages, overrides, &Switches::default(), workload)
+}
+
+/// The effective config of `workload` under the fleet-wide `switches`.
+pub fn resolve_with(
+    doc: &Document,
+    stages: &[StageAssignment],
+    overrides: &[Override],
+    switches: &Switches,
     workload: &Workload,
 ) -> Result<Config, String> {
     let mut merged = Value::Object(Default::default());
@@ -44,6 +57,7 @@ pub fn resolve(
     if applied {
         check(&config).map_err(|e| format!("after incident overrides: {e}"))?;
     }
+    switches.apply(&mut config);
     Ok(config)
 }
 
@@ -187,6 +201,61 @@ workloads:
             c.propagation.stage,
             meshtrace_config::MigrationStage::Legacy
         );
+    }
+
+    #[test]
+    fn boosts_off_fleet_wide_wins_over_every_section_and_on_gives_them_back() {
+        let text = "defaults: {sampling: {adaptive: {boosts: true}}}\nworkloads:\n  - match: {service: cart}\n    config: {sampling: {adaptive: {boosts: false, period: 2s}}}\n";
+        let off = Switches {
+            boosts_off_since: Some(crate::timestamp::Timestamp(std::time::UNIX_EPOCH)),
+        };
+        for service in ["checkout", "cart"] {
+            let c = resolve_with(&doc(text), &[], &[], &off, &workload(service, &[])).unwrap();
+            assert!(!c.sampling.adaptive.boosts, "{service}");
+        }
+        // Nothing else changes: cart keeps its period.
+        let cart = resolve_with(&doc(text), &[], &[], &off, &workload("cart", &[])).unwrap();
+        assert_eq!(cart.sampling.adaptive.period.get().as_secs(), 2);
+        let on = Switches::default();
+        let c = resolve_with(&doc(text), &[], &[], &on, &workload("checkout", &[])).unwrap();
+        assert!(c.sampling.adaptive.boosts, "back to the document");
+        let c = resolve_with(&doc(text), &[], &[], &on, &workload("cart", &[])).unwrap();
+        assert!(!c.sampling.adaptive.boosts, "the document's own off stays");
+    }
+
+    const TIERS: &str = r#"
+defaults:
+  sampling: {default_rate: 0.1}
+workloads:
+  - match: {service: checkout}
+    config: {sampling: {tier: critical}}
+  - match: {labels: {team: data}}
+    config: {sampling: {tier: nightly, tiers: {nightly: {target_traces_per_second: 0.5}}}}
+"#;
+
+    #[test]
+    fn a_workload_selector_sets_the_tier_of_the_workloads_it_matches_only() {
+        let d = doc(TIERS);
+        let checkout = resolve(&d, &[], &[], &workload("checkout", &[])).unwrap();
+        assert_eq!(checkout.sampling.tier.as_deref(), Some("critical"));
+        let route = checkout.sampling.default_route();
+        assert_eq!(route.tier.as_deref(), Some("critical"), "{route:?}");
+        let cart = resolve(&d, &[], &[], &workload("cart", &[])).unwrap();
+        assert_eq!(cart.sampling.tier, None);
+        assert_eq!(cart.sampling.default_route().tier, None);
+        // A tier the document defines in the same section.
+        let etl = resolve(&d, &[], &[], &workload("etl", &[("team", "data")])).unwrap();
+        assert_eq!(etl.sampling.tier.as_deref(), Some("nightly"));
+    }
+
+    #[test]
+    fn an_unknown_tier_is_reported_with_its_section_index() {
+        let text = "workloads:\n  - match: {service: checkout}\n    config: {sampling: {tier: critical}}\n  - match: {service: batch}\n    config: {sampling: {tier: nightly}}\n";
+        let err = Document::parse(text, "mesh.yaml").unwrap_err().to_string();
+        assert!(err.contains("workloads[1]"), "{err}");
+        assert!(err.contains("sampling.tier"), "{err}");
+        assert!(err.contains("unknown tier \"nightly\""), "{err}");
+        assert!(!err.contains("workloads[0]"), "{err}");
     }
 
     #[test]

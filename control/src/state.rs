@@ -2,8 +2,9 @@
 //! it is kept ([`Backend`]): a local file (this module; local use, the demo) or
 //! a Kubernetes ConfigMap shared by every replica ([`kubernetes`]).
 //!
-//! It holds the active overrides, the migration stage assignments, and the base
-//! document last PUT/PATCHed through the API (with the hash of the source file it
+//! It holds the active overrides, the migration stage assignments, the
+//! fleet-wide switches ([`Switches`]: boosts off), and the base document last
+//! PUT/PATCHed through the API (with the hash of the source file it
 //! replaced). It also records the version last published, for people reading
 //! it: versions are derived from content ([`crate::version`]), so a restart
 //! publishes the same version for the same state. The file is JSON, written
@@ -23,6 +24,7 @@ use serde_json::Value;
 
 use crate::overrides::{Override, Timestamp};
 use crate::stages::StageAssignment;
+use crate::switches::Switches;
 
 pub mod kubernetes;
 
@@ -53,6 +55,9 @@ pub struct PersistedState {
     /// The base document set through the API, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_base: Option<ApiBase>,
+    /// Fleet-wide switches (boosts off).
+    #[serde(default, skip_serializing_if = "Switches::is_default")]
+    pub switches: Switches,
 }
 
 /// A base document set through the API. It wins over the source file until the

@@ -18,12 +18,13 @@
 //!
 //! The base document's changes (source reloads, API writes) live in
 //! `store/base.rs`, the override writes in `store/overrides.rs`, the stage moves
-//! in `store/stages.rs`.
+//! in `store/stages.rs`, the fleet switches (boosts off) in `store/switches.rs`.
 
 mod base;
 mod follow;
 mod overrides;
 mod persist;
+mod switches;
 
 pub use self::persist::CONFLICT_RETRIES;
 mod stages;
@@ -44,6 +45,7 @@ use crate::resolve::{self, Workload};
 use crate::source;
 use crate::stages::StageAssignment;
 use crate::state::{ApiBase, Backend, ConfigMapState, PersistedState, StateError, StateFile};
+use crate::switches::Switches;
 
 /// Distinct workloads cached per snapshot (beyond this, resolution is not cached).
 const CACHE_LIMIT: usize = 10_000;
@@ -59,6 +61,8 @@ pub struct Snapshot {
     pub stages: Arc<Vec<StageAssignment>>,
     /// Active overrides, in creation order.
     pub overrides: Arc<Vec<Override>>,
+    /// Fleet-wide switches (boosts off).
+    pub switches: Switches,
     cache: Mutex<HashMap<Workload, Arc<Resolved>>>,
 }
 
@@ -107,6 +111,7 @@ struct Inner {
     api_base: Option<(ApiBase, Document)>,
     stages: Vec<StageAssignment>,
     overrides: Vec<Override>,
+    switches: Switches,
 }
 
 /// Where the effective document came from.
@@ -142,6 +147,11 @@ pub struct StoreStatus {
     pub stage_assignments: usize,
     /// The longest an override may last.
     pub max_override_duration_seconds: u64,
+    /// Whether sidecars may boost (`false`: turned off fleet-wide).
+    pub boosts_enabled: bool,
+    /// When boosts were turned off fleet-wide.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boosts_off_since: Option<crate::timestamp::Timestamp>,
 }
 
 /// Why a write was refused; each maps to an HTTP status.
@@ -189,10 +199,16 @@ impl Snapshot {
     fn new(inner: &Inner) -> Self {
         let document = inner.document();
         Self {
-            version: crate::version::of(&document.to_json(), &inner.stages, &inner.overrides),
+            version: crate::version::of(
+                &document.to_json(),
+                &inner.stages,
+                &inner.overrides,
+                &inner.switches,
+            ),
             document: Arc::new(document),
             stages: Arc::new(inner.stages.clone()),
             overrides: Arc::new(inner.overrides.clone()),
+            switches: inner.switches,
             cache: Mutex::default(),
         }
     }
@@ -207,7 +223,13 @@ impl Snapshot {
         {
             return Ok(hit);
         }
-        let config = resolve::resolve(&self.document, &self.stages, &self.overrides, workload)?;
+        let config = resolve::resolve_with(
+            &self.document,
+            &self.stages,
+            &self.overrides,
+            &self.switches,
+            workload,
+        )?;
         let json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
         let resolved = Arc::new(Resolved { config, json });
         if let Ok(mut cache) = self.cache.lock() {
@@ -235,6 +257,7 @@ impl Inner {
             overrides: self.overrides.clone(),
             stages: self.stages.clone(),
             api_base: self.api_base.as_ref().map(|(b, _)| b.clone()),
+            switches: self.switches,
         }
     }
 }
@@ -337,6 +360,7 @@ impl Store {
             api_base,
             stages: saved.stages,
             overrides,
+            switches: saved.switches,
         };
         let snapshot = Snapshot::new(&inner);
         let (tx, _) = watch::channel(Arc::new(snapshot));
@@ -408,6 +432,8 @@ impl Store {
             override_count: inner.overrides.len(),
             stage_assignments: inner.stages.len(),
             max_override_duration_seconds: self.shared.options.max_override_duration.as_secs(),
+            boosts_enabled: inner.switches.boosts_enabled(),
+            boosts_off_since: inner.switches.boosts_off_since,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | GET | `/v1/watch?service=S&namespace=N&pod=P&label=k=v…` | SSE config stream (see [`crate::watch`]) |
 //! | POST | `/v1/ack` | `{"namespace","pod","version","status":"ack"\|"nack","error"?}` |
-//! | POST | `/v1/report` | a sidecar's [`Report`] (see [`crate::reports`]) → `{"recorded":true}` |
+//! | POST | `/v1/report` | a sidecar's [`Report`] (see [`crate::reports`]) → [`ReportReply`]: `recorded`, and its `budgets` |
 //! | GET | `/v1/sidecars` | connected sidecars, sent / acked versions, last rejection |
 //! | GET | `/v1/config?service=S&namespace=N&label=k=v…` | a workload's resolved config |
 //! | GET, PUT, PATCH | `/v1/config/base` | the base document (PUT: YAML or JSON; PATCH: RFC 7386) |
@@ -13,7 +13,8 @@
 //! | GET | `/v1/migration` | the fleet-wide migration view ([`crate::migration`]) |
 //! | POST | `/v1/migration/stage` | move a stage ([`StageRequest`](crate::stages::StageRequest) → [`StageMove`](crate::stages::StageMove)) |
 //! | GET | `/v1/migration/stages` | stage assignments set through the API |
-//! | GET | `/v1/status`, `/healthz` | (`/v1/status` has the server's clock as `now`) |
+//! | GET, PUT | `/v1/boosts` | the fleet switch for incident boosts (PUT: [`BoostsRequest`](crate::switches::BoostsRequest) `{"enabled": false}` turns them off on every sidecar) → [`BoostsState`](crate::switches::BoostsState) |
+//! | GET | `/v1/status`, `/healthz` | (`/v1/status` has the server's clock as `now`, `boosts_enabled`, and the active `boosts` sidecars reported, [`ActiveBoost`](crate::reports::ActiveBoost)) |
 //! | GET | `/`, `/page.js`, `/page.css` | the read-only page ([`crate::page`]) |
 //!
 //! **Secrets.** Reads are open, so what they return is redacted (`api/redact.rs`):
@@ -48,7 +49,7 @@ use http_body_util::{BodyExt, StreamBody};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use meshtrace_config::report::Report;
+use meshtrace_config::report::{Report, ReportReply};
 
 use crate::auth::{Denied, Token};
 use crate::migration;
@@ -153,6 +154,8 @@ impl Api {
             (&Method::GET, "/v1/migration") => self.migration(),
             (&Method::GET, "/v1/migration/stages") => ok(json!(self.store.stages().await)),
             (&Method::POST, "/v1/migration/stage") => self.move_stage(req).await,
+            (&Method::GET, "/v1/boosts") => ok(json!(self.store.boosts().await)),
+            (&Method::PUT, "/v1/boosts") => self.set_boosts(req).await,
             (_, p) if is_route(p) => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{method} is not allowed on {path}"),
@@ -228,8 +231,9 @@ impl Api {
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         if let Some(map) = v.as_object_mut() {
             map.insert("sidecar_count".into(), json!(self.sidecars.count()));
-            let reporting = self.reports.count(self.store.now());
-            map.insert("reporting_sidecars".into(), json!(reporting));
+            let now = self.store.now();
+            map.insert("reporting_sidecars".into(), json!(self.reports.count(now)));
+            map.insert("boosts".into(), json!(self.reports.boosts(now)));
             map.insert("writes_enabled".into(), json!(self.token.is_configured()));
             map.insert("connections".into(), json!(self.connections.counts()));
             // The page counts overrides down from this clock, not the browser's.
@@ -302,15 +306,19 @@ impl Api {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let report: Report = reply::read_json_limited(req.into_body(), MAX_REPORT_BODY).await?;
-        self.reports
-            .record(report, self.store.now())
-            .map_err(|e| match e {
-                reports::Refused::Invalid(why) => ApiError::bad_request(why),
-                full @ reports::Refused::Full(_) => {
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, full.to_string())
-                }
-            })?;
-        Ok(reply::json(StatusCode::OK, &json!({ "recorded": true })))
+        let (namespace, pod) = (report.namespace.clone(), report.pod.clone());
+        let now = self.store.now();
+        self.reports.record(report, now).map_err(|e| match e {
+            reports::Refused::Invalid(why) => ApiError::bad_request(why),
+            full @ reports::Refused::Full(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, full.to_string())
+            }
+        })?;
+        let answer = ReportReply {
+            recorded: true,
+            budgets: self.reports.budgets(&namespace, &pod, now),
+        };
+        Ok(reply::json(StatusCode::OK, &answer))
     }
 
     fn migration(&self) -> Result<Response<Body>, ApiError> {
@@ -354,7 +362,7 @@ const OVERRIDE_PREFIX: &str = "/v1/overrides/";
 /// Whether `path` is served (by some method): a known path with the wrong method
 /// is a 405, anything else a 404.
 fn is_route(path: &str) -> bool {
-    const ROUTES: [&str; 12] = [
+    const ROUTES: [&str; 13] = [
         "/healthz",
         "/v1/status",
         "/v1/watch",
@@ -367,6 +375,7 @@ fn is_route(path: &str) -> bool {
         "/v1/migration",
         "/v1/migration/stage",
         "/v1/migration/stages",
+        "/v1/boosts",
     ];
     ROUTES.contains(&path) || path.starts_with(OVERRIDE_PREFIX) || page::is_route(path)
 }

@@ -10,10 +10,22 @@ use crate::document::Document;
 use crate::overrides::{Created, NewOverride, OverrideChange};
 use crate::reply::{self, ApiError, Body};
 use crate::stages::{StageMove, StageRequest};
+use crate::switches::BoostsRequest;
 
 // === impl Api ===
 
 impl Api {
+    /// `PUT /v1/boosts`: turns incident boosts off on every sidecar, or back on.
+    pub(super) async fn set_boosts<B>(&self, req: Request<B>) -> Result<Response<Body>, ApiError>
+    where
+        B: http_body::Body + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let request: BoostsRequest = reply::read_json(req.into_body()).await?;
+        let state = self.store.set_boosts(request.enabled).await?;
+        Ok(reply::json(StatusCode::OK, &state))
+    }
+
     /// `PUT /v1/config/base`: replaces the base document (YAML or JSON).
     pub(super) async fn put_base<B>(&self, req: Request<B>) -> Result<Response<Body>, ApiError>
     where

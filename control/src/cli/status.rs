@@ -60,6 +60,11 @@ pub(super) async fn status(client: &ControlClient, output: Format) -> Result<Str
     }
     let _ = writeln!(out, "overrides   {}", field("override_count"));
     let _ = writeln!(out, "stage moves {}", field("stage_assignments"));
+    let switch = match status.get("boosts_enabled") {
+        Some(Value::Bool(false)) => "OFF fleet-wide",
+        _ => "on",
+    };
+    let _ = writeln!(out, "boosts      {switch}");
     let _ = writeln!(
         out,
         "sidecars    {} connected, {} reporting\n",
@@ -86,6 +91,10 @@ pub(super) async fn status(client: &ControlClient, output: Format) -> Result<Str
         ]);
     }
     out.push_str(&table(&rows));
+    out.push('\n');
+    out.push_str(&super::boosts::boost_table(
+        status.get("boosts").unwrap_or(&Value::Null),
+    ));
     Ok(out)
 }
 

@@ -3,8 +3,9 @@
 //!
 //! It shows the connected sidecars (the version each acknowledged, whether that
 //! is the current one, the version last sent, the last rejection), the active
-//! overrides with their remaining time, and the migration view per workload, and
-//! refreshes itself every two seconds from the same open `GET /v1/*` endpoints
+//! overrides with their remaining time, the incident boosts sidecars reported
+//! (and a note when boosts are off fleet-wide), and the migration view per
+//! workload, and refreshes itself every two seconds from the same open `GET /v1/*` endpoints
 //! the CLI reads (`/v1/status`, `/v1/sidecars`, `/v1/overrides`,
 //! `/v1/migration`), so it needs no write token and shows nothing they do not.
 //! Remaining times count down from the server's clock (`now` in `/v1/status`),

@@ -13,6 +13,7 @@ const state = {
   failingSince: null,
   overrides: [],
   sidecars: [],
+  statusNow: null,   // the server's clock at its last /v1/status
 };
 
 const $ = (id) => document.getElementById(id);
@@ -133,6 +134,32 @@ function renderOverrides(list) {
   setCard("s-overrides", String(list.length));
 }
 
+// --- boosts -----------------------------------------------------------------
+
+// Incident boosts the sidecars reported (GET /v1/status `boosts`); the trigger
+// is a sidecar's text.
+function boostRow(b) {
+  const key = `${b.namespace}/${b.pod}/${b.route}`;
+  const ends = new Date(Date.parse(state.statusNow) + b.ends_in_seconds * 1000).toISOString();
+  return el("tr", { "data-key": key },
+    el("td", { className: "c-route mono" }, b.route),
+    el("td", { className: "c-pod" }, el("span", { className: "mono" }, `${b.namespace}/${b.pod}`),
+      el("span", { className: "sub" }, b.service == null ? "(no service)" : b.service)),
+    el("td", { className: "c-trigger" }, b.trigger),
+    el("td", { className: "c-rate" }, `${+(b.rate * 100).toFixed(3)} %`),
+    el("td", { className: "c-ends remaining", "data-expires": ends }));
+}
+
+function renderBoosts(status) {
+  const list = Array.isArray(status.boosts) ? status.boosts : [];
+  setRows("boosts", list.map(boostRow), 5, "No route is boosted.");
+  const off = $("boosts-off");
+  off.hidden = status.boosts_enabled !== false;
+  off.textContent = status.boosts_enabled === false
+    ? `Boosts are off fleet-wide${status.boosts_off_since ? " since " + clock(status.boosts_off_since) : ""}` +
+      " (meshtrace-control boost on turns them back on)." : "";
+}
+
 // --- migration --------------------------------------------------------------
 
 function formats(counts) {
@@ -225,6 +252,7 @@ async function get(path) {
 
 function render([status, sidecars, overrides, migration]) {
   if (typeof status.now === "string") state.skew = Date.parse(status.now) - Date.now();
+  state.statusNow = typeof status.now === "string" ? status.now : new Date(serverNow()).toISOString();
   setCard("s-version", String(status.version));
   const loadError = $("load-error");
   loadError.hidden = !status.last_load_error;
@@ -232,6 +260,7 @@ function render([status, sidecars, overrides, migration]) {
     ? `The source document was rejected; still serving the last good one: ${status.last_load_error}` : "";
   renderSidecars(sidecars);
   renderOverrides(overrides);
+  renderBoosts(status);
   renderMigration(migration);
 }
 

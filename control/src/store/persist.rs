@@ -15,6 +15,7 @@ use crate::document::Document;
 use crate::overrides::Override;
 use crate::stages::StageAssignment;
 use crate::state::{ApiBase, Backend, StateError, Stored};
+use crate::switches::Switches;
 
 /// How many times a write is re-applied after losing a race to another replica.
 pub const CONFLICT_RETRIES: usize = 5;
@@ -26,6 +27,7 @@ struct Saved {
     stages: Vec<StageAssignment>,
     api_base: Option<ApiBase>,
     api_doc: Option<Document>,
+    switches: Switches,
 }
 
 impl Inner {
@@ -35,6 +37,7 @@ impl Inner {
             stages: self.stages.clone(),
             api_base: self.api_base.as_ref().map(|(b, _)| b.clone()),
             api_doc: self.api_base.as_ref().map(|(_, d)| d.clone()),
+            switches: self.switches,
         }
     }
 
@@ -42,6 +45,7 @@ impl Inner {
         self.overrides = saved.overrides;
         self.stages = saved.stages;
         self.api_base = saved.api_base.zip(saved.api_doc);
+        self.switches = saved.switches;
     }
 }
 
@@ -110,7 +114,8 @@ impl Store {
         let current = self.snapshot();
         let changed = current.document != next.document
             || current.stages != next.stages
-            || current.overrides != next.overrides;
+            || current.overrides != next.overrides
+            || current.switches != next.switches;
         if changed {
             self.shared.tx.send_replace(Arc::new(next));
         }
@@ -142,6 +147,7 @@ impl Store {
         inner.overrides = state.overrides;
         inner.overrides.retain(|o| o.expires_at.0 > now);
         inner.stages = state.stages;
+        inner.switches = state.switches;
         inner.api_base = state.api_base.and_then(|base| {
             match serde_json::from_value::<Document>(base.document.clone()) {
                 Ok(doc) => Some((base, doc)),

@@ -1,6 +1,7 @@
 //! The control plane over HTTP and from its CLI, as one test binary (it links
 //! once, which keeps the suite's build time and disk down).
 
+mod adaptive;
 mod api;
 mod cli;
 mod fanout;

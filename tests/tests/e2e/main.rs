@@ -20,6 +20,7 @@ mod access_log;
 mod admin;
 mod apps;
 mod boost;
+mod boosts_off;
 mod chart;
 mod cli;
 mod control;

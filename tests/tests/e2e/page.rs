@@ -2,7 +2,8 @@
 //! the connected sidecars with the version each acknowledged and the one a
 //! sidecar rejected, the overrides counting down, and the migration rows; it
 //! follows changes without being reloaded; it shows what sidecars send as text;
-//! and it says so when the control plane stops answering.
+//! it lists the incident boosts sidecars report and says when boosts are off
+//! fleet-wide; and it says so when the control plane stops answering.
 //!
 //! The sidecars are real (in-process) sidecars watching a real control plane;
 //! one of them NACKs a config it cannot apply (a CA file it does not have), as in
@@ -11,7 +12,7 @@
 //! `$MESHTRACE_ARTIFACTS_DIR`); their paths are printed.
 
 use http::Method;
-use meshtrace_config::report::{FormatCounts, Report};
+use meshtrace_config::report::{BoostReport, FormatCounts, Report, RouteReport};
 use meshtrace_config::PropagationFormat::{B3Multi, Datadog, TraceContext};
 use meshtrace_control::overrides::NewOverride;
 use meshtrace_control::sidecars::SidecarInfo;
@@ -370,6 +371,67 @@ async fn what_sidecars_send_is_shown_as_text_and_never_run() {
         .await;
     assert_eq!(ran, json!([true, 0]), "markup from a sidecar was parsed");
     drop(watch);
+}
+
+#[tokio::test]
+async fn reported_boosts_are_listed_as_text_and_boosts_off_is_noted() {
+    let cp = testing::start(DOCUMENT, Some(TOKEN)).await;
+    let trigger = "error ratio 0.21 > 0.05 <img src=x onerror=\"window.__ran=3\">";
+    let route = RouteReport {
+        roots: 100,
+        rate: 0.1,
+        boost: Some(BoostReport {
+            trigger: trigger.into(),
+            started_seconds_ago: 5,
+            ends_in_seconds: 600,
+            rate: 0.5,
+        }),
+        ..RouteReport::default()
+    };
+    let mut r = report("checkout", "checkout-7", counts(0, &[]), counts(0, &[]));
+    r.routes.insert("pay".into(), route);
+    cp.client_with(None)
+        .report(&r)
+        .await
+        .expect("POST /v1/report");
+
+    let mut b = open(&cp).await;
+    let key = "shop/checkout-7/pay";
+    let shown = cell_matching(&mut b, "boosts", key, "c-trigger", "onerror").await;
+    assert_eq!(shown, trigger, "the trigger, as text");
+    cell_matching(&mut b, "boosts", key, "c-route", "^pay$").await;
+    cell_matching(
+        &mut b,
+        "boosts",
+        key,
+        "c-pod",
+        r"^shop\/checkout-7checkout$",
+    )
+    .await;
+    cell_matching(&mut b, "boosts", key, "c-rate", r"^50 %$").await;
+    cell_matching(&mut b, "boosts", key, "c-ends", r"^(9m [0-5]\d|10m 00)s$").await;
+    let ran = b
+        .evaluate("[window.__ran === undefined, document.querySelectorAll('tbody img').length, document.getElementById('boosts-off').hidden]")
+        .await;
+    assert_eq!(
+        ran,
+        json!([true, 0, true]),
+        "markup from a sidecar was parsed"
+    );
+
+    cp.client().set_boosts(false).await.expect("PUT /v1/boosts");
+    let note = b
+        .wait_for(
+            "the boosts-off note",
+            "!document.getElementById('boosts-off').hidden && document.getElementById('boosts-off').textContent",
+        )
+        .await;
+    let note = note.as_str().unwrap_or_default();
+    assert!(
+        note.starts_with("Boosts are off fleet-wide since "),
+        "{note}"
+    );
+    screenshot(&mut b, "control-page-boosts.png").await;
 }
 
 #[tokio::test]

@@ -326,3 +326,27 @@ async fn two_replicas_expiring_the_same_override_end_at_the_same_state() {
     assert!(store.snapshot().overrides.is_empty());
     assert_eq!(store.snapshot().version, empty.snapshot().version);
 }
+
+#[tokio::test]
+async fn boosts_off_is_stored_in_the_configmap_and_served_by_another_replica() {
+    let (store, mut handle, _dir) = opened(json!({"version": 0})).await;
+    let off = tokio::spawn({
+        let store = store.clone();
+        async move { store.set_boosts(false).await }
+    });
+    let put = answer(&mut handle, ok(configmap("2", &json!({})))).await;
+    assert_eq!(put.method, Method::PUT);
+    let stored = stored_state(&put);
+    assert!(
+        stored["switches"]["boosts_off_since"].is_string(),
+        "{stored}"
+    );
+    let state = off.await.unwrap().unwrap();
+    assert!(!state.enabled);
+    // Another replica reading that state serves the same, under the same version.
+    let (replica, _handle, _dir) = opened(stored).await;
+    let snapshot = replica.snapshot();
+    assert!(!snapshot.switches.boosts_enabled());
+    assert_eq!(snapshot.version, state.version);
+    assert_eq!(snapshot.version, store.snapshot().version);
+}
