@@ -2,10 +2,8 @@
 //! sidecar's share of its workload's adaptive targets; boosts are turned off
 //! fleet-wide with one command and shown in the status.
 
-use clap::Parser;
 use http::{Method, StatusCode};
 use meshtrace_config::report::{BoostReport, Report, RouteReport};
-use meshtrace_control::cli::{run_client, Cli, Command};
 use meshtrace_control::client::ClientError;
 use meshtrace_control::testing::{start, within, Running};
 use serde_json::{json, Value};
@@ -80,15 +78,7 @@ async fn two_pods_of_a_workload_split_its_target_by_their_root_rates() {
 
 /// Runs a client command line in-process against `cp`; its stdout.
 async fn cli(cp: &Running, args: &[&str]) -> String {
-    let line = [&["meshtrace-control"], args].concat();
-    let parsed = Cli::try_parse_from(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
-    let Command::Client(command) = parsed.command else {
-        panic!("{line:?} is not a client command");
-    };
-    within(&line.join(" "), run_client(&cp.client(), command))
-        .await
-        .unwrap_or_else(|e| panic!("{line:?}: {e}"))
-        .stdout
+    crate::cli::cli(cp, args).await.stdout
 }
 
 async fn resolved_boosts(cp: &Running, service: &str) -> bool {

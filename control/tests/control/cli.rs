@@ -15,7 +15,7 @@ const SOURCE: &str = "defaults: {sampling: {default_rate: 0.1}}\n";
 const BINARY: &str = env!("CARGO_BIN_EXE_meshtrace-control");
 
 /// Runs a client command line in-process against `cp`.
-async fn cli(cp: &Running, args: &[&str]) -> Output {
+pub(crate) async fn cli(cp: &Running, args: &[&str]) -> Output {
     let line = [&["meshtrace-control"], args].concat();
     let parsed = Cli::try_parse_from(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
     let Command::Client(command) = parsed.command else {
