@@ -53,14 +53,11 @@ impl Adaptive {
     }
 
     /// Replaces the routes with `config`'s, carrying over what each route of
-    /// the same name has learnt and spent; returns them for the listeners'
-    /// samplers. Shares still good apply to the new routes at once.
+    /// the same name has learnt and spent (its share included); returns them
+    /// for the listeners' samplers.
     pub fn reload(&self, config: &Config) -> Arc<Routes> {
-        let now = Instant::now();
-        let routes = Arc::new(Routes::reloaded(&config.sampling, &self.routes.load(), now));
-        if let Some((shares, _)) = self.live_shares(now) {
-            routes.set_shares(&shares);
-        }
+        let routes = Routes::reloaded(&config.sampling, &self.routes.load(), Instant::now());
+        let routes = Arc::new(routes);
         self.routes.store(routes.clone());
         self.show();
         routes
@@ -163,5 +160,83 @@ fn log(event: &RouteEvent) {
             why,
             "sampling boost ended"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::propagation::TraceId;
+    use crate::sampling::{Input, Sampler};
+
+    const PERIOD: Duration = Duration::from_secs(1);
+
+    fn config() -> Config {
+        let mut config = Config::default();
+        config.sampling.default = Some(meshtrace_config::SamplingRule {
+            target_traces_per_second: Some(10.0),
+            ..Default::default()
+        });
+        config.sampling.adaptive.period = PERIOD.into();
+        config
+    }
+
+    /// One period of 100 root requests a second through a sampler of the
+    /// current routes, then a tick; the default route's rate after it.
+    fn period(adaptive: &Adaptive, config: &Config, start: Instant, n: &mut u128) -> f64 {
+        let sampler = Sampler::with_routes(&config.sampling, adaptive.current());
+        for i in 0..100u32 {
+            *n += 1;
+            let input = Input {
+                trusted: true,
+                force_signal: false,
+                tenant: None,
+                parent: None,
+                trace_id: TraceId::new(n.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
+                    .unwrap_or(TraceId::new(1).expect("non-zero")),
+                authority: None,
+                method: "GET",
+                path: "/",
+                grpc: None,
+                probe: false,
+            };
+            sampler.decide(&input, start + PERIOD * i / 100);
+        }
+        adaptive.tick(start + PERIOD);
+        let routes = adaptive.current();
+        routes.threshold(routes.len() - 1).map_or(0.0, |t| t.rate())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shares_hold_across_a_reload_and_expire() {
+        let config = config();
+        let adaptive = Adaptive::new(&config, Metrics::new());
+        let mut n = 0;
+        let mut now = Instant::now();
+        let shares = BTreeMap::from([("default".to_string(), 2.0)]);
+        adaptive.set_shares(shares, 3 * PERIOD, now);
+        let rate = period(&adaptive, &config, now, &mut n);
+        assert!((rate - 0.02).abs() < 0.002, "share 2 of 100 req/s: {rate}");
+
+        now += PERIOD;
+        adaptive.reload(&config);
+        let rate = period(&adaptive, &config, now, &mut n);
+        assert!(
+            (rate - 0.02).abs() < 0.002,
+            "the reload kept the share: {rate}"
+        );
+
+        // The shares were good for 3 s: from the third tick on the route adapts
+        // to its whole target again, doubling its way up to 10 / 100.
+        let mut rates = Vec::new();
+        for _ in 0..6 {
+            now += PERIOD;
+            rates.push(period(&adaptive, &config, now, &mut n));
+        }
+        let last = rates.last().copied().unwrap_or(0.0);
+        assert!(
+            (last - 0.1).abs() < 0.01,
+            "back to the whole target: {rates:?}"
+        );
     }
 }
