@@ -10,7 +10,8 @@
 # Compare two builds by alternating them (before, after, before, after). Needs
 # valgrind, wrk and curl. With WIRE=h2 the load is h2c instead: `h2load -c8 -m10
 # -D10` (nghttp2-client), so the sidecar's HTTP/2 server and upstream pool are
-# measured.
+# measured. EXTRA_YAML is appended to the sidecar's config (e.g. a `sampling:`
+# section), for the cost of a feature the default config leaves off.
 set -u
 proxy=$1; backend=$2; label=${3:-run}
 d=$(mktemp -d)
@@ -23,6 +24,7 @@ outbound: {listen: 127.0.0.1:0}
 admin: {listen: 127.0.0.1:18100, health_listen: null, metrics_listen: null}
 runtime: {workers: 1}
 log: {access_log: false, level: warn}
+${EXTRA_YAML:-}
 YAML
 valgrind --tool=callgrind --callgrind-out-file="$d/callgrind.out" \
   "$proxy" run --config "$d/sidecar.yaml" >"$d/sidecar.log" 2>&1 &
