@@ -24,8 +24,9 @@
 //!    `d` instead of stalling up to 10 % short of it.
 //! 5. **Apply** `p` as a consistent-probability threshold (the route's atomic,
 //!    read by every root decision; `ot=th` carries it), and renew the route's
-//!    [`Cap`]: an allowance of `max(1, ⌊1.2 · share · period⌋)` sampled roots
-//!    until the next tick. Until `p` catches up with a traffic step, no period
+//!    [`Cap`]: an allowance of `max(⌊1.2 · share · period⌋, ⌈share · period⌉ + 1)`
+//!    sampled roots until the next tick (the second term matters below 5 traces
+//!    a period, where 20 % is less than one trace). Until `p` catches up with a traffic step, no period
 //!    records more than 1.2 × its share; a new share ([`super::Routes::set_shares`])
 //!    changes the allowance at once.
 //!
@@ -130,11 +131,18 @@ impl Controller {
         self.share.unwrap_or(limits.target)
     }
 
-    /// The [`Cap`]'s allowance for one `period`.
+    /// The [`Cap`]'s allowance for one `period`: 1.2 periods' worth of the
+    /// aim, and at least one sampled root more than one period's worth.
     pub(super) fn cap(&self, limits: &Limits, period: std::time::Duration) -> u64 {
-        let allowance = CAP * self.aim(limits) * period.as_secs_f64();
-        // The epsilon keeps 1.2 · 50 = 60.000…01 from rounding to 61.
-        (allowance + 1e-9).floor().max(1.0) as u64
+        let per_period = self.aim(limits) * period.as_secs_f64();
+        // The epsilons keep 1.2 · 50 = 60.000…01 from rounding to 61, and a
+        // whole period's worth from rounding up.
+        let bound = (CAP * per_period + 1e-9).floor();
+        // Below 5 traces a period, 20 % is less than one trace: rounding down
+        // would trim every period the binomial noise lifts above its mean (a
+        // route at 1 trace a period would record 37 % less than its aim).
+        let one_more = (per_period - 1e-9).ceil().max(0.0) + 1.0;
+        bound.max(one_more) as u64
     }
 
     /// One tick (steps 1–4 of the [module docs](self)): returns the new `p`.
@@ -311,6 +319,18 @@ mod tests {
         c.share = None;
         assert_eq!(c.cap(&LIMITS, Duration::from_secs(5)), 60);
         c.share = Some(0.1);
+        assert_eq!(
+            c.cap(&LIMITS, Duration::from_secs(1)),
+            2,
+            "one more than 0.1"
+        );
+        c.share = Some(2.0);
+        assert_eq!(
+            c.cap(&LIMITS, Duration::from_secs(1)),
+            3,
+            "⌊2.4⌋ is no more than 2"
+        );
+        c.share = Some(0.0);
         assert_eq!(c.cap(&LIMITS, Duration::from_secs(1)), 1);
     }
 
