@@ -402,6 +402,7 @@ impl PolicyParts<'_> {
                 )
                 .collect(),
         };
+        let routes = config.sampling.routes();
         TracePolicy {
             direction,
             // The local app (outbound) is always trusted; mesh callers per config.
@@ -415,7 +416,8 @@ impl PolicyParts<'_> {
             sampler,
             sampling_headers: SamplingHeaders::new(&config.sampling),
             sampling_metrics: self.sampling.clone(),
-            observes_routes: config.sampling.routes().iter().any(|r| r.boost.is_some()),
+            observes_routes: routes.iter().any(|r| r.boost.is_some()),
+            route_tails: routes.iter().any(|r| r.tail != config.sampling.tail),
             spans,
             migration: self.migration.clone(),
             learn_for: propagation.learn_for.get(),

@@ -143,13 +143,15 @@ where
         let recorder = policy.spans.clone();
         let route = RouteOutcome::of(&policy, &req, recorder.is_some());
         let span = recorder.as_ref().and_then(|r| {
-            let tail = route.as_ref().map_or_else(Tail::default, |r| r.tail);
-            r.start_with_tail(
-                &req,
+            let (server, peer) = (
                 self.context.direction == Direction::Inbound,
                 self.context.peer.ip(),
-                tail,
-            )
+            );
+            match &route {
+                Some(route) => r.start_with_tail(&req, server, peer, route.tail),
+                // Every route keeps tails as `sampling.tail` says: the recorder's own.
+                None => r.start(&req, server, peer),
+            }
         });
         let span = span.map(|start| SpanState { start });
         // Until the response head arrives, the request is one the client abandoned.
@@ -244,11 +246,11 @@ struct RouteOutcome {
 }
 
 impl RouteOutcome {
-    /// The route of `req` when spans are on (for its tail keep) or some route
-    /// has boost triggers; `None` otherwise, without matching any rule. Probes
-    /// feed no trigger.
+    /// The route of `req` when some route has boost triggers, or when spans
+    /// are on and some route keeps tails other than `sampling.tail`; `None`
+    /// otherwise, without matching any rule. Probes feed no trigger.
     fn of<B>(policy: &TracePolicy, req: &Request<B>, spans: bool) -> Option<Self> {
-        if !(spans || policy.observes_routes) {
+        if !(policy.observes_routes || (spans && policy.route_tails)) {
             return None;
         }
         let routes = policy.sampler.routes();

@@ -59,6 +59,9 @@ pub struct TracePolicy {
     /// Whether some sampling route has boost triggers, whose requests' outcomes
     /// the record layer then feeds to it.
     pub observes_routes: bool,
+    /// Whether some sampling route keeps tails other than `sampling.tail` (a
+    /// tier's), which the record layer then looks the route up for.
+    pub route_tails: bool,
     /// The span recorder, when spans are on.
     pub spans: Option<Arc<crate::telemetry::Recorder>>,
     /// Migration counts and what the app speaks (process-wide).
