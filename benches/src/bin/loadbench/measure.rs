@@ -71,13 +71,18 @@ impl Spans {
         Ok(spans)
     }
 
-    /// Reads traced Envoy's counters from its admin `/stats`.
+    /// Reads traced Envoy's counters from its admin `/stats` (with curl: Envoy's
+    /// admin answers HTTP/1.0 with 426, and HTTP/1.1 may be chunked).
     pub fn read_envoy(admin: SocketAddr) -> Result<Self, Error> {
-        let (status, body) = http_get(admin, "/stats")?;
-        if status != 200 {
-            return Err(format!("GET http://{admin}/stats: status {status}").into());
+        let url = format!("http://{admin}/stats");
+        let out = std::process::Command::new("curl")
+            .args(["-sf", "-m", "3", &url])
+            .output()
+            .map_err(|e| format!("curl {url}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("curl {url}: {}", out.status).into());
         }
-        Ok(Self::parse_envoy(&body))
+        Ok(Self::parse_envoy(&String::from_utf8_lossy(&out.stdout)))
     }
 
     /// Envoy's text stats: requests completed on the h1 and h2c listeners'
