@@ -6,24 +6,25 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::measure::{LatencyWindow, Spans, Window};
+use super::callgrind::Counts;
+use super::measure::{LatencyWindow, Recovery, Spans, Window, RECOVERY};
 use super::stats::{show, Spread};
 use super::targets::{Target, COMPARED, PROXIES, SAMPLED};
-use super::{verdict, Error};
+use super::{summary, verdict, verdict18, Error};
 
 /// The figures of one round of alternating windows.
 #[derive(Debug, Default)]
 pub struct Round {
-    /// wrk `-t2 -c32`, HTTP/1.1 keep-alive, per target.
+    /// wrk `-t1 -c32`, HTTP/1.1 keep-alive, per target.
     pub wrk: BTreeMap<Target, Window>,
-    /// h2load `-c32 -m10 -t2`, h2c, per target.
+    /// h2load `-c32 -m10`, h2c, per target.
     pub h2: BTreeMap<Target, Window>,
     /// oha at 1 000 requests/s, per target.
     pub oha: BTreeMap<Target, LatencyWindow>,
     /// gRPC unary: (direct, through the sidecar).
     pub grpc: Option<(Window, Window)>,
-    /// (peak RSS under wrk -c100, RSS 2 s after), KiB, per proxy.
-    pub rss: BTreeMap<Target, (u64, u64)>,
+    /// Peak RSS under wrk -c100, KiB, per proxy.
+    pub rss: BTreeMap<Target, u64>,
 }
 
 /// Everything a run measured.
@@ -37,6 +38,10 @@ pub struct Results {
     pub totals: BTreeMap<Target, Spans>,
     /// Spans the OTLP sink received over the run.
     pub sink_spans: Option<u64>,
+    /// Each proxy's RSS for 30 s after its last load (the last round's).
+    pub recovery: BTreeMap<Target, Recovery>,
+    /// Instructions per request (the callgrind phase), if it ran.
+    pub callgrind: Counts,
 }
 
 /// The header lines: date, machine, tool versions, command, window lengths.
@@ -77,6 +82,20 @@ impl Results {
         self.spread(|r| Some(pct(r.oha.get(&t)?) - pct(r.oha.get(&DIRECT)?)))
     }
 
+    /// Whether any round measured `t` (the `before` build runs only with `BEFORE=`).
+    pub(super) fn has(&self, t: Target) -> bool {
+        self.idle_kib.contains_key(&t)
+            || self
+                .rounds
+                .iter()
+                .any(|r| r.wrk.contains_key(&t) || r.oha.contains_key(&t))
+    }
+
+    /// The targets of `list` this run measured.
+    pub(super) fn present(&self, list: impl IntoIterator<Item = Target>) -> Vec<Target> {
+        list.into_iter().filter(|&t| self.has(t)).collect()
+    }
+
     /// Spans dropped over every latency window of target `t`.
     pub(super) fn drops_at_rate(&self, t: Target) -> u64 {
         self.rounds
@@ -104,11 +123,15 @@ pub fn render(res: &Results, ctx: &Context) -> String {
         let _ = writeln!(md, "{line}");
     }
     let _ = writeln!(md);
+    md += &summary::table(res);
     md += &throughput(res);
     md += &latency(res);
     md += &memory(res);
     md += &sampling(res);
+    md += &summary::tracing(res);
+    md += &summary::instructions(res);
     md += &grpc(res);
+    md += &verdict18::checks(res);
     md += &verdict::checks(res);
     md
 }
@@ -116,10 +139,11 @@ pub fn render(res: &Results, ctx: &Context) -> String {
 fn throughput(res: &Results) -> String {
     let mut md = String::from(
         "### a, b, d. Throughput and CPU per request\n\n\
-         | target | HTTP/1.1 req/s (wrk -t2 -c32) | ratio to direct | h2c req/s (h2load -c32 -m10 -t2) | ratio to direct | CPU µs/req, wrk | CPU µs/req, h2load |\n\
+         | target | HTTP/1.1 req/s (wrk -t1 -c32) | ratio to direct | h2c req/s (h2load -c32 -m10) | ratio to direct | CPU µs/req, wrk | CPU µs/req, h2load |\n\
          |---|---|---|---|---|---|---|\n",
     );
-    for t in COMPARED {
+    let traced = [Target::Sampled100, Target::EnvoyTraced];
+    for t in res.present(COMPARED.into_iter().chain(traced)) {
         let rps = |pick: fn(&Round) -> &BTreeMap<Target, Window>| {
             show(res.spread(|r| pick(r).get(&t).map(|w| w.load.rps)), 0)
         };
@@ -152,7 +176,9 @@ fn throughput(res: &Results) -> String {
          (`server … proto h2`, as meshtrace forwards h2); nginx on a second `listen … http2` \
          server block, forwarding over HTTP/1.1 (nginx cannot proxy h2 to an upstream); with 320 streams in flight \
          and `keepalive 64` idle upstream connections cached, nginx opens and closes \
-         upstream connections during the h2c windows. CPU is utime+stime of the proxy's process group (nginx: master + worker) over \
+         upstream connections during the h2c windows. Envoy: `--concurrency 1`, an `HTTP1` and an \
+         `HTTP2` connection manager, the h2c one forwarding h2 (`explicit_http_config: \
+         {{http2_protocol_options: {{}}}}`), no access log (`benches/load/envoy/envoy.yaml`). CPU is utime+stime of the proxy's process group (nginx: master + worker) over \
          the window ÷ requests completed.\n"
     );
     md
@@ -164,7 +190,12 @@ fn latency(res: &Results) -> String {
          | target | p50 µs | p99 µs | p99.9 µs | added p50 µs | added p99 µs | added p99.9 µs | errors |\n\
          |---|---|---|---|---|---|---|---|\n",
     );
-    for t in COMPARED.into_iter().chain(SAMPLED) {
+    for t in res.present(
+        COMPARED
+            .into_iter()
+            .chain(SAMPLED)
+            .chain([Target::EnvoyTraced]),
+    ) {
         let abs = |pct: fn(&LatencyWindow) -> f64| show(res.spread(|r| r.oha.get(&t).map(pct)), 0);
         let added = |pct: fn(&LatencyWindow) -> f64| {
             if t == DIRECT {
@@ -198,21 +229,31 @@ fn latency(res: &Results) -> String {
 }
 
 fn memory(res: &Results) -> String {
-    let mut md = String::from(
+    let mut md = format!(
         "### e. Memory (VmRSS, MiB; nginx: master + worker summed)\n\n\
-         | target | idle, after start | under 100 connections (max of samples every 250 ms) | 2 s after the load |\n\
-         |---|---|---|---|\n",
+         | target | idle, after start | under 100 connections (max of samples every 250 ms) | {} s after the load | first ≤ idle + 25 %, s after the load |\n\
+         |---|---|---|---|---|\n",
+        RECOVERY.as_secs()
     );
-    for t in PROXIES.into_iter().chain(SAMPLED) {
-        let idle = res
-            .idle_kib
-            .get(&t)
-            .map_or("n/a".into(), |k| format!("{:.1}", *k as f64 / MIB));
-        let load = show(res.spread(|r| r.rss.get(&t).map(|x| x.0 as f64 / MIB)), 1);
-        let after = show(res.spread(|r| r.rss.get(&t).map(|x| x.1 as f64 / MIB)), 1);
-        let _ = writeln!(md, "| {} | {idle} | {load} | {after} |", t.label());
+    for t in res.present(PROXIES.into_iter().chain(SAMPLED)) {
+        let idle_kib = res.idle_kib.get(&t).map(|&k| k as f64);
+        let idle = idle_kib.map_or("n/a".into(), |k| format!("{:.1}", k / MIB));
+        let load = show(res.spread(|r| r.rss.get(&t).map(|&x| x as f64 / MIB)), 1);
+        let rec = res.recovery.get(&t);
+        let after = rec
+            .and_then(Recovery::at_end)
+            .map_or("—".into(), |k| format!("{:.1}", k as f64 / MIB));
+        let back = match (rec, idle_kib) {
+            (Some(r), Some(i)) => r
+                .first_within(i * 1.25)
+                .map_or("not within 30 s".into(), |s| format!("{s:.0}")),
+            _ => "—".into(),
+        };
+        let _ = writeln!(md, "| {} | {idle} | {load} | {after} | {back} |", t.label());
     }
-    md += "\n";
+    md += "\nThe RSS after the load is followed once per proxy per run, after its 100-connection \
+           window of the last round, sampled every second for 30 s (while the next proxies' \
+           windows run).\n\n";
     md
 }
 

@@ -1,48 +1,69 @@
-//! What is measured: the backend directly, and the three proxies in front of it,
+//! What is measured: the backend directly, and the proxies in front of it,
 //! configured alike (one worker, keep-alive both sides, h2c on a second listener,
-//! no access log) — plus the meshtrace sidecars with span export, and the gRPC
-//! pair. Every port is a free loopback port; every process a [`Group`].
+//! no access log; see `configs.rs`) — plus the meshtrace sidecars with span
+//! export, Envoy with its OpenTelemetry tracer, the `BEFORE` build of meshtrace,
+//! and the gRPC pair. Every port is a free loopback port; every process a [`Group`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use super::configs::{write_file, Kind, Ports};
 use super::procs::{accepts, free_port, http_get, Group};
 use super::Error;
 
-/// A thing a load generator is pointed at.
+/// A thing a load generator is pointed at. The order is the tables' order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Target {
     /// The backend itself: the baseline.
     Direct,
     /// The meshtrace sidecar, span export off (no endpoint).
     Meshtrace,
+    /// The `BEFORE=` build of the sidecar, configured as [`Target::Meshtrace`].
+    Before,
     /// HAProxy.
     Haproxy,
     /// nginx.
     Nginx,
+    /// Envoy, no tracing.
+    Envoy,
     /// meshtrace, sampling 0%, exporting to the OTLP sink.
     Sampled0,
     /// meshtrace, sampling 1%, exporting to the OTLP sink.
     Sampled1,
     /// meshtrace, sampling 100%, exporting to the OTLP sink.
     Sampled100,
+    /// Envoy, OpenTelemetry tracer sampling 100 %, exporting to its own sink.
+    EnvoyTraced,
 }
 
-/// The baseline and the three proxies, in window order.
-pub const COMPARED: [Target; 4] = [
+/// The baseline and the proxies, in window order (`Before` only with `BEFORE=`).
+pub const COMPARED: [Target; 6] = [
     Target::Direct,
     Target::Meshtrace,
+    Target::Before,
     Target::Haproxy,
     Target::Nginx,
+    Target::Envoy,
 ];
 /// The proxies.
-pub const PROXIES: [Target; 3] = [Target::Meshtrace, Target::Haproxy, Target::Nginx];
-/// The exporting sidecars.
+pub const PROXIES: [Target; 5] = [
+    Target::Meshtrace,
+    Target::Before,
+    Target::Haproxy,
+    Target::Nginx,
+    Target::Envoy,
+];
+/// The meshtrace sidecars that export spans.
 pub const SAMPLED: [Target; 3] = [Target::Sampled0, Target::Sampled1, Target::Sampled100];
+/// The proxies tracing at 100 % with OTLP export, and their untraced selves.
+pub const TRACED: [(Target, Target); 2] = [
+    (Target::Sampled100, Target::Meshtrace),
+    (Target::EnvoyTraced, Target::Envoy),
+];
 
 // === impl Target ===
 
@@ -52,11 +73,14 @@ impl Target {
         match self {
             Target::Direct => "direct",
             Target::Meshtrace => "meshtrace",
+            Target::Before => "meshtrace (before)",
             Target::Haproxy => "HAProxy",
             Target::Nginx => "nginx",
+            Target::Envoy => "Envoy",
             Target::Sampled0 => "meshtrace, sampling 0% → OTLP",
             Target::Sampled1 => "meshtrace, sampling 1% → OTLP",
             Target::Sampled100 => "meshtrace, sampling 100% → OTLP",
+            Target::EnvoyTraced => "Envoy, sampling 100% → OTLP",
         }
     }
 
@@ -80,12 +104,19 @@ pub struct Sidecar {
     pub admin: SocketAddr,
 }
 
-/// A proxy with an HTTP/1.1 and an h2c listener.
+/// Another proxy: an HTTP/1.1 and an h2c listener (Envoy: and its admin).
 #[derive(Debug)]
 struct Proxy {
     group: Group,
-    h1: u16,
-    h2: u16,
+    ports: Ports,
+}
+
+/// An OTLP sink and its stats listener.
+#[derive(Debug)]
+struct Sink {
+    _group: Group,
+    port: u16,
+    stats: u16,
 }
 
 /// Everything the run measures, running; dropping it stops every process.
@@ -93,26 +124,26 @@ struct Proxy {
 pub struct Stack {
     backend: Group,
     backend_port: u16,
-    _sink: Group,
-    sink_stats: u16,
+    sink: Sink,
+    envoy_sink: Sink,
     grpc_server: Group,
     grpc_port: u16,
     sidecars: BTreeMap<Target, Sidecar>,
     grpc_sidecar: Sidecar,
-    haproxy: Proxy,
-    nginx: Proxy,
+    proxies: BTreeMap<Target, Proxy>,
 }
 
 /// How long a process may take to become ready.
-const READY: Duration = Duration::from_secs(15);
+const READY: Duration = Duration::from_secs(30);
 
 // === impl Stack ===
 
 impl Stack {
-    /// Starts the backend, the OTLP sink, the gRPC server, the sidecars, HAProxy
-    /// and nginx, and waits until each is ready. `bin` holds the release binaries;
-    /// `dir` receives the config files and logs.
-    pub fn start(bin: &Path, dir: &Path) -> Result<Self, Error> {
+    /// Starts the backend, the OTLP sinks, the gRPC server, the sidecars (and the
+    /// `before` build's, if any), HAProxy, nginx and the Envoys, and waits until
+    /// each is ready. `bin` holds the release binaries; `dir` receives the config
+    /// files and logs.
+    pub fn start(bin: &Path, dir: &Path, before: Option<&Path>) -> Result<Self, Error> {
         let backend_port = free_port()?;
         let mut cmd = Command::new(bin.join("backend"));
         cmd.args([
@@ -123,19 +154,8 @@ impl Stack {
         ]);
         let mut backend = Group::spawn("backend", cmd, dir)?;
         backend.wait_ready(READY, || accepts(loopback(backend_port)))?;
-
-        let (sink_port, sink_stats) = (free_port()?, free_port()?);
-        let mut cmd = Command::new(bin.join("otlp-sink"));
-        cmd.args([
-            "--listen",
-            &format!("127.0.0.1:{sink_port}"),
-            "--stats",
-            &format!("127.0.0.1:{sink_stats}"),
-        ]);
-        let mut sink = Group::spawn("otlp-sink", cmd, dir)?;
-        sink.wait_ready(READY, || {
-            matches!(http_get(loopback(sink_stats), "/"), Ok((200, _)))
-        })?;
+        let sink = start_sink(bin, dir, "otlp-sink")?;
+        let envoy_sink = start_sink(bin, dir, "otlp-sink-envoy")?;
 
         let grpc_port = free_port()?;
         let mut cmd = Command::new(bin.join("grpc-bench"));
@@ -143,59 +163,76 @@ impl Stack {
         let mut grpc_server = Group::spawn("grpc-server", cmd, dir)?;
         grpc_server.wait_ready(READY, || accepts(loopback(grpc_port)))?;
 
+        let proxy = bin.join("meshtrace-proxy");
         let mut sidecars = BTreeMap::new();
         for target in [Target::Meshtrace].into_iter().chain(SAMPLED) {
-            let export = target.rate().map(|rate| (rate, sink_port));
+            let export = target.rate().map(|rate| (rate, sink.port));
             let name = format!("sidecar-{target:?}").to_lowercase();
-            let sidecar = start_sidecar(bin, dir, &name, backend_port, export)?;
+            let sidecar = start_sidecar(&proxy, dir, &name, backend_port, export)?;
             sidecars.insert(target, sidecar);
         }
-        let grpc_sidecar = start_sidecar(bin, dir, "sidecar-grpc", grpc_port, None)?;
+        if let Some(before) = before {
+            let sidecar = start_sidecar(before, dir, "sidecar-before", backend_port, None)?;
+            sidecars.insert(Target::Before, sidecar);
+        }
+        let grpc_sidecar = start_sidecar(&proxy, dir, "sidecar-grpc", grpc_port, None)?;
 
-        let haproxy = start_haproxy(dir, backend_port)?;
-        let nginx = start_nginx(dir, backend_port)?;
+        let mut proxies = BTreeMap::new();
+        for (target, kind) in [
+            (Target::Haproxy, Kind::Haproxy),
+            (Target::Nginx, Kind::Nginx),
+            (Target::Envoy, Kind::Envoy),
+            (Target::EnvoyTraced, Kind::EnvoyTraced),
+        ] {
+            let p = start_proxy(kind, dir, backend_port, envoy_sink.port)?;
+            proxies.insert(target, p);
+        }
         Ok(Self {
             backend,
             backend_port,
-            _sink: sink,
-            sink_stats,
+            sink,
+            envoy_sink,
             grpc_server,
             grpc_port,
             sidecars,
             grpc_sidecar,
-            haproxy,
-            nginx,
+            proxies,
         })
+    }
+
+    /// Whether `target` runs in this stack (`Before` only with `BEFORE=`).
+    pub fn has(&self, target: Target) -> bool {
+        target == Target::Direct
+            || self.sidecars.contains_key(&target)
+            || self.proxies.contains_key(&target)
     }
 
     /// The HTTP/1.1 URL of a target.
     pub fn h1_url(&self, target: Target) -> String {
         let port = match target {
             Target::Direct => self.backend_port,
-            Target::Haproxy => self.haproxy.h1,
-            Target::Nginx => self.nginx.h1,
-            _ => self.sidecars.get(&target).map_or(0, |s| s.inbound),
+            _ => match self.proxies.get(&target) {
+                Some(p) => p.ports.h1,
+                None => self.sidecars.get(&target).map_or(0, |s| s.inbound),
+            },
         };
         format!("http://127.0.0.1:{port}/")
     }
 
     /// The h2c (prior knowledge) URL of a target. The backend and the sidecar
-    /// detect h2 on their one listener; HAProxy and nginx have a second one.
+    /// detect h2 on their one listener; the other proxies have a second one.
     pub fn h2_url(&self, target: Target) -> String {
-        match target {
-            Target::Haproxy => format!("http://127.0.0.1:{}/", self.haproxy.h2),
-            Target::Nginx => format!("http://127.0.0.1:{}/", self.nginx.h2),
-            _ => self.h1_url(target),
+        match self.proxies.get(&target) {
+            Some(p) => format!("http://127.0.0.1:{}/", p.ports.h2),
+            None => self.h1_url(target),
         }
     }
 
     /// The process group whose CPU and memory are the target's (none for direct).
     pub fn pgid(&self, target: Target) -> Option<u32> {
-        match target {
-            Target::Direct => None,
-            Target::Haproxy => Some(self.haproxy.group.pgid()),
-            Target::Nginx => Some(self.nginx.group.pgid()),
-            _ => self.sidecars.get(&target).map(|s| s.group.pgid()),
+        match self.proxies.get(&target) {
+            Some(p) => Some(p.group.pgid()),
+            None => self.sidecars.get(&target).map(|s| s.group.pgid()),
         }
     }
 
@@ -204,12 +241,21 @@ impl Stack {
         self.sidecars.get(&target).map(|s| s.admin)
     }
 
-    /// Spans the OTLP sink has received so far.
+    /// The admin address of an Envoy target.
+    pub fn envoy_admin(&self, target: Target) -> Option<SocketAddr> {
+        matches!(target, Target::Envoy | Target::EnvoyTraced)
+            .then(|| self.proxies.get(&target).map(|p| loopback(p.ports.admin)))
+            .flatten()
+    }
+
+    /// Spans the meshtrace sidecars' OTLP sink has received so far.
     pub fn sink_spans(&self) -> Option<u64> {
-        let (_, body) = http_get(loopback(self.sink_stats), "/").ok()?;
-        body.lines()
-            .find_map(|l| l.strip_prefix("spans "))
-            .and_then(|v| v.trim().parse().ok())
+        sink_spans(self.sink.stats)
+    }
+
+    /// Spans traced Envoy's own OTLP sink has received so far.
+    pub fn envoy_sink_spans(&self) -> Option<u64> {
+        sink_spans(self.envoy_sink.stats)
     }
 
     /// The gRPC server's URL, and the gRPC sidecar's (inbound → the server).
@@ -229,9 +275,10 @@ impl Stack {
     pub fn check_alive(&mut self) -> Result<(), Error> {
         self.backend.check_alive()?;
         self.grpc_server.check_alive()?;
-        self.haproxy.group.check_alive()?;
-        self.nginx.group.check_alive()?;
         self.grpc_sidecar.group.check_alive()?;
+        for proxy in self.proxies.values_mut() {
+            proxy.group.check_alive()?;
+        }
         for sidecar in self.sidecars.values_mut() {
             sidecar.group.check_alive()?;
         }
@@ -239,7 +286,54 @@ impl Stack {
     }
 }
 
-fn loopback(port: u16) -> SocketAddr {
+fn sink_spans(stats: u16) -> Option<u64> {
+    let (_, body) = http_get(loopback(stats), "/").ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("spans "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// An OTLP/gRPC sink counting the spans it receives.
+fn start_sink(bin: &Path, dir: &Path, name: &str) -> Result<Sink, Error> {
+    let (port, stats) = (free_port()?, free_port()?);
+    let mut cmd = Command::new(bin.join("otlp-sink"));
+    cmd.args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--stats",
+        &format!("127.0.0.1:{stats}"),
+    ]);
+    let mut group = Group::spawn(name, cmd, dir)?;
+    group.wait_ready(READY, || {
+        matches!(http_get(loopback(stats), "/"), Ok((200, _)))
+    })?;
+    Ok(Sink {
+        _group: group,
+        port,
+        stats,
+    })
+}
+
+/// HAProxy, nginx or Envoy on free ports (`configs.rs`), ready when both
+/// listeners accept.
+fn start_proxy(kind: Kind, dir: &Path, backend: u16, sink: u16) -> Result<Proxy, Error> {
+    let ports = Ports {
+        backend,
+        h1: free_port()?,
+        h2: free_port()?,
+        admin: free_port()?,
+        sink,
+    };
+    let cmd = kind.command(dir, ports)?;
+    let name = format!("{kind:?}").to_lowercase();
+    let mut group = Group::spawn(&name, cmd, dir)?;
+    group.wait_ready(READY, || {
+        accepts(loopback(ports.h1)) && accepts(loopback(ports.h2))
+    })?;
+    Ok(Proxy { group, ports })
+}
+
+pub(super) fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
@@ -247,7 +341,7 @@ fn loopback(port: u16) -> SocketAddr {
 /// `export = Some((rate, sink_port))`, sampling at `rate` and exporting over
 /// OTLP/gRPC to the sink, as `benches/load/spans.sh` writes it.
 fn start_sidecar(
-    bin: &Path,
+    binary: &Path,
     dir: &Path,
     name: &str,
     app_port: u16,
@@ -269,7 +363,7 @@ fn start_sidecar(
         );
     }
     let config = write_file(dir, &format!("{name}.yaml"), &yaml)?;
-    let mut cmd = Command::new(bin.join("meshtrace-proxy"));
+    let mut cmd = Command::new(binary);
     cmd.arg("run").arg("--config").arg(&config);
     let mut group = Group::spawn(name, cmd, dir)?;
     let admin = loopback(admin);
@@ -279,99 +373,4 @@ fn start_sidecar(
         inbound,
         admin,
     })
-}
-
-/// HAProxy: one thread, keep-alive to clients, `http-reuse always` to the backend,
-/// h2c (prior knowledge) on a second `bind … proto h2` frontend whose backend
-/// speaks h2 to the app (as the sidecar does for h2 clients); no `log` line, so
-/// no logging.
-fn start_haproxy(dir: &Path, backend_port: u16) -> Result<Proxy, Error> {
-    let (h1, h2) = (free_port()?, free_port()?);
-    let cfg = format!(
-        "global\n    nbthread 1\n    maxconn 4096\n\n\
-         defaults\n    mode http\n    option http-keep-alive\n    http-reuse always\n    \
-         timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n    \
-         timeout http-keep-alive 60s\n\n\
-         frontend h1\n    bind 127.0.0.1:{h1}\n    default_backend app_h1\n\n\
-         frontend h2c\n    bind 127.0.0.1:{h2} proto h2\n    default_backend app_h2\n\n\
-         backend app_h1\n    server app 127.0.0.1:{backend_port}\n\n\
-         backend app_h2\n    server app 127.0.0.1:{backend_port} proto h2\n"
-    );
-    let path = write_file(dir, "haproxy.cfg", &cfg)?;
-    let mut cmd = Command::new(system_binary("haproxy"));
-    cmd.arg("-db").arg("-f").arg(&path);
-    let mut group = Group::spawn("haproxy", cmd, dir)?;
-    group.wait_ready(READY, || accepts(loopback(h1)) && accepts(loopback(h2)))?;
-    Ok(Proxy { group, h1, h2 })
-}
-
-/// nginx: one worker process, keep-alive to clients and to the backend (an
-/// `upstream` with `keepalive 64`, HTTP/1.1 and no `Connection` header; no
-/// per-connection request limit on either side), h2c on a second server block
-/// (`listen … http2` before nginx 1.25.1, `http2 on` since), proxied to the
-/// backend over HTTP/1.1 (nginx cannot proxy h2); access log off.
-fn start_nginx(dir: &Path, backend_port: u16) -> Result<Proxy, Error> {
-    let (h1, h2) = (free_port()?, free_port()?);
-    let nginx = system_binary("nginx");
-    let h2_listen = if nginx_version(&nginx).is_some_and(|v| v >= (1, 25, 1)) {
-        format!("listen 127.0.0.1:{h2};\n        http2 on;")
-    } else {
-        format!("listen 127.0.0.1:{h2} http2;")
-    };
-    let d = dir.display();
-    let location = "location / {\n            proxy_pass http://app;\n            \
-                    proxy_http_version 1.1;\n            proxy_set_header Connection \"\";\n        }";
-    let conf = format!(
-        "daemon off;\nmaster_process on;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-         error_log {d}/nginx-error.log warn;\n\
-         events {{\n    worker_connections 4096;\n}}\n\
-         http {{\n    access_log off;\n    keepalive_requests 1000000;\n    \
-         keepalive_timeout 60s;\n    \
-         client_body_temp_path {d}/nginx-body;\n    proxy_temp_path {d}/nginx-proxy;\n    \
-         fastcgi_temp_path {d}/nginx-fastcgi;\n    uwsgi_temp_path {d}/nginx-uwsgi;\n    \
-         scgi_temp_path {d}/nginx-scgi;\n\
-         upstream app {{\n        server 127.0.0.1:{backend_port};\n        keepalive 64;\n        \
-         keepalive_requests 1000000;\n    }}\n\
-         server {{\n        listen 127.0.0.1:{h1};\n        {location}\n    }}\n\
-         server {{\n        {h2_listen}\n        {location}\n    }}\n}}\n"
-    );
-    let path = write_file(dir, "nginx.conf", &conf)?;
-    let mut cmd = Command::new(nginx);
-    cmd.arg("-p")
-        .arg(dir)
-        .arg("-e")
-        .arg(dir.join("nginx-error.log"));
-    cmd.arg("-c").arg(&path);
-    let mut group = Group::spawn("nginx", cmd, dir)?;
-    group.wait_ready(READY, || accepts(loopback(h1)) && accepts(loopback(h2)))?;
-    Ok(Proxy { group, h1, h2 })
-}
-
-/// `nginx -v` → (major, minor, patch).
-fn nginx_version(nginx: &Path) -> Option<(u32, u32, u32)> {
-    let out = Command::new(nginx).arg("-v").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    let version = text.split("nginx/").nth(1)?.split_whitespace().next()?;
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
-    Some((
-        parts.next()??,
-        parts.next()??,
-        parts.next().flatten().unwrap_or(0),
-    ))
-}
-
-/// `/usr/sbin/NAME` if it exists (root's PATH has it, a user's may not), else NAME.
-pub fn system_binary(name: &str) -> PathBuf {
-    let sbin = Path::new("/usr/sbin").join(name);
-    if sbin.exists() {
-        sbin
-    } else {
-        PathBuf::from(name)
-    }
-}
-
-fn write_file(dir: &Path, name: &str, text: &str) -> Result<PathBuf, Error> {
-    let path = dir.join(name);
-    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(path)
 }

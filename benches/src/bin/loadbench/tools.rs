@@ -49,7 +49,8 @@ fn run(
 
 // === wrk ===
 
-/// `wrk -t2 -cCONNS -dSECSs URL`; `tick` runs about every 50 ms meanwhile.
+/// `wrk -t1 -cCONNS -dSECSs URL` (one thread, as the figures); `tick`
+/// runs about every 50 ms meanwhile.
 pub fn wrk(
     url: &str,
     conns: u32,
@@ -58,7 +59,7 @@ pub fn wrk(
     tick: impl FnMut(),
 ) -> Result<Throughput, Error> {
     let mut cmd = Command::new("wrk");
-    cmd.args(["-t2", &format!("-c{conns}"), &format!("-d{secs}s"), url]);
+    cmd.args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), url]);
     let out = run("wrk", cmd, dir, f64::from(secs), tick)?;
     parse_wrk(&out).ok_or_else(|| format!("wrk {url}: unreadable output:\n{out}").into())
 }
@@ -91,10 +92,10 @@ fn parse_wrk(out: &str) -> Option<Throughput> {
 
 // === h2load ===
 
-/// `h2load -c32 -m10 -t2 -D SECS URL` (h2c with prior knowledge for `http://`).
+/// `h2load -c32 -m10 -D SECS URL` (one thread; h2c with prior knowledge for `http://`).
 pub fn h2load(url: &str, secs: u32, dir: &Path) -> Result<Throughput, Error> {
     let mut cmd = Command::new("h2load");
-    cmd.args(["-c32", "-m10", "-t2", "-D", &secs.to_string(), url]);
+    cmd.args(["-c32", "-m10", "-D", &secs.to_string(), url]);
     let out = run("h2load", cmd, dir, f64::from(secs), || {})?;
     parse_h2load(&out).ok_or_else(|| format!("h2load {url}: unreadable output:\n{out}").into())
 }

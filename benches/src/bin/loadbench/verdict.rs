@@ -116,8 +116,12 @@ fn memory_checks(res: &Results) -> Vec<Check> {
     let mb = |kib: f64| kib * 1024.0 / 1e6;
     let idle_kib = res.idle_kib.get(&MESH).map(|&k| k as f64);
     let idle = idle_kib.and_then(|k| Spread::of([mb(k)]));
-    let load = res.spread(|r| r.rss.get(&MESH).map(|x| mb(x.0 as f64)));
-    let after = res.spread(|r| r.rss.get(&MESH).map(|x| mb(x.1 as f64)));
+    let load = res.spread(|r| r.rss.get(&MESH).map(|&x| mb(x as f64)));
+    let after = res
+        .recovery
+        .get(&MESH)
+        .and_then(|r| r.at_end())
+        .and_then(|k| Spread::of([mb(k as f64)]));
     let limit = idle_kib.map_or(0.0, |k| mb(k) * 1.25);
     vec![
         Check::of("e", "RSS idle ≤ 10 MB (MB = 10⁶ bytes)", idle, 1, |v| {
@@ -128,7 +132,7 @@ fn memory_checks(res: &Results) -> Vec<Check> {
         }),
         Check::of(
             "e",
-            format!("RSS 2 s after load ≤ idle + 25 % ({limit:.1} MB)"),
+            format!("RSS 30 s after load ≤ idle + 25 % ({limit:.1} MB)"),
             after,
             1,
             |v| v <= limit,
