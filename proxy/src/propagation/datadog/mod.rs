@@ -331,7 +331,7 @@ fn parse_priority(s: &[u8]) -> Option<i8> {
 /// The `_dd.p.*` tags of `x-datadog-tags` (names without the prefix) but
 /// `_dd.p.tid`, and the last `_dd.p.tid` value apart (read in place, never
 /// copied); `None` when the header is over the limit or malformed.
-fn parse_tags(raw: &[u8]) -> Option<(Vec<(String, String)>, Option<&str>)> {
+fn parse_tags(raw: &[u8]) -> Option<(Tags, Option<&str>)> {
     if raw.len() > MAX_TAGS_LEN {
         return None;
     }
@@ -355,6 +355,9 @@ fn parse_tags(raw: &[u8]) -> Option<(Vec<(String, String)>, Option<&str>)> {
     }
     Some((tags, tid))
 }
+
+/// Propagated tags, names without the `_dd.p.` prefix, in arrival order.
+type Tags = Vec<(String, String)>;
 
 /// The high 64 bits a `_dd.p.tid` value carries, when it is valid.
 fn parse_tid(tid: &str) -> Option<u64> {
