@@ -229,14 +229,13 @@ pub fn apply(decision: Decision, context: &mut TraceContext) {
     context.sampling = Sampling::from_bool(decision.sampled);
     // The threshold tells later hops the adjusted count; rate 1 (`th:0`) is the
     // default assumption and would only add a header to every request.
+    // (Threshold zero is the one whose `th` is "0": checked before formatting,
+    // so a request at rate 1 allocates nothing here.)
     if let Some(th) = decision
         .threshold
-        .filter(|_| decision.sampled)
-        .map(|t| t.to_th())
+        .filter(|t| decision.sampled && t.to_bits() != 0)
     {
-        if th != "0" {
-            context.tracestate.set_front("ot", &format!("th:{th}"));
-        }
+        context.tracestate.set_front("ot", &format!("th:{th}"));
     }
     // Datadog, when the trace came through it (headers or a `dd=` member): user
     // keep for forced traces, auto keep/drop otherwise, and the decision maker

@@ -1,6 +1,8 @@
 //! Lower-case hex for ids, shared by every codec. Parsing is by length-checked
 //! slices and returns `None` on anything unexpected; nothing here can panic.
 
+use super::value::Buf;
+
 /// Parses exactly `s.len()` hex digits (1..=32) into a `u128`. `uppercase` says
 /// whether `A-F` is accepted (W3C forbids it; B3 and Jaeger tolerate it).
 pub fn parse_u128(s: &[u8], uppercase: bool) -> Option<u128> {
@@ -59,12 +61,37 @@ const fn table(uppercase: bool) -> [u8; 256] {
 
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
+/// Byte → its two lower-case hex digits: ids are written a byte at a time.
+static PAIRS: [[u8; 2]; 256] = pairs();
+
+const fn pairs() -> [[u8; 2]; 256] {
+    let mut t = [[0; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
+        i += 1;
+    }
+    t
+}
+
 /// Writes `v` as exactly `out.len()` lower-case hex digits (most significant first).
 pub fn write(v: u128, out: &mut [u8]) {
-    let mut v = v;
-    for slot in out.iter_mut().rev() {
-        *slot = DIGITS[(v & 0xf) as usize];
-        v >>= 4;
+    // In 64-bit halves: the low 16 digits, then what is left of the high half.
+    let split = out.len().saturating_sub(16);
+    let (high, low) = out.split_at_mut(split);
+    write_u64(v as u64, low);
+    write_u64((v >> 64) as u64, high);
+}
+
+/// Writes the low `out.len()` (at most 16) hex digits of `v`.
+fn write_u64(mut v: u64, out: &mut [u8]) {
+    let mut pairs = out.rchunks_exact_mut(2);
+    for pair in &mut pairs {
+        pair.copy_from_slice(&PAIRS[(v & 0xff) as usize]);
+        v >>= 8;
+    }
+    if let [digit] = pairs.into_remainder() {
+        *digit = DIGITS[(v & 0xf) as usize];
     }
 }
 
@@ -86,12 +113,28 @@ pub fn u64_16(v: u64) -> [u8; 16] {
 /// `narrow`, only its low 64 bits as 16 digits (for 64-bit-only neighbours).
 /// An id whose low 64 bits are zero is always written whole: narrowed it would
 /// be the all-zero id every reader rejects, breaking the trace.
-pub fn push_trace_id(out: &mut Vec<u8>, v: u128, narrow: bool) {
+pub(crate) fn push_trace_id(out: &mut Buf, v: u128, narrow: bool) {
     if narrow && v as u64 != 0 {
-        out.extend_from_slice(&u64_16(v as u64));
+        out.extend(&u64_16(v as u64));
     } else {
-        out.extend_from_slice(&u128_32(v));
+        out.extend(&u128_32(v));
     }
+}
+
+/// Appends `v` in decimal (Datadog's ids), without the formatting machinery.
+pub(crate) fn push_decimal(out: &mut Buf, v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = v;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(&digits[i..]);
 }
 
 #[cfg(test)]
@@ -104,6 +147,21 @@ mod tests {
         assert_eq!(&u128_32(v), b"4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(parse_u128(&u128_32(v), false), Some(v));
         assert_eq!(&u64_16(0xab), b"00000000000000ab");
+        let mut odd = [0; 3];
+        write(0xabc, &mut odd);
+        assert_eq!(&odd, b"abc");
+        let mut wide = [0; 21];
+        write(0x1_2345_6789_abcd_ef01_2345, &mut wide);
+        assert_eq!(&wide, b"123456789abcdef012345");
+    }
+
+    #[test]
+    fn decimal_writes_every_digit() {
+        for v in [0, 7, 10, 67667974448284343, u64::MAX] {
+            let mut buf = Buf::new();
+            push_decimal(&mut buf, v);
+            assert_eq!(buf.get(), Some(v.to_string().as_bytes()));
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod inject;
 pub mod jaeger;
 pub mod learn;
 pub mod tracestate;
+mod value;
 pub mod w3c;
 
 /// The header one sidecar names its workload in for the next (`service.namespace`),

@@ -38,6 +38,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::context::{Sampling, SpanId, TraceContext, TraceId};
+use super::value::{set, set_value, Buf};
 use super::{hex, Extracted, Invalid, Outgoing};
 
 /// `x-b3-traceid`.
@@ -113,30 +114,52 @@ fn multi_state(sampled: Option<&[u8]>, flags: Option<&[u8]>) -> Result<State, In
 
 /// Writes the `X-B3-*` headers, replacing any already there.
 pub fn inject_multi(out: &Outgoing<'_>, headers: &mut HeaderMap) {
+    write_multi(out, headers, true);
+}
+
+/// [`inject_multi`]; `arrived` says whether the request may carry `X-B3-*`
+/// headers (without, the ones not written need no removing).
+pub(crate) fn write_multi(out: &Outgoing<'_>, headers: &mut HeaderMap, arrived: bool) {
     let c = out.context;
-    let mut trace = Vec::with_capacity(32);
+    let mut trace = Buf::new();
     hex::push_trace_id(&mut trace, c.trace_id.get(), out.narrow_ids);
-    insert(headers, &X_B3_TRACE_ID, &trace);
-    insert(headers, &X_B3_SPAN_ID, &hex::u64_16(c.parent_id.get()));
+    set(headers, &X_B3_TRACE_ID, trace.get());
+    set(
+        headers,
+        &X_B3_SPAN_ID,
+        Some(&hex::u64_16(c.parent_id.get())),
+    );
     match out.span_parent {
-        Some(parent) => insert(headers, &X_B3_PARENT_SPAN_ID, &hex::u64_16(parent.get())),
-        None => drop(headers.remove(&X_B3_PARENT_SPAN_ID)),
+        Some(parent) => set(
+            headers,
+            &X_B3_PARENT_SPAN_ID,
+            Some(&hex::u64_16(parent.get())),
+        ),
+        None if arrived => drop(headers.remove(&X_B3_PARENT_SPAN_ID)),
+        None => {}
     }
     // Debug implies accept: B3 sends the flag instead of `X-B3-Sampled`.
-    let (set, clear) = match state_char(c) {
-        Some(b'd') => (Some((&X_B3_FLAGS, "1")), &X_B3_SAMPLED),
-        Some(b'1') => (Some((&X_B3_SAMPLED, "1")), &X_B3_FLAGS),
-        Some(_) => (Some((&X_B3_SAMPLED, "0")), &X_B3_FLAGS),
+    let (write, clear) = match state_char(c) {
+        Some(b'd') => (Some((&X_B3_FLAGS, &ONE)), &X_B3_SAMPLED),
+        Some(b'1') => (Some((&X_B3_SAMPLED, &ONE)), &X_B3_FLAGS),
+        Some(_) => (Some((&X_B3_SAMPLED, &ZERO)), &X_B3_FLAGS),
         None => {
-            headers.remove(&X_B3_SAMPLED);
+            if arrived {
+                headers.remove(&X_B3_SAMPLED);
+            }
             (None, &X_B3_FLAGS)
         }
     };
-    headers.remove(clear);
-    if let Some((name, value)) = set {
-        headers.insert(name.clone(), HeaderValue::from_static(value));
+    if arrived {
+        headers.remove(clear);
+    }
+    if let Some((name, value)) = write {
+        set_value(headers, name, value);
     }
 }
+
+static ONE: HeaderValue = HeaderValue::from_static("1");
+static ZERO: HeaderValue = HeaderValue::from_static("0");
 
 /// Removes every `X-B3-*` header.
 pub fn strip_multi(headers: &mut HeaderMap) {
@@ -190,18 +213,18 @@ fn single_state(v: &[u8]) -> Option<State> {
 /// after a sampling state (the grammar has no slot for it otherwise).
 pub fn inject_single(out: &Outgoing<'_>, headers: &mut HeaderMap) {
     let c = out.context;
-    let mut v = Vec::with_capacity(32 + 1 + 16 + 3 + 16);
+    let mut v = Buf::new();
     hex::push_trace_id(&mut v, c.trace_id.get(), out.narrow_ids);
     v.push(b'-');
-    v.extend_from_slice(&hex::u64_16(c.parent_id.get()));
+    v.extend(&hex::u64_16(c.parent_id.get()));
     if let Some(state) = state_char(c) {
-        v.extend_from_slice(&[b'-', state]);
+        v.extend(&[b'-', state]);
         if let Some(parent) = out.span_parent {
             v.push(b'-');
-            v.extend_from_slice(&hex::u64_16(parent.get()));
+            v.extend(&hex::u64_16(parent.get()));
         }
     }
-    insert(headers, &B3, &v);
+    set(headers, &B3, v.get());
 }
 
 /// Removes the `b3` header.
@@ -283,13 +306,6 @@ fn state_char(c: &TraceContext) -> Option<u8> {
         Sampling::Sampled => Some(b'1'),
         Sampling::NotSampled => Some(b'0'),
         Sampling::Deferred => None,
-    }
-}
-
-fn insert(headers: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
-    // Hex, `-` and state characters: always a valid header value.
-    if let Ok(value) = HeaderValue::from_bytes(value) {
-        headers.insert(name.clone(), value);
     }
 }
 

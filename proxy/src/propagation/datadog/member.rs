@@ -109,7 +109,7 @@ fn parse_last_parent(value: &str) -> Option<SpanId> {
 
 /// Appends `;key` + `value` if the value is non-empty and the result fits.
 /// `i8` in decimal without the formatting machinery (this runs per request).
-fn small_int(v: i8, buf: &mut [u8; 4]) -> &str {
+pub(super) fn small_int(v: i8, buf: &mut [u8; 4]) -> &str {
     let mut n = v.unsigned_abs();
     let mut i = buf.len();
     loop {

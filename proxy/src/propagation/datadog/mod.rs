@@ -42,6 +42,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::context::{DatadogMeta, Sampling, SpanId, TraceContext, TraceId};
+use super::value::{put, set, set_value, Buf};
 use super::{hex, Extracted, Invalid, Outgoing};
 
 mod member;
@@ -73,7 +74,8 @@ const AUTO_DROP: i8 = 0;
 
 /// Reads the `x-datadog-*` headers.
 pub fn extract(headers: &HeaderMap) -> Extracted {
-    let (low, parent_id, priority) = match ids(headers) {
+    let fields = Fields::scan(headers);
+    let (low, parent_id, priority) = match ids(&fields) {
         Ok(Ids::Context(low, parent_id, priority)) => (low, parent_id, priority),
         Ok(Ids::Absent(priority)) => {
             return priority.map_or(Extracted::Absent, |p| Extracted::DecisionOnly {
@@ -84,16 +86,20 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
         Err(invalid) => return Extracted::Invalid(invalid),
     };
     // A bad tags header costs only the tags.
-    let mut tags = single(headers, &TAGS)
+    let (tags, tid) = fields
+        .tags
+        .single()
         .ok()
         .flatten()
         .and_then(parse_tags)
         .unwrap_or_default();
-    let high = take_tid(&mut tags);
+    let high = tid.and_then(parse_tid);
     let Some(trace_id) = TraceId::new(u128::from(high.unwrap_or(0)) << 64 | u128::from(low)) else {
         return Extracted::Invalid(ZERO_TRACE_ID);
     };
-    let origin = single(headers, &ORIGIN)
+    let origin = fields
+        .origin
+        .single()
         .ok()
         .flatten()
         .and_then(|v| std::str::from_utf8(v).ok())
@@ -110,6 +116,60 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
         tags,
     });
     Extracted::Context(context)
+}
+
+/// The `x-datadog-*` headers of a request, found in one pass over its
+/// headers rather than a hashed lookup each.
+#[derive(Default)]
+struct Fields<'a> {
+    trace_id: Field<'a>,
+    parent_id: Field<'a>,
+    priority: Field<'a>,
+    origin: Field<'a>,
+    tags: Field<'a>,
+}
+
+/// One header's first value, and whether it came more than once.
+#[derive(Clone, Copy, Default)]
+struct Field<'a> {
+    value: Option<&'a [u8]>,
+    twice: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn scan(headers: &'a HeaderMap) -> Self {
+        let mut fields = Self::default();
+        for (name, value) in headers {
+            let Some(rest) = name.as_str().strip_prefix("x-datadog-") else {
+                continue;
+            };
+            let field = match rest {
+                "trace-id" => &mut fields.trace_id,
+                "parent-id" => &mut fields.parent_id,
+                "sampling-priority" => &mut fields.priority,
+                "origin" => &mut fields.origin,
+                "tags" => &mut fields.tags,
+                _ => continue,
+            };
+            if field.value.is_some() {
+                field.twice = true;
+            } else {
+                field.value = Some(value.as_bytes());
+            }
+        }
+        fields
+    }
+}
+
+impl<'a> Field<'a> {
+    /// The header's one value: `Ok(None)` when absent, `Err` when sent twice.
+    fn single(self) -> Result<Option<&'a [u8]>, ()> {
+        if self.twice {
+            Err(())
+        } else {
+            Ok(self.value)
+        }
+    }
 }
 
 /// What the id and priority headers hold, when they are valid.
@@ -130,12 +190,18 @@ const BAD_PRIORITY: Invalid =
     Invalid("x-datadog-sampling-priority is not an integer from -128 to 127");
 
 /// The ids and priority; `Err` names the rule they break.
-fn ids(headers: &HeaderMap) -> Result<Ids, Invalid> {
-    let trace_id = single(headers, &TRACE_ID)
+fn ids(fields: &Fields<'_>) -> Result<Ids, Invalid> {
+    let trace_id = fields
+        .trace_id
+        .single()
         .map_err(|()| Invalid("x-datadog-trace-id sent more than once (ambiguous)"))?;
-    let parent_id = single(headers, &PARENT_ID)
+    let parent_id = fields
+        .parent_id
+        .single()
         .map_err(|()| Invalid("x-datadog-parent-id sent more than once (ambiguous)"))?;
-    let priority = single(headers, &SAMPLING_PRIORITY)
+    let priority = fields
+        .priority
+        .single()
         .map_err(|()| Invalid("x-datadog-sampling-priority sent more than once (ambiguous)"))?;
     let priority = priority
         .map(|p| parse_priority(p).ok_or(BAD_PRIORITY))
@@ -160,28 +226,56 @@ fn ids(headers: &HeaderMap) -> Result<Ids, Invalid> {
 /// whose low 64 bits are zero cannot be carried (`x-datadog-trace-id: 0` is
 /// invalid), so for it nothing is written rather than something unreadable.
 pub fn inject(out: &Outgoing<'_>, headers: &mut HeaderMap) {
-    strip(headers);
+    write(out, headers, true);
+}
+
+/// [`inject`]; `arrived` says whether the request may carry `x-datadog-*`
+/// headers (without, the ones not written need no removing). Each header is
+/// set in place: one that already holds the value to send is left alone.
+pub(crate) fn write(out: &Outgoing<'_>, headers: &mut HeaderMap, arrived: bool) {
     let c = out.context;
     if c.trace_id.low() == 0 {
+        if arrived {
+            strip(headers);
+        }
         return;
     }
     let meta = c.datadog.as_ref();
-    headers.insert(TRACE_ID.clone(), HeaderValue::from(c.trace_id.low()));
-    headers.insert(PARENT_ID.clone(), HeaderValue::from(c.parent_id.get()));
-    if let Some(p) = outgoing_priority(meta.and_then(|m| m.priority), c.sampling, c.debug) {
-        headers.insert(SAMPLING_PRIORITY.clone(), HeaderValue::from(i16::from(p)));
+    let mut id: Buf = Buf::new();
+    hex::push_decimal(&mut id, c.trace_id.low());
+    set(headers, &TRACE_ID, id.get());
+    let mut id: Buf = Buf::new();
+    hex::push_decimal(&mut id, c.parent_id.get());
+    set(headers, &PARENT_ID, id.get());
+    let priority = outgoing_priority(meta.and_then(|m| m.priority), c.sampling, c.debug);
+    // The four priorities Datadog defines are static values: no allocation.
+    let known = priority.and_then(|p| PRIORITIES.get(usize::try_from(i16::from(p) + 1).ok()?));
+    match known {
+        Some(value) => set_value(headers, &SAMPLING_PRIORITY, value),
+        None => {
+            let mut digits = [0u8; 4];
+            let priority = priority.map(|p| member::small_int(p, &mut digits).as_bytes());
+            put(headers, &SAMPLING_PRIORITY, priority, arrived);
+        }
     }
     let origin = meta
         .and_then(|m| m.origin.as_deref())
         .filter(|o| !o.is_empty());
-    if let Some(origin) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
-        headers.insert(ORIGIN.clone(), origin);
-    }
+    put(headers, &ORIGIN, origin.map(str::as_bytes), arrived);
     let tags = meta.map_or(&[][..], |m| &m.tags[..]);
-    if let Some(tags) = encode_tags(c.trace_id.high(), tags) {
-        headers.insert(TAGS.clone(), tags);
-    }
+    let mut encoded = Buf::<MAX_TAGS_LEN>::new();
+    encode_tags(c.trace_id.high(), tags, &mut encoded);
+    let encoded = encoded.get().filter(|v| !v.is_empty());
+    put(headers, &TAGS, encoded, arrived);
 }
+
+/// `x-datadog-sampling-priority` from -1 (user drop) to 2 (user keep).
+static PRIORITIES: [HeaderValue; 4] = [
+    HeaderValue::from_static("-1"),
+    HeaderValue::from_static("0"),
+    HeaderValue::from_static("1"),
+    HeaderValue::from_static("2"),
+];
 
 /// Removes every `x-datadog-*` header this codec reads or writes.
 pub fn strip(headers: &mut HeaderMap) {
@@ -206,16 +300,6 @@ fn outgoing_priority(meta: Option<i8>, sampling: Sampling, debug: bool) -> Optio
 
 fn sampling_of(priority: i8) -> Sampling {
     Sampling::from_bool(priority > 0)
-}
-
-/// The header's one value: `Ok(None)` when absent, `Err` when sent twice.
-fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a [u8]>, ()> {
-    let mut values = headers.get_all(name).iter();
-    match (values.next(), values.next()) {
-        (None, _) => Ok(None),
-        (Some(v), None) => Ok(Some(v.as_bytes())),
-        (Some(_), Some(_)) => Err(()),
-    }
 }
 
 /// 1–20 ASCII digits fitting a `u64`.
@@ -244,16 +328,18 @@ fn parse_priority(s: &[u8]) -> Option<i8> {
     i8::try_from(if negative { -magnitude } else { magnitude }).ok()
 }
 
-/// The `_dd.p.*` tags of `x-datadog-tags` (names without the prefix), or
-/// `None` when the header is over the limit or malformed.
-fn parse_tags(raw: &[u8]) -> Option<Vec<(String, String)>> {
+/// The `_dd.p.*` tags of `x-datadog-tags` (names without the prefix) but
+/// `_dd.p.tid`, and the last `_dd.p.tid` value apart (read in place, never
+/// copied); `None` when the header is over the limit or malformed.
+fn parse_tags(raw: &[u8]) -> Option<(Tags, Option<&str>)> {
     if raw.len() > MAX_TAGS_LEN {
         return None;
     }
     let raw = std::str::from_utf8(raw).ok()?;
     let mut tags = Vec::new();
+    let mut tid = None;
     if raw.is_empty() {
-        return Some(tags);
+        return Some((tags, tid));
     }
     for tag in raw.split(',') {
         let (key, value) = tag.split_once('=')?;
@@ -261,17 +347,20 @@ fn parse_tags(raw: &[u8]) -> Option<Vec<(String, String)>> {
         if !is_tag_key(key) || !is_tag_value(value) {
             return None;
         }
-        if let Some(name) = key.strip_prefix(TAG_PREFIX).filter(|n| !n.is_empty()) {
-            set_tag(&mut tags, name, value);
+        match key.strip_prefix(TAG_PREFIX) {
+            Some(TID) => tid = Some(value),
+            Some(name) if !name.is_empty() => set_tag(&mut tags, name, value),
+            _ => {}
         }
     }
-    Some(tags)
+    Some((tags, tid))
 }
 
-/// Removes `tid` from the tags; its value when it is valid high bits.
-fn take_tid(tags: &mut Vec<(String, String)>) -> Option<u64> {
-    let at = tags.iter().position(|(name, _)| name == TID)?;
-    let (_, tid) = tags.remove(at);
+/// Propagated tags, names without the `_dd.p.` prefix, in arrival order.
+type Tags = Vec<(String, String)>;
+
+/// The high 64 bits a `_dd.p.tid` value carries, when it is valid.
+fn parse_tid(tid: &str) -> Option<u64> {
     let tid = tid.as_bytes();
     (tid.len() == 16)
         .then(|| hex::parse_u64(tid, false))
@@ -289,7 +378,7 @@ fn set_tag(tags: &mut Vec<(String, String)>, name: &str, value: &str) {
 
 /// `x-datadog-tags`: `_dd.p.tid` first, then the others, each only if valid
 /// and if it fits in [`MAX_TAGS_LEN`].
-fn encode_tags(high: u64, tags: &[(String, String)]) -> Option<HeaderValue> {
+fn encode_tags(high: u64, tags: &[(String, String)], out: &mut Buf<MAX_TAGS_LEN>) {
     let tid = hex::u64_16(high);
     let tid = (high != 0)
         .then(|| std::str::from_utf8(&tid).ok())
@@ -299,17 +388,15 @@ fn encode_tags(high: u64, tags: &[(String, String)]) -> Option<HeaderValue> {
         .iter()
         .filter(|(name, _)| name != TID)
         .map(|(name, value)| (name.as_str(), value.trim_matches(' ')));
-    let mut out = String::with_capacity(64);
     for (name, value) in tid.into_iter().chain(others) {
-        let comma = if out.is_empty() { "" } else { "," };
+        let comma = if out.len() == 0 { "" } else { "," };
         let len = comma.len() + TAG_PREFIX.len() + name.len() + 1 + value.len();
         if out.len() + len <= MAX_TAGS_LEN && is_tag_key(name) && is_tag_value(value) {
             for part in [comma, TAG_PREFIX, name, "=", value] {
-                out.push_str(part);
+                out.extend(part.as_bytes());
             }
         }
     }
-    HeaderValue::from_str(&out).ok().filter(|_| !out.is_empty())
 }
 
 fn is_tag_key(key: &str) -> bool {

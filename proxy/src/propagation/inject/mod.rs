@@ -219,11 +219,26 @@ pub fn write(
         span_parent,
         narrow_ids,
     };
+    // Room for every header of the formats that did not arrive, so the map
+    // grows at most once rather than once per doubling. (A map too full to
+    // grow is left as it is: each insert below meets the limit on its own.)
+    let new = plan.formats.minus(present).iter().map(most_headers).sum();
+    headers.try_reserve(new).unwrap_or_default();
     for format in plan.formats.iter() {
-        inject(format, &out, headers);
+        inject(format, &out, headers, present.contains(format));
     }
     for format in present.minus(plan.formats).iter() {
         strip(format, headers);
+    }
+}
+
+/// The most headers `format` writes.
+fn most_headers(format: Format) -> usize {
+    match format {
+        Format::TraceContext => 2,
+        Format::B3Multi => 4,
+        Format::B3Single | Format::Jaeger => 1,
+        Format::Datadog => 5,
     }
 }
 
@@ -247,12 +262,13 @@ fn update_dd_member(context: &mut TraceContext, span_parent: Option<SpanId>, sou
     }
 }
 
-fn inject(format: Format, out: &Outgoing<'_>, headers: &mut HeaderMap) {
+/// Writes `format`; `arrived`: the request may carry its headers already.
+fn inject(format: Format, out: &Outgoing<'_>, headers: &mut HeaderMap, arrived: bool) {
     match format {
-        Format::TraceContext => w3c::inject(out, headers),
-        Format::B3Multi => b3::inject_multi(out, headers),
+        Format::TraceContext => w3c::write(out, headers, arrived),
+        Format::B3Multi => b3::write_multi(out, headers, arrived),
         Format::B3Single => b3::inject_single(out, headers),
-        Format::Datadog => datadog::inject(out, headers),
+        Format::Datadog => datadog::write(out, headers, arrived),
         Format::Jaeger => jaeger::inject(out, headers),
     }
 }

@@ -29,9 +29,10 @@
 //! `0`, or `3` (debug). A deferred decision is sent as `0`: the format has no way
 //! to defer. Baggage (`uberctx-*`) is not this module's concern and passes through.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName};
 
 use super::context::{Sampling, SpanId, TraceContext, TraceId};
+use super::value::{set, Buf};
 use super::{hex, Extracted, Invalid, Outgoing};
 
 /// `uber-trace-id`.
@@ -126,13 +127,13 @@ fn percent_decode<'a>(v: &'a [u8], buf: &'a mut [u8; MAX_LEN]) -> Result<&'a [u8
 /// Writes `uber-trace-id`, replacing any already there.
 pub fn inject(out: &Outgoing<'_>, headers: &mut HeaderMap) {
     let c = out.context;
-    let mut v = Vec::with_capacity(MAX_LEN);
+    let mut v = Buf::new();
     hex::push_trace_id(&mut v, c.trace_id.get(), out.narrow_ids);
     v.push(b':');
-    v.extend_from_slice(&hex::u64_16(c.parent_id.get()));
+    v.extend(&hex::u64_16(c.parent_id.get()));
     v.push(b':');
     match out.span_parent {
-        Some(parent) => v.extend_from_slice(&hex::u64_16(parent.get())),
+        Some(parent) => v.extend(&hex::u64_16(parent.get())),
         None => v.push(b'0'),
     }
     v.push(b':');
@@ -143,9 +144,7 @@ pub fn inject(out: &Outgoing<'_>, headers: &mut HeaderMap) {
         Sampling::NotSampled | Sampling::Deferred => b'0',
     });
     // Hex digits and `:`: always a valid header value.
-    if let Ok(value) = HeaderValue::from_bytes(&v) {
-        headers.insert(UBER_TRACE_ID.clone(), value);
-    }
+    set(headers, &UBER_TRACE_ID, v.get());
 }
 
 /// Removes `uber-trace-id` (baggage headers stay).

@@ -1,4 +1,4 @@
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
 use super::*;
 

@@ -26,6 +26,8 @@
 
 use http::HeaderValue;
 
+use super::value::Buf;
+
 /// Members allowed in one tracestate.
 pub const MAX_MEMBERS: usize = 32;
 /// Length above which the list is trimmed.
@@ -129,6 +131,24 @@ impl TraceState {
     pub fn set_front(&mut self, key: &str, value: &str) -> bool {
         if !is_key(key.as_bytes()) || !is_value(value.as_bytes()) {
             return false;
+        }
+        // The common case, a list within the limits, is joined on the stack and
+        // copied once into its header value.
+        let fits = self.member_slices().count() < MAX_MEMBERS
+            && key.len() + 1 + value.len() + 1 + self.value.as_ref().map_or(0, HeaderValue::len)
+                <= MAX_LEN;
+        if fits {
+            let mut joined = Buf::<MAX_LEN>::new();
+            for part in [key.as_bytes(), b"=", value.as_bytes()] {
+                joined.extend(part);
+            }
+            for m in self.member_slices().filter(|m| !has_key(m, key.as_bytes())) {
+                joined.push(b',');
+                joined.extend(m);
+            }
+            // Validated bytes are visible ASCII, always a valid header value.
+            self.value = joined.get().and_then(|v| HeaderValue::from_bytes(v).ok());
+            return true;
         }
         let member = format!("{key}={value}");
         let mut list: Vec<&[u8]> = vec![member.as_bytes()];

@@ -19,10 +19,11 @@
 //! [`super::tracestate`]; a `dd=` member is read into the context's Datadog
 //! fields (see [`super::datadog`]) so W3C → Datadog loses nothing.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName};
 
 use super::context::{Sampling, SpanId, TraceContext, TraceId};
 use super::tracestate::TraceState;
+use super::value::{set, set_value};
 use super::{datadog, hex, Extracted, Invalid, Outgoing};
 
 /// `traceparent`.
@@ -108,6 +109,12 @@ pub fn parse_traceparent(v: &[u8]) -> Result<TraceContext, Invalid> {
 
 /// Writes `traceparent` (version 00) and the context's `tracestate`.
 pub fn inject(out: &Outgoing<'_>, headers: &mut HeaderMap) {
+    write(out, headers, true);
+}
+
+/// [`inject`]; `arrived` says whether the request may carry W3C headers
+/// (without, no `tracestate` needs removing).
+pub(crate) fn write(out: &Outgoing<'_>, headers: &mut HeaderMap, arrived: bool) {
     let c = out.context;
     let mut flags = 0;
     if c.sampling.is_sampled() || c.debug {
@@ -123,16 +130,12 @@ pub fn inject(out: &Outgoing<'_>, headers: &mut HeaderMap) {
     hex::write(u128::from(c.parent_id.get()), &mut v[36..52]);
     v[52] = b'-';
     hex::write(u128::from(flags), &mut v[53..55]);
-    if let Ok(value) = HeaderValue::from_bytes(&v) {
-        headers.insert(TRACEPARENT.clone(), value);
-    }
+    set(headers, &TRACEPARENT, Some(&v));
     match c.tracestate.header_value() {
-        Some(ts) => {
-            headers.insert(TRACESTATE.clone(), ts.clone());
-        }
-        None => {
-            headers.remove(&TRACESTATE);
-        }
+        // Usually the caller's own value, kept as it came.
+        Some(ts) => set_value(headers, &TRACESTATE, ts),
+        None if arrived => drop(headers.remove(&TRACESTATE)),
+        None => {}
     }
 }
 
