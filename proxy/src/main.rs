@@ -13,6 +13,12 @@ use clap::{Parser, Subcommand};
 use meshtrace_config::{Config, LogFormat};
 use meshtrace_proxy::Sidecar;
 
+/// jemalloc gives freed memory back to the kernel after a load (glibc's arenas
+/// keep it): see `.cargo/config.toml` for its settings and benches/RESULTS.md
+/// "Performance (issue 18): memory" for the figures.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The meshtrace sidecar proxy.
 #[derive(Parser)]
 #[command(version, about)]

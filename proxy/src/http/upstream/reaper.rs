@@ -1,9 +1,25 @@
-//! Closing upstream connections that sat idle past `timeouts.idle`.
+//! Closing upstream connections that sat idle past `timeouts.idle`, and the
+//! HTTP/1 connections a burst left beyond what the traffic now needs.
 //!
-//! One task per [`super::Upstreams`] wakes every half idle timeout and sweeps
-//! every pool's idle HTTP/1 list and its HTTP/2 connections (one with no stream
-//! open, and none started, for three sweeps in a row closes). It holds the pools weakly, so it ends with the
-//! last clone of the `Upstreams`.
+//! One task per [`super::Upstreams`] wakes every [`SURPLUS_AFTER`] / 2 (or half
+//! the idle timeout, if shorter) and sweeps every pool:
+//!
+//! - an idle HTTP/1 connection closes once idle for `timeouts.idle`, or once the
+//!   upstream closed it;
+//! - **surplus**: one unused for [`SURPLUS_AFTER`] closes too, except the
+//!   [`KEEP_WARM`] most recently used, which wait out the idle timeout. The idle
+//!   list is LIFO (a request takes the most recently used connection), so a
+//!   connection goes unused that long only when fewer requests than its place
+//!   in the list were in flight at once all that time: it is beyond the peak in
+//!   use of the last [`SURPLUS_AFTER`]. Steady traffic keeps reusing the same
+//!   connections, whose idle time never reaches it, so it causes no churn; after
+//!   a burst the pool shrinks back within `SURPLUS_AFTER` + one period, and the
+//!   allocator returns the connections' buffers (benches/RESULTS.md,
+//!   "Performance (issue 18): memory");
+//! - the HTTP/2 connections are swept every half idle timeout, as before: one
+//!   with no stream open, and none started, for three sweeps in a row closes.
+//!
+//! It holds the pools weakly, so it ends with the last clone of the `Upstreams`.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -12,16 +28,30 @@ use arc_swap::ArcSwap;
 
 use super::{Idle, Pool, Pools};
 
-/// Closes connections idle longer than `idle_timeout`, until the pools are gone.
+/// An idle HTTP/1 connection unused this long is surplus (unless among the
+/// [`KEEP_WARM`] most recently used).
+const SURPLUS_AFTER: Duration = Duration::from_secs(10);
+
+/// Idle HTTP/1 connections per pool kept for the whole idle timeout, however
+/// long unused, so occasional traffic finds a warm connection.
+const KEEP_WARM: usize = 4;
+
+/// Shortest sweep period.
+const MIN_PERIOD: Duration = Duration::from_millis(100);
+
+/// Closes expired and surplus connections, until the pools are gone.
 pub(super) async fn reap(pools: Weak<ArcSwap<Pools>>, idle_timeout: Duration) {
-    let period = (idle_timeout / 2).max(Duration::from_millis(100));
+    let h2_period = (idle_timeout / 2).max(MIN_PERIOD);
+    let period = h2_period.min(SURPLUS_AFTER / 2);
+    // The HTTP/2 sweep keeps its own period: every `h2_every`-th tick.
+    let h2_every = (h2_period.as_millis() / period.as_millis()).max(1);
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    for n in 0u128.. {
         tick.tick().await;
         let Some(pools) = pools.upgrade() else { return };
         for pool in pools.load().values() {
-            pool.reap(idle_timeout);
+            pool.reap(idle_timeout, n % h2_every == 0);
         }
     }
 }
@@ -29,25 +59,38 @@ pub(super) async fn reap(pools: Weak<ArcSwap<Pools>>, idle_timeout: Duration) {
 // === impl Pool ===
 
 impl Pool {
-    /// Drops the idle connections that expired or closed.
-    fn reap(&self, idle_timeout: Duration) {
+    /// Drops the idle HTTP/1 connections that expired, closed or are surplus;
+    /// with `h2`, sweeps the HTTP/2 connections too.
+    fn reap(&self, idle_timeout: Duration, h2: bool) {
         let expired: Vec<Idle> = {
             let mut state = self.lock();
-            let (keep, expired) = std::mem::take(&mut state.idle)
+            let (mut keep, mut expired): (Vec<Idle>, Vec<Idle>) = std::mem::take(&mut state.idle)
                 .into_iter()
                 .partition(|idle| idle.since.elapsed() < idle_timeout && !idle.sender.is_closed());
+            // Oldest first: the surplus is a prefix of the list.
+            let spare = keep.len().saturating_sub(KEEP_WARM);
+            let surplus = keep[..spare]
+                .iter()
+                .take_while(|idle| idle.since.elapsed() >= SURPLUS_AFTER)
+                .count();
+            expired.extend(keep.drain(..surplus));
             state.idle = keep;
             expired
         };
         let mut quiet = Vec::new();
-        self.lock().h2.retain_mut(|listed| {
-            let keep = !listed.sweep();
-            if !keep {
-                quiet.push(listed.shared.clone());
-            }
-            keep
-        });
+        if h2 {
+            self.lock().h2.retain_mut(|listed| {
+                let keep = !listed.sweep();
+                if !keep {
+                    quiet.push(listed.shared.clone());
+                }
+                keep
+            });
+        }
         // Dropping the senders closes the connections, outside the lock.
         drop((expired, quiet));
     }
 }
+
+#[cfg(test)]
+mod tests;
