@@ -3,10 +3,12 @@
 //! connection, when it ends.
 //!
 //! An HTTP/1 connection is busy until the response body has been read, so it is
-//! given back when the body reports its end — not when the head arrives. A body
-//! dropped half-read leaves the connection unusable: dropping the sender with it
-//! closes the connection. A body the server never polls (empty, `HEAD`) still
-//! ended, and gives its connection back when dropped.
+//! given back when the body reports its end — not when the head arrives. Until
+//! then the body drives the connection ([`Conn::drive`]): reading the body
+//! polls the dispatcher that receives it. A body dropped half-read leaves the
+//! connection unusable: dropping it closes the connection. A body the server
+//! never polls (empty, `HEAD`) still ended, and gives its connection back when
+//! dropped.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,15 +17,15 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
 
+use super::h1::Conn;
 use super::h2::StreamSlot;
 use super::Pool;
 
 /// An HTTP/1 connection on its way back to its pool.
 pub(super) struct GiveBack {
     pub(super) pool: Arc<Pool>,
-    pub(super) sender: http1::SendRequest<Incoming>,
+    pub(super) conn: Conn,
 }
 
 /// What a response body holds of its connection until it ends.
@@ -59,11 +61,12 @@ impl UpstreamBody {
         Self { inner, held }
     }
 
-    fn ended(&mut self) {
-        if let Held::Connection(GiveBack { pool, sender }) =
+    fn ended(&mut self, cx: Option<&mut Context<'_>>) {
+        if let Held::Connection(GiveBack { pool, mut conn }) =
             std::mem::replace(&mut self.held, Held::Nothing)
         {
-            pool.give_back(sender);
+            conn.finish(cx, &pool.target);
+            pool.give_back(conn);
         }
     }
 }
@@ -76,9 +79,17 @@ impl Body for UpstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let mut polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if polled.is_pending() {
+            // The frame comes from the connection's dispatcher: drive it, and
+            // look again (what it read is in the body's channel now).
+            if let Held::Connection(GiveBack { pool, conn }) = &mut self.held {
+                conn.drive(cx, &pool.target);
+                polled = Pin::new(&mut self.inner).poll_frame(cx);
+            }
+        }
         match &polled {
-            Poll::Ready(None) => self.ended(),
+            Poll::Ready(None) => self.ended(Some(cx)),
             // A failed HTTP/1 connection is not reused: dropping it closes it.
             Poll::Ready(Some(Err(_))) => self.held = Held::Nothing,
             _ => {}
@@ -98,7 +109,7 @@ impl Body for UpstreamBody {
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
         if self.inner.is_end_stream() {
-            self.ended();
+            self.ended(None);
         }
     }
 }

@@ -2,18 +2,52 @@
 //! is the warmest); a request takes one or dials, and its response body gives
 //! the connection back when it ends ([`super::body`]).
 //!
+//! A connection has no task of its own: hyper's connection future (the
+//! dispatcher that writes requests and reads responses) is polled by the
+//! exchange using it — by the request future until the response head arrives,
+//! then by the response body — on the downstream connection's task. This saves
+//! a task wake-up and poll per request and per body, which the profile showed as
+//! a third of the sidecar's instructions (benches/RESULTS.md, issue 18). An idle
+//! connection is not polled at all; one that closed is found on checkout (its
+//! dispatcher ends when polled). A connection that must run on its own — an
+//! upgraded one, or one still sending a request body after its response ended —
+//! gets a task ([`Conn::spawn`]).
+//!
 //! A request the pool could not even start on a reused connection (it closed
 //! under us) is retried once on the next one, as hyper-util's client does; a
 //! fresh connection's failure is final.
 
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
+use meshtrace_config::HostPort;
 
 use super::body::{GiveBack, UpstreamBody};
 use super::{Idle, Pool, SendError, MAX_IDLE_PER_TARGET};
+
+/// hyper's connection future, boxed once per connection.
+type Dispatch = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// An HTTP/1 connection: the handle requests are sent on, and who drives it.
+pub(super) struct Conn {
+    sender: http1::SendRequest<Incoming>,
+    driver: Driver,
+}
+
+/// Who polls a connection's dispatcher.
+enum Driver {
+    /// The exchange using the connection ([`Conn::drive`]).
+    Inline(Dispatch),
+    /// A task of its own.
+    Spawned,
+    /// Nobody: it ended.
+    Ended,
+}
 
 // === impl Pool ===
 
@@ -23,27 +57,42 @@ impl Pool {
         mut req: Request<Incoming>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         loop {
-            let (mut sender, reused) = match self.checkout() {
-                Some(sender) => (sender, true),
+            let (mut conn, reused) = match self.checkout() {
+                Some(conn) => (conn, true),
                 // Boxed: the dial is rare, and inline it would make every
                 // request's future (moved at each layer) several times larger.
                 None => (Box::pin(self.dial_h1()).await?, false),
             };
-            // A reused connection is ready (checked) unless it closed since; a
-            // fresh one once its task runs.
-            if let Err(error) = sender.ready().await {
+            // A reused connection is ready unless it closed since (its
+            // dispatcher, polled, notices); a fresh one once first polled.
+            let ready = poll_fn(|cx| {
+                conn.drive(cx, &self.target);
+                conn.sender.poll_ready(cx)
+            });
+            if let Err(error) = ready.await {
                 if reused {
                     continue;
                 }
                 return Err(SendError::Request(error));
             }
-            match sender.try_send_request(req).await {
+            let mut sent = std::pin::pin!(conn.sender.try_send_request(req));
+            let sent = poll_fn(|cx| {
+                conn.drive(cx, &self.target);
+                sent.as_mut().poll(cx)
+            });
+            match sent.await {
                 Ok(response) => {
-                    let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-                    let give_back = (!upgraded).then(|| GiveBack {
-                        pool: self.clone(),
-                        sender,
-                    });
+                    let give_back = if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        // The upgrade completes in the dispatcher, and the
+                        // tunnel outlives this exchange.
+                        conn.spawn(&self.target);
+                        None
+                    } else {
+                        Some(GiveBack {
+                            pool: self.clone(),
+                            conn,
+                        })
+                    };
                     return Ok(response.map(|body| UpstreamBody::h1(body, give_back)));
                 }
                 Err(mut error) => match error.take_message() {
@@ -55,50 +104,108 @@ impl Pool {
     }
 
     /// The most recently used idle connection that can take a request now. One
-    /// still sending an earlier request's body (its response ended first, e.g. an
-    /// early 413) stays listed until it can; waiting for it could take as long as
-    /// that upload. Closed ones are dropped.
-    fn checkout(&self) -> Option<http1::SendRequest<Incoming>> {
+    /// with a task of its own still sending an earlier request's body (its
+    /// response ended first, e.g. an early 413) stays listed until it can;
+    /// waiting for it could take as long as that upload. Closed ones are dropped.
+    fn checkout(&self) -> Option<Conn> {
         let mut state = self.lock();
         let mut i = state.idle.len();
         while i > 0 {
             i -= 1;
-            let sender = &state.idle[i].sender;
-            if sender.is_closed() {
+            let conn = &state.idle[i].conn;
+            if conn.sender.is_closed() {
                 state.idle.remove(i);
-            } else if sender.is_ready() {
-                return Some(state.idle.remove(i).sender);
+            } else if conn.is_inline() || conn.sender.is_ready() {
+                return Some(state.idle.remove(i).conn);
             }
         }
         None
     }
 
     /// Takes back a connection whose exchange ended.
-    pub(super) fn give_back(&self, sender: http1::SendRequest<Incoming>) {
-        if sender.is_closed() {
+    pub(super) fn give_back(&self, conn: Conn) {
+        if conn.sender.is_closed() {
             return;
         }
         let mut state = self.lock();
         if state.idle.len() < MAX_IDLE_PER_TARGET {
             state.idle.push(Idle {
-                sender,
+                conn,
                 since: tokio::time::Instant::now(),
             });
         }
     }
 
-    pub(super) async fn dial_h1(&self) -> Result<http1::SendRequest<Incoming>, SendError> {
+    pub(super) async fn dial_h1(&self) -> Result<Conn, SendError> {
         let io = self.dial().await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
             .await
             .map_err(SendError::Handshake)?;
-        let target = self.target.clone();
-        tokio::spawn(async move {
-            if let Err(error) = conn.with_upgrades().await {
-                tracing::debug!(%target, %error, "upstream connection ended with an error");
+        Ok(Conn {
+            sender,
+            driver: Driver::Inline(Box::pin(conn.with_upgrades())),
+        })
+    }
+}
+
+// === impl Conn ===
+
+impl Conn {
+    /// Polls the dispatcher, if this exchange drives it: it writes the request
+    /// and its body, and reads the response and its body, waking `cx` as it
+    /// needs to.
+    pub(super) fn drive(&mut self, cx: &mut Context<'_>, target: &HostPort) {
+        if let Driver::Inline(dispatch) = &mut self.driver {
+            if let Poll::Ready(result) = dispatch.as_mut().poll(cx) {
+                if let Err(error) = result {
+                    tracing::debug!(%target, %error, "upstream connection ended with an error");
+                }
+                self.driver = Driver::Ended;
             }
-        });
-        Ok(sender)
+        }
+    }
+
+    /// Readies a connection whose exchange ended for the next one: its
+    /// dispatcher, polled once more (`cx`, or no waker when the body was
+    /// dropped unpolled), turns idle — unless it is still sending the request
+    /// body, which then continues in a task of its own.
+    pub(super) fn finish(&mut self, cx: Option<&mut Context<'_>>, target: &HostPort) {
+        if !self.is_inline() {
+            return;
+        }
+        match cx {
+            Some(cx) => self.drive(cx, target),
+            None => self.drive(&mut Context::from_waker(Waker::noop()), target),
+        }
+        if self.is_inline() && !self.sender.is_ready() {
+            self.spawn(target);
+        }
+    }
+
+    /// Moves the dispatcher to a task of its own.
+    pub(super) fn spawn(&mut self, target: &HostPort) {
+        if let Driver::Inline(dispatch) = std::mem::replace(&mut self.driver, Driver::Spawned) {
+            // Outside a runtime (a body dropped late) it just closes.
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                self.driver = Driver::Ended;
+                return;
+            };
+            let target = target.to_string();
+            runtime.spawn(async move {
+                if let Err(error) = dispatch.await {
+                    tracing::debug!(%target, %error, "upstream connection ended with an error");
+                }
+            });
+        }
+    }
+
+    fn is_inline(&self) -> bool {
+        matches!(self.driver, Driver::Inline(_))
+    }
+
+    /// Whether the connection closed (as far as it knows).
+    pub(super) fn is_closed(&self) -> bool {
+        self.sender.is_closed()
     }
 }

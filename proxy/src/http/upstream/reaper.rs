@@ -35,7 +35,7 @@ impl Pool {
             let mut state = self.lock();
             let (keep, expired) = std::mem::take(&mut state.idle)
                 .into_iter()
-                .partition(|idle| idle.since.elapsed() < idle_timeout && !idle.sender.is_closed());
+                .partition(|idle| idle.since.elapsed() < idle_timeout && !idle.conn.is_closed());
             state.idle = keep;
             expired
         };
