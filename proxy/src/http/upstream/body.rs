@@ -12,7 +12,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -61,11 +61,11 @@ impl UpstreamBody {
         Self { inner, held }
     }
 
-    fn ended(&mut self, cx: Option<&mut Context<'_>>) {
+    fn ended(&mut self) {
         if let Held::Connection(GiveBack { pool, mut conn }) =
             std::mem::replace(&mut self.held, Held::Nothing)
         {
-            conn.finish(cx, &pool.target);
+            conn.finish(&pool.target);
             pool.give_back(conn);
         }
     }
@@ -79,17 +79,25 @@ impl Body for UpstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let mut polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if polled.is_pending() {
-            // The frame comes from the connection's dispatcher: drive it, and
-            // look again (what it read is in the body's channel now).
-            if let Held::Connection(GiveBack { pool, conn }) = &mut self.held {
-                conn.drive(cx, &pool.target);
-                polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let this = &mut *self;
+        let polled = match &mut this.held {
+            Held::Connection(GiveBack { pool, conn }) if conn.is_inline() => {
+                // Frames come from the connection's dispatcher, driven here
+                // with the task's waker; the body's channel needs none (see
+                // `Conn::poll_response`).
+                let mut no_waker = Context::from_waker(Waker::noop());
+                match Pin::new(&mut this.inner).poll_frame(&mut no_waker) {
+                    Poll::Pending => {
+                        conn.drive(cx, &pool.target);
+                        Pin::new(&mut this.inner).poll_frame(&mut no_waker)
+                    }
+                    ready => ready,
+                }
             }
-        }
+            _ => Pin::new(&mut this.inner).poll_frame(cx),
+        };
         match &polled {
-            Poll::Ready(None) => self.ended(Some(cx)),
+            Poll::Ready(None) => self.ended(),
             // A failed HTTP/1 connection is not reused: dropping it closes it.
             Poll::Ready(Some(Err(_))) => self.held = Held::Nothing,
             _ => {}
@@ -109,7 +117,7 @@ impl Body for UpstreamBody {
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
         if self.inner.is_end_stream() {
-            self.ended(None);
+            self.ended();
         }
     }
 }

@@ -65,22 +65,14 @@ impl Pool {
             };
             // A reused connection is ready unless it closed since (its
             // dispatcher, polled, notices); a fresh one once first polled.
-            let ready = poll_fn(|cx| {
-                conn.drive(cx, &self.target);
-                conn.sender.poll_ready(cx)
-            });
-            if let Err(error) = ready.await {
+            if let Err(error) = poll_fn(|cx| conn.poll_ready(cx, &self.target)).await {
                 if reused {
                     continue;
                 }
                 return Err(SendError::Request(error));
             }
             let mut sent = std::pin::pin!(conn.sender.try_send_request(req));
-            let sent = poll_fn(|cx| {
-                conn.drive(cx, &self.target);
-                sent.as_mut().poll(cx)
-            });
-            match sent.await {
+            match poll_fn(|cx| conn.poll_response(cx, sent.as_mut(), &self.target)).await {
                 Ok(response) => {
                     let give_back = if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                         // The upgrade completes in the dispatcher, and the
@@ -166,18 +158,53 @@ impl Conn {
         }
     }
 
+    /// Whether the connection can take a request; it closed if not ever.
+    ///
+    /// Wakers: an inline dispatcher is first polled without one. A connection
+    /// that turns out ready is sent on at once and then driven with the task's
+    /// waker ([`Self::poll_response`]), so the request's trip through hyper's
+    /// channel does not wake this very task for a poll that finds nothing new.
+    fn poll_ready(&mut self, cx: &mut Context<'_>, target: &HostPort) -> Poll<hyper::Result<()>> {
+        if self.is_inline() {
+            self.drive(&mut Context::from_waker(Waker::noop()), target);
+            if self.sender.is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+        }
+        self.drive(cx, target);
+        self.sender.poll_ready(cx)
+    }
+
+    /// Polls `response` (of a request sent on this connection), driving the
+    /// dispatcher first.
+    ///
+    /// Only the dispatcher completes the response — by reading it, or by
+    /// ending — so with the dispatcher inline, polled just before with the
+    /// task's waker, the response needs no waker of its own: one would be woken
+    /// by this very poll, for a wasted poll of the whole connection's task.
+    fn poll_response<F: Future>(
+        &mut self,
+        cx: &mut Context<'_>,
+        response: Pin<&mut F>,
+        target: &HostPort,
+    ) -> Poll<F::Output> {
+        if !self.is_inline() {
+            return response.poll(cx);
+        }
+        self.drive(cx, target);
+        response.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
     /// Readies a connection whose exchange ended for the next one: its
-    /// dispatcher, polled once more (`cx`, or no waker when the body was
-    /// dropped unpolled), turns idle — unless it is still sending the request
-    /// body, which then continues in a task of its own.
-    pub(super) fn finish(&mut self, cx: Option<&mut Context<'_>>, target: &HostPort) {
+    /// dispatcher, polled once more, turns idle — unless it is still sending
+    /// the request body, which then continues in a task of its own. Polled
+    /// without a waker: an idle connection wakes no one (the next exchange
+    /// drives it before waiting on it).
+    pub(super) fn finish(&mut self, target: &HostPort) {
         if !self.is_inline() {
             return;
         }
-        match cx {
-            Some(cx) => self.drive(cx, target),
-            None => self.drive(&mut Context::from_waker(Waker::noop()), target),
-        }
+        self.drive(&mut Context::from_waker(Waker::noop()), target);
         if self.is_inline() && !self.sender.is_ready() {
             self.spawn(target);
         }
@@ -200,7 +227,7 @@ impl Conn {
         }
     }
 
-    fn is_inline(&self) -> bool {
+    pub(super) fn is_inline(&self) -> bool {
         matches!(self.driver, Driver::Inline(_))
     }
 
