@@ -12,7 +12,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -81,18 +81,9 @@ impl Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
         let polled = match &mut this.held {
+            // Frames come from the connection's dispatcher, driven here.
             Held::Connection(GiveBack { pool, conn }) if conn.is_inline() => {
-                // Frames come from the connection's dispatcher, driven here
-                // with the task's waker; the body's channel needs none (see
-                // `Conn::poll_response`).
-                let mut no_waker = Context::from_waker(Waker::noop());
-                match Pin::new(&mut this.inner).poll_frame(&mut no_waker) {
-                    Poll::Pending => {
-                        conn.drive(cx, &pool.target);
-                        Pin::new(&mut this.inner).poll_frame(&mut no_waker)
-                    }
-                    ready => ready,
-                }
+                conn.poll_body(cx, &mut this.inner, &pool.target)
             }
             _ => Pin::new(&mut this.inner).poll_frame(cx),
         };

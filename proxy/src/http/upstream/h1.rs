@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1;
 use meshtrace_config::HostPort;
 
@@ -72,7 +72,12 @@ impl Pool {
                 return Err(SendError::Request(error));
             }
             let mut sent = std::pin::pin!(conn.sender.try_send_request(req));
-            match poll_fn(|cx| conn.poll_response(cx, sent.as_mut(), &self.target)).await {
+            let mut just_sent = true;
+            let response = poll_fn(|cx| {
+                let just_sent = std::mem::take(&mut just_sent);
+                conn.poll_response(cx, sent.as_mut(), just_sent, &self.target)
+            });
+            match response.await {
                 Ok(response) => {
                     let give_back = if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                         // The upgrade completes in the dispatcher, and the
@@ -175,24 +180,59 @@ impl Conn {
         self.sender.poll_ready(cx)
     }
 
-    /// Polls `response` (of a request sent on this connection), driving the
-    /// dispatcher first.
+    /// Polls `response` (of a request sent on this connection, `just_sent` on
+    /// the first poll), driving the dispatcher first.
     ///
     /// Only the dispatcher completes the response — by reading it, or by
-    /// ending — so with the dispatcher inline, polled just before with the
-    /// task's waker, the response needs no waker of its own: one would be woken
-    /// by this very poll, for a wasted poll of the whole connection's task.
+    /// ending — so with the dispatcher inline the response needs no waker of
+    /// its own: one would be woken by this very poll, for a wasted poll of the
+    /// whole connection's task. Woken later (by the upstream's bytes), the
+    /// dispatcher is first polled without a waker either: a response it
+    /// completes is followed by its body, which drives the dispatcher again
+    /// (so a waker left behind — e.g. for room in the body's channel — would
+    /// only wake the task for nothing). Only a poll that ends waiting gives
+    /// the dispatcher the task's waker.
     fn poll_response<F: Future>(
         &mut self,
         cx: &mut Context<'_>,
-        response: Pin<&mut F>,
+        mut response: Pin<&mut F>,
+        just_sent: bool,
         target: &HostPort,
     ) -> Poll<F::Output> {
         if !self.is_inline() {
             return response.poll(cx);
         }
+        let mut no_waker = Context::from_waker(Waker::noop());
+        if !just_sent {
+            self.drive(&mut no_waker, target);
+            if let Poll::Ready(output) = response.as_mut().poll(&mut no_waker) {
+                return Poll::Ready(output);
+            }
+        }
         self.drive(cx, target);
-        response.poll(&mut Context::from_waker(Waker::noop()))
+        response.poll(&mut no_waker)
+    }
+
+    /// Polls `body` (the response's, fed by this inline dispatcher) without a
+    /// waker, driving the dispatcher as [`Self::poll_response`] does: first
+    /// without a waker, and with the task's only when the body must wait.
+    pub(super) fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+        body: &mut Incoming,
+        target: &HostPort,
+    ) -> Poll<Option<hyper::Result<http_body::Frame<bytes::Bytes>>>> {
+        let mut no_waker = Context::from_waker(Waker::noop());
+        let mut poll = |body: &mut Incoming| Pin::new(body).poll_frame(&mut no_waker);
+        if let Poll::Ready(frame) = poll(body) {
+            return Poll::Ready(frame);
+        }
+        self.drive(&mut Context::from_waker(Waker::noop()), target);
+        if let Poll::Ready(frame) = poll(body) {
+            return Poll::Ready(frame);
+        }
+        self.drive(cx, target);
+        poll(body)
     }
 
     /// Readies a connection whose exchange ended for the next one: its
