@@ -3,10 +3,12 @@
 //! connection, when it ends.
 //!
 //! An HTTP/1 connection is busy until the response body has been read, so it is
-//! given back when the body reports its end — not when the head arrives. A body
-//! dropped half-read leaves the connection unusable: dropping the sender with it
-//! closes the connection. A body the server never polls (empty, `HEAD`) still
-//! ended, and gives its connection back when dropped.
+//! given back when the body reports its end — not when the head arrives. Until
+//! then the body drives the connection ([`Conn::drive`]): reading the body
+//! polls the dispatcher that receives it. A body dropped half-read leaves the
+//! connection unusable: dropping it closes the connection. A body the server
+//! never polls (empty, `HEAD`) still ended, and gives its connection back when
+//! dropped.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,15 +17,15 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
 
+use super::h1::Conn;
 use super::h2::StreamSlot;
 use super::Pool;
 
 /// An HTTP/1 connection on its way back to its pool.
 pub(super) struct GiveBack {
     pub(super) pool: Arc<Pool>,
-    pub(super) sender: http1::SendRequest<Incoming>,
+    pub(super) conn: Conn,
 }
 
 /// What a response body holds of its connection until it ends.
@@ -60,10 +62,11 @@ impl UpstreamBody {
     }
 
     fn ended(&mut self) {
-        if let Held::Connection(GiveBack { pool, sender }) =
+        if let Held::Connection(GiveBack { pool, mut conn }) =
             std::mem::replace(&mut self.held, Held::Nothing)
         {
-            pool.give_back(sender);
+            conn.finish(&pool.target);
+            pool.give_back(conn);
         }
     }
 }
@@ -76,7 +79,14 @@ impl Body for UpstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let this = &mut *self;
+        let polled = match &mut this.held {
+            // Frames come from the connection's dispatcher, driven here.
+            Held::Connection(GiveBack { pool, conn }) if conn.is_inline() => {
+                conn.poll_body(cx, &mut this.inner, &pool.target)
+            }
+            _ => Pin::new(&mut this.inner).poll_frame(cx),
+        };
         match &polled {
             Poll::Ready(None) => self.ended(),
             // A failed HTTP/1 connection is not reused: dropping it closes it.

@@ -39,7 +39,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use meshtrace_config::HostPort;
 
@@ -96,7 +95,7 @@ struct State {
 }
 
 struct Idle {
-    sender: http1::SendRequest<Incoming>,
+    conn: h1::Conn,
     since: tokio::time::Instant,
 }
 

@@ -66,7 +66,7 @@ impl Pool {
             let mut state = self.lock();
             let (mut keep, mut expired): (Vec<Idle>, Vec<Idle>) = std::mem::take(&mut state.idle)
                 .into_iter()
-                .partition(|idle| idle.since.elapsed() < idle_timeout && !idle.sender.is_closed());
+                .partition(|idle| idle.since.elapsed() < idle_timeout && !idle.conn.is_closed());
             // Oldest first: the surplus is a prefix of the list.
             let spare = keep.len().saturating_sub(KEEP_WARM);
             let surplus = keep[..spare]

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body::Frame;
 use http_body_util::BodyExt;
+use hyper::client::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,9 +35,9 @@ async fn upstream(close: bool) -> (SocketAddr, Arc<AtomicUsize>, mpsc::Receiver<
                 while let Ok(n @ 1..) = stream.read(&mut chunk).await {
                     buf.extend_from_slice(&chunk[..n]);
                     while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.drain(..end + 4);
-                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if stream.write_all(reply).await.is_err() || close {
+                        let head: Vec<u8> = buf.drain(..end + 4).collect();
+                        let reply = reply_to(&head);
+                        if stream.write_all(&reply).await.is_err() || close {
                             let _ = ended.send(()).await;
                             return;
                         }
@@ -48,6 +49,24 @@ async fn upstream(close: bool) -> (SocketAddr, Arc<AtomicUsize>, mpsc::Receiver<
     });
     (addr, accepted, ends)
 }
+
+/// The raw upstream's response to a request head: `ok`; no body for `HEAD`;
+/// [`BIG`] bytes for `GET /big` (more than one read of the proxy's).
+fn reply_to(head: &[u8]) -> Vec<u8> {
+    let body = if head.starts_with(b"HEAD ") {
+        return b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n".to_vec();
+    } else if head.starts_with(b"GET /big ") {
+        vec![b'x'; BIG]
+    } else {
+        b"ok".to_vec()
+    };
+    let mut reply = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+    reply.push_str(std::str::from_utf8(&body).unwrap());
+    reply.into_bytes()
+}
+
+/// The size of the raw upstream's big body.
+const BIG: usize = 256 * 1024;
 
 /// An HTTP/2 upstream answering `ok`, or with `held` only once the test says
 /// so (a message on the channel); it reports each connection's end.
@@ -107,14 +126,25 @@ async fn front(pool: HttpClient) -> SocketAddr {
 
 /// Sends `n` GETs one after another on one connection to `front`.
 async fn get_sequentially(front: SocketAddr, n: usize) {
+    for body in exchange(front, http::Method::GET, "/", n).await {
+        assert_eq!(&body[..], b"ok");
+    }
+}
+
+/// Sends `n` requests one after another on one connection to `front`; their
+/// response bodies.
+async fn exchange(front: SocketAddr, method: http::Method, path: &str, n: usize) -> Vec<Bytes> {
     let stream = TcpStream::connect(front).await.unwrap();
     let (mut sender, conn) =
         http1::handshake::<_, http_body_util::Empty<Bytes>>(TokioIo::new(stream))
             .await
             .unwrap();
     tokio::spawn(conn);
+    let mut bodies = Vec::new();
     for _ in 0..n {
-        let req = Request::get("/")
+        let req = Request::builder()
+            .method(method.clone())
+            .uri(path)
             .header("host", "app")
             .body(Default::default())
             .unwrap();
@@ -123,9 +153,16 @@ async fn get_sequentially(front: SocketAddr, n: usize) {
             .unwrap()
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(&body[..], b"ok");
+        let body = response.into_body().collect();
+        bodies.push(
+            tokio::time::timeout(BOUND, body)
+                .await
+                .unwrap()
+                .unwrap()
+                .to_bytes(),
+        );
     }
+    bodies
 }
 
 /// The HTTP/1 pool for `upstream`; the reaper runs while the `Upstreams` lives.
@@ -153,6 +190,31 @@ async fn connections_for_20_gets(close: bool) -> usize {
 #[tokio::test]
 async fn sequential_requests_reuse_one_connection() {
     assert_eq!(connections_for_20_gets(false).await, 1);
+}
+
+#[tokio::test]
+async fn a_response_without_a_body_gives_its_connection_back() {
+    // hyper never polls a HEAD response's body: it is dropped, and the
+    // connection (driven by the exchange, not a task) must still be reusable.
+    let (addr, accepted, _) = upstream(false).await;
+    let (_upstreams, pool) = pool(addr, Duration::from_secs(60));
+    let front = front(pool).await;
+    let bodies = exchange(front, http::Method::HEAD, "/", 5).await;
+    assert!(bodies.iter().all(Bytes::is_empty));
+    get_sequentially(front, 2).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_body_longer_than_a_read_streams_whole_and_the_connection_is_reused() {
+    let (addr, accepted, _) = upstream(false).await;
+    let (_upstreams, pool) = pool(addr, Duration::from_secs(60));
+    let front = front(pool).await;
+    for body in exchange(front, http::Method::GET, "/big", 3).await {
+        assert_eq!(body.len(), BIG);
+    }
+    get_sequentially(front, 1).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

@@ -39,7 +39,7 @@ async fn give_back_new(pool: &Pool, n: usize) -> Vec<DuplexStream> {
             .await
             .unwrap();
         tokio::spawn(conn);
-        pool.give_back(sender);
+        pool.give_back(super::super::h1::Conn::spawned(sender));
         servers.push(server);
     }
     servers
@@ -49,10 +49,10 @@ async fn give_back_new(pool: &Pool, n: usize) -> Vec<DuplexStream> {
 /// pool's checkout does), then give them back.
 fn use_connections(pool: &Pool, n: usize) {
     let taken: Vec<_> = (0..n)
-        .map(|_| pool.lock().idle.pop().unwrap().sender)
+        .map(|_| pool.lock().idle.pop().unwrap().conn)
         .collect();
-    for sender in taken {
-        pool.give_back(sender);
+    for conn in taken {
+        pool.give_back(conn);
     }
 }
 
