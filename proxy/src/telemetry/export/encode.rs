@@ -1,28 +1,27 @@
 //! A batch of spans into the bytes of one `ExportTraceServiceRequest`, encoded
 //! once with prost.
 //!
-//! Each span record is moved (not cloned) into opentelemetry-proto's `Span`
-//! and encoded straight into the request's buffer. The resource and the
+//! Each span record is written straight into the request's buffer as the
+//! bytes of opentelemetry-proto's `Span` ([`wire`]), without building one. The resource and the
 //! instrumentation scope are encoded once, when the exporter starts; a batch
 //! copies their bytes. The request's envelopes (`ResourceSpans`, `ScopeSpans`)
 //! are written by hand around the spans, so prost measures each span once
 //! (nesting the spans in the generated envelope types would measure them once
 //! per level). Every retry sends the same bytes.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use bytes::{BufMut, Bytes, BytesMut};
-use opentelemetry::trace::{Link, SpanKind, Status, TraceState};
+use opentelemetry::trace::Link;
 use opentelemetry::{Array, KeyValue, Value};
 use opentelemetry_proto::tonic::common::v1::{
     any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue as ProtoKeyValue,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, Span, SpanFlags, Status as ProtoStatus};
 use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
+
+use super::wire;
 
 /// Field numbers of the envelopes written by hand (opentelemetry-proto's
 /// `trace_service.proto` and `trace.proto`).
@@ -68,9 +67,8 @@ impl Envelope {
     }
 
     /// One `ExportTraceServiceRequest` holding `spans`, encoded.
-    pub(super) fn encode(&self, spans: Vec<SpanData>) -> Bytes {
-        let spans: Vec<Span> = spans.into_iter().map(span).collect();
-        let lens: Vec<usize> = spans.iter().map(Message::encoded_len).collect();
+    pub(super) fn encode(&self, spans: &[SpanData]) -> Bytes {
+        let lens: Vec<usize> = spans.iter().map(wire::span_len).collect();
         let spans_len: usize = lens
             .iter()
             .map(|len| key_len(SCOPE_SPANS_SPANS) + encoded_len_varint(*len as u64) + len)
@@ -85,7 +83,7 @@ impl Envelope {
         buf.put_slice(&self.scope);
         for (span, len) in spans.iter().zip(lens) {
             header(SCOPE_SPANS_SPANS, len, &mut buf);
-            span.encode_raw(&mut buf);
+            wire::put_span(span, &mut buf);
         }
         buf.freeze()
     }
@@ -111,101 +109,7 @@ fn header(tag: u32, len: usize, buf: &mut BytesMut) {
     encode_varint(len as u64, buf);
 }
 
-/// The OTLP span of `data`, its strings moved rather than copied where they
-/// are owned.
-fn span(data: SpanData) -> Span {
-    let context = &data.span_context;
-    let parent_span_id = if data.parent_span_id == opentelemetry::trace::SpanId::INVALID {
-        Vec::new()
-    } else {
-        data.parent_span_id.to_bytes().to_vec()
-    };
-    Span {
-        trace_id: context.trace_id().to_bytes().to_vec(),
-        span_id: context.span_id().to_bytes().to_vec(),
-        trace_state: trace_state(context.trace_state()),
-        parent_span_id,
-        flags: flags(data.parent_span_is_remote, context.trace_flags().to_u8()),
-        name: data.name.into_owned(),
-        kind: kind(&data.span_kind) as i32,
-        start_time_unix_nano: nanos(data.start_time),
-        end_time_unix_nano: nanos(data.end_time),
-        attributes: data.attributes.into_iter().map(key_value).collect(),
-        dropped_attributes_count: data.dropped_attributes_count,
-        events: data
-            .events
-            .events
-            .into_iter()
-            .map(|e| span::Event {
-                time_unix_nano: nanos(e.timestamp),
-                name: e.name.into_owned(),
-                attributes: e.attributes.into_iter().map(key_value).collect(),
-                dropped_attributes_count: e.dropped_attributes_count,
-            })
-            .collect(),
-        dropped_events_count: data.events.dropped_count,
-        links: data.links.links.into_iter().map(link).collect(),
-        dropped_links_count: data.links.dropped_count,
-        status: Some(match data.status {
-            Status::Unset => ProtoStatus::default(),
-            Status::Ok => ProtoStatus {
-                code: status::StatusCode::Ok as i32,
-                message: String::new(),
-            },
-            Status::Error { description } => ProtoStatus {
-                code: status::StatusCode::Error as i32,
-                message: description.into_owned(),
-            },
-        }),
-    }
-}
-
-fn link(link: Link) -> span::Link {
-    let context = &link.span_context;
-    span::Link {
-        trace_id: context.trace_id().to_bytes().to_vec(),
-        span_id: context.span_id().to_bytes().to_vec(),
-        trace_state: trace_state(context.trace_state()),
-        attributes: link.attributes.into_iter().map(key_value).collect(),
-        dropped_attributes_count: link.dropped_attributes_count,
-        flags: flags(context.is_remote(), context.trace_flags().to_u8()),
-    }
-}
-
-fn trace_state(state: &TraceState) -> String {
-    if *state == TraceState::NONE {
-        String::new()
-    } else {
-        state.header()
-    }
-}
-
-/// The span's trace flags plus whether its parent is remote (OTLP's
-/// `SpanFlags`), as opentelemetry-proto's conversion sets them.
-fn flags(remote: bool, trace_flags: u8) -> u32 {
-    let mut flags = u32::from(trace_flags) | SpanFlags::ContextHasIsRemoteMask as u32;
-    if remote {
-        flags |= SpanFlags::ContextIsRemoteMask as u32;
-    }
-    flags
-}
-
-fn kind(kind: &SpanKind) -> span::SpanKind {
-    match kind {
-        SpanKind::Client => span::SpanKind::Client,
-        SpanKind::Server => span::SpanKind::Server,
-        SpanKind::Producer => span::SpanKind::Producer,
-        SpanKind::Consumer => span::SpanKind::Consumer,
-        SpanKind::Internal => span::SpanKind::Internal,
-    }
-}
-
-fn nanos(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-fn key_value(kv: KeyValue) -> ProtoKeyValue {
+pub(super) fn key_value(kv: KeyValue) -> ProtoKeyValue {
     ProtoKeyValue {
         key: kv.key.into(),
         value: Some(any_value(kv.value)),

@@ -19,9 +19,10 @@
 //!   (each holds one batch, so memory stays bounded: the queue's budget plus
 //!   four batches), so a collector slower than the arrival rate does not back
 //!   the queue up while it answers.
-//! - **Encoding** ([`encode`]): each span record is moved into
-//!   opentelemetry-proto's `Span` and encoded once, with the resource and scope
-//!   encoded when the exporter starts. Every retry sends the same bytes.
+//! - **Encoding** ([`encode`], [`wire`]): each span record is written once,
+//!   straight into the protobuf bytes of opentelemetry-proto's `Span` (no
+//!   intermediate message tree), with the resource and scope encoded when the
+//!   exporter starts. Every retry sends the same bytes.
 //! - **Retries** ([`retry`]): exponential backoff with jitter, bounded by the
 //!   export timeout, only for the failures the OTLP specification calls
 //!   retryable (gRPC `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`,
@@ -38,6 +39,7 @@ mod encode;
 mod queue;
 mod retry;
 mod tls;
+mod wire;
 
 #[cfg(test)]
 mod tests;

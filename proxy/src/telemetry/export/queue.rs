@@ -222,7 +222,8 @@ impl Batcher {
         // MAX_IN_FLIGHT batches instead.
         self.intake.pending.fetch_sub(count, Ordering::Relaxed);
         self.intake.bytes.fetch_sub(size, Ordering::Relaxed);
-        let body = self.envelope.encode(spans);
+        let body = self.envelope.encode(&spans);
+        drop(spans);
         let client = self.client.clone();
         let metrics = self.metrics.clone();
         let failing = self.failing.clone();

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use bytes::BytesMut;
 use opentelemetry::trace::{
     Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
@@ -13,7 +14,10 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use opentelemetry_sdk::Resource;
 use prost::Message;
 
-use super::{estimate, Envelope};
+use opentelemetry_proto::tonic::trace::v1::{span, status, Span, Status as ProtoStatus};
+
+use super::super::wire::{flags, nanos, put_span, span_len};
+use super::{estimate, key_value, Envelope};
 
 fn span(n: u64) -> SpanData {
     let context = SpanContext::new(
@@ -65,7 +69,7 @@ fn a_batch_decodes_as_one_resource_and_scope_with_every_span() {
         .with_attributes([KeyValue::new("service.name", "checkout")])
         .build();
     let envelope = Envelope::new(&resource);
-    let bytes = envelope.encode(vec![span(1), span(2), span(3)]);
+    let bytes = envelope.encode(&[span(1), span(2), span(3)]);
     let request = ExportTraceServiceRequest::decode(bytes).unwrap();
     assert_eq!(request.resource_spans.len(), 1);
     let rs = &request.resource_spans[0];
@@ -103,7 +107,7 @@ fn a_batch_decodes_as_one_resource_and_scope_with_every_span() {
 #[test]
 fn an_empty_batch_is_a_valid_request() {
     let envelope = Envelope::new(&Resource::builder_empty().build());
-    let request = ExportTraceServiceRequest::decode(envelope.encode(Vec::new())).unwrap();
+    let request = ExportTraceServiceRequest::decode(envelope.encode(&[])).unwrap();
     assert!(request.resource_spans[0].scope_spans[0].spans.is_empty());
 }
 
@@ -112,11 +116,129 @@ fn an_empty_batch_is_a_valid_request() {
 #[test]
 fn the_estimate_bounds_the_encoded_size_within_a_small_factor() {
     let envelope = Envelope::new(&Resource::builder_empty().build());
-    let empty = envelope.encode(Vec::new()).len();
+    let empty = envelope.encode(&[]).len();
     let estimated = estimate(&span(1));
-    let real = envelope.encode(vec![span(1)]).len() - empty;
+    let real = envelope.encode(&[span(1)]).len() - empty;
     assert!(
         estimated >= real && estimated <= real * 8,
         "estimate {estimated} vs encoded {real}"
     );
+}
+
+/// The bytes written straight from the record are exactly prost's for the
+/// `Span` opentelemetry-proto's types hold (the reference conversion below,
+/// as opentelemetry-proto's own `From<SpanData>` builds it).
+#[test]
+fn spans_are_written_exactly_as_prost_writes_the_proto_span() {
+    let mut with_event = span(9);
+    with_event
+        .events
+        .events
+        .push(opentelemetry::trace::Event::new(
+            "ev",
+            SystemTime::UNIX_EPOCH + Duration::from_millis(1500),
+            vec![KeyValue::new("k", true), KeyValue::new("f", 1.5)],
+            1,
+        ));
+    with_event.attributes.push(KeyValue::new(
+        "meshtrace.propagation.formats",
+        opentelemetry::Value::Array(opentelemetry::Array::String(vec![
+            "w3c".into(),
+            "b3".into(),
+        ])),
+    ));
+    with_event.attributes.push(KeyValue::new("zero", 0_i64));
+    with_event.attributes.push(KeyValue::new("neg", -3_i64));
+    let mut unset = span(10);
+    unset.status = Status::Unset;
+    unset.parent_span_id = SpanId::INVALID;
+    unset.parent_span_is_remote = false;
+    unset.span_kind = SpanKind::Client;
+    for data in [span(1), with_event, unset] {
+        let reference = reference(data.clone()).encode_to_vec();
+        let mut direct = BytesMut::new();
+        put_span(&data, &mut direct);
+        assert_eq!(span_len(&data), direct.len());
+        assert_eq!(&direct[..], &reference[..]);
+    }
+}
+
+/// The OTLP span of `data` built with opentelemetry-proto's types, as
+/// opentelemetry-proto's own conversion builds it: the reference
+/// [`put_span`] is tested against.
+fn reference(data: SpanData) -> Span {
+    let context = &data.span_context;
+    let parent_span_id = if data.parent_span_id == opentelemetry::trace::SpanId::INVALID {
+        Vec::new()
+    } else {
+        data.parent_span_id.to_bytes().to_vec()
+    };
+    Span {
+        trace_id: context.trace_id().to_bytes().to_vec(),
+        span_id: context.span_id().to_bytes().to_vec(),
+        trace_state: trace_state(context.trace_state()),
+        parent_span_id,
+        flags: flags(data.parent_span_is_remote, context.trace_flags().to_u8()),
+        name: data.name.into_owned(),
+        kind: kind(&data.span_kind) as i32,
+        start_time_unix_nano: nanos(data.start_time),
+        end_time_unix_nano: nanos(data.end_time),
+        attributes: data.attributes.into_iter().map(key_value).collect(),
+        dropped_attributes_count: data.dropped_attributes_count,
+        events: data
+            .events
+            .events
+            .into_iter()
+            .map(|e| span::Event {
+                time_unix_nano: nanos(e.timestamp),
+                name: e.name.into_owned(),
+                attributes: e.attributes.into_iter().map(key_value).collect(),
+                dropped_attributes_count: e.dropped_attributes_count,
+            })
+            .collect(),
+        dropped_events_count: data.events.dropped_count,
+        links: data.links.links.into_iter().map(link).collect(),
+        dropped_links_count: data.links.dropped_count,
+        status: Some(match data.status {
+            Status::Unset => ProtoStatus::default(),
+            Status::Ok => ProtoStatus {
+                code: status::StatusCode::Ok as i32,
+                message: String::new(),
+            },
+            Status::Error { description } => ProtoStatus {
+                code: status::StatusCode::Error as i32,
+                message: description.into_owned(),
+            },
+        }),
+    }
+}
+
+fn link(link: Link) -> span::Link {
+    let context = &link.span_context;
+    span::Link {
+        trace_id: context.trace_id().to_bytes().to_vec(),
+        span_id: context.span_id().to_bytes().to_vec(),
+        trace_state: trace_state(context.trace_state()),
+        attributes: link.attributes.into_iter().map(key_value).collect(),
+        dropped_attributes_count: link.dropped_attributes_count,
+        flags: flags(context.is_remote(), context.trace_flags().to_u8()),
+    }
+}
+
+fn trace_state(state: &TraceState) -> String {
+    if *state == TraceState::NONE {
+        String::new()
+    } else {
+        state.header()
+    }
+}
+
+fn kind(kind: &SpanKind) -> span::SpanKind {
+    match kind {
+        SpanKind::Client => span::SpanKind::Client,
+        SpanKind::Server => span::SpanKind::Server,
+        SpanKind::Producer => span::SpanKind::Producer,
+        SpanKind::Consumer => span::SpanKind::Consumer,
+        SpanKind::Internal => span::SpanKind::Internal,
+    }
 }
