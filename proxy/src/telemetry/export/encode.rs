@@ -9,7 +9,7 @@
 //! (nesting the spans in the generated envelope types would measure them once
 //! per level). Every retry sends the same bytes.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use opentelemetry::trace::Link;
 use opentelemetry::{Array, KeyValue, Value};
 use opentelemetry_proto::tonic::common::v1::{
@@ -76,16 +76,18 @@ impl Envelope {
         let scope_spans = self.scope.len() + spans_len;
         let resource_spans =
             self.resource.len() + nested_len(RESOURCE_SPANS_SCOPE_SPANS, scope_spans);
-        let mut buf = BytesMut::with_capacity(nested_len(REQUEST_RESOURCE_SPANS, resource_spans));
-        header(REQUEST_RESOURCE_SPANS, resource_spans, &mut buf);
-        buf.put_slice(&self.resource);
-        header(RESOURCE_SPANS_SCOPE_SPANS, scope_spans, &mut buf);
-        buf.put_slice(&self.scope);
+        let mut buf = Vec::with_capacity(nested_len(REQUEST_RESOURCE_SPANS, resource_spans));
+        wire::header(REQUEST_RESOURCE_SPANS, resource_spans, &mut buf);
+        buf.extend_from_slice(&self.resource);
+        wire::header(RESOURCE_SPANS_SCOPE_SPANS, scope_spans, &mut buf);
+        buf.extend_from_slice(&self.scope);
         for (span, len) in spans.iter().zip(lens) {
-            header(SCOPE_SPANS_SPANS, len, &mut buf);
+            let start = buf.len();
+            wire::header(SCOPE_SPANS_SPANS, len, &mut buf);
             wire::put_span(span, &mut buf);
+            debug_assert_eq!(buf.len() - start, nested_len(SCOPE_SPANS_SPANS, len));
         }
-        buf.freeze()
+        Bytes::from(buf)
     }
 }
 

@@ -7,11 +7,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{BufMut, BytesMut};
 use opentelemetry::trace::{Link, SpanId, SpanKind, Status};
 use opentelemetry::{Array, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents};
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+use prost::encoding::{encoded_len_varint, key_len};
 
 /// The encoded length of `data` as a `Span` message.
 pub(super) fn span_len(data: &SpanData) -> usize {
@@ -35,7 +34,7 @@ pub(super) fn span_len(data: &SpanData) -> usize {
 }
 
 /// Writes `data` as the body of a `Span` message (`span_len(data)` bytes).
-pub(super) fn put_span(data: &SpanData, buf: &mut BytesMut) {
+pub(super) fn put_span(data: &SpanData, buf: &mut Vec<u8>) {
     let context = &data.span_context;
     put_bytes(1, &context.trace_id().to_bytes(), buf);
     put_bytes(2, &context.span_id().to_bytes(), buf);
@@ -43,11 +42,6 @@ pub(super) fn put_span(data: &SpanData, buf: &mut BytesMut) {
     if data.parent_span_id != SpanId::INVALID {
         put_bytes(4, &data.parent_span_id.to_bytes(), buf);
     }
-    encode_key(16, WireType::ThirtyTwoBit, buf);
-    buf.put_u32_le(flags(
-        data.parent_span_is_remote,
-        context.trace_flags().to_u8(),
-    ));
     put_bytes(5, data.name.as_bytes(), buf);
     put_uint(6, kind(&data.span_kind), buf);
     put_fixed64(7, nanos(data.start_time), buf);
@@ -84,6 +78,11 @@ pub(super) fn put_span(data: &SpanData, buf: &mut BytesMut) {
         put_bytes(2, description.as_bytes(), buf);
     }
     put_uint(3, status_code(&data.status), buf);
+    // Field 16 last: prost writes fields in tag order.
+    key(16, FIXED32, buf);
+    buf.extend_from_slice(
+        &flags(data.parent_span_is_remote, context.trace_flags().to_u8()).to_le_bytes(),
+    );
 }
 
 fn trace_state(data: &SpanData) -> String {
@@ -123,7 +122,7 @@ fn link_len(link: &Link) -> usize {
         + 4
 }
 
-fn put_link(link: &Link, buf: &mut BytesMut) {
+fn put_link(link: &Link, buf: &mut Vec<u8>) {
     let context = &link.span_context;
     put_bytes(1, &context.trace_id().to_bytes(), buf);
     put_bytes(2, &context.span_id().to_bytes(), buf);
@@ -132,8 +131,8 @@ fn put_link(link: &Link, buf: &mut BytesMut) {
         put_kv(4, kv, buf);
     }
     put_uint(5, link.dropped_attributes_count.into(), buf);
-    encode_key(6, WireType::ThirtyTwoBit, buf);
-    buf.put_u32_le(flags(context.is_remote(), context.trace_flags().to_u8()));
+    key(6, FIXED32, buf);
+    buf.extend_from_slice(&flags(context.is_remote(), context.trace_flags().to_u8()).to_le_bytes());
 }
 
 fn status_len(status: &Status) -> usize {
@@ -184,7 +183,7 @@ fn kv_len(kv: &KeyValue) -> usize {
     bytes_len(1, kv.key.as_str().len()) + msg_len(2, any_len(&kv.value))
 }
 
-fn put_kv(tag: u32, kv: &KeyValue, buf: &mut BytesMut) {
+fn put_kv(tag: u32, kv: &KeyValue, buf: &mut Vec<u8>) {
     header(tag, kv_len(kv), buf);
     put_bytes(1, kv.key.as_str().as_bytes(), buf);
     header(2, any_len(&kv.value), buf);
@@ -211,24 +210,22 @@ fn any_len(value: &Value) -> usize {
     }
 }
 
-fn put_any(value: &Value, buf: &mut BytesMut) {
+fn put_any(value: &Value, buf: &mut Vec<u8>) {
     match value {
         Value::Bool(v) => {
-            encode_key(2, WireType::Varint, buf);
-            encode_varint(u64::from(*v), buf);
+            key(2, VARINT, buf);
+            buf.push(u8::from(*v));
         }
         Value::I64(v) => {
-            encode_key(3, WireType::Varint, buf);
-            encode_varint(*v as u64, buf);
+            key(3, VARINT, buf);
+            varint(*v as u64, buf);
         }
         Value::F64(v) => {
-            encode_key(4, WireType::SixtyFourBit, buf);
-            buf.put_f64_le(*v);
+            key(4, FIXED64, buf);
+            buf.extend_from_slice(&v.to_le_bytes());
         }
         Value::String(s) => {
-            encode_key(1, WireType::LengthDelimited, buf);
-            encode_varint(s.as_str().len() as u64, buf);
-            buf.put_slice(s.as_str().as_bytes());
+            put_bytes_always(1, s.as_str().as_bytes(), buf);
         }
         Value::Array(array) => {
             header(5, array_len(array), buf);
@@ -267,9 +264,38 @@ fn borrow(s: &StringValue) -> StringValue {
 
 // --- fields ---
 
-fn header(tag: u32, len: usize, buf: &mut BytesMut) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(len as u64, buf);
+const VARINT: u32 = 0;
+const FIXED64: u32 = 1;
+const LEN: u32 = 2;
+const FIXED32: u32 = 5;
+
+/// A field's key (prost's `encode_key`, inlined: the buffer is sized
+/// exactly, so a push is a store).
+#[inline]
+fn key(tag: u32, wire_type: u32, buf: &mut Vec<u8>) {
+    varint(u64::from(tag << 3 | wire_type), buf);
+}
+
+#[inline]
+fn varint(mut value: u64, buf: &mut Vec<u8>) {
+    while value >= 0x80 {
+        buf.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
+}
+
+#[inline]
+pub(super) fn header(tag: u32, len: usize, buf: &mut Vec<u8>) {
+    key(tag, LEN, buf);
+    varint(len as u64, buf);
+}
+
+/// A string or bytes field, written even when empty (a oneof member).
+#[inline]
+fn put_bytes_always(tag: u32, bytes: &[u8], buf: &mut Vec<u8>) {
+    header(tag, bytes.len(), buf);
+    buf.extend_from_slice(bytes);
 }
 
 fn msg_len(tag: u32, len: usize) -> usize {
@@ -285,10 +311,9 @@ fn bytes_len(tag: u32, len: usize) -> usize {
     }
 }
 
-fn put_bytes(tag: u32, bytes: &[u8], buf: &mut BytesMut) {
+fn put_bytes(tag: u32, bytes: &[u8], buf: &mut Vec<u8>) {
     if !bytes.is_empty() {
-        header(tag, bytes.len(), buf);
-        buf.put_slice(bytes);
+        put_bytes_always(tag, bytes, buf);
     }
 }
 
@@ -300,10 +325,10 @@ fn uint_len(tag: u32, value: u64) -> usize {
     }
 }
 
-fn put_uint(tag: u32, value: u64, buf: &mut BytesMut) {
+fn put_uint(tag: u32, value: u64, buf: &mut Vec<u8>) {
     if value != 0 {
-        encode_key(tag, WireType::Varint, buf);
-        encode_varint(value, buf);
+        key(tag, VARINT, buf);
+        varint(value, buf);
     }
 }
 
@@ -315,9 +340,9 @@ fn fixed64_len(tag: u32, value: u64) -> usize {
     }
 }
 
-fn put_fixed64(tag: u32, value: u64, buf: &mut BytesMut) {
+fn put_fixed64(tag: u32, value: u64, buf: &mut Vec<u8>) {
     if value != 0 {
-        encode_key(tag, WireType::SixtyFourBit, buf);
-        buf.put_u64_le(value);
+        key(tag, FIXED64, buf);
+        buf.extend_from_slice(&value.to_le_bytes());
     }
 }

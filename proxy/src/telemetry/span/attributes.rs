@@ -104,10 +104,12 @@ impl Recorder {
             "url.path",
             truncated(path.to_string(), self.max_path),
         ));
-        attrs.push(KeyValue::new(
-            "url.scheme",
-            start.uri.scheme_str().unwrap_or("http").to_string(),
-        ));
+        let scheme: Value = match start.uri.scheme_str() {
+            None | Some("http") => "http".into(),
+            Some("https") => "https".into(),
+            Some(other) => other.to_string().into(),
+        };
+        attrs.push(KeyValue::new("url.scheme", scheme));
         let query = start
             .uri
             .query()

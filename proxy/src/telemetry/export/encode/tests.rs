@@ -3,7 +3,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use bytes::BytesMut;
 use opentelemetry::trace::{
     Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
@@ -156,7 +155,7 @@ fn spans_are_written_exactly_as_prost_writes_the_proto_span() {
     unset.span_kind = SpanKind::Client;
     for data in [span(1), with_event, unset] {
         let reference = reference(data.clone()).encode_to_vec();
-        let mut direct = BytesMut::new();
+        let mut direct = Vec::new();
         put_span(&data, &mut direct);
         assert_eq!(span_len(&data), direct.len());
         assert_eq!(&direct[..], &reference[..]);
