@@ -47,7 +47,8 @@ enum Transport {
         metadata: tonic::metadata::MetadataMap,
     },
     Http {
-        client: HttpClient,
+        /// Boxed: hyper's client is far larger than the gRPC variant.
+        client: Box<HttpClient>,
         uri: http::Uri,
         headers: http::HeaderMap,
         gzip: bool,
@@ -111,7 +112,7 @@ impl Client {
                 let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
                     .build(https_connector(settings)?);
                 Transport::Http {
-                    client,
+                    client: Box::new(client),
                     uri,
                     headers: map,
                     gzip: settings.compression == Compression::Gzip,
