@@ -14,10 +14,10 @@
 #   COMPRESSION=gzip bash benches/load/spans.sh   # export.compression (default none)
 #   PACE=1 bash benches/load/spans.sh             # paced windows even without drops
 #
-# Sidecars: 1 worker, access log off, default export queue (2048 spans, batches of
-# 512, 5 s delay). wrk -t2 -c32, 1 KiB responses from target/release/backend, all
-# on loopback. Needs wrk and curl. Bounded: with the defaults (3 rounds, 10 s) about
-# 4-5 minutes after the build.
+# Sidecars: 1 worker, access log off, default export queue (16 MiB / 65 536 spans,
+# batches of 512, 5 s delay, 4 exports in flight). wrk -t2 -c32, 1 KiB responses
+# from target/release/backend, all on loopback. Needs wrk and curl. Bounded: with
+# the defaults (3 rounds, 10 s) about 4-5 minutes after the build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}

@@ -190,8 +190,12 @@ pub struct Tls {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Queue {
-    /// Spans held (`null`: `OTEL_BSP_MAX_QUEUE_SIZE`, else 2048).
+    /// Spans held (`null`: `OTEL_BSP_MAX_QUEUE_SIZE`, else 65536; the byte
+    /// budget, `max_bytes`, normally binds first).
     pub max_size: Option<usize>,
+    /// Bytes of memory the queued spans may hold, estimated per span
+    /// (`null`: 16 MiB). Bounds the queue's memory whatever the spans' size.
+    pub max_bytes: Option<usize>,
     /// Spans per export request (`null`: `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, else 512).
     pub batch_size: Option<usize>,
     /// Longest a span waits for a batch to fill (`null`: `OTEL_BSP_SCHEDULE_DELAY`,
@@ -254,6 +258,8 @@ pub struct ResolvedExport {
     pub key_file: Option<PathBuf>,
     /// Queue size in spans.
     pub queue_size: usize,
+    /// Queue size in bytes (estimated memory of the queued spans).
+    pub queue_bytes: usize,
     /// Spans per export.
     pub batch_size: usize,
     /// Batch delay.
@@ -268,7 +274,7 @@ impl Export {
     /// defaults for what is still `null`. Reads no environment, so a reload
     /// exports exactly as `/config` shows.
     pub fn settings(&self) -> ResolvedExport {
-        let queue_size = self.queue.max_size.unwrap_or(2048);
+        let queue_size = self.queue.max_size.unwrap_or(65_536);
         let ms = std::time::Duration::from_millis;
         ResolvedExport {
             endpoint: self.endpoint.clone(),
@@ -279,6 +285,7 @@ impl Export {
             cert_file: self.tls.cert_file.clone(),
             key_file: self.tls.key_file.clone(),
             queue_size,
+            queue_bytes: self.queue.max_bytes.unwrap_or(16 << 20),
             batch_size: self.queue.batch_size.unwrap_or(512).min(queue_size),
             delay: self.queue.delay.map_or(ms(5000), Duration::get),
         }

@@ -362,7 +362,8 @@ fn export_settings_come_from_the_file_then_otel_variables_then_defaults() {
     let (r, problems) = config.export.resolve(&vars(&[]));
     assert!(problems.is_empty());
     assert_eq!(r.endpoint, None, "no endpoint anywhere: spans off");
-    assert_eq!((r.queue_size, r.batch_size), (2048, 512));
+    assert_eq!((r.queue_size, r.batch_size), (65_536, 512));
+    assert_eq!(r.queue_bytes, 16 << 20);
     assert_eq!(r.delay, std::time::Duration::from_secs(5));
     assert_eq!(r.timeout, std::time::Duration::from_secs(10));
     assert_eq!(r.protocol, OtlpProtocol::Grpc);

@@ -179,7 +179,7 @@ mod tests {
         assert!(config.to_yaml().contains(endpoint), "/config shows it");
         let settings = config.export.settings();
         assert_eq!(settings.delay, std::time::Duration::from_millis(250));
-        assert_eq!(settings.queue_size, 2048, "still null: the default");
+        assert_eq!(settings.queue_size, 65_536, "still null: the default");
     }
 
     #[test]

@@ -420,6 +420,9 @@ pub(super) fn check_export(config: &Config, problems: &mut Problems) {
     if e.queue.max_size == Some(0) {
         problems.add("export.queue.max_size", "must be greater than 0");
     }
+    if e.queue.max_bytes == Some(0) {
+        problems.add("export.queue.max_bytes", "must be greater than 0");
+    }
     if e.queue.batch_size == Some(0) {
         problems.add("export.queue.batch_size", "must be greater than 0");
     }

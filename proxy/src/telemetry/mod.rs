@@ -8,8 +8,8 @@
 //! - [`span`] builds a span from the request and response ([`semconv`] holds the
 //!   semantic-convention rules);
 //! - [`resource`] says who emitted it;
-//! - [`export`] queues it without ever blocking the request and exports batches
-//!   with opentelemetry-otlp on a thread of its own.
+//! - [`export`] queues it without ever blocking the request, encodes batches
+//!   into OTLP protobuf once and exports them on a thread of its own.
 //!
 //! With no collector configured (`export.endpoint` unset, and so the
 //! `OTEL_EXPORTER_OTLP_*` endpoint variables, which fill it when the config is
@@ -60,7 +60,7 @@ impl Telemetry {
         let resource = resource::resource(config, var);
         let (queue, export) = SpanExport::start(
             &settings,
-            &config.export.headers,
+            &export::headers(&config.export.headers, var),
             &config.export.retry,
             resource,
             metrics.spans.clone(),

@@ -93,7 +93,7 @@ fn parse_resource_attributes(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

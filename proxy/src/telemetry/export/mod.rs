@@ -1,35 +1,45 @@
-//! Span export: a bounded queue the request path pushes into without waiting, and
-//! one task that batches the queue and exports each batch with
-//! opentelemetry-otlp's exporter (OTLP/gRPC through tonic, or OTLP/HTTP protobuf
-//! through hyper).
+//! Span export: a queue the request path pushes into without waiting, and one
+//! task that batches the queue, encodes each batch once into an OTLP
+//! `ExportTraceServiceRequest` (opentelemetry-proto's types, prost) and sends
+//! it over OTLP/gRPC (tonic) or OTLP/HTTP protobuf (hyper).
 //!
 //! - **Thread**: the export task runs on its own thread, on a single-threaded
 //!   runtime of its own, never on the data path's workers. Encoding a full batch
 //!   takes milliseconds of CPU; on the data path's runtime (one worker runs
 //!   tokio's current-thread scheduler) every request on that worker would wait
 //!   for it.
-//! - **Queue**: `try_send` into a bounded channel; full → the span is dropped and
-//!   counted (`meshtrace_spans_dropped_total{reason="queue_full"}`). A slow or
-//!   dead collector fills the queue; it never slows a request.
-//! - **Batches**: up to `batch_size` spans, sent when full or `delay` after the
-//!   first span arrived. One export at a time.
-//! - **Retries**: the exporter's [`RetryPolicy`](opentelemetry_otlp::RetryPolicy):
-//!   exponential backoff with jitter, bounded by the export timeout, only for the
-//!   failures the OTLP specification calls retryable (gRPC `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`,
+//! - **Queue**: bounded twice: `queue.max_size` spans (default 65 536) and
+//!   `queue.max_bytes` of estimated span memory (default 16 MiB, about 10 000
+//!   typical spans: half a second of a saturated worker). A push is an atomic
+//!   add and a `try_send`; over either bound the span is dropped and counted
+//!   (`meshtrace_spans_dropped_total{reason="queue_full"}`). A slow or dead
+//!   collector fills the queue; it never slows a request.
+//! - **Batches**: up to `batch_size` spans, sent as soon as a batch is queued or
+//!   `delay` after the first span arrived. Up to four exports in flight at once
+//!   (each holds one batch, so memory stays bounded: the queue's budget plus
+//!   four batches), so a collector slower than the arrival rate does not back
+//!   the queue up while it answers.
+//! - **Encoding** ([`encode`], [`wire`]): each span record is written once,
+//!   straight into the protobuf bytes of opentelemetry-proto's `Span` (no
+//!   intermediate message tree), with the resource and scope encoded when the
+//!   exporter starts. Every retry sends the same bytes.
+//! - **Retries** ([`retry`]): exponential backoff with jitter, bounded by the
+//!   export timeout, only for the failures the OTLP specification calls
+//!   retryable (gRPC `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`,
 //!   `OUT_OF_RANGE`, `UNAVAILABLE`, `DATA_LOSS`, `RESOURCE_EXHAUSTED` with retry
 //!   info; HTTP 429, 502, 503, 504), honouring `Retry-After` and gRPC `RetryInfo`.
 //!   A batch that still fails is dropped and counted (`export_failed`).
 //! - **Partial success**: the collector accepted the request but rejected some
-//!   spans; never retried. The exporter reports the count only as a diagnostic
-//!   event (`…PartialSuccess`, field `rejected_spans`), so each export runs under
-//!   a scoped `tracing` dispatcher that reads it (`partial`) and counts
-//!   `rejected`.
+//!   spans (the response's `partial_success.rejected_spans`); never retried,
+//!   counted as `rejected`.
 //! - **Shutdown**: [`SpanExport::flush`] exports what is queued, bounded in time.
 
-mod otlp;
-mod partial;
+mod client;
+mod encode;
 mod queue;
+mod retry;
 mod tls;
+mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -44,6 +54,8 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::SpanMetrics;
+use client::Client;
+use encode::Envelope;
 pub use queue::SpanQueue;
 use queue::{Batcher, Intake};
 
@@ -58,7 +70,7 @@ pub enum ExportError {
         /// The OS error.
         error: std::io::Error,
     },
-    /// opentelemetry-otlp refused the settings.
+    /// The settings cannot make a client (endpoint, headers, TLS).
     #[error("export: {0}")]
     Build(String),
 }
@@ -83,6 +95,30 @@ struct ThreadStart {
     stop: CancellationToken,
 }
 
+/// The headers of every export request: `export.headers`, then those of
+/// `OTEL_EXPORTER_OTLP_TRACES_HEADERS` (else `OTEL_EXPORTER_OTLP_HEADERS`),
+/// which win, as opentelemetry-otlp's exporter read them: `key=value` pairs
+/// separated by commas, values percent-decoded, empty ones skipped.
+pub fn headers(
+    configured: &BTreeMap<String, String>,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> BTreeMap<String, String> {
+    let mut headers = configured.clone();
+    let env =
+        var("OTEL_EXPORTER_OTLP_TRACES_HEADERS").or_else(|| var("OTEL_EXPORTER_OTLP_HEADERS"));
+    for pair in env.as_deref().unwrap_or_default().split_terminator(',') {
+        let Some((key, value)) = pair.trim().split_once('=') else {
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        let value = super::resource::percent_decode(value).unwrap_or_else(|| value.to_string());
+        if !key.is_empty() && !value.is_empty() {
+            headers.insert(key.to_string(), value);
+        }
+    }
+    headers
+}
+
 // === impl SpanExport ===
 
 impl SpanExport {
@@ -96,8 +132,12 @@ impl SpanExport {
         resource: Resource,
         metrics: SpanMetrics,
     ) -> Result<(SpanQueue, SpanExport), ExportError> {
-        let (queue, intake) =
-            SpanQueue::bounded(settings.queue_size, settings.batch_size, metrics.clone());
+        let (queue, intake) = SpanQueue::bounded(
+            settings.queue_size,
+            settings.queue_bytes,
+            settings.batch_size,
+            metrics.clone(),
+        );
         let stop = CancellationToken::new();
         let (done_tx, done) = oneshot::channel();
         let (built_tx, built) = std::sync::mpsc::sync_channel(1);
@@ -164,9 +204,8 @@ impl ThreadStart {
             // Built inside this runtime: tonic's channel spawns its connection
             // (and with it the request encoding) on the runtime it is built in.
             let settings = &self.settings;
-            let exporter = match otlp::exporter(settings, &self.headers, &self.retry, self.resource)
-            {
-                Ok(exporter) => exporter,
+            let client = match Client::new(settings, &self.headers, &self.retry) {
+                Ok(client) => client,
                 Err(error) => {
                     let _ = built.send(Err(error));
                     return;
@@ -177,7 +216,8 @@ impl ThreadStart {
             let endpoint = redact_urls(settings.endpoint.as_deref().unwrap_or_default());
             let batcher = Batcher::new(
                 self.intake,
-                exporter,
+                client,
+                Envelope::new(&self.resource),
                 settings.delay,
                 self.metrics,
                 endpoint,

@@ -1,17 +1,21 @@
-//! The bounded span queue the request path pushes into without waiting, and the
-//! batcher that drains it on the export thread.
+//! The span queue the request path pushes into without waiting, bounded in
+//! spans and in bytes, and the batcher that drains it on the export thread.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
-use tokio::sync::{mpsc, Notify};
+use opentelemetry_sdk::trace::SpanData;
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::instrument::WithSubscriber;
 
-use super::partial::RejectCounter;
+use super::client::Client;
+use super::encode::{estimate, Envelope};
 use crate::metrics::SpanMetrics;
+
+/// Exports at most this many requests at once: a collector slower than the
+/// arrival rate gets more than one batch in flight instead of a full queue.
+pub(super) const MAX_IN_FLIGHT: usize = 4;
 
 /// The request path's end of the export queue.
 #[derive(Clone, Debug)]
@@ -25,6 +29,9 @@ pub struct SpanQueue {
     /// batcher may already hold while it waits (the channel's length alone
     /// misses it, and a full batch then waited for the delay).
     pending: Arc<AtomicUsize>,
+    /// Estimated bytes of the queued spans ([`estimate`]), and their budget.
+    bytes: Arc<AtomicUsize>,
+    max_bytes: usize,
     /// Spans queued that make a batch (`batch_size`, at most the queue size).
     batch_size: usize,
 }
@@ -35,16 +42,20 @@ pub(super) struct Intake {
     rx: mpsc::Receiver<SpanData>,
     batch_ready: Arc<Notify>,
     pending: Arc<AtomicUsize>,
+    bytes: Arc<AtomicUsize>,
     batch_size: usize,
 }
 
 // === impl SpanQueue ===
 
 impl SpanQueue {
-    /// A queue of `queue_size` spans (at least one) whose batches hold
-    /// `batch_size` spans (at least one, at most the queue), and its other end.
+    /// A queue of at most `queue_size` spans (at least one) and `max_bytes`
+    /// estimated bytes, whose batches hold `batch_size` spans (at least one, at
+    /// most the queue), and its other end. The channel allocates its slots as
+    /// they fill, so a large `queue_size` costs nothing idle.
     pub(super) fn bounded(
         queue_size: usize,
+        max_bytes: usize,
         batch_size: usize,
         metrics: SpanMetrics,
     ) -> (Self, Intake) {
@@ -53,10 +64,12 @@ impl SpanQueue {
         let (tx, rx) = mpsc::channel(queue_size);
         let batch_ready = Arc::new(Notify::new());
         let pending = Arc::new(AtomicUsize::new(0));
+        let bytes = Arc::new(AtomicUsize::new(0));
         let intake = Intake {
             rx,
             batch_ready: batch_ready.clone(),
             pending: pending.clone(),
+            bytes: bytes.clone(),
             batch_size,
         };
         let queue = Self {
@@ -64,6 +77,8 @@ impl SpanQueue {
             metrics,
             batch_ready,
             pending,
+            bytes,
+            max_bytes: max_bytes.max(1),
             batch_size,
         };
         (queue, intake)
@@ -78,17 +93,23 @@ impl SpanQueue {
             metrics,
             batch_ready: Arc::default(),
             pending: Arc::default(),
+            bytes: Arc::default(),
+            max_bytes: usize::MAX,
             batch_size: capacity,
         };
         (queue, rx)
     }
 
-    /// Queues `span`, or drops and counts it when the queue is full. Never waits.
+    /// Queues `span`, or drops and counts it when the queue is full (in spans
+    /// or in bytes). Never waits.
     pub fn push(&self, span: SpanData) {
+        let size = estimate(&span);
         // Counted before it can be received, so the batcher never takes a span
         // that is not counted yet.
+        let bytes = self.bytes.fetch_add(size, Ordering::Relaxed) + size;
         let queued = self.pending.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.tx.try_send(span).is_err() {
+        if bytes > self.max_bytes || self.tx.try_send(span).is_err() {
+            self.bytes.fetch_sub(size, Ordering::Relaxed);
             self.pending.fetch_sub(1, Ordering::Relaxed);
             self.metrics.queue_full.inc();
         } else if queued >= self.batch_size {
@@ -97,57 +118,56 @@ impl SpanQueue {
     }
 }
 
-/// Takes spans off the queue in batches and exports one batch at a time.
+/// Takes spans off the queue in batches, encodes each batch once and exports
+/// up to [`MAX_IN_FLIGHT`] of them at a time.
 pub(super) struct Batcher {
-    rx: mpsc::Receiver<SpanData>,
-    exporter: opentelemetry_otlp::SpanExporter,
-    batch_size: usize,
-    batch_ready: Arc<Notify>,
-    /// [`SpanQueue::pending`]: lowered by each export's size.
-    pending: Arc<AtomicUsize>,
+    intake: Intake,
+    client: Client,
+    envelope: Envelope,
     delay: Duration,
     metrics: SpanMetrics,
-    rejects: (tracing::Dispatch, Arc<AtomicI64>),
+    in_flight: Arc<Semaphore>,
     /// Whether the last export failed (to log transitions, not every batch).
-    failing: bool,
-    endpoint: String,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    endpoint: Arc<str>,
 }
 
 // === impl Batcher ===
 
 impl Batcher {
-    /// The batcher for `intake`, exporting through `exporter` at most `delay`
+    /// The batcher for `intake`, exporting through `client` at most `delay`
     /// after a batch's first span arrived.
     pub(super) fn new(
         intake: Intake,
-        exporter: opentelemetry_otlp::SpanExporter,
+        client: Client,
+        envelope: Envelope,
         delay: Duration,
         metrics: SpanMetrics,
         endpoint: String,
     ) -> Self {
         Self {
-            rx: intake.rx,
-            exporter,
-            batch_size: intake.batch_size,
-            batch_ready: intake.batch_ready,
-            pending: intake.pending,
+            intake,
+            client,
+            envelope,
             delay,
             metrics,
-            rejects: RejectCounter::dispatch(),
-            failing: false,
-            endpoint,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            failing: Arc::default(),
+            endpoint: endpoint.into(),
         }
     }
 
-    /// Exports batches until `stop`, then whatever is still queued.
+    /// Exports batches until `stop`, then whatever is still queued, and waits
+    /// for the exports in flight.
     pub(super) async fn run(mut self, stop: CancellationToken) {
-        let mut batch = Vec::with_capacity(self.batch_size);
+        let batch_size = self.intake.batch_size;
+        let mut batch = Vec::with_capacity(batch_size);
         loop {
             // Wait for the first span of a batch.
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
-                span = self.rx.recv() => match span {
+                span = self.intake.rx.recv() => match span {
                     Some(span) => batch.push(span),
                     None => break,
                 },
@@ -155,69 +175,94 @@ impl Batcher {
             // Then sleep until a batch is queued or `delay` has passed, without
             // polling the queue: a receiver waiting on it would be woken (from
             // the data path's thread) for every span.
-            if self.batch_size > 1 {
+            if batch_size > 1 && self.intake.pending.load(Ordering::Relaxed) < batch_size {
                 let deadline = tokio::time::Instant::now() + self.delay;
                 tokio::select! {
                     biased;
                     () = stop.cancelled() => {}
                     () = tokio::time::sleep_until(deadline) => {}
-                    () = self.batch_ready.notified() => {}
-                }
-            }
-            while batch.len() < self.batch_size {
-                match self.rx.try_recv() {
-                    Ok(span) => batch.push(span),
-                    Err(_) => break,
+                    () = self.intake.batch_ready.notified() => {}
                 }
             }
             self.export(&mut batch).await;
         }
         // Shutdown: whatever is queued, in batches.
-        self.rx.close();
-        while let Some(span) = self.rx.recv().await {
+        self.intake.rx.close();
+        while let Some(span) = self.intake.rx.recv().await {
             batch.push(span);
-            if batch.len() >= self.batch_size {
-                self.export(&mut batch).await;
-            }
-        }
-        if !batch.is_empty() {
             self.export(&mut batch).await;
         }
-        let _ = self.exporter.shutdown();
+        // Every export in flight has returned its permit.
+        let all = u32::try_from(MAX_IN_FLIGHT).unwrap_or(u32::MAX);
+        let _ = self.in_flight.acquire_many(all).await;
     }
 
-    async fn export(&mut self, batch: &mut Vec<SpanData>) {
-        let spans = std::mem::replace(batch, Vec::with_capacity(self.batch_size));
-        self.pending.fetch_sub(spans.len(), Ordering::Relaxed);
-        let count = spans.len() as u64;
-        let (dispatch, rejected) = &self.rejects;
-        rejected.store(0, Ordering::Relaxed);
-        let result = self
-            .exporter
-            .export(spans)
-            .with_subscriber(dispatch.clone())
-            .await;
-        match result {
-            Ok(()) => {
-                let rejected = (rejected.load(Ordering::Relaxed).max(0) as u64).min(count);
-                self.metrics.rejected.inc_by(rejected);
-                self.metrics.exported.inc_by(count - rejected);
-                if rejected > 0 {
-                    tracing::debug!(rejected, "collector rejected spans (partial success)");
-                }
-                if self.failing {
-                    self.failing = false;
-                    tracing::info!(endpoint = %self.endpoint, "span export recovered");
-                }
+    /// Tops `batch` up from the queue to a batch's size.
+    fn fill(&mut self, batch: &mut Vec<SpanData>) {
+        while batch.len() < self.intake.batch_size {
+            match self.intake.rx.try_recv() {
+                Ok(span) => batch.push(span),
+                Err(_) => break,
             }
-            Err(error) => {
-                self.metrics.export_failed.inc_by(count);
-                if !self.failing {
-                    self.failing = true;
-                    tracing::warn!(endpoint = %self.endpoint, %error, "span export failing; spans are dropped until it recovers");
-                } else {
-                    tracing::debug!(%error, dropped = count, "span export failed");
-                }
+        }
+    }
+
+    /// Once fewer than [`MAX_IN_FLIGHT`] exports are running, tops `batch` up
+    /// from the queue (so a batch that waited for a slow collector leaves
+    /// full), encodes it (emptying it) and exports it on a task of its own.
+    async fn export(&mut self, batch: &mut Vec<SpanData>) {
+        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        self.fill(batch);
+        let spans = std::mem::replace(batch, Vec::with_capacity(self.intake.batch_size));
+        let size: usize = spans.iter().map(estimate).sum();
+        let count = spans.len();
+        // Out of the queue's budget once taken: in flight, they are bounded by
+        // MAX_IN_FLIGHT batches instead.
+        self.intake.pending.fetch_sub(count, Ordering::Relaxed);
+        self.intake.bytes.fetch_sub(size, Ordering::Relaxed);
+        let body = self.envelope.encode(&spans);
+        drop(spans);
+        let client = self.client.clone();
+        let metrics = self.metrics.clone();
+        let failing = self.failing.clone();
+        let endpoint = self.endpoint.clone();
+        tokio::spawn(async move {
+            let result = client.export(body).await;
+            report(result, count as u64, &metrics, &failing, &endpoint);
+            drop(permit);
+        });
+    }
+}
+
+/// Counts an export's spans by outcome and logs the transitions between
+/// failing and working.
+fn report(
+    result: Result<u64, String>,
+    count: u64,
+    metrics: &SpanMetrics,
+    failing: &std::sync::atomic::AtomicBool,
+    endpoint: &str,
+) {
+    match result {
+        Ok(rejected) => {
+            let rejected = rejected.min(count);
+            metrics.rejected.inc_by(rejected);
+            metrics.exported.inc_by(count - rejected);
+            if rejected > 0 {
+                tracing::debug!(rejected, "collector rejected spans (partial success)");
+            }
+            if failing.swap(false, Ordering::Relaxed) {
+                tracing::info!(%endpoint, "span export recovered");
+            }
+        }
+        Err(error) => {
+            metrics.export_failed.inc_by(count);
+            if failing.swap(true, Ordering::Relaxed) {
+                tracing::debug!(%error, dropped = count, "span export failed");
+            } else {
+                tracing::warn!(%endpoint, %error, "span export failing; spans are dropped until it recovers");
             }
         }
     }

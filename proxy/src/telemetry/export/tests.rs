@@ -66,6 +66,7 @@ fn start(endpoint: String, batch_size: usize, delay: Duration) -> (SpanQueue, Sp
         cert_file: None,
         key_file: None,
         queue_size: 8,
+        queue_bytes: 1 << 20,
         batch_size,
         delay,
     };
@@ -142,4 +143,25 @@ async fn the_span_the_batcher_holds_counts_toward_a_full_batch() {
     queue.push(span());
     queue.push(span());
     posted_then_flush(got, queue, export).await;
+}
+
+/// `OTEL_EXPORTER_OTLP_*HEADERS` are read as opentelemetry-otlp read them,
+/// the signal's own variable first, and win over `export.headers`.
+#[test]
+fn headers_from_the_otel_variables_win() {
+    let configured = [("x-a".to_string(), "file".to_string())].into();
+    let var = |name: &str| match name {
+        "OTEL_EXPORTER_OTLP_HEADERS" => Some("ignored=1".to_string()),
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS" => {
+            Some("authorization=Bearer%20t0k, x-a=env,empty=,junk".to_string())
+        }
+        _ => None,
+    };
+    let headers = super::headers(&configured, &var);
+    assert_eq!(
+        headers.get("authorization").map(String::as_str),
+        Some("Bearer t0k")
+    );
+    assert_eq!(headers.get("x-a").map(String::as_str), Some("env"));
+    assert_eq!(headers.len(), 2, "{headers:?}");
 }

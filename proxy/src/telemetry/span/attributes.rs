@@ -3,6 +3,7 @@
 //! meshtrace's own; plus the links to contexts that lost a format conflict.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 
 use http::Version;
 use opentelemetry::trace::{Link, SpanContext, SpanId, TraceFlags, TraceId, TraceState};
@@ -32,7 +33,7 @@ impl Recorder {
             }
         }
         if start.server {
-            attrs.push(KeyValue::new("client.address", start.peer.to_string()));
+            attrs.push(KeyValue::new("client.address", ip_string(start.peer)));
         }
         attrs.push(KeyValue::new(
             "network.protocol.version",
@@ -103,10 +104,12 @@ impl Recorder {
             "url.path",
             truncated(path.to_string(), self.max_path),
         ));
-        attrs.push(KeyValue::new(
-            "url.scheme",
-            start.uri.scheme_str().unwrap_or("http").to_string(),
-        ));
+        let scheme: Value = match start.uri.scheme_str() {
+            None | Some("http") => "http".into(),
+            Some("https") => "https".into(),
+            Some(other) => other.to_string().into(),
+        };
+        attrs.push(KeyValue::new("url.scheme", scheme));
         let query = start
             .uri
             .query()
@@ -198,6 +201,28 @@ impl Recorder {
         }
         out
     }
+}
+
+/// `ip` as `Display` writes it; IPv4 (every loopback and pod address) without
+/// the formatting machinery, which cost a sampled request ~1 300 instructions.
+pub(super) fn ip_string(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut s = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if octet >= 100 {
+            s.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            s.push(char::from(b'0' + octet / 10 % 10));
+        }
+        s.push(char::from(b'0' + octet % 10));
+    }
+    s
 }
 
 /// `error.type`: the sidecar's own error class when it answered itself, else the

@@ -410,3 +410,18 @@ fn tail_keep_exports_errors_and_slow_requests_only() {
     );
     assert!(text.contains(r#"reason="tail_slow"} 1"#), "{text}");
 }
+
+#[test]
+fn ip_strings_match_display() {
+    for ip in [
+        "0.0.0.0",
+        "127.0.0.1",
+        "10.20.100.255",
+        "192.168.9.99",
+        "::1",
+        "::ffff:10.0.0.1",
+    ] {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        assert_eq!(super::attributes::ip_string(ip), ip.to_string());
+    }
+}

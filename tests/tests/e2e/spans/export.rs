@@ -267,3 +267,50 @@ pub(super) fn counter(metrics: &str, name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
         .map_or(0, |v| v as u64)
 }
+
+/// A burst of requests much faster than the collector answers (1 s per
+/// export) through the real binary, with the default queue settings: every
+/// span must reach the collector, none dropped. The queue before issue 18
+/// (2 048 spans, one export at a time) dropped most of this burst (run it
+/// with `MESHTRACE_PROXY_BIN` pointing at an older release build).
+#[tokio::test]
+async fn a_burst_faster_than_the_collector_drops_nothing_with_the_default_queue() {
+    const CONNS: usize = 32;
+    const PER_CONN: usize = 160;
+    let collector = OtlpReceiver::start_grpc().await;
+    collector.delay(Duration::from_secs(1));
+    let app = HttpApp::start().await;
+    let endpoint = collector.endpoint();
+    let mut proxy = sidecar::new()
+        .inbound_to(app.addr())
+        .configure(move |c| {
+            c.workload.service = Some("burst".into());
+            c.export.endpoint = Some(endpoint);
+        })
+        .process()
+        .spawn()
+        .await;
+    let mut load = Vec::new();
+    for _ in 0..CONNS {
+        let mut conn = H1Conn::connect(proxy.inbound_addr()).await;
+        load.push(tokio::spawn(async move {
+            for _ in 0..PER_CONN {
+                assert_eq!(conn.get("/").await.status(), StatusCode::OK);
+            }
+        }));
+    }
+    for task in load {
+        task.await.expect("load task");
+    }
+    let metrics = get(proxy.admin_addr(), "/metrics", &[]).await;
+    let metrics = String::from_utf8_lossy(metrics.body()).into_owned();
+    let queue_full = "meshtrace_spans_dropped_total{reason=\"queue_full\"}";
+    assert_eq!(counter(&metrics, queue_full), 0, "{metrics}");
+    // The last partial batch leaves after the default 5 s delay.
+    let spans = collector
+        .wait_for_spans(CONNS * PER_CONN, Duration::from_secs(20))
+        .await;
+    assert_eq!(spans.len(), CONNS * PER_CONN);
+    proxy.signal_term();
+    assert!(proxy.wait_exit(WAIT).await.success());
+}

@@ -1,0 +1,177 @@
+//! A batch of spans into the bytes of one `ExportTraceServiceRequest`, encoded
+//! once with prost.
+//!
+//! Each span record is written straight into the request's buffer as the
+//! bytes of opentelemetry-proto's `Span` ([`wire`]), without building one. The resource and the
+//! instrumentation scope are encoded once, when the exporter starts; a batch
+//! copies their bytes. The request's envelopes (`ResourceSpans`, `ScopeSpans`)
+//! are written by hand around the spans, so prost measures each span once
+//! (nesting the spans in the generated envelope types would measure them once
+//! per level). Every retry sends the same bytes.
+
+use bytes::{Bytes, BytesMut};
+use opentelemetry::trace::Link;
+use opentelemetry::{Array, KeyValue, Value};
+use opentelemetry_proto::tonic::common::v1::{
+    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue as ProtoKeyValue,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
+use opentelemetry_sdk::trace::SpanData;
+use opentelemetry_sdk::Resource;
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+use prost::Message;
+
+use super::wire;
+
+/// Field numbers of the envelopes written by hand (opentelemetry-proto's
+/// `trace_service.proto` and `trace.proto`).
+const REQUEST_RESOURCE_SPANS: u32 = 1;
+const RESOURCE_SPANS_RESOURCE: u32 = 1;
+const RESOURCE_SPANS_SCOPE_SPANS: u32 = 2;
+const SCOPE_SPANS_SCOPE: u32 = 1;
+const SCOPE_SPANS_SPANS: u32 = 2;
+
+/// The parts of every request that do not change: the resource's and the
+/// scope's fields, already encoded.
+#[derive(Debug, Clone)]
+pub(super) struct Envelope {
+    /// `ResourceSpans.resource` (field 1), key and length included.
+    resource: Bytes,
+    /// `ScopeSpans.scope` (field 1), key and length included.
+    scope: Bytes,
+}
+
+// === impl Envelope ===
+
+impl Envelope {
+    /// The envelope for spans from `resource`, by meshtrace-proxy.
+    pub(super) fn new(resource: &Resource) -> Self {
+        let resource = ProtoResource {
+            attributes: resource
+                .iter()
+                .map(|(k, v)| key_value(KeyValue::new(k.clone(), v.clone())))
+                .collect(),
+            dropped_attributes_count: 0,
+            entity_refs: Vec::new(),
+        };
+        let scope = InstrumentationScope {
+            name: "meshtrace-proxy".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+        };
+        Self {
+            resource: field(RESOURCE_SPANS_RESOURCE, &resource),
+            scope: field(SCOPE_SPANS_SCOPE, &scope),
+        }
+    }
+
+    /// One `ExportTraceServiceRequest` holding `spans`, encoded.
+    pub(super) fn encode(&self, spans: &[SpanData]) -> Bytes {
+        let lens: Vec<usize> = spans.iter().map(wire::span_len).collect();
+        let spans_len: usize = lens
+            .iter()
+            .map(|len| key_len(SCOPE_SPANS_SPANS) + encoded_len_varint(*len as u64) + len)
+            .sum();
+        let scope_spans = self.scope.len() + spans_len;
+        let resource_spans =
+            self.resource.len() + nested_len(RESOURCE_SPANS_SCOPE_SPANS, scope_spans);
+        let mut buf = Vec::with_capacity(nested_len(REQUEST_RESOURCE_SPANS, resource_spans));
+        wire::header(REQUEST_RESOURCE_SPANS, resource_spans, &mut buf);
+        buf.extend_from_slice(&self.resource);
+        wire::header(RESOURCE_SPANS_SCOPE_SPANS, scope_spans, &mut buf);
+        buf.extend_from_slice(&self.scope);
+        for (span, len) in spans.iter().zip(lens) {
+            let start = buf.len();
+            wire::header(SCOPE_SPANS_SPANS, len, &mut buf);
+            wire::put_span(span, &mut buf);
+            debug_assert_eq!(buf.len() - start, nested_len(SCOPE_SPANS_SPANS, len));
+        }
+        Bytes::from(buf)
+    }
+}
+
+/// A length-delimited field holding `message`, encoded.
+fn field(tag: u32, message: &impl Message) -> Bytes {
+    let len = message.encoded_len();
+    let mut buf = BytesMut::with_capacity(nested_len(tag, len));
+    header(tag, len, &mut buf);
+    message.encode_raw(&mut buf);
+    buf.freeze()
+}
+
+/// The bytes of a length-delimited field of `len` bytes, key and length included.
+fn nested_len(tag: u32, len: usize) -> usize {
+    key_len(tag) + encoded_len_varint(len as u64) + len
+}
+
+/// A length-delimited field's key and length.
+fn header(tag: u32, len: usize, buf: &mut BytesMut) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(len as u64, buf);
+}
+
+pub(super) fn key_value(kv: KeyValue) -> ProtoKeyValue {
+    ProtoKeyValue {
+        key: kv.key.into(),
+        value: Some(any_value(kv.value)),
+        key_strindex: 0,
+    }
+}
+
+fn any_value(value: Value) -> AnyValue {
+    use any_value::Value as V;
+    let value = match value {
+        Value::Bool(v) => Some(V::BoolValue(v)),
+        Value::I64(v) => Some(V::IntValue(v)),
+        Value::F64(v) => Some(V::DoubleValue(v)),
+        Value::String(v) => Some(V::StringValue(v.into())),
+        Value::Array(array) => Some(V::ArrayValue(ArrayValue {
+            values: match array {
+                Array::Bool(v) => v.into_iter().map(|v| any_value(Value::Bool(v))).collect(),
+                Array::I64(v) => v.into_iter().map(|v| any_value(Value::I64(v))).collect(),
+                Array::F64(v) => v.into_iter().map(|v| any_value(Value::F64(v))).collect(),
+                Array::String(v) => v.into_iter().map(|v| any_value(Value::String(v))).collect(),
+                _ => Vec::new(),
+            },
+        })),
+        _ => None,
+    };
+    AnyValue { value }
+}
+
+/// A cheap estimate of the memory a queued span holds, for the queue's byte
+/// budget: the record, its attribute and link vectors, and their strings
+/// (more than its encoded size, which it also bounds).
+pub(crate) fn estimate(data: &SpanData) -> usize {
+    const STRING: usize = 16;
+    let attributes: usize = data
+        .attributes
+        .iter()
+        .map(|kv| kv.key.as_str().len() + value_len(&kv.value) + STRING)
+        .sum();
+    let links: usize = data
+        .links
+        .links
+        .iter()
+        .map(|l| std::mem::size_of::<Link>() + l.attributes.len() * 96)
+        .sum();
+    std::mem::size_of::<SpanData>()
+        + data.attributes.capacity() * std::mem::size_of::<KeyValue>()
+        + data.name.len()
+        + STRING
+        + attributes
+        + links
+}
+
+fn value_len(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.as_str().len(),
+        Value::Array(Array::String(v)) => v.iter().map(|s| s.as_str().len() + 2).sum(),
+        Value::Array(_) => 32,
+        _ => 9,
+    }
+}
+
+#[cfg(test)]
+mod tests;
