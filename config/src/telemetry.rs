@@ -195,6 +195,9 @@ pub struct Queue {
     pub max_size: Option<usize>,
     /// Bytes of memory the queued spans may hold, estimated per span
     /// (`null`: 16 MiB). Bounds the queue's memory whatever the spans' size.
+    /// Left out when unset, so a config the control plane resolves still loads
+    /// in a sidecar that predates the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<usize>,
     /// Spans per export request (`null`: `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, else 512).
     pub batch_size: Option<usize>,

@@ -62,6 +62,14 @@ fn rendered_config_reads_back_identically() {
 }
 
 #[test]
+fn a_rendered_default_config_has_no_key_an_older_sidecar_would_reject() {
+    // The control plane renders configs for every sidecar, old ones included:
+    // a new key left unset must not appear (as `null`) in what it sends.
+    let rendered = Config::default().to_yaml();
+    assert!(!rendered.contains("max_bytes"), "{rendered}");
+}
+
+#[test]
 fn parse_error_names_line_column_and_path() {
     let err =
         Config::from_yaml_str("inbound:\n  listen: not-an-address\n", "bad.yaml").unwrap_err();
