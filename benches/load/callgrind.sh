@@ -49,7 +49,7 @@ trap cleanup EXIT
 
 case $proxy in
   haproxy | nginx | envoy | envoy-traced) kind=$proxy ;;
-  *) kind=meshtrace; [[ -n ${TRACED:-} ]] && kind=meshtrace-traced ;;
+  *) kind=meshtrace; [[ ${TRACED:-0} != 0 ]] && kind=meshtrace-traced ;;
 esac
 case $kind in envoy*) warm=${WARM:-10} ;; *) warm=${WARM:-2} ;; esac
 
