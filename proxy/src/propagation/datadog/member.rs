@@ -31,6 +31,7 @@ use std::borrow::Cow;
 use super::{outgoing_priority, parse_priority, set_tag, TID};
 use crate::propagation::context::{DatadogMeta, Sampling, SpanId};
 use crate::propagation::hex;
+use crate::propagation::value::Buf;
 
 /// Longest value so that `dd=` + value is at most 256 characters.
 const MAX_VALUE_LEN: usize = 256 - "dd=".len();
@@ -39,10 +40,27 @@ const MAX_VALUE_LEN: usize = 256 - "dd=".len();
 /// way `x-datadog-sampling-priority` is; `None` when there is nothing to say.
 /// Always a valid tracestate value (printable ASCII, no `,` or `=`).
 pub fn tracestate_member(meta: &DatadogMeta, sampling: Sampling) -> Option<String> {
-    let mut out = String::with_capacity(64);
+    let mut out = Member::new();
+    write_member(meta, sampling, &mut out);
+    member_str(&out).map(str::to_owned)
+}
+
+/// A `dd=` member value being built, on the stack.
+pub(crate) type Member = Buf<MAX_VALUE_LEN>;
+
+/// The value [`write_member`] wrote, if any.
+pub(crate) fn member_str(out: &Member) -> Option<&str> {
+    out.get()
+        .filter(|v| !v.is_empty())
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// [`tracestate_member`] into a buffer on the stack (the per-request path:
+/// no allocation).
+pub(crate) fn write_member(meta: &DatadogMeta, sampling: Sampling, out: &mut Member) {
     if let Some(p) = outgoing_priority(meta.priority, sampling, false) {
         let mut digits = [0u8; 4];
-        push(&mut out, "s:", small_int(p, &mut digits));
+        push(out, "s:", small_int(p, &mut digits));
     }
     if let Some(origin) = meta.origin.as_deref() {
         // `p:` must survive a long origin: without it Datadog cannot re-parent.
@@ -52,7 +70,7 @@ pub fn tracestate_member(meta: &DatadogMeta, sampling: Sampling) -> Option<Strin
             0
         };
         push_within(
-            &mut out,
+            out,
             "o:",
             &escape(origin, Part::Origin),
             MAX_VALUE_LEN - reserved,
@@ -60,23 +78,14 @@ pub fn tracestate_member(meta: &DatadogMeta, sampling: Sampling) -> Option<Strin
     }
     if let Some(parent) = meta.last_parent {
         let hex = hex::u64_16(parent.get());
-        push(
-            &mut out,
-            "p:",
-            std::str::from_utf8(&hex).unwrap_or_default(),
-        );
+        push(out, "p:", std::str::from_utf8(&hex).unwrap_or_default());
     }
     for (name, value) in meta.tags.iter().filter(|(name, _)| name != TID) {
         let name = escape(name, Part::Name);
         if !name.is_empty() {
-            push_tag(
-                &mut out,
-                &name,
-                &escape(value.trim_matches(' '), Part::Value),
-            );
+            push_tag(out, &name, &escape(value.trim_matches(' '), Part::Value));
         }
     }
-    (!out.is_empty()).then_some(out)
 }
 
 /// Reads a `dd=` member's value; anything unrecognised is skipped.
@@ -128,32 +137,31 @@ pub(super) fn small_int(v: i8, buf: &mut [u8; 4]) -> &str {
 }
 
 /// Appends `t.<name>:<value>` if it fits.
-fn push_tag(out: &mut String, name: &str, value: &str) {
-    let sep = usize::from(!out.is_empty());
+fn push_tag(out: &mut Member, name: &str, value: &str) {
+    let sep = usize::from(out.len() != 0);
     if !value.is_empty() && out.len() + sep + 2 + name.len() + 1 + value.len() <= MAX_VALUE_LEN {
         if sep == 1 {
-            out.push(';');
+            out.push(b';');
         }
-        out.push_str("t.");
-        out.push_str(name);
-        out.push(':');
-        out.push_str(value);
+        for part in ["t.", name, ":", value] {
+            out.extend(part.as_bytes());
+        }
     }
 }
 
-fn push(out: &mut String, key: &str, value: &str) {
+fn push(out: &mut Member, key: &str, value: &str) {
     push_within(out, key, value, MAX_VALUE_LEN);
 }
 
 /// Appends `key` + `value` if the result stays within `limit` characters.
-fn push_within(out: &mut String, key: &str, value: &str, limit: usize) {
-    let sep = usize::from(!out.is_empty());
+fn push_within(out: &mut Member, key: &str, value: &str, limit: usize) {
+    let sep = usize::from(out.len() != 0);
     if !value.is_empty() && out.len() + sep + key.len() + value.len() <= limit {
         if sep == 1 {
-            out.push(';');
+            out.push(b';');
         }
-        out.push_str(key);
-        out.push_str(value);
+        out.extend(key.as_bytes());
+        out.extend(value.as_bytes());
     }
 }
 

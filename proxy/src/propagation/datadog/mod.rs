@@ -48,6 +48,7 @@ use super::{hex, Extracted, Invalid, Outgoing};
 mod member;
 
 pub use member::{from_tracestate_member, tracestate_member};
+pub(crate) use member::{member_str, write_member, Member};
 
 /// `x-datadog-trace-id`.
 pub static TRACE_ID: HeaderName = HeaderName::from_static("x-datadog-trace-id");

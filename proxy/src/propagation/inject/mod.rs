@@ -257,8 +257,10 @@ fn update_dd_member(context: &mut TraceContext, span_parent: Option<SpanId>, sou
     if !(filled_parent || sources.contains(Format::Datadog)) {
         return;
     }
-    if let Some(member) = datadog::tracestate_member(meta, context.sampling) {
-        context.tracestate.set_front("dd", &member);
+    let mut member = datadog::Member::new();
+    datadog::write_member(meta, context.sampling, &mut member);
+    if let Some(member) = datadog::member_str(&member) {
+        context.tracestate.set_front("dd", member);
     }
 }
 

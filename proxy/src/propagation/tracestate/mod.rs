@@ -68,6 +68,13 @@ impl TraceState {
         };
         let Some(second) = lines.next() else {
             let bytes = first.as_bytes();
+            // The common case, one line already normalised, keeps the header
+            // value (a reference-counted buffer) without copying it.
+            if bytes.len() <= MAX_LEN && is_normalised(bytes) {
+                return Ok(Self {
+                    value: Some(first.clone()),
+                });
+            }
             let list = validate(bytes, |_| {})?;
             if list.count == 0 {
                 return Ok(Self::default());
@@ -264,6 +271,53 @@ fn validate<'a>(
         keep(member);
     }
     Ok(checked)
+}
+
+/// Whether a raw list is valid and already what we would send (the case
+/// [`validate`] calls normalised): one scan over its bytes that gives up on
+/// anything unusual — spaces, empty members, duplicate keys, too many
+/// members — and leaves that to [`validate`]. It may say no to a valid list,
+/// never yes to one [`validate`] would reject or change.
+fn is_normalised(list: &[u8]) -> bool {
+    let mut keys: [(usize, usize); MAX_MEMBERS] = [(0, 0); MAX_MEMBERS];
+    let mut count = 0;
+    let mut i = 0;
+    loop {
+        let key_start = i;
+        if list.get(i).is_none_or(|&b| class(b) & KEY_START == 0) {
+            return false;
+        }
+        i += 1;
+        while list.get(i).is_some_and(|&b| class(b) & KEY != 0) {
+            i += 1;
+        }
+        let key = (key_start, i);
+        if i - key_start > MAX_KEY_LEN || list.get(i) != Some(&b'=') {
+            return false;
+        }
+        i += 1;
+        let value_start = i;
+        // Value bytes without spaces: a space (allowed inside) goes the long way.
+        while list.get(i).is_some_and(|&b| class(b) & NBLK != 0) {
+            i += 1;
+        }
+        let value_len = i - value_start;
+        if value_len == 0 || value_len > MAX_VALUE_LEN || count == MAX_MEMBERS {
+            return false;
+        }
+        let name = &list[key.0..key.1];
+        if keys[..count].iter().any(|&(s, e)| list[s..e] == *name) {
+            return false;
+        }
+        keys[count] = key;
+        count += 1;
+        match list.get(i) {
+            None => return true,
+            // A comma ending the list leaves an empty member: the long way.
+            Some(b',') if i + 1 < list.len() => i += 1,
+            Some(_) => return false,
+        }
+    }
 }
 
 /// The members of a raw list that [`validate`] keeps.

@@ -229,3 +229,54 @@ fn remove_drops_only_that_key() {
 fn spaces_around_a_member_are_not_part_of_its_value() {
     assert_eq!(parse(&["a=x "]).unwrap().get("a"), Some("x"));
 }
+
+/// The one-scan check for an already normalised line never accepts what the
+/// full validation rejects or would change.
+#[test]
+fn the_fast_scan_accepts_only_what_validation_keeps_as_is() {
+    let key_256 = format!("a{}=1", "b".repeat(255));
+    let key_257 = format!("a{}=1", "b".repeat(256));
+    let value_256 = format!("k={}", "v".repeat(256));
+    let value_257 = format!("k={}", "v".repeat(257));
+    let many = [n_members(32), n_members(33)];
+    let lists = [
+        "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE",
+        "a=1",
+        "",
+        "a=",
+        "=1",
+        "A=1",
+        "_a=1",
+        "a=1,",
+        ",a=1",
+        "a=1,,b=2",
+        "a=1, b=2",
+        "a=1 ,b=2",
+        "a=1,a=2",
+        "a=b=c",
+        "a=x y",
+        "a=x ",
+        "a@b=1,0x/-*_@=~!",
+        "a=\t",
+        key_256.as_str(),
+        key_257.as_str(),
+        value_256.as_str(),
+        value_257.as_str(),
+        many[0].as_str(),
+        many[1].as_str(),
+    ];
+    let mut accepted = 0;
+    for list in lists {
+        let fast = is_normalised(list.as_bytes());
+        let full = validate(list.as_bytes(), |_| {});
+        if fast {
+            accepted += 1;
+            assert!(
+                full.as_ref().is_ok_and(|c| c.normalised && c.count > 0),
+                "{list:?}: the scan accepts what validation would reject or change"
+            );
+        }
+    }
+    // The common shapes do take the fast way.
+    assert_eq!(accepted, 6);
+}

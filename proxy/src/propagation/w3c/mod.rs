@@ -19,7 +19,7 @@
 //! [`super::tracestate`]; a `dd=` member is read into the context's Datadog
 //! fields (see [`super::datadog`]) so W3C → Datadog loses nothing.
 
-use http::header::{HeaderMap, HeaderName};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::context::{Sampling, SpanId, TraceContext, TraceId};
 use super::tracestate::TraceState;
@@ -37,25 +37,85 @@ const LEN_V00: usize = 55;
 
 /// Reads `traceparent` (and, when it is valid, `tracestate`).
 pub fn extract(headers: &HeaderMap) -> Extracted {
-    let mut lines = headers.get_all(&TRACEPARENT).iter();
-    let (Some(value), None) = (lines.next(), lines.next()) else {
-        // Absent, or sent twice (ambiguous: invalid).
-        return if headers.contains_key(&TRACEPARENT) {
-            Extracted::Invalid(SENT_TWICE)
-        } else {
-            Extracted::Absent
-        };
+    let found = Found::find(headers);
+    let value = match found.traceparent {
+        Line::Absent => return Extracted::Absent,
+        // Sent twice is ambiguous: invalid.
+        Line::Many => return Extracted::Invalid(SENT_TWICE),
+        Line::One(value) => value,
     };
     let mut context = match parse_traceparent(value.as_bytes()) {
         Ok(context) => context,
         Err(invalid) => return Extracted::Invalid(invalid),
     };
     // An invalid tracestate is dropped on its own; the traceparent stands.
-    context.tracestate = TraceState::parse(headers.get_all(&TRACESTATE)).unwrap_or_default();
+    let tracestate = match found.tracestate {
+        Line::Absent => Ok(TraceState::default()),
+        Line::One(line) => TraceState::parse([line]),
+        Line::Many => TraceState::parse(headers.get_all(&TRACESTATE)),
+    };
+    context.tracestate = tracestate.unwrap_or_default();
     if let Some(dd) = context.tracestate.get("dd") {
         context.datadog = Some(datadog::from_tracestate_member(dd));
     }
     Extracted::Context(context)
+}
+
+/// Up to this many headers, one pass comparing names beats two hashed lookups.
+const SCAN_MAX: usize = 16;
+
+/// A header's lines: none, exactly one, or several.
+#[derive(Clone, Copy)]
+enum Line<'a> {
+    Absent,
+    One(&'a HeaderValue),
+    Many,
+}
+
+impl<'a> Line<'a> {
+    fn of(mut lines: http::header::ValueIter<'a, HeaderValue>) -> Self {
+        match (lines.next(), lines.next()) {
+            (None, _) => Self::Absent,
+            (Some(value), None) => Self::One(value),
+            (Some(_), Some(_)) => Self::Many,
+        }
+    }
+
+    fn add(&mut self, value: &'a HeaderValue) {
+        *self = match self {
+            Self::Absent => Self::One(value),
+            Self::One(_) | Self::Many => Self::Many,
+        };
+    }
+}
+
+/// The request's `traceparent` and `tracestate` lines.
+struct Found<'a> {
+    traceparent: Line<'a>,
+    tracestate: Line<'a>,
+}
+
+impl<'a> Found<'a> {
+    fn find(headers: &'a HeaderMap) -> Self {
+        if headers.keys_len() > SCAN_MAX {
+            return Self {
+                traceparent: Line::of(headers.get_all(&TRACEPARENT).iter()),
+                tracestate: Line::of(headers.get_all(&TRACESTATE).iter()),
+            };
+        }
+        let mut found = Self {
+            traceparent: Line::Absent,
+            tracestate: Line::Absent,
+        };
+        for (name, value) in headers {
+            if *name == TRACEPARENT {
+                found.traceparent.add(value);
+            } else if *name == TRACESTATE {
+                found.tracestate.add(value);
+            }
+        }
+        found
+    }
 }
 
 const SENT_TWICE: Invalid = Invalid("traceparent sent more than once (ambiguous)");

@@ -236,3 +236,29 @@ fn reason_upper_case_hex() {
         "trace-flags is not 2 lower-case hex digits"
     );
 }
+
+/// The request's headers found by one pass (a small map) and by hashed
+/// lookups (a large one) read the same: one line, two lines, none.
+#[test]
+fn small_and_large_maps_read_the_same() {
+    let mut small = headers(&[("traceparent", SPEC_EXAMPLE), ("tracestate", "a=1")]);
+    small.append(TRACESTATE.clone(), HeaderValue::from_static("b=2,a=3"));
+    let mut large = small.clone();
+    for i in 0..=SCAN_MAX {
+        let name = HeaderName::try_from(format!("x-filler-{i}")).unwrap();
+        large.insert(name, HeaderValue::from_static("v"));
+    }
+    assert!(small.keys_len() <= SCAN_MAX && large.keys_len() > SCAN_MAX);
+    for map in [&small, &large] {
+        let Extracted::Context(c) = extract(map) else {
+            panic!("expected a context");
+        };
+        assert_eq!(c.tracestate.header_value().unwrap(), "a=1,b=2");
+        let mut twice = map.clone();
+        twice.append(TRACEPARENT.clone(), HeaderValue::from_static(SPEC_EXAMPLE));
+        assert_eq!(extract(&twice), Extracted::Invalid(SENT_TWICE));
+        let mut none = map.clone();
+        none.remove(&TRACEPARENT);
+        assert_eq!(extract(&none), Extracted::Absent);
+    }
+}
