@@ -162,12 +162,7 @@ fn throughput(res: &Results) -> String {
             cpu(h2),
         );
     }
-    let errors: u64 = res
-        .rounds
-        .iter()
-        .flat_map(|r| r.wrk.values().chain(r.h2.values()))
-        .map(|w| w.load.errors)
-        .sum();
+    let errors = window_errors(res);
     let _ = writeln!(
         md,
         "\nErrors (non-2xx, socket errors, failed streams) over all these windows: {errors}. \
@@ -182,6 +177,29 @@ fn throughput(res: &Results) -> String {
          the window ÷ requests completed.\n"
     );
     md
+}
+
+/// The errors of every wrk and h2load window, in all and by the target and
+/// protocol they came from, in the tables' order: "0", or "240 (nginx, h2c: 240)".
+fn window_errors(res: &Results) -> String {
+    let mut by_target: BTreeMap<(Target, &str), u64> = BTreeMap::new();
+    for round in &res.rounds {
+        let windows = round.wrk.iter().map(|(t, w)| (t, "HTTP/1.1", w));
+        for (t, wire, w) in windows.chain(round.h2.iter().map(|(t, w)| (t, "h2c", w))) {
+            if w.load.errors > 0 {
+                *by_target.entry((*t, wire)).or_default() += w.load.errors;
+            }
+        }
+    }
+    let total: u64 = by_target.values().sum();
+    if total == 0 {
+        return "0".to_string();
+    }
+    let parts: Vec<String> = by_target
+        .iter()
+        .map(|((target, wire), n)| format!("{}, {wire}: {n}", target.label()))
+        .collect();
+    format!("{total} ({})", parts.join("; "))
 }
 
 fn latency(res: &Results) -> String {
@@ -369,6 +387,35 @@ pub fn splice(path: &Path, section: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_are_reported_by_target_and_protocol() {
+        use crate::tools::Throughput;
+        let failed = |errors| Window {
+            load: Throughput {
+                errors,
+                ..Throughput::default()
+            },
+            ..Window::default()
+        };
+        let mut res = Results::default();
+        assert_eq!(window_errors(&res), "0");
+        for n in [3, 4] {
+            let mut round = Round::default();
+            round.wrk.insert(Target::Meshtrace, failed(0));
+            round.h2.insert(Target::Nginx, failed(n));
+            round.wrk.insert(Target::Envoy, failed(1));
+            res.rounds.push(round);
+        }
+        assert_eq!(
+            window_errors(&res),
+            format!(
+                "9 ({}, h2c: 7; {}, HTTP/1.1: 2)",
+                Target::Nginx.label(),
+                Target::Envoy.label()
+            )
+        );
+    }
 
     #[test]
     fn splice_adds_markers_before_the_first_section_and_replaces_between_them() {
