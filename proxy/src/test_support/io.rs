@@ -187,7 +187,19 @@ impl Write for Sink {
 
 impl AccessLog {
     /// Starts capturing.
+    ///
+    /// tracing caches each callsite's interest for the whole process, decided
+    /// by the first thread that reaches it; while a single dispatcher exists,
+    /// that thread's own default decides. A test thread without a subscriber
+    /// would decide "never" and silence the callsite for this capture too. A
+    /// global registry, installed once, makes every decision consult all
+    /// dispatchers, so the capture's thread is asked on each event.
     pub fn capture() -> Self {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            // Fails only if a global subscriber exists: that serves as well.
+            let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+        });
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let sink = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -210,5 +222,27 @@ impl AccessLog {
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
             .filter(|line| line["target"] == "access")
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AccessLog;
+
+    /// An access-log event at a callsite of its own, so no other test reaches it.
+    fn log_once() {
+        tracing::info!(target: "access", complete = true, "access");
+    }
+
+    /// tracing caches each callsite's interest process-wide, decided by the
+    /// first thread to reach it. A test thread without a subscriber must not
+    /// decide "never" for a callsite another test is capturing.
+    #[test]
+    fn a_capture_sees_a_callsite_first_reached_on_a_thread_without_a_subscriber() {
+        let log = AccessLog::capture();
+        let other = std::thread::spawn(log_once).join();
+        assert!(other.is_ok(), "the other thread logged");
+        log_once();
+        assert_eq!(log.lines().len(), 1, "the capture saw its own event");
     }
 }
