@@ -9,16 +9,14 @@
 //! (nesting the spans in the generated envelope types would measure them once
 //! per level). Every retry sends the same bytes.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use opentelemetry::trace::Link;
 use opentelemetry::{Array, KeyValue, Value};
-use opentelemetry_proto::tonic::common::v1::{
-    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue as ProtoKeyValue,
-};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
 
 use super::wire;
@@ -47,10 +45,7 @@ impl Envelope {
     /// The envelope for spans from `resource`, by meshtrace-proxy.
     pub(super) fn new(resource: &Resource) -> Self {
         let resource = ProtoResource {
-            attributes: resource
-                .iter()
-                .map(|(k, v)| key_value(KeyValue::new(k.clone(), v.clone())))
-                .collect(),
+            attributes: ResourceAttributesWithSchema::from(resource).attributes.0,
             dropped_attributes_count: 0,
             entity_refs: Vec::new(),
         };
@@ -71,12 +66,12 @@ impl Envelope {
         let lens: Vec<usize> = spans.iter().map(wire::span_len).collect();
         let spans_len: usize = lens
             .iter()
-            .map(|len| key_len(SCOPE_SPANS_SPANS) + encoded_len_varint(*len as u64) + len)
+            .map(|len| wire::msg_len(SCOPE_SPANS_SPANS, *len))
             .sum();
         let scope_spans = self.scope.len() + spans_len;
         let resource_spans =
-            self.resource.len() + nested_len(RESOURCE_SPANS_SCOPE_SPANS, scope_spans);
-        let mut buf = Vec::with_capacity(nested_len(REQUEST_RESOURCE_SPANS, resource_spans));
+            self.resource.len() + wire::msg_len(RESOURCE_SPANS_SCOPE_SPANS, scope_spans);
+        let mut buf = Vec::with_capacity(wire::msg_len(REQUEST_RESOURCE_SPANS, resource_spans));
         wire::header(REQUEST_RESOURCE_SPANS, resource_spans, &mut buf);
         buf.extend_from_slice(&self.resource);
         wire::header(RESOURCE_SPANS_SCOPE_SPANS, scope_spans, &mut buf);
@@ -85,7 +80,7 @@ impl Envelope {
             let start = buf.len();
             wire::header(SCOPE_SPANS_SPANS, len, &mut buf);
             wire::put_span(span, &mut buf);
-            debug_assert_eq!(buf.len() - start, nested_len(SCOPE_SPANS_SPANS, len));
+            debug_assert_eq!(buf.len() - start, wire::msg_len(SCOPE_SPANS_SPANS, len));
         }
         Bytes::from(buf)
     }
@@ -94,50 +89,10 @@ impl Envelope {
 /// A length-delimited field holding `message`, encoded.
 fn field(tag: u32, message: &impl Message) -> Bytes {
     let len = message.encoded_len();
-    let mut buf = BytesMut::with_capacity(nested_len(tag, len));
-    header(tag, len, &mut buf);
+    let mut buf = Vec::with_capacity(wire::msg_len(tag, len));
+    wire::header(tag, len, &mut buf);
     message.encode_raw(&mut buf);
-    buf.freeze()
-}
-
-/// The bytes of a length-delimited field of `len` bytes, key and length included.
-fn nested_len(tag: u32, len: usize) -> usize {
-    key_len(tag) + encoded_len_varint(len as u64) + len
-}
-
-/// A length-delimited field's key and length.
-fn header(tag: u32, len: usize, buf: &mut BytesMut) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(len as u64, buf);
-}
-
-pub(super) fn key_value(kv: KeyValue) -> ProtoKeyValue {
-    ProtoKeyValue {
-        key: kv.key.into(),
-        value: Some(any_value(kv.value)),
-        key_strindex: 0,
-    }
-}
-
-fn any_value(value: Value) -> AnyValue {
-    use any_value::Value as V;
-    let value = match value {
-        Value::Bool(v) => Some(V::BoolValue(v)),
-        Value::I64(v) => Some(V::IntValue(v)),
-        Value::F64(v) => Some(V::DoubleValue(v)),
-        Value::String(v) => Some(V::StringValue(v.into())),
-        Value::Array(array) => Some(V::ArrayValue(ArrayValue {
-            values: match array {
-                Array::Bool(v) => v.into_iter().map(|v| any_value(Value::Bool(v))).collect(),
-                Array::I64(v) => v.into_iter().map(|v| any_value(Value::I64(v))).collect(),
-                Array::F64(v) => v.into_iter().map(|v| any_value(Value::F64(v))).collect(),
-                Array::String(v) => v.into_iter().map(|v| any_value(Value::String(v))).collect(),
-                _ => Vec::new(),
-            },
-        })),
-        _ => None,
-    };
-    AnyValue { value }
+    Bytes::from(buf)
 }
 
 /// A cheap estimate of the memory a queued span holds, for the queue's byte

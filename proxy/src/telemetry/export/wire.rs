@@ -7,7 +7,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::{Link, SpanId, SpanKind, Status};
+use opentelemetry::trace::{Event, Link, SpanId, SpanKind, Status};
 use opentelemetry::{Array, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents};
 use prost::encoding::{encoded_len_varint, key_len};
@@ -51,15 +51,7 @@ pub(super) fn put_span(data: &SpanData, buf: &mut Vec<u8>) {
     }
     put_uint(10, data.dropped_attributes_count.into(), buf);
     for event in &data.events.events {
-        let len = fixed64_len(1, nanos(event.timestamp))
-            + bytes_len(2, event.name.len())
-            + event
-                .attributes
-                .iter()
-                .map(|kv| msg_len(3, kv_len(kv)))
-                .sum::<usize>()
-            + uint_len(4, event.dropped_attributes_count.into());
-        header(11, len, buf);
+        header(11, event_len(event), buf);
         put_fixed64(1, nanos(event.timestamp), buf);
         put_bytes(2, event.name.as_bytes(), buf);
         for kv in &event.attributes {
@@ -93,19 +85,20 @@ fn events_len(events: &SpanEvents) -> usize {
     events
         .events
         .iter()
-        .map(|e| {
-            msg_len(
-                11,
-                fixed64_len(1, nanos(e.timestamp))
-                    + bytes_len(2, e.name.len())
-                    + e.attributes
-                        .iter()
-                        .map(|kv| msg_len(3, kv_len(kv)))
-                        .sum::<usize>()
-                    + uint_len(4, e.dropped_attributes_count.into()),
-            )
-        })
+        .map(|e| msg_len(11, event_len(e)))
         .sum()
+}
+
+/// The length of an `Event` message's body.
+fn event_len(event: &Event) -> usize {
+    fixed64_len(1, nanos(event.timestamp))
+        + bytes_len(2, event.name.len())
+        + event
+            .attributes
+            .iter()
+            .map(|kv| msg_len(3, kv_len(kv)))
+            .sum::<usize>()
+        + uint_len(4, event.dropped_attributes_count.into())
 }
 
 fn link_len(link: &Link) -> usize {
@@ -153,7 +146,7 @@ fn status_code(status: &Status) -> u64 {
 
 /// The span's trace flags plus whether its parent is remote (OTLP's
 /// `SpanFlags`), as opentelemetry-proto's conversion sets them.
-pub(super) fn flags(remote: bool, trace_flags: u8) -> u32 {
+fn flags(remote: bool, trace_flags: u8) -> u32 {
     // SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK, SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
     let mut flags = u32::from(trace_flags) | 0x100;
     if remote {
@@ -172,7 +165,7 @@ fn kind(kind: &SpanKind) -> u64 {
     }
 }
 
-pub(super) fn nanos(time: SystemTime) -> u64 {
+fn nanos(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
@@ -298,7 +291,8 @@ fn put_bytes_always(tag: u32, bytes: &[u8], buf: &mut Vec<u8>) {
     buf.extend_from_slice(bytes);
 }
 
-fn msg_len(tag: u32, len: usize) -> usize {
+/// The bytes of a length-delimited field of `len` bytes, key and length included.
+pub(super) fn msg_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 

@@ -13,10 +13,10 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use opentelemetry_sdk::Resource;
 use prost::Message;
 
-use opentelemetry_proto::tonic::trace::v1::{span, status, Span, Status as ProtoStatus};
+use opentelemetry_proto::tonic::trace::v1::Span;
 
-use super::super::wire::{flags, nanos, put_span, span_len};
-use super::{estimate, key_value, Envelope};
+use super::super::wire::{put_span, span_len};
+use super::{estimate, Envelope};
 
 fn span(n: u64) -> SpanData {
     let context = SpanContext::new(
@@ -125,8 +125,8 @@ fn the_estimate_bounds_the_encoded_size_within_a_small_factor() {
 }
 
 /// The bytes written straight from the record are exactly prost's for the
-/// `Span` opentelemetry-proto's types hold (the reference conversion below,
-/// as opentelemetry-proto's own `From<SpanData>` builds it).
+/// `Span` opentelemetry-proto's own `From<SpanData>` builds (the conversion
+/// opentelemetry-otlp exported with).
 #[test]
 fn spans_are_written_exactly_as_prost_writes_the_proto_span() {
     let mut with_event = span(9);
@@ -154,90 +154,10 @@ fn spans_are_written_exactly_as_prost_writes_the_proto_span() {
     unset.parent_span_is_remote = false;
     unset.span_kind = SpanKind::Client;
     for data in [span(1), with_event, unset] {
-        let reference = reference(data.clone()).encode_to_vec();
+        let reference = Span::from(data.clone()).encode_to_vec();
         let mut direct = Vec::new();
         put_span(&data, &mut direct);
         assert_eq!(span_len(&data), direct.len());
         assert_eq!(&direct[..], &reference[..]);
-    }
-}
-
-/// The OTLP span of `data` built with opentelemetry-proto's types, as
-/// opentelemetry-proto's own conversion builds it: the reference
-/// [`put_span`] is tested against.
-fn reference(data: SpanData) -> Span {
-    let context = &data.span_context;
-    let parent_span_id = if data.parent_span_id == opentelemetry::trace::SpanId::INVALID {
-        Vec::new()
-    } else {
-        data.parent_span_id.to_bytes().to_vec()
-    };
-    Span {
-        trace_id: context.trace_id().to_bytes().to_vec(),
-        span_id: context.span_id().to_bytes().to_vec(),
-        trace_state: trace_state(context.trace_state()),
-        parent_span_id,
-        flags: flags(data.parent_span_is_remote, context.trace_flags().to_u8()),
-        name: data.name.into_owned(),
-        kind: kind(&data.span_kind) as i32,
-        start_time_unix_nano: nanos(data.start_time),
-        end_time_unix_nano: nanos(data.end_time),
-        attributes: data.attributes.into_iter().map(key_value).collect(),
-        dropped_attributes_count: data.dropped_attributes_count,
-        events: data
-            .events
-            .events
-            .into_iter()
-            .map(|e| span::Event {
-                time_unix_nano: nanos(e.timestamp),
-                name: e.name.into_owned(),
-                attributes: e.attributes.into_iter().map(key_value).collect(),
-                dropped_attributes_count: e.dropped_attributes_count,
-            })
-            .collect(),
-        dropped_events_count: data.events.dropped_count,
-        links: data.links.links.into_iter().map(link).collect(),
-        dropped_links_count: data.links.dropped_count,
-        status: Some(match data.status {
-            Status::Unset => ProtoStatus::default(),
-            Status::Ok => ProtoStatus {
-                code: status::StatusCode::Ok as i32,
-                message: String::new(),
-            },
-            Status::Error { description } => ProtoStatus {
-                code: status::StatusCode::Error as i32,
-                message: description.into_owned(),
-            },
-        }),
-    }
-}
-
-fn link(link: Link) -> span::Link {
-    let context = &link.span_context;
-    span::Link {
-        trace_id: context.trace_id().to_bytes().to_vec(),
-        span_id: context.span_id().to_bytes().to_vec(),
-        trace_state: trace_state(context.trace_state()),
-        attributes: link.attributes.into_iter().map(key_value).collect(),
-        dropped_attributes_count: link.dropped_attributes_count,
-        flags: flags(context.is_remote(), context.trace_flags().to_u8()),
-    }
-}
-
-fn trace_state(state: &TraceState) -> String {
-    if *state == TraceState::NONE {
-        String::new()
-    } else {
-        state.header()
-    }
-}
-
-fn kind(kind: &SpanKind) -> span::SpanKind {
-    match kind {
-        SpanKind::Client => span::SpanKind::Client,
-        SpanKind::Server => span::SpanKind::Server,
-        SpanKind::Producer => span::SpanKind::Producer,
-        SpanKind::Consumer => span::SpanKind::Consumer,
-        SpanKind::Internal => span::SpanKind::Internal,
     }
 }
