@@ -123,39 +123,7 @@ pub(crate) fn push_trace_id(out: &mut Buf, v: u128, narrow: bool) {
 
 /// Appends `v` in decimal (Datadog's ids), without the formatting machinery.
 pub(crate) fn push_decimal(out: &mut Buf, v: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = v;
-    // Two digits per division.
-    while n >= 100 {
-        let pair = (n % 100) as usize * 2;
-        n /= 100;
-        i -= 2;
-        digits[i..i + 2].copy_from_slice(&DECIMAL_PAIRS[pair..pair + 2]);
-    }
-    if n >= 10 {
-        let pair = n as usize * 2;
-        i -= 2;
-        digits[i..i + 2].copy_from_slice(&DECIMAL_PAIRS[pair..pair + 2]);
-    } else {
-        i -= 1;
-        digits[i] = b'0' + n as u8;
-    }
-    out.extend(&digits[i..]);
-}
-
-/// `00` to `99`, two ASCII digits each.
-static DECIMAL_PAIRS: [u8; 200] = decimal_pairs();
-
-const fn decimal_pairs() -> [u8; 200] {
-    let mut t = [0u8; 200];
-    let mut i = 0;
-    while i < 100 {
-        t[2 * i] = b'0' + (i / 10) as u8;
-        t[2 * i + 1] = b'0' + (i % 10) as u8;
-        i += 1;
-    }
-    t
+    out.extend(itoa::Buffer::new().format(v).as_bytes());
 }
 
 #[cfg(test)]
