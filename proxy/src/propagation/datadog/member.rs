@@ -59,8 +59,7 @@ pub(crate) fn member_str(out: &Member) -> Option<&str> {
 /// no allocation).
 pub(crate) fn write_member(meta: &DatadogMeta, sampling: Sampling, out: &mut Member) {
     if let Some(p) = outgoing_priority(meta.priority, sampling, false) {
-        let mut digits = [0u8; 4];
-        push(out, "s:", small_int(p, &mut digits));
+        push(out, "s:", itoa::Buffer::new().format(p));
     }
     if let Some(origin) = meta.origin.as_deref() {
         // `p:` must survive a long origin: without it Datadog cannot re-parent.
@@ -114,26 +113,6 @@ fn parse_last_parent(value: &str) -> Option<SpanId> {
         .then(|| hex::parse_u64(value, false))
         .flatten()
         .and_then(SpanId::new)
-}
-
-/// Appends `;key` + `value` if the value is non-empty and the result fits.
-/// `i8` in decimal without the formatting machinery (this runs per request).
-pub(super) fn small_int(v: i8, buf: &mut [u8; 4]) -> &str {
-    let mut n = v.unsigned_abs();
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + n % 10;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if v < 0 {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 /// Appends `t.<name>:<value>` if it fits.

@@ -254,8 +254,8 @@ pub(crate) fn write(out: &Outgoing<'_>, headers: &mut HeaderMap, arrived: bool) 
     match known {
         Some(value) => set_value(headers, &SAMPLING_PRIORITY, value),
         None => {
-            let mut digits = [0u8; 4];
-            let priority = priority.map(|p| member::small_int(p, &mut digits).as_bytes());
+            let mut digits = itoa::Buffer::new();
+            let priority = priority.map(|p| digits.format(p).as_bytes());
             put(headers, &SAMPLING_PRIORITY, priority, arrived);
         }
     }
