@@ -24,7 +24,7 @@ pub(super) fn span_len(data: &SpanData) -> usize {
         + key_len(6) + 1 // kind: 1..=5
         + fixed64_len(7, nanos(data.start_time))
         + fixed64_len(8, nanos(data.end_time))
-        + data.attributes.iter().map(|kv| msg_len(9, kv_len(kv))).sum::<usize>()
+        + kvs_len(9, &data.attributes)
         + uint_len(10, data.dropped_attributes_count.into())
         + events_len(&data.events)
         + uint_len(12, data.events.dropped_count.into())
@@ -93,11 +93,7 @@ fn events_len(events: &SpanEvents) -> usize {
 fn event_len(event: &Event) -> usize {
     fixed64_len(1, nanos(event.timestamp))
         + bytes_len(2, event.name.len())
-        + event
-            .attributes
-            .iter()
-            .map(|kv| msg_len(3, kv_len(kv)))
-            .sum::<usize>()
+        + kvs_len(3, &event.attributes)
         + uint_len(4, event.dropped_attributes_count.into())
 }
 
@@ -105,11 +101,7 @@ fn link_len(link: &Link) -> usize {
     bytes_len(1, 16)
         + bytes_len(2, 8)
         + bytes_len(3, link.span_context.trace_state().header().len())
-        + link
-            .attributes
-            .iter()
-            .map(|kv| msg_len(4, kv_len(kv)))
-            .sum::<usize>()
+        + kvs_len(4, &link.attributes)
         + uint_len(5, link.dropped_attributes_count.into())
         + key_len(6)
         + 4
@@ -171,6 +163,11 @@ fn nanos(time: SystemTime) -> u64 {
 }
 
 // --- KeyValue and AnyValue ---
+
+/// The length of repeated `KeyValue` field `tag` holding `kvs`.
+fn kvs_len(tag: u32, kvs: &[KeyValue]) -> usize {
+    kvs.iter().map(|kv| msg_len(tag, kv_len(kv))).sum()
+}
 
 fn kv_len(kv: &KeyValue) -> usize {
     bytes_len(1, kv.key.as_str().len()) + msg_len(2, any_len(&kv.value))
