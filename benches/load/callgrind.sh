@@ -7,7 +7,7 @@
 # and shut-down are not in the figure. Prints one line:
 #   LABEL requests=N instructions=I per_request=P kind=KIND wire=h1|h2
 #
-#   cargo build --release -p meshtrace-proxy -p meshtrace-benches --bins
+#   bash benches/load/build.sh
 #   bash benches/load/callgrind.sh target/release/meshtrace-proxy target/release/backend after
 #   bash benches/load/callgrind.sh haproxy target/release/backend haproxy
 #   bash benches/load/callgrind.sh envoy target/release/backend envoy
@@ -26,6 +26,7 @@
 #   SECS=10        the counted load window; WARM=2 (Envoy: 10) s of warm-up before it
 #   CONNS=32       connections (wrk -t1 -cCONNS; h2load -cCONNS -m10)
 #   PORT_BASE      (default 18100) moves the loopback ports, so runs can share a machine
+#   KEEP=DIR       copies the counted window's callgrind output(s) into DIR
 #
 # Compare two builds by alternating them (before, after, before, after). Needs
 # valgrind, wrk, h2load (WIRE=h2) and curl.
@@ -137,4 +138,6 @@ spans=""
 if [[ $kind == *traced ]]; then
   spans=" sink_spans=$(curl -s "http://127.0.0.1:$sink_stats/" | awk '/^spans / {print $2}')"
 fi
+# KEEP=DIR keeps the load window's profile(s) for callgrind_annotate.
+if [[ -n ${KEEP:-} ]]; then mkdir -p "$KEEP" && cp "$d"/callgrind.*.out.[0-9]* "$KEEP"/; fi
 echo "$label requests=$requests instructions=$instructions per_request=$((instructions / requests)) kind=$kind wire=$wire$spans"

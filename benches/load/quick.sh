@@ -21,7 +21,7 @@ rounds=${1:-3}
 secs=${2:-10}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 
-cargo build --release -q -p meshtrace-proxy -p meshtrace-benches --bins
+bash benches/load/build.sh
 tmp=$(mktemp -d)
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
 pids=()

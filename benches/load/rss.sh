@@ -4,7 +4,7 @@
 # the idle RSS (binary, heap, thread stacks, other anonymous maps, libraries) from
 # /proc/PID/smaps, and the threads that exist idle.
 #
-#   cargo build --release -p meshtrace-proxy -p meshtrace-benches --bin meshtrace-proxy --bin backend
+#   bash benches/load/build.sh --bin backend
 #   bash benches/load/rss.sh target/release/meshtrace-proxy target/release/backend after
 #
 # The sidecar runs the default config with `runtime: {workers: 1}` (as the load
@@ -14,6 +14,13 @@
 # builds by alternating them (before, after, before, after). PORT_BASE (default
 # 18500) moves the loopback ports. Figures are in KiB (/proc's "kB"); the summary
 # line is in MB (10^6 bytes), as the issue's targets are.
+#
+# As the load harness measures: COLD_IDLE=1 takes "idle" right after start,
+# before any request (the harness's "idle, after start"; the idle breakdown is
+# still taken after the first request); MIXED=1 runs a
+# `wrk -t1 -c32` and an `h2load -c32 -m10` window (5 s each) before the
+# 100-connection one, as a harness round does, so the code and buffers of both
+# protocols are in use before the RSS is followed.
 set -u
 proxy=$1; backend=$2; label=${3:-run}
 base=${PORT_BASE:-18500}
@@ -42,10 +49,11 @@ for _ in $(seq 100); do
   curl -sf http://127.0.0.1:$admin_port/ready >/dev/null 2>&1 && break
   sleep 0.1
 done
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
+if [[ ${COLD_IDLE:-0} == 1 ]]; then sleep 2; cold_idle=$(rss); fi
 # One request through, so idle means "started and has served", as a pod would be.
 curl -sf http://127.0.0.1:$sidecar_port/ >/dev/null || { echo "sidecar not serving" >&2; cat "$d/sidecar.log" >&2; exit 1; }
 sleep 2
-rss() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
 
 # RSS by mapping kind, KiB: the proxy binary's own pages (text, rodata, data),
 # [heap], stacks (main, and the maps holding a thread's stack pointer, from
@@ -89,12 +97,16 @@ for k in sorted(rss):
 print(f"  {'total':16} {sum(rss.values()):6d} KiB")
 PY
 }
-idle=$(rss)
+idle=${cold_idle:-$(rss)}
 echo "== $label: idle VmRSS $idle KiB; threads $(awk '/^Threads/ {print $2}' /proc/$pid/status):" \
   "$(cat /proc/$pid/task/*/comm | sort | uniq -c | awk '{printf "%s×%s ", $2, $1}')"
 breakdown
 grep -E '^(Rss|Pss|Anonymous|Private_Dirty|Shared_Clean|Private_Clean):' /proc/$pid/smaps_rollup | tr -s ' ' | paste -sd' '
 
+if [[ ${MIXED:-0} == 1 ]]; then
+  wrk -t1 -c32 -d5s http://127.0.0.1:$sidecar_port/ >/dev/null 2>&1
+  h2load -c32 -m10 -D5 http://127.0.0.1:$sidecar_port/ >/dev/null 2>&1
+fi
 wrk -t1 -c100 -d"${secs}s" http://127.0.0.1:$sidecar_port/ >"$d/wrk.txt" 2>&1 &
 wrk_pid=$!
 peak=0

@@ -58,6 +58,6 @@ export ENVOY
 "$ENVOY" --version | grep "/$envoy_version/" >/dev/null ||
   { echo "$ENVOY is not Envoy $envoy_version: $("$ENVOY" --version)" >&2; exit 2; }
 
-cargo build --release -q -p meshtrace-proxy -p meshtrace-benches --bins
+bash benches/load/build.sh
 # exec: Ctrl-C and SIGTERM reach the harness, which stops every child it started.
 exec target/release/loadbench "$@"

@@ -41,8 +41,7 @@ for tool in oha curl python3; do
 done
 while read -r v; do unset "$v"; done < <(compgen -e | grep '^OTEL_' || true)
 
-cargo build --release -q -p meshtrace-proxy -p meshtrace-benches \
-  --bin meshtrace-proxy --bin backend --bin otlp-sink
+bash benches/load/build.sh --bin backend --bin otlp-sink
 mkdir -p "$out"
 tmp=$(mktemp -d)
 pids=()

@@ -28,7 +28,7 @@ command -v curl >/dev/null || { echo "curl is not installed" >&2; exit 2; }
 # The sidecar reads OTEL_* variables for keys the file leaves out: none here.
 while read -r v; do unset "$v"; done < <(compgen -e | grep '^OTEL_' || true)
 
-cargo build --release -q -p meshtrace-proxy -p meshtrace-benches --bins
+bash benches/load/build.sh
 tmp=$(mktemp -d)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }

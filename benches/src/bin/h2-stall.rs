@@ -2,7 +2,7 @@
 //! from the same upstream? (issue 14, defect 1)
 //!
 //! ```text
-//! cargo build --release -p meshtrace-proxy -p meshtrace-benches --bins
+//! bash benches/load/build.sh
 //! target/release/h2-stall                     # --stalled 0,8,100 --samples 200
 //! target/release/h2-stall --proxy /path/to/an/older/meshtrace-proxy
 //! ```
