@@ -44,7 +44,7 @@ use crate::propagation::extract::Extractor;
 use crate::propagation::inject::Injector;
 use crate::sampling::Sampler;
 use crate::target::{Accepted, Destination, Direction, Protocol};
-use crate::telemetry::Recorder;
+use crate::telemetry::{PeerAddress, Recorder};
 use crate::{listen, tcp};
 use destination::{destination_port, ConnState};
 
@@ -300,6 +300,7 @@ impl Listener {
             .layer(RecordLayer::new(RecordContext {
                 direction: self.direction,
                 peer: accepted.peer,
+                span_peer: PeerAddress::new(accepted.peer.ip()),
                 http: match wire {
                     Wire::Http1 => self.http1.clone(),
                     Wire::Http2 => self.http2.clone(),

@@ -203,6 +203,7 @@ impl Layers {
         RecordLayer::new(RecordContext {
             direction: self.direction,
             peer: SocketAddr::from(([10, 0, 0, 7], 40000)),
+            span_peer: crate::telemetry::PeerAddress::new([10, 0, 0, 7].into()),
             http: self.metrics.http(self.direction, protocol),
             grpc: self.metrics.http(self.direction, Protocol::Grpc),
             protocol,

@@ -40,7 +40,7 @@ use crate::metrics::{HttpMetrics, SamplingMetrics};
 use crate::propagation::{SpanId, TraceId};
 use crate::sampling::{RouteId, Routes};
 use crate::target::{Direction, Protocol};
-use crate::telemetry::{semconv, Recorder, SpanEnd, SpanInfo, SpanStart, Tail};
+use crate::telemetry::{semconv, PeerAddress, Recorder, SpanEnd, SpanInfo, SpanStart, Tail};
 
 /// What every request on one connection shares.
 #[derive(Debug)]
@@ -49,6 +49,8 @@ pub struct RecordContext {
     pub direction: Direction,
     /// The downstream peer.
     pub peer: SocketAddr,
+    /// The same, as this connection's spans carry it (`PeerAddress::new(peer.ip())`).
+    pub span_peer: PeerAddress,
     /// Metrics for non-gRPC requests on this connection's protocol.
     pub http: HttpMetrics,
     /// Metrics for gRPC requests.
@@ -145,7 +147,7 @@ where
         let span = recorder.as_ref().and_then(|r| {
             let (server, peer) = (
                 self.context.direction == Direction::Inbound,
-                self.context.peer.ip(),
+                &self.context.span_peer,
             );
             match &route {
                 Some(route) => r.start_with_tail(&req, server, peer, route.tail),

@@ -28,7 +28,7 @@ use meshtrace_config::Config;
 use crate::metrics::Metrics;
 pub use export::{ExportError, SpanExport, SpanQueue};
 pub use info::SpanInfo;
-pub use span::{Recorder, SpanEnd, SpanStart, Tail};
+pub use span::{PeerAddress, Recorder, SpanEnd, SpanStart, Tail};
 
 /// The span recorder shared by every listener, and the export task behind it.
 #[derive(Debug, Default)]

@@ -15,6 +15,7 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use http::header::{HeaderName, HeaderValue};
@@ -23,7 +24,7 @@ use meshtrace_config::{Config, RouteTemplate, RpcSemconv};
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
-use opentelemetry::{InstrumentationScope, Key, KeyValue};
+use opentelemetry::{InstrumentationScope, Key, KeyValue, StringValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents};
 
 use self::attributes::{conflict_links, error_type};
@@ -97,9 +98,39 @@ pub struct SpanStart {
     host: Option<HeaderValue>,
     user_agent: Option<HeaderValue>,
     version: Version,
-    peer: IpAddr,
+    /// `client.address`.
+    peer: StringValue,
     tags: Vec<KeyValue>,
     grpc: bool,
+}
+
+/// A downstream connection's peer as its spans carry it (`client.address`).
+/// The text is made once, by the connection's first span, and every span
+/// after shares it (an `Arc<str>`): no allocation per span for the export
+/// thread to free, which is the allocator's slow path.
+#[derive(Debug)]
+pub struct PeerAddress {
+    ip: IpAddr,
+    text: OnceLock<StringValue>,
+}
+
+// === impl PeerAddress ===
+
+impl PeerAddress {
+    /// The peer at `ip`; nothing is formatted until a span needs it.
+    pub fn new(ip: IpAddr) -> Self {
+        Self {
+            ip,
+            text: OnceLock::new(),
+        }
+    }
+
+    /// The address as `Display` writes it, shared.
+    fn value(&self) -> StringValue {
+        self.text
+            .get_or_init(|| Arc::<str>::from(attributes::ip_string(self.ip)).into())
+            .clone()
+    }
 }
 
 /// What a span needs from its response.
@@ -198,7 +229,12 @@ impl Recorder {
 
     /// Captures `req` when its span may be exported: the trace is sampled, or (for
     /// a SERVER span) `sampling.tail` keep is on.
-    pub fn start<B>(&self, req: &Request<B>, server: bool, peer: IpAddr) -> Option<SpanStart> {
+    pub fn start<B>(
+        &self,
+        req: &Request<B>,
+        server: bool,
+        peer: &PeerAddress,
+    ) -> Option<SpanStart> {
         self.start_with_tail(req, server, peer, self.tail)
     }
 
@@ -208,7 +244,7 @@ impl Recorder {
         &self,
         req: &Request<B>,
         server: bool,
-        peer: IpAddr,
+        peer: &PeerAddress,
         tail: Tail,
     ) -> Option<SpanStart> {
         let info = req.extensions().get::<SpanInfo>()?;
@@ -248,7 +284,7 @@ impl Recorder {
             host: headers.get(http::header::HOST).cloned(),
             user_agent: headers.get(http::header::USER_AGENT).cloned(),
             version: req.version(),
-            peer,
+            peer: peer.value(),
             tags,
             grpc: semconv::is_grpc(req),
         })

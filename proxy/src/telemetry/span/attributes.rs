@@ -3,7 +3,9 @@
 //! meshtrace's own; plus the links to contexts that lost a format conflict.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::Version;
 use opentelemetry::trace::{Link, SpanContext, SpanId, TraceFlags, TraceId, TraceState};
@@ -17,23 +19,26 @@ use super::{semconv, truncated, Recorder, SpanEnd, SpanInfo, SpanStart, REDACTED
 impl Recorder {
     /// `server.*`, `client.address`, the protocol version and the user agent.
     pub(super) fn connection_attributes(&self, attrs: &mut Vec<KeyValue>, start: &SpanStart) {
-        let authority = start
-            .uri
-            .authority()
-            .map(|a| (a.host().to_string(), a.port_u16()))
-            .or_else(|| {
-                let host = start.host.as_ref()?.to_str().ok()?;
-                let a: http::uri::Authority = host.parse().ok()?;
-                Some((a.host().to_string(), a.port_u16()))
-            });
-        if let Some((host, port)) = authority {
-            attrs.push(KeyValue::new("server.address", host));
-            if let Some(port) = port {
+        let from_host: Option<http::uri::Authority>;
+        let authority = match start.uri.authority() {
+            Some(a) => Some(a),
+            None => {
+                from_host = start
+                    .host
+                    .as_ref()
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|h| h.parse().ok());
+                from_host.as_ref()
+            }
+        };
+        if let Some(a) = authority {
+            attrs.push(KeyValue::new("server.address", host_value(a.host())));
+            if let Some(port) = a.port_u16() {
                 attrs.push(KeyValue::new("server.port", i64::from(port)));
             }
         }
         if start.server {
-            attrs.push(KeyValue::new("client.address", ip_string(start.peer)));
+            attrs.push(KeyValue::new("client.address", start.peer.clone()));
         }
         attrs.push(KeyValue::new(
             "network.protocol.version",
@@ -201,6 +206,32 @@ impl Recorder {
         }
         out
     }
+}
+
+thread_local! {
+    /// The last `server.address` this thread wrote into a span.
+    ///
+    /// A span is built on the data path and freed on the export thread, and a free
+    /// on another thread is the allocator's slow path: a traced request spent
+    /// ~3 000 more instructions in jemalloc than an untraced one, most of them on
+    /// that (benches/RESULTS.md, "the traced request: frees on another thread").
+    /// A sidecar's requests mostly name one host (inbound, the app's own name), so
+    /// a span that repeats the last one shares its string (an `Arc<str>`: a
+    /// reference count, no allocation). [`super::PeerAddress`] does the same for
+    /// `client.address`, per connection.
+    static LAST_HOST: RefCell<Option<StringValue>> = const { RefCell::new(None) };
+}
+
+/// `server.address`: `host`, shared while it repeats.
+fn host_value(host: &str) -> StringValue {
+    LAST_HOST.with_borrow_mut(|last| match last {
+        Some(value) if value.as_str() == host => value.clone(),
+        _ => {
+            let value = StringValue::from(Arc::<str>::from(host));
+            *last = Some(value.clone());
+            value
+        }
+    })
 }
 
 /// `ip` as `Display` writes it; IPv4 (every loopback and pod address) without

@@ -7,7 +7,7 @@ use opentelemetry::{Array, Value};
 use opentelemetry_sdk::trace::SpanData;
 use tokio::sync::mpsc;
 
-use super::{Recorder, SpanEnd};
+use super::{PeerAddress, Recorder, SpanEnd};
 use crate::metrics::Metrics;
 use crate::propagation::extract::{Discarded, Formats};
 use crate::propagation::{Format, Sampling, SpanId, TraceId};
@@ -79,8 +79,18 @@ fn end(status: u16, ms: u64) -> SpanEnd {
 
 impl Fixture {
     fn run(&mut self, req: &Request<()>, server: bool, end: SpanEnd) -> Option<SpanData> {
+        self.run_from(&PeerAddress::new([10, 0, 0, 7].into()), req, server, end)
+    }
+
+    fn run_from(
+        &mut self,
+        peer: &PeerAddress,
+        req: &Request<()>,
+        server: bool,
+        end: SpanEnd,
+    ) -> Option<SpanData> {
         let tail = self.metrics.sampling(Direction::Inbound);
-        if let Some(start) = self.recorder.start(req, server, [10, 0, 0, 7].into()) {
+        if let Some(start) = self.recorder.start(req, server, peer) {
             self.recorder.finish(start, end, &tail);
         }
         self.rx.try_recv().ok()
@@ -367,7 +377,7 @@ fn not_sampled_spans_are_not_even_captured_without_tail_keep() {
     let req = request("GET", "/", info(Sampling::NotSampled));
     assert!(f
         .recorder
-        .start(&req, true, [127, 0, 0, 1].into())
+        .start(&req, true, &PeerAddress::new([127, 0, 0, 1].into()))
         .is_none());
 }
 
@@ -423,5 +433,50 @@ fn ip_strings_match_display() {
     ] {
         let ip: std::net::IpAddr = ip.parse().unwrap();
         assert_eq!(super::attributes::ip_string(ip), ip.to_string());
+    }
+}
+
+/// The address of `key`'s string value, to tell a shared string from a copy.
+fn string_at(span: &SpanData, key: &str) -> *const u8 {
+    match attr(span, key) {
+        Some(Value::String(v)) => v.as_str().as_ptr(),
+        other => panic!("{key} is not a string: {other:?}"),
+    }
+}
+
+#[test]
+fn repeated_addresses_share_one_string_and_a_new_one_replaces_it() {
+    let mut f = fixture(|_| {});
+    // Two connections' peers.
+    let a = PeerAddress::new([10, 0, 0, 7].into());
+    let b = PeerAddress::new("fd00::8".parse().unwrap());
+    let req = |host: &str| {
+        let mut req = request("GET", "/cart", info(Sampling::Sampled));
+        req.headers_mut()
+            .insert(http::header::HOST, host.parse().unwrap());
+        req
+    };
+    let mut run = |peer, host: &str| f.run_from(peer, &req(host), true, end(200, 1)).unwrap();
+    let first = run(&a, "shop.example:8080");
+    let again = run(&a, "shop.example:8080");
+    let other = run(&b, "cart.example");
+    let back = run(&a, "shop.example");
+
+    for (span, peer, host) in [
+        (&first, "10.0.0.7", "shop.example"),
+        (&again, "10.0.0.7", "shop.example"),
+        (&other, "fd00::8", "cart.example"),
+        (&back, "10.0.0.7", "shop.example"),
+    ] {
+        assert_eq!(s(span, "client.address"), peer);
+        assert_eq!(s(span, "server.address"), host);
+    }
+    assert_eq!(s(&first, "server.port"), "8080");
+    assert!(attr(&back, "server.port").is_none());
+    // A repeat shares the first span's strings: no allocation for the export
+    // thread to free.
+    for key in ["client.address", "server.address"] {
+        assert_eq!(string_at(&first, key), string_at(&again, key), "{key}");
+        assert_ne!(string_at(&first, key), string_at(&other, key), "{key}");
     }
 }
