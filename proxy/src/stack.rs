@@ -299,8 +299,7 @@ impl Listener {
             ))
             .layer(RecordLayer::new(RecordContext {
                 direction: self.direction,
-                peer: accepted.peer,
-                span_peer: PeerAddress::new(accepted.peer.ip()),
+                peer: PeerAddress::new(accepted.peer),
                 http: match wire {
                     Wire::Http1 => self.http1.clone(),
                     Wire::Http2 => self.http2.clone(),

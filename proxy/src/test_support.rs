@@ -202,8 +202,7 @@ impl Layers {
     pub fn record(&self, protocol: Protocol, access_log: bool) -> RecordLayer {
         RecordLayer::new(RecordContext {
             direction: self.direction,
-            peer: SocketAddr::from(([10, 0, 0, 7], 40000)),
-            span_peer: crate::telemetry::PeerAddress::new([10, 0, 0, 7].into()),
+            peer: crate::telemetry::PeerAddress::new(SocketAddr::from(([10, 0, 0, 7], 40000))),
             http: self.metrics.http(self.direction, protocol),
             grpc: self.metrics.http(self.direction, Protocol::Grpc),
             protocol,

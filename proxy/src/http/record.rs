@@ -21,7 +21,6 @@
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -48,9 +47,7 @@ pub struct RecordContext {
     /// The listener's direction.
     pub direction: Direction,
     /// The downstream peer.
-    pub peer: SocketAddr,
-    /// The same, as this connection's spans carry it (`PeerAddress::new(peer.ip())`).
-    pub span_peer: PeerAddress,
+    pub peer: PeerAddress,
     /// Metrics for non-gRPC requests on this connection's protocol.
     pub http: HttpMetrics,
     /// Metrics for gRPC requests.
@@ -147,7 +144,7 @@ where
         let span = recorder.as_ref().and_then(|r| {
             let (server, peer) = (
                 self.context.direction == Direction::Inbound,
-                &self.context.span_peer,
+                &self.context.peer,
             );
             match &route {
                 Some(route) => r.start_with_tail(&req, server, peer, route.tail),
@@ -331,7 +328,7 @@ impl Finish {
             target: "access",
             direction = %c.direction,
             protocol = if self.grpc { "grpc" } else { c.protocol.as_str() },
-            client = %c.peer,
+            client = %c.peer.addr(),
             method = %line.method,
             authority,
             path = line.uri.path(),

@@ -14,7 +14,7 @@
 //! and a link to every context that lost a format conflict.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -104,31 +104,36 @@ pub struct SpanStart {
     grpc: bool,
 }
 
-/// A downstream connection's peer as its spans carry it (`client.address`).
-/// The text is made once, by the connection's first span, and every span
-/// after shares it (an `Arc<str>`): no allocation per span for the export
-/// thread to free, which is the allocator's slow path.
+/// A downstream connection's peer, and its address as the connection's spans
+/// carry it (`client.address`). The text is made once, by the connection's
+/// first span, and every span after shares it (an `Arc<str>`): no allocation
+/// per span for the export thread to free, which is the allocator's slow path.
 #[derive(Debug)]
 pub struct PeerAddress {
-    ip: IpAddr,
+    addr: SocketAddr,
     text: OnceLock<StringValue>,
 }
 
 // === impl PeerAddress ===
 
 impl PeerAddress {
-    /// The peer at `ip`; nothing is formatted until a span needs it.
-    pub fn new(ip: IpAddr) -> Self {
+    /// The peer at `addr`; nothing is formatted until a span needs it.
+    pub fn new(addr: SocketAddr) -> Self {
         Self {
-            ip,
+            addr,
             text: OnceLock::new(),
         }
+    }
+
+    /// The peer's address and port.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// The address as `Display` writes it, shared.
     fn value(&self) -> StringValue {
         self.text
-            .get_or_init(|| Arc::<str>::from(attributes::ip_string(self.ip)).into())
+            .get_or_init(|| Arc::<str>::from(attributes::ip_string(self.addr.ip())).into())
             .clone()
     }
 }

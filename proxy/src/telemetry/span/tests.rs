@@ -79,7 +79,12 @@ fn end(status: u16, ms: u64) -> SpanEnd {
 
 impl Fixture {
     fn run(&mut self, req: &Request<()>, server: bool, end: SpanEnd) -> Option<SpanData> {
-        self.run_from(&PeerAddress::new([10, 0, 0, 7].into()), req, server, end)
+        self.run_from(
+            &PeerAddress::new(([10, 0, 0, 7], 40000).into()),
+            req,
+            server,
+            end,
+        )
     }
 
     fn run_from(
@@ -377,7 +382,11 @@ fn not_sampled_spans_are_not_even_captured_without_tail_keep() {
     let req = request("GET", "/", info(Sampling::NotSampled));
     assert!(f
         .recorder
-        .start(&req, true, &PeerAddress::new([127, 0, 0, 1].into()))
+        .start(
+            &req,
+            true,
+            &PeerAddress::new(([127, 0, 0, 1], 40000).into())
+        )
         .is_none());
 }
 
@@ -448,8 +457,8 @@ fn string_at(span: &SpanData, key: &str) -> *const u8 {
 fn repeated_addresses_share_one_string_and_a_new_one_replaces_it() {
     let mut f = fixture(|_| {});
     // Two connections' peers.
-    let a = PeerAddress::new([10, 0, 0, 7].into());
-    let b = PeerAddress::new("fd00::8".parse().unwrap());
+    let a = PeerAddress::new(([10, 0, 0, 7], 40000).into());
+    let b = PeerAddress::new("[fd00::8]:40000".parse().unwrap());
     let req = |host: &str| {
         let mut req = request("GET", "/cart", info(Sampling::Sampled));
         req.headers_mut()
