@@ -142,7 +142,7 @@ pub struct Layers {
     pub policy: PolicyHandle,
     migration: Arc<Migration>,
     spans: Option<Arc<Recorder>>,
-    exported: Option<tokio::sync::mpsc::Receiver<SpanData>>,
+    exported: Option<tokio::sync::mpsc::Receiver<crate::telemetry::export::EncodedSpan>>,
 }
 
 // === impl Layers ===
@@ -223,7 +223,8 @@ impl Layers {
 
     /// The next span the recorder exported, if any.
     pub fn exported(&mut self) -> Option<SpanData> {
-        self.exported.as_mut()?.try_recv().ok()
+        let span = self.exported.as_mut()?.try_recv().ok()?;
+        Some(span.decode())
     }
 }
 

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::telemetry::export::EncodedSpan;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -16,7 +17,6 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use meshtrace_config::{Config, Unidentified};
 use opentelemetry::Value;
-use opentelemetry_sdk::trace::SpanData;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -57,7 +57,7 @@ impl OrigDst for MockOrigDst {
 struct Sidecar {
     addr: SocketAddr,
     metrics: Arc<Metrics>,
-    spans: mpsc::Receiver<SpanData>,
+    spans: mpsc::Receiver<EncodedSpan>,
     _stop: tokio_util::sync::DropGuard,
 }
 
@@ -67,7 +67,8 @@ impl Sidecar {
         let span = tokio::time::timeout(BOUND, self.spans.recv())
             .await
             .unwrap()
-            .expect("a sampled span");
+            .expect("a sampled span")
+            .decode();
         let error_type = span
             .attributes
             .iter()

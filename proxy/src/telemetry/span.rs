@@ -3,8 +3,8 @@
 //! [`Recorder::start`] captures what the span needs from the request before the
 //! request moves on (only when the span may be exported: the trace is sampled, or
 //! tail keep could still keep it); [`Recorder::finish`] adds the response facts,
-//! decides tail keep, builds the [`SpanData`] and hands it to the export queue,
-//! which never blocks.
+//! decides tail keep, writes the span straight into its OTLP protobuf bytes
+//! ([`SpanWriter`]) and hands them to the export queue, which never blocks.
 //!
 //! Naming: `{METHOD} {route}` when a configured route template matches, else
 //! `{METHOD}` (never the raw path, which would make span names unbounded); gRPC:
@@ -21,14 +21,11 @@ use std::time::{Duration, SystemTime};
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 use meshtrace_config::{Config, RouteTemplate, RpcSemconv};
-use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
-use opentelemetry::{InstrumentationScope, Key, KeyValue, StringValue};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents};
+use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry::{Key, KeyValue, StringValue};
 
 use self::attributes::{conflict_links, error_type};
-use super::export::SpanQueue;
+use super::export::{EncodedSpan, SpanHead, SpanQueue, SpanTail, SpanWriter};
 use super::semconv;
 use super::SpanInfo;
 use crate::metrics::SamplingMetrics;
@@ -36,6 +33,17 @@ use crate::sampling::Reason;
 
 /// Replaces redacted values.
 const REDACTED: &str = "REDACTED";
+
+/// The status of a span that is an error (no description).
+const ERROR: Status = Status::Error {
+    description: Cow::Borrowed(""),
+};
+
+/// The buffer a span is written into, before its path and user agent. A
+/// server span of a `GET /` with the default config is ~420 bytes written;
+/// this and the request's own lengths let most spans fit without the buffer
+/// growing (a copy, and a free of the old one).
+const SPAN_CAPACITY: usize = 512;
 
 /// How spans are built: the `spans` config compiled once, plus the export queue.
 #[derive(Debug)]
@@ -50,7 +58,6 @@ pub struct Recorder {
     rpc_dup: bool,
     /// `sampling.tail`: the tail keep of requests whose route is not known.
     tail: Tail,
-    scope: InstrumentationScope,
     queue: SpanQueue,
 }
 
@@ -106,8 +113,8 @@ pub struct SpanStart {
 
 /// A downstream connection's peer, and its address as the connection's spans
 /// carry it (`client.address`). The text is made once, by the connection's
-/// first span, and every span after shares it (an `Arc<str>`): no allocation
-/// per span for the export thread to free, which is the allocator's slow path.
+/// first span, and every span after shares it (an `Arc<str>`): no formatting
+/// and no allocation per span.
 #[derive(Debug)]
 pub struct PeerAddress {
     addr: SocketAddr,
@@ -220,9 +227,6 @@ impl Recorder {
             drop_query: spans.redact.drop_query,
             rpc_dup,
             tail: Tail::from(&config.sampling.tail),
-            scope: InstrumentationScope::builder("meshtrace-proxy")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
             queue,
         }
     }
@@ -329,9 +333,9 @@ impl Recorder {
         self.queue.push(span);
     }
 
-    /// The exported span: its name and attributes by protocol, the connection,
-    /// the error, meshtrace's own facts and tags, and links to the contexts that
-    /// lost a format conflict.
+    /// The exported span, written: its name and attributes by protocol, the
+    /// connection, the error, meshtrace's own facts and tags, and links to the
+    /// contexts that lost a format conflict.
     fn build(
         &self,
         start: SpanStart,
@@ -339,72 +343,75 @@ impl Recorder {
         grpc: Option<u16>,
         error: bool,
         reason: &'static str,
-    ) -> SpanData {
-        let mut attrs: Vec<KeyValue> = Vec::with_capacity(20 + start.tags.len());
-        let grpc_method = grpc.and_then(|_| semconv::grpc_method(start.uri.path()));
-        let name: Cow<'static, str> = match (grpc, grpc_method) {
-            (Some(code), Some((service, method))) => {
-                self.rpc_attributes(&mut attrs, service, method, code);
-                format!("{service}/{method}").into()
-            }
-            _ => self.http_attributes(&mut attrs, &start, end),
-        };
-        self.connection_attributes(&mut attrs, &start);
-        if error {
-            attrs.push(KeyValue::new("error.type", error_type(end, grpc)));
-        }
-        self.meshtrace_attributes(&mut attrs, &start.info, reason);
-        attrs.extend(self.static_tags.iter().cloned());
-        attrs.extend(start.tags);
+    ) -> EncodedSpan {
         let info = &start.info;
-        let flags = if info.sampled() {
-            TraceFlags::SAMPLED
-        } else {
-            TraceFlags::default()
+        let path = start.uri.path();
+        let rpc = grpc.and_then(|code| Some((code, semconv::grpc_method(path)?)));
+        let method = semconv::known_method(&start.method);
+        let route = match rpc {
+            Some(_) => None,
+            None => self.routes.iter().find(|r| r.matches(path)),
         };
-        SpanData {
-            span_context: SpanContext::new(
-                TraceId::from(info.trace_id.get()),
-                SpanId::from(info.span_id.get()),
-                flags,
-                false,
-                TraceState::NONE,
-            ),
-            parent_span_id: info
-                .parent_id
-                .map_or(SpanId::INVALID, |p| SpanId::from(p.get())),
-            parent_span_is_remote: info.parent_id.is_some(),
-            span_kind: if start.server {
+        let name = match (rpc, route) {
+            (Some((_, (service, rpc_method))), _) => [service, "/", rpc_method],
+            (None, Some(route)) => [method.unwrap_or("_OTHER"), " ", route.as_str()],
+            (None, None) => [method.unwrap_or("_OTHER"), "", ""],
+        };
+        let head = SpanHead {
+            trace_id: info.trace_id.get(),
+            span_id: info.span_id.get(),
+            parent_id: info.parent_id.map(|p| p.get()),
+            name: &name,
+            kind: if start.server {
                 SpanKind::Server
             } else {
                 SpanKind::Client
             },
-            name,
-            start_time: start.start,
-            end_time: start.start + end.elapsed,
-            links: conflict_links(info),
-            attributes: attrs,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            status: if error {
-                Status::error("")
-            } else {
-                Status::Unset
-            },
-            instrumentation_scope: self.scope.clone(),
+            start: start.start,
+            end: start.start + end.elapsed,
+        };
+        let user_agent = start.user_agent.as_ref().map_or(0, |ua| ua.len());
+        let uri = start.uri.path_and_query().map_or(0, |p| p.as_str().len());
+        let mut span = SpanWriter::new(&head, SPAN_CAPACITY + 2 * uri + user_agent);
+        match rpc {
+            Some((code, (service, rpc_method))) => {
+                self.rpc_attributes(&mut span, service, rpc_method, code);
+            }
+            None => self.http_attributes(&mut span, &start, end, method, route),
         }
+        self.connection_attributes(&mut span, &start);
+        if error {
+            span.str("error.type", error_type(end, grpc));
+        }
+        self.meshtrace_attributes(&mut span, info, reason);
+        for kv in self.static_tags.iter().chain(&start.tags) {
+            span.kv(kv.key.as_str(), &kv.value);
+        }
+        conflict_links(&mut span, info);
+        span.finish(&SpanTail {
+            status: if error { &ERROR } else { &Status::Unset },
+            trace_flags: u8::from(info.sampled()),
+            parent_remote: info.parent_id.is_some(),
+        })
     }
 }
 
 /// `value` cut to at most `max` bytes, on a character boundary.
-fn truncated(mut value: String, max: usize) -> String {
-    if value.len() > max {
-        let mut at = max;
-        while !value.is_char_boundary(at) {
-            at -= 1;
-        }
-        value.truncate(at);
+fn cut(value: &str, max: usize) -> &str {
+    if value.len() <= max {
+        return value;
     }
+    let mut at = max;
+    while !value.is_char_boundary(at) {
+        at -= 1;
+    }
+    &value[..at]
+}
+
+/// `value` cut to at most `max` bytes, on a character boundary.
+fn truncated(mut value: String, max: usize) -> String {
+    let at = cut(&value, max).len();
+    value.truncate(at);
     value
 }
 

@@ -1,25 +1,22 @@
 //! A batch of spans into the bytes of one `ExportTraceServiceRequest`, encoded
-//! once with prost.
+//! once.
 //!
-//! Each span record is written straight into the request's buffer as the
-//! bytes of opentelemetry-proto's `Span` ([`wire`]), without building one. The resource and the
-//! instrumentation scope are encoded once, when the exporter starts; a batch
-//! copies their bytes. The request's envelopes (`ResourceSpans`, `ScopeSpans`)
+//! Each span arrives already encoded as the body of opentelemetry-proto's
+//! `Span` ([`wire`], written on the thread that ended it); a batch copies
+//! their bytes. The resource and the instrumentation scope are encoded once,
+//! with prost, when the exporter starts; a batch copies their bytes too. The request's envelopes (`ResourceSpans`, `ScopeSpans`)
 //! are written by hand around the spans, so prost measures each span once
 //! (nesting the spans in the generated envelope types would measure them once
 //! per level). Every retry sends the same bytes.
 
 use bytes::Bytes;
-use opentelemetry::trace::Link;
-use opentelemetry::{Array, KeyValue, Value};
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
 use prost::Message;
 
-use super::wire;
+use super::wire::{self, EncodedSpan};
 
 /// Field numbers of the envelopes written by hand (opentelemetry-proto's
 /// `trace_service.proto` and `trace.proto`).
@@ -62,11 +59,10 @@ impl Envelope {
     }
 
     /// One `ExportTraceServiceRequest` holding `spans`, encoded.
-    pub(super) fn encode(&self, spans: &[SpanData]) -> Bytes {
-        let lens: Vec<usize> = spans.iter().map(wire::span_len).collect();
-        let spans_len: usize = lens
+    pub(super) fn encode(&self, spans: &[EncodedSpan]) -> Bytes {
+        let spans_len: usize = spans
             .iter()
-            .map(|len| wire::msg_len(SCOPE_SPANS_SPANS, *len))
+            .map(|span| wire::msg_len(SCOPE_SPANS_SPANS, span.bytes().len()))
             .sum();
         let scope_spans = self.scope.len() + spans_len;
         let resource_spans =
@@ -76,11 +72,9 @@ impl Envelope {
         buf.extend_from_slice(&self.resource);
         wire::header(RESOURCE_SPANS_SCOPE_SPANS, scope_spans, &mut buf);
         buf.extend_from_slice(&self.scope);
-        for (span, len) in spans.iter().zip(lens) {
-            let start = buf.len();
-            wire::header(SCOPE_SPANS_SPANS, len, &mut buf);
-            wire::put_span(span, &mut buf);
-            debug_assert_eq!(buf.len() - start, wire::msg_len(SCOPE_SPANS_SPANS, len));
+        for span in spans {
+            wire::header(SCOPE_SPANS_SPANS, span.bytes().len(), &mut buf);
+            buf.extend_from_slice(span.bytes());
         }
         Bytes::from(buf)
     }
@@ -93,39 +87,6 @@ fn field(tag: u32, message: &impl Message) -> Bytes {
     wire::header(tag, len, &mut buf);
     message.encode_raw(&mut buf);
     Bytes::from(buf)
-}
-
-/// A cheap estimate of the memory a queued span holds, for the queue's byte
-/// budget: the record, its attribute and link vectors, and their strings
-/// (more than its encoded size, which it also bounds).
-pub(crate) fn estimate(data: &SpanData) -> usize {
-    const STRING: usize = 16;
-    let attributes: usize = data
-        .attributes
-        .iter()
-        .map(|kv| kv.key.as_str().len() + value_len(&kv.value) + STRING)
-        .sum();
-    let links: usize = data
-        .links
-        .links
-        .iter()
-        .map(|l| std::mem::size_of::<Link>() + l.attributes.len() * 96)
-        .sum();
-    std::mem::size_of::<SpanData>()
-        + data.attributes.capacity() * std::mem::size_of::<KeyValue>()
-        + data.name.len()
-        + STRING
-        + attributes
-        + links
-}
-
-fn value_len(value: &Value) -> usize {
-    match value {
-        Value::String(s) => s.as_str().len(),
-        Value::Array(Array::String(v)) => v.iter().map(|s| s.as_str().len() + 2).sum(),
-        Value::Array(_) => 32,
-        _ => 9,
-    }
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@
 //!   tokio's current-thread scheduler) every request on that worker would wait
 //!   for it.
 //! - **Queue**: bounded twice: `queue.max_size` spans (default 65 536) and
-//!   `queue.max_bytes` of estimated span memory (default 16 MiB, about 10 000
-//!   typical spans: half a second of a saturated worker). A push is an atomic
+//!   `queue.max_bytes` of span memory (default 16 MiB; a typical span holds
+//!   ~0.5 KiB). A push is an atomic
 //!   add and a `try_send`; over either bound the span is dropped and counted
 //!   (`meshtrace_spans_dropped_total{reason="queue_full"}`). A slow or dead
 //!   collector fills the queue; it never slows a request.
@@ -19,10 +19,12 @@
 //!   (each holds one batch, so memory stays bounded: the queue's budget plus
 //!   four batches), so a collector slower than the arrival rate does not back
 //!   the queue up while it answers.
-//! - **Encoding** ([`encode`], [`wire`]): each span record is written once,
-//!   straight into the protobuf bytes of opentelemetry-proto's `Span` (no
-//!   intermediate message tree), with the resource and scope encoded when the
-//!   exporter starts. Every retry sends the same bytes.
+//! - **Encoding** ([`wire`], [`encode`]): a span is written once, by the
+//!   thread that ends it, straight into the protobuf bytes of
+//!   opentelemetry-proto's `Span` (no span record, no message tree); that one
+//!   buffer is what the queue holds. A batch copies its spans' bytes between
+//!   the resource and scope, encoded when the exporter starts. Every retry
+//!   sends the same bytes.
 //! - **Retries** ([`retry`]): exponential backoff with jitter, bounded by the
 //!   export timeout, only for the failures the OTLP specification calls
 //!   retryable (gRPC `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`,
@@ -58,6 +60,7 @@ use client::Client;
 use encode::Envelope;
 pub use queue::SpanQueue;
 use queue::{Batcher, Intake};
+pub use wire::{EncodedSpan, LinkTo, SpanHead, SpanTail, SpanWriter};
 
 /// Why the exporter could not be built.
 #[derive(Debug, thiserror::Error)]

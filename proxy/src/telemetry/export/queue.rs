@@ -5,12 +5,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry_sdk::trace::SpanData;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::client::Client;
-use super::encode::{estimate, Envelope};
+use super::encode::Envelope;
+use super::wire::EncodedSpan;
 use crate::metrics::SpanMetrics;
 
 /// Exports at most this many requests at once: a collector slower than the
@@ -20,7 +20,7 @@ pub(super) const MAX_IN_FLIGHT: usize = 4;
 /// The request path's end of the export queue.
 #[derive(Clone, Debug)]
 pub struct SpanQueue {
-    pub(super) tx: mpsc::Sender<SpanData>,
+    pub(super) tx: mpsc::Sender<EncodedSpan>,
     metrics: SpanMetrics,
     /// Wakes the batcher once a batch is queued; until then it sleeps on its
     /// delay, so a span costs the data path no cross-thread wake-up.
@@ -29,7 +29,7 @@ pub struct SpanQueue {
     /// batcher may already hold while it waits (the channel's length alone
     /// misses it, and a full batch then waited for the delay).
     pending: Arc<AtomicUsize>,
-    /// Estimated bytes of the queued spans ([`estimate`]), and their budget.
+    /// Bytes held by the queued spans ([`EncodedSpan::size`]), and their budget.
     bytes: Arc<AtomicUsize>,
     max_bytes: usize,
     /// Spans queued that make a batch (`batch_size`, at most the queue size).
@@ -39,7 +39,7 @@ pub struct SpanQueue {
 /// The export thread's end of the queue: what the [`Batcher`] drains.
 #[derive(Debug)]
 pub(super) struct Intake {
-    rx: mpsc::Receiver<SpanData>,
+    rx: mpsc::Receiver<EncodedSpan>,
     batch_ready: Arc<Notify>,
     pending: Arc<AtomicUsize>,
     bytes: Arc<AtomicUsize>,
@@ -50,7 +50,7 @@ pub(super) struct Intake {
 
 impl SpanQueue {
     /// A queue of at most `queue_size` spans (at least one) and `max_bytes`
-    /// estimated bytes, whose batches hold `batch_size` spans (at least one, at
+    /// bytes of span memory, whose batches hold `batch_size` spans (at least one, at
     /// most the queue), and its other end. The channel allocates its slots as
     /// they fill, so a large `queue_size` costs nothing idle.
     pub(super) fn bounded(
@@ -86,7 +86,7 @@ impl SpanQueue {
 
     /// A queue of `capacity` spans and its receiving end, for tests.
     #[cfg(test)]
-    pub fn for_test(capacity: usize, metrics: SpanMetrics) -> (Self, mpsc::Receiver<SpanData>) {
+    pub fn for_test(capacity: usize, metrics: SpanMetrics) -> (Self, mpsc::Receiver<EncodedSpan>) {
         let (tx, rx) = mpsc::channel(capacity);
         let queue = Self {
             tx,
@@ -102,8 +102,8 @@ impl SpanQueue {
 
     /// Queues `span`, or drops and counts it when the queue is full (in spans
     /// or in bytes). Never waits.
-    pub fn push(&self, span: SpanData) {
-        let size = estimate(&span);
+    pub fn push(&self, span: EncodedSpan) {
+        let size = span.size();
         // Counted before it can be received, so the batcher never takes a span
         // that is not counted yet.
         let bytes = self.bytes.fetch_add(size, Ordering::Relaxed) + size;
@@ -198,7 +198,7 @@ impl Batcher {
     }
 
     /// Tops `batch` up from the queue to a batch's size.
-    fn fill(&mut self, batch: &mut Vec<SpanData>) {
+    fn fill(&mut self, batch: &mut Vec<EncodedSpan>) {
         while batch.len() < self.intake.batch_size {
             match self.intake.rx.try_recv() {
                 Ok(span) => batch.push(span),
@@ -210,13 +210,13 @@ impl Batcher {
     /// Once fewer than [`MAX_IN_FLIGHT`] exports are running, tops `batch` up
     /// from the queue (so a batch that waited for a slow collector leaves
     /// full), encodes it (emptying it) and exports it on a task of its own.
-    async fn export(&mut self, batch: &mut Vec<SpanData>) {
+    async fn export(&mut self, batch: &mut Vec<EncodedSpan>) {
         let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
             return;
         };
         self.fill(batch);
         let spans = std::mem::replace(batch, Vec::with_capacity(self.intake.batch_size));
-        let size: usize = spans.iter().map(estimate).sum();
+        let size: usize = spans.iter().map(EncodedSpan::size).sum();
         let count = spans.len();
         // Out of the queue's budget once taken: in flight, they are bounded by
         // MAX_IN_FLIGHT batches instead.

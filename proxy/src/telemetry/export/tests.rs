@@ -13,7 +13,11 @@ use opentelemetry_sdk::Resource;
 use super::{SpanExport, SpanQueue};
 use crate::metrics::Metrics;
 
-fn span() -> SpanData {
+fn span() -> super::EncodedSpan {
+    super::wire::testing::write(&data())
+}
+
+fn data() -> SpanData {
     let context = SpanContext::new(
         TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736_u128),
         SpanId::from(0x00f0_67aa_0ba9_02b7_u64),

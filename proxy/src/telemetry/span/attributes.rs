@@ -3,22 +3,20 @@
 //! meshtrace's own; plus the links to contexts that lost a format conflict.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use http::Version;
-use opentelemetry::trace::{Link, SpanContext, SpanId, TraceFlags, TraceId, TraceState};
-use opentelemetry::{Array, KeyValue, StringValue, Value};
-use opentelemetry_sdk::trace::SpanLinks;
+use meshtrace_config::RouteTemplate;
 
-use super::{semconv, truncated, Recorder, SpanEnd, SpanInfo, SpanStart, REDACTED};
+use super::{cut, semconv, Recorder, SpanEnd, SpanInfo, SpanStart, REDACTED};
+use crate::propagation::Format;
+use crate::telemetry::export::{LinkTo, SpanWriter};
 
 // === impl Recorder ===
 
 impl Recorder {
     /// `server.*`, `client.address`, the protocol version and the user agent.
-    pub(super) fn connection_attributes(&self, attrs: &mut Vec<KeyValue>, start: &SpanStart) {
+    pub(super) fn connection_attributes(&self, span: &mut SpanWriter, start: &SpanStart) {
         let from_host: Option<http::uri::Authority>;
         let authority = match start.uri.authority() {
             Some(a) => Some(a),
@@ -32,15 +30,16 @@ impl Recorder {
             }
         };
         if let Some(a) = authority {
-            attrs.push(KeyValue::new("server.address", host_value(a.host())));
-            if let Some(port) = a.port_u16() {
-                attrs.push(KeyValue::new("server.port", i64::from(port)));
+            let (host, port) = host_port(a);
+            span.str("server.address", host);
+            if let Some(port) = port {
+                span.int("server.port", i64::from(port));
             }
         }
         if start.server {
-            attrs.push(KeyValue::new("client.address", start.peer.clone()));
+            span.str("client.address", start.peer.as_str());
         }
-        attrs.push(KeyValue::new(
+        span.str(
             "network.protocol.version",
             match start.version {
                 Version::HTTP_2 => "2",
@@ -49,15 +48,10 @@ impl Recorder {
                 Version::HTTP_3 => "3",
                 _ => "1.1",
             },
-        ));
+        );
         if let Some(ua) = &start.user_agent {
-            attrs.push(KeyValue::new(
-                "user_agent.original",
-                truncated(
-                    String::from_utf8_lossy(ua.as_bytes()).into_owned(),
-                    self.max_tag,
-                ),
-            ));
+            let ua = String::from_utf8_lossy(ua.as_bytes());
+            span.str("user_agent.original", cut(&ua, self.max_tag));
         }
     }
 
@@ -65,126 +59,109 @@ impl Recorder {
     /// `meshtrace.propagation.formats`.
     pub(super) fn meshtrace_attributes(
         &self,
-        attrs: &mut Vec<KeyValue>,
+        span: &mut SpanWriter,
         info: &SpanInfo,
         reason: &'static str,
     ) {
         if let Some(tenant) = &info.tenant {
-            attrs.push(KeyValue::new(
-                "meshtrace.tenant",
-                truncated(tenant.to_string(), self.max_tag),
-            ));
+            span.str("meshtrace.tenant", cut(tenant, self.max_tag));
         }
-        attrs.push(KeyValue::new("meshtrace.sampling.reason", reason));
+        span.str("meshtrace.sampling.reason", reason);
         if !info.formats.is_empty() {
-            let formats: Vec<StringValue> =
-                info.formats.iter().map(|f| f.as_str().into()).collect();
-            attrs.push(KeyValue::new(
-                "meshtrace.propagation.formats",
-                Value::Array(Array::String(formats)),
-            ));
+            let mut names = [""; Format::ALL.len()];
+            let mut count = 0;
+            for (name, format) in names.iter_mut().zip(info.formats.iter()) {
+                *name = format.as_str();
+                count += 1;
+            }
+            span.strs("meshtrace.propagation.formats", &names[..count]);
         }
     }
 
-    /// HTTP attributes; returns the span name.
+    /// HTTP attributes; `method` is the request's when it is a known one,
+    /// `route` the configured route its path matches.
     pub(super) fn http_attributes(
         &self,
-        attrs: &mut Vec<KeyValue>,
+        span: &mut SpanWriter,
         start: &SpanStart,
         end: &SpanEnd,
-    ) -> Cow<'static, str> {
-        let method: Cow<'static, str> = match semconv::known_method(&start.method) {
-            Some(m) => m.into(),
+        method: Option<&'static str>,
+        route: Option<&RouteTemplate>,
+    ) {
+        let method = match method {
+            Some(m) => m,
             None => {
-                attrs.push(KeyValue::new(
+                span.str(
                     "http.request.method_original",
-                    truncated(start.method.as_str().to_string(), self.max_tag),
-                ));
-                "_OTHER".into()
+                    cut(start.method.as_str(), self.max_tag),
+                );
+                "_OTHER"
             }
         };
-        attrs.push(KeyValue::new("http.request.method", method.clone()));
+        span.str("http.request.method", method);
         let path = start.uri.path();
-        attrs.push(KeyValue::new(
-            "url.path",
-            truncated(path.to_string(), self.max_path),
-        ));
-        let scheme: Value = match start.uri.scheme_str() {
-            None | Some("http") => "http".into(),
-            Some("https") => "https".into(),
-            Some(other) => other.to_string().into(),
+        span.str("url.path", cut(path, self.max_path));
+        let scheme = match start.uri.scheme_str() {
+            None => "http",
+            Some(scheme) => scheme,
         };
-        attrs.push(KeyValue::new("url.scheme", scheme));
+        span.str("url.scheme", scheme);
         let query = start
             .uri
             .query()
             .filter(|_| !self.drop_query)
-            .map(|q| truncated(self.redact_query(q), self.max_path));
+            .map(|q| self.redact_query(q));
+        let query = query.as_deref().map(|q| cut(q, self.max_path));
         if !start.server {
             // CLIENT spans carry the whole URL (`url.full` is required there).
             let authority = start
                 .uri
                 .authority()
-                .map(|a| a.as_str().to_string())
-                .or_else(|| {
-                    start
-                        .host
-                        .as_ref()
-                        .and_then(|h| h.to_str().ok())
-                        .map(String::from)
-                })
+                .map(|a| a.as_str())
+                .or_else(|| start.host.as_ref().and_then(|h| h.to_str().ok()))
                 .unwrap_or_default();
-            let full = match &query {
+            let full = match query {
                 Some(q) => format!("http://{authority}{path}?{q}"),
                 None => format!("http://{authority}{path}"),
             };
-            attrs.push(KeyValue::new("url.full", truncated(full, self.max_path)));
+            span.str("url.full", cut(&full, self.max_path));
         }
         if let Some(query) = query {
-            attrs.push(KeyValue::new("url.query", query));
+            span.str("url.query", query);
         }
         if !end.abandoned() {
-            attrs.push(KeyValue::new(
-                "http.response.status_code",
-                i64::from(end.status.as_u16()),
-            ));
+            span.int("http.response.status_code", i64::from(end.status.as_u16()));
         }
-        match self.routes.iter().find(|r| r.matches(path)) {
-            Some(route) => {
-                if start.server {
-                    attrs.push(KeyValue::new("http.route", route.as_str().to_string()));
-                }
-                format!("{method} {}", route.as_str()).into()
-            }
-            None => method,
+        if let (true, Some(route)) = (start.server, route) {
+            span.str("http.route", route.as_str());
         }
     }
 
     /// RPC attributes (and, with `rpc_dup`, the deprecated set).
     pub(super) fn rpc_attributes(
         &self,
-        attrs: &mut Vec<KeyValue>,
+        span: &mut SpanWriter,
         service: &str,
         method: &str,
         code: u16,
     ) {
-        attrs.push(KeyValue::new("rpc.system.name", "grpc"));
-        attrs.push(KeyValue::new("rpc.method", format!("{service}/{method}")));
-        attrs.push(KeyValue::new(
-            "rpc.response.status_code",
-            semconv::grpc_code_name(code),
-        ));
+        span.str("rpc.system.name", "grpc");
+        span.parts("rpc.method", &[service, "/", method]);
+        span.str("rpc.response.status_code", semconv::grpc_code_name(code));
         if self.rpc_dup {
             // The deprecated set (semconv ≤ 1.37). Its `rpc.method` (method name only)
             // clashes with the current one, which wins.
-            attrs.push(KeyValue::new("rpc.system", "grpc"));
-            attrs.push(KeyValue::new("rpc.service", service.to_string()));
-            attrs.push(KeyValue::new("rpc.grpc.status_code", i64::from(code)));
+            span.str("rpc.system", "grpc");
+            span.str("rpc.service", service);
+            span.int("rpc.grpc.status_code", i64::from(code));
         }
     }
 
     /// `query` with the values of redacted parameters replaced.
-    fn redact_query(&self, query: &str) -> String {
+    fn redact_query<'a>(&self, query: &'a str) -> Cow<'a, str> {
+        if self.redact_params.is_empty() {
+            return query.into();
+        }
         let mut out = String::with_capacity(query.len());
         for (i, pair) in query.split('&').enumerate() {
             if i > 0 {
@@ -204,34 +181,24 @@ impl Recorder {
                 _ => out.push_str(pair),
             }
         }
-        out
+        out.into()
     }
 }
 
-thread_local! {
-    /// The last `server.address` this thread wrote into a span.
-    ///
-    /// A span is built on the data path and freed on the export thread, and a free
-    /// on another thread is the allocator's slow path: a traced request spent
-    /// ~3 000 more instructions in jemalloc than an untraced one, most of them on
-    /// that (benches/RESULTS.md, "the traced request: frees on another thread").
-    /// A sidecar's requests mostly name one host (inbound, the app's own name), so
-    /// a span that repeats the last one shares its string (an `Arc<str>`: a
-    /// reference count, no allocation). [`super::PeerAddress`] does the same for
-    /// `client.address`, per connection.
-    static LAST_HOST: RefCell<Option<StringValue>> = const { RefCell::new(None) };
-}
-
-/// `server.address`: `host`, shared while it repeats.
-fn host_value(host: &str) -> StringValue {
-    LAST_HOST.with_borrow_mut(|last| match last {
-        Some(value) if value.as_str() == host => value.clone(),
-        _ => {
-            let value = StringValue::from(Arc::<str>::from(host));
-            *last = Some(value.clone());
-            value
-        }
-    })
+/// An authority's host and port, as `Authority::host` and `port_u16` read
+/// them, with two byte searches instead of their character iterators (which
+/// cost a traced request ~700 instructions).
+pub(super) fn host_port(authority: &http::uri::Authority) -> (&str, Option<u16>) {
+    let all = authority.as_str();
+    let host_port = all.rsplit_once('@').map_or(all, |(_, hp)| hp);
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(rest) => match rest.find(']') {
+            Some(end) => host_port.split_at(end + 2),
+            None => (host_port, ""),
+        },
+        None => host_port.split_at(host_port.find(':').unwrap_or(host_port.len())),
+    };
+    (host, port.strip_prefix(':').and_then(|p| p.parse().ok()))
 }
 
 /// `ip` as `Display` writes it; IPv4 (every loopback and pod address) without
@@ -258,38 +225,27 @@ pub(super) fn ip_string(ip: IpAddr) -> String {
 
 /// `error.type`: the sidecar's own error class when it answered itself, else the
 /// gRPC status name or the HTTP status code.
-pub(super) fn error_type(end: &SpanEnd, grpc: Option<u16>) -> String {
+pub(super) fn error_type(end: &SpanEnd, grpc: Option<u16>) -> &str {
     match (end.proxy_error, grpc) {
-        (Some(cause), _) => cause.to_string(),
-        (None, Some(code)) => semconv::grpc_code_name(code).to_string(),
-        (None, None) => end.status.as_str().to_string(),
+        (Some(cause), _) => cause,
+        (None, Some(code)) => semconv::grpc_code_name(code),
+        (None, None) => end.status.as_str(),
     }
 }
 
 /// A link to every context that lost a format conflict, so the trace it
 /// started is one click away.
-pub(super) fn conflict_links(info: &SpanInfo) -> SpanLinks {
-    let mut links = SpanLinks::default();
-    links.links = info
-        .discarded
-        .iter()
-        .map(|d| {
-            let context = SpanContext::new(
-                TraceId::from(d.trace_id.get()),
-                SpanId::from(d.span_id.get()),
-                TraceFlags::default(),
-                true,
-                TraceState::NONE,
-            );
-            Link::new(
-                context,
-                vec![
-                    KeyValue::new("meshtrace.link.reason", "propagation_conflict"),
-                    KeyValue::new("meshtrace.propagation.format", d.format.as_str()),
-                ],
-                0,
-            )
-        })
-        .collect();
-    links
+pub(super) fn conflict_links(span: &mut SpanWriter, info: &SpanInfo) {
+    for discarded in &info.discarded {
+        span.link(&LinkTo {
+            trace_id: discarded.trace_id.get(),
+            span_id: discarded.span_id.get(),
+            trace_flags: 0,
+            remote: true,
+            attributes: &[
+                ("meshtrace.link.reason", "propagation_conflict"),
+                ("meshtrace.propagation.format", discarded.format.as_str()),
+            ],
+        });
+    }
 }

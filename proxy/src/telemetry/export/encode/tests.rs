@@ -15,10 +15,15 @@ use prost::Message;
 
 use opentelemetry_proto::tonic::trace::v1::Span;
 
-use super::super::wire::{put_span, span_len};
-use super::{estimate, Envelope};
+use super::super::wire::testing::write;
+use super::super::wire::EncodedSpan;
+use super::Envelope;
 
-fn span(n: u64) -> SpanData {
+fn span(n: u64) -> EncodedSpan {
+    write(&data(n))
+}
+
+fn data(n: u64) -> SpanData {
     let context = SpanContext::new(
         TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736_u128),
         SpanId::from(n),
@@ -110,54 +115,108 @@ fn an_empty_batch_is_a_valid_request() {
     assert!(request.resource_spans[0].scope_spans[0].spans.is_empty());
 }
 
-/// The byte budget counts spans by an estimate of their memory: never below
-/// their encoded size, and within a small factor of it.
+/// The byte budget counts a span's memory: never below its encoded size, and
+/// within a small factor of it.
 #[test]
-fn the_estimate_bounds_the_encoded_size_within_a_small_factor() {
+fn a_span_s_size_bounds_its_encoded_size_within_a_small_factor() {
     let envelope = Envelope::new(&Resource::builder_empty().build());
     let empty = envelope.encode(&[]).len();
-    let estimated = estimate(&span(1));
+    let estimated = span(1).size();
     let real = envelope.encode(&[span(1)]).len() - empty;
     assert!(
         estimated >= real && estimated <= real * 8,
-        "estimate {estimated} vs encoded {real}"
+        "size {estimated} vs encoded {real}"
     );
 }
 
-/// The bytes written straight from the record are exactly prost's for the
-/// `Span` opentelemetry-proto's own `From<SpanData>` builds (the conversion
-/// opentelemetry-otlp exported with).
+/// The bytes written straight from the request's facts are exactly prost's
+/// for the `Span` opentelemetry-proto's own `From<SpanData>` builds (the
+/// conversion opentelemetry-otlp exported with), whatever the span carries:
+/// links, string arrays, zero and negative integers, booleans, doubles, no
+/// parent, an unset status.
 #[test]
 fn spans_are_written_exactly_as_prost_writes_the_proto_span() {
-    let mut with_event = span(9);
-    with_event
-        .events
-        .events
-        .push(opentelemetry::trace::Event::new(
-            "ev",
-            SystemTime::UNIX_EPOCH + Duration::from_millis(1500),
-            vec![KeyValue::new("k", true), KeyValue::new("f", 1.5)],
-            1,
-        ));
-    with_event.attributes.push(KeyValue::new(
+    let mut many = data(9);
+    many.attributes.push(KeyValue::new(
         "meshtrace.propagation.formats",
         opentelemetry::Value::Array(opentelemetry::Array::String(vec![
             "w3c".into(),
             "b3".into(),
         ])),
     ));
-    with_event.attributes.push(KeyValue::new("zero", 0_i64));
-    with_event.attributes.push(KeyValue::new("neg", -3_i64));
-    let mut unset = span(10);
+    many.attributes.push(KeyValue::new("zero", 0_i64));
+    many.attributes.push(KeyValue::new("neg", -3_i64));
+    many.attributes.push(KeyValue::new("k", true));
+    many.attributes.push(KeyValue::new("f", 1.5));
+    many.attributes.push(KeyValue::new("empty", ""));
+    let mut unset = data(10);
     unset.status = Status::Unset;
     unset.parent_span_id = SpanId::INVALID;
     unset.parent_span_is_remote = false;
     unset.span_kind = SpanKind::Client;
-    for data in [span(1), with_event, unset] {
+    unset.links = SpanLinks::default();
+    for data in [data(1), many, unset] {
         let reference = Span::from(data.clone()).encode_to_vec();
-        let mut direct = Vec::new();
-        put_span(&data, &mut direct);
-        assert_eq!(span_len(&data), direct.len());
-        assert_eq!(&direct[..], &reference[..]);
+        assert_eq!(write(&data).bytes(), &reference[..]);
     }
+}
+
+/// Each writer call lands as the field opentelemetry-proto decodes.
+#[test]
+fn the_writer_s_calls_decode_as_their_fields() {
+    use super::super::wire::{LinkTo, SpanHead, SpanTail, SpanWriter};
+    let head = SpanHead {
+        trace_id: 7,
+        span_id: 9,
+        parent_id: None,
+        name: &["GET", " ", "/users/{id}"],
+        kind: SpanKind::Server,
+        start: SystemTime::UNIX_EPOCH + Duration::from_secs(1),
+        end: SystemTime::UNIX_EPOCH + Duration::from_secs(1),
+    };
+    // A buffer too small: it grows.
+    let mut writer = SpanWriter::new(&head, 1);
+    writer.str("a", "x");
+    writer.parts("rpc.method", &["pkg.Svc", "/", "Get"]);
+    writer.int("n", 300);
+    writer.strs("formats", &["w3c", "", "datadog"]);
+    writer.link(&LinkTo {
+        trace_id: 1,
+        span_id: 2,
+        trace_flags: 1,
+        remote: false,
+        attributes: &[("why", "because")],
+    });
+    let span = writer
+        .finish(&SpanTail {
+            status: &Status::error("boom"),
+            trace_flags: 0,
+            parent_remote: false,
+        })
+        .proto();
+    assert_eq!(span.name, "GET /users/{id}");
+    assert!(span.parent_span_id.is_empty());
+    assert_eq!(span.start_time_unix_nano, span.end_time_unix_nano);
+    let value = |i: usize| span.attributes[i].value.as_ref().unwrap().value.clone();
+    assert_eq!(value(0), Some(V::StringValue("x".into())));
+    assert_eq!(value(1), Some(V::StringValue("pkg.Svc/Get".into())));
+    assert_eq!(value(2), Some(V::IntValue(300)));
+    let Some(V::ArrayValue(formats)) = value(3) else {
+        panic!("{:?}", value(3));
+    };
+    let formats: Vec<_> = formats.values.into_iter().map(|v| v.value).collect();
+    assert_eq!(
+        formats,
+        [
+            Some(V::StringValue("w3c".into())),
+            Some(V::StringValue(String::new())),
+            Some(V::StringValue("datadog".into()))
+        ]
+    );
+    assert_eq!(span.links[0].trace_id, 1_u128.to_be_bytes());
+    assert_eq!(span.links[0].flags, 0x1 | 0x100);
+    assert_eq!(span.links[0].attributes[0].key, "why");
+    let status = span.status.unwrap();
+    assert_eq!((status.code, status.message.as_str()), (2, "boom"));
+    assert_eq!(span.flags, 0x100);
 }
