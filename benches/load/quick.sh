@@ -10,6 +10,10 @@
 #       # this one's, for before/after figures of an optimisation
 #   SAMPLING=1.0 bash benches/load/quick.sh
 #       # the sidecars sample at that rate and export OTLP/gRPC to target/release/otlp-sink
+#   SAMPLING=1.0 RATIO=1 bash benches/load/quick.sh
+#       # also an untraced sidecar of this build, in its own alternating windows:
+#       # throughput traced ÷ untraced per round (the issue-18 target, without the
+#       # whole harness)
 #   LATENCY=1 bash benches/load/quick.sh
 #       # also an open-loop window per sidecar: oha at 1000 req/s, p50/p99/p99.9
 #
@@ -37,6 +41,7 @@ admin: {listen: 127.0.0.1:$admin_port, health_listen: null, metrics_listen: null
 runtime: {workers: ${WORKERS:-1}}
 log: {access_log: false, level: warn}
 YAML
+cp "$tmp/sidecar.yaml" "$tmp/untraced.yaml"
 if [[ -n ${SAMPLING:-} ]]; then
   sink_port=18191
   target/release/otlp-sink --listen 127.0.0.1:$sink_port --stats 127.0.0.1:18192 >"$tmp/sink.log" 2>&1 &
@@ -59,12 +64,22 @@ ready() {
 ready $admin_port
 if [[ -n ${BEFORE:-} ]]; then
   before_port=18116; before_admin=18110
-  sed -e "s/:$inbound_port,/:$before_port,/" -e "s/:$admin_port}/:$before_admin}/" \
+  sed -e "s/:$inbound_port,/:$before_port,/" -e "s/:$admin_port,/:$before_admin,/" \
     "$tmp/sidecar.yaml" >"$tmp/before.yaml"
   "$BEFORE" run --config "$tmp/before.yaml" >"$tmp/before.log" 2>&1 &
   before=$!
   pids+=($before)
   ready $before_admin
+fi
+
+if [[ -n ${RATIO:-} ]]; then
+  [[ -n ${SAMPLING:-} ]] || { echo "RATIO=1 needs SAMPLING" >&2; exit 2; }
+  untraced_port=18126; untraced_admin=18120
+  sed -i -e "s/:$inbound_port,/:$untraced_port,/" -e "s/:$admin_port,/:$untraced_admin,/" "$tmp/untraced.yaml"
+  target/release/meshtrace-proxy run --config "$tmp/untraced.yaml" >"$tmp/untraced.log" 2>&1 &
+  untraced=$!
+  pids+=($untraced)
+  ready $untraced_admin
 fi
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/${1:-$sidecar}/status"; }
@@ -89,7 +104,7 @@ latency() {
   oha -z "${secs}s" -q 1000 -c 32 --latency-correction --no-tui --output-format json "$1" |
     python3 -c 'import json,sys; p=json.load(sys.stdin)["latencyPercentiles"]; print(*(round(p[k]*1e6) for k in ("p50","p99","p99.9")))'
 }
-direct=(); proxied=(); cpu_us=(); old=(); old_cpu=()
+direct=(); proxied=(); cpu_us=(); old=(); old_cpu=(); ratios=(); old_ratios=()
 for r in $(seq "$rounds"); do
   read -r d _ < <(window "http://127.0.0.1:$backend_port/")
   read -r p c < <(proxied_window "$sidecar" "$inbound_port")
@@ -99,6 +114,12 @@ for r in $(seq "$rounds"); do
     read -r p c < <(proxied_window "$before" "$before_port")
     old+=("$p"); old_cpu+=("$c")
     echo "         BEFORE build $p req/s, sidecar CPU $c us/request"
+  fi
+  if [[ -n ${RATIO:-} ]]; then
+    read -r u c < <(proxied_window "$untraced" "$untraced_port")
+    ratios+=("$(awk -v p="${proxied[-1]}" -v u="$u" 'BEGIN {printf "%.3f", p/u}')")
+    [[ -z ${BEFORE:-} ]] || old_ratios+=("$(awk -v p="${old[-1]}" -v u="$u" 'BEGIN {printf "%.3f", p/u}')")
+    echo "         untraced (this build) $u req/s, sidecar CPU $c us/request; traced ÷ untraced ${ratios[-1]}${BEFORE:+, BEFORE ${old_ratios[-1]}}"
   fi
   if [[ -n ${LATENCY:-} ]]; then
     echo "         latency p50/p99/p99.9 us at 1000 req/s: direct $(latency "http://127.0.0.1:$backend_port/")," \
@@ -129,4 +150,8 @@ if [[ -n ${BEFORE:-} ]]; then
   awk -v p="$mo" -v d="$md" 'BEGIN {printf "BEFORE ratio:     %.2f of direct\n", p/d}'
   echo "BEFORE CPU:       $(median "${old_cpu[@]}") us/request median (all: ${old_cpu[*]})"
   echo "BEFORE RSS after load: $(rss "$before") KiB"
+fi
+if [[ -n ${RATIO:-} ]]; then
+  echo "traced ÷ untraced: $(median "${ratios[@]}") median per round (all: ${ratios[*]})"
+  [[ -z ${BEFORE:-} ]] || echo "BEFORE traced ÷ this build's untraced: $(median "${old_ratios[@]}") (all: ${old_ratios[*]})"
 fi
