@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::telemetry::export::EncodedSpan;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -31,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::migration::Migration;
 use crate::orig_dst::OrigDst;
 use crate::target::Direction;
+use crate::telemetry::export::EncodedSpan;
 use crate::telemetry::{Recorder, SpanQueue};
 
 /// Every step of a test is bounded by this.
