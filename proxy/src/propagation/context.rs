@@ -127,7 +127,10 @@ pub struct TraceContext {
     /// W3C `tracestate`, validated, order preserved.
     pub tracestate: TraceState,
     /// Datadog-only fields, when the context came from (or through) Datadog.
-    pub datadog: Option<DatadogMeta>,
+    /// Boxed: most contexts carry none, and a context is moved several times
+    /// per request (codec, merge, span start), so it stays small enough to move
+    /// without a `memcpy` call.
+    pub datadog: Option<Box<DatadogMeta>>,
 }
 
 impl TraceContext {

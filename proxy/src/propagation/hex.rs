@@ -21,6 +21,13 @@ pub fn parse_u64(s: &[u8], uppercase: bool) -> Option<u64> {
     if s.is_empty() || s.len() > 16 {
         return None;
     }
+    // Ids are mostly 16 or 32 digits (two 16-digit halves): eight at a time.
+    if let Ok(digits) = <[u8; 16]>::try_from(s) {
+        let (high, low) = digits.split_at(8);
+        let high = parse_8(high.try_into().ok()?, uppercase)?;
+        let low = parse_8(low.try_into().ok()?, uppercase)?;
+        return Some(u64::from(high) << 32 | u64::from(low));
+    }
     let table = if uppercase { &ANY_CASE } else { &LOWER };
     // OR-ing the digits lets one check at the end catch any invalid byte.
     let mut acc = 0u64;
@@ -31,6 +38,34 @@ pub fn parse_u64(s: &[u8], uppercase: bool) -> Option<u64> {
         acc = acc << 4 | u64::from(d & 0xf);
     }
     (invalid & INVALID == 0).then_some(acc)
+}
+
+/// Eight hex digits, most significant first, read as one word (SWAR): each
+/// byte is checked against the digit and letter ranges by adding offsets that
+/// set its high bit, with no carry between bytes since every byte is below
+/// 0x80 by then. `uppercase` accepts `A-F` too.
+fn parse_8(digits: [u8; 8], uppercase: bool) -> Option<u32> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    let x = u64::from_be_bytes(digits);
+    if x & HIGH != 0 {
+        return None;
+    }
+    // The high bit of each byte in `lo..=hi`.
+    let within = |lo: u64, hi: u64| (x + ONES * (0x80 - lo)) & !(x + ONES * (0x7f - hi));
+    let mut valid = within(u64::from(b'0'), u64::from(b'9')) | within(0x61, 0x66);
+    if uppercase {
+        valid |= within(0x41, 0x46);
+    }
+    if valid & HIGH != HIGH {
+        return None;
+    }
+    // Digits keep their low nibble; letters (bit 6 set) add 9 to theirs.
+    let nibbles = (x & (ONES * 0x0f)) + ((x >> 6) & ONES) * 9;
+    // Pack the eight nibbles: pairs into bytes, bytes into 16 bits, into 32.
+    let bytes = (nibbles | nibbles >> 4) & 0x00ff_00ff_00ff_00ff;
+    let halves = (bytes | bytes >> 8) & 0x0000_ffff_0000_ffff;
+    u32::try_from((halves | halves >> 16) & 0xffff_ffff).ok()
 }
 
 /// Marks a byte that is not a digit in the decoding tables.
@@ -164,6 +199,43 @@ mod tests {
             push_decimal(&mut buf, v);
             assert_eq!(buf.get(), Some(v.to_string().as_bytes()));
         }
+    }
+
+    #[test]
+    fn sixteen_digits_read_as_words_agree_with_one_at_a_time() {
+        // Every byte value at every position, among valid digits: the word
+        // reader (16 lower-case digits) against the table, one digit at a time.
+        let one_at_a_time = |s: &[u8], uppercase: bool| {
+            let table = if uppercase { &ANY_CASE } else { &LOWER };
+            s.iter().try_fold(0u64, |acc, &b| {
+                let d = table[usize::from(b)];
+                (d & INVALID == 0).then_some(acc << 4 | u64::from(d))
+            })
+        };
+        for base in [*b"0123456789abcdef", *b"FEDCBA9876543210"] {
+            for position in 0..16 {
+                for byte in 0..=255u8 {
+                    let mut s = base;
+                    s[position] = byte;
+                    for uppercase in [false, true] {
+                        let expected = one_at_a_time(&s, uppercase);
+                        assert_eq!(parse_u64(&s, uppercase), expected, "{s:?}");
+                    }
+                }
+            }
+        }
+        for v in [0, 1, 0x00f0_67aa_0ba9_02b7, u64::MAX, 0x8000_0000_0000_0000] {
+            assert_eq!(parse_u64(&u64_16(v), false), Some(v));
+        }
+        assert_eq!(
+            parse_u128(b"4bf92f3577b34da6a3ce929d0e0e4736", false),
+            Some(0x4bf92f3577b34da6a3ce929d0e0e4736)
+        );
+        assert_eq!(parse_u64(b"4BF92F3577B34DA6", false), None);
+        assert_eq!(
+            parse_u64(b"4BF92F3577B34DA6", true),
+            Some(0x4bf92f3577b34da6)
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! Writing one trace header: the value is built on the stack ([`Buf`]) and
-//! copied once into its `HeaderValue`, and [`set`] leaves a header that already
-//! holds exactly that value alone (the common case for every field but the
-//! span id when the caller's format goes on), so an unchanged field costs one
-//! lookup and a compare instead of an allocation and a replacement.
+//! Writing trace headers: each value is built on the stack ([`Buf`]) and
+//! copied once into its `HeaderValue`, and a header that already holds exactly
+//! that value is left alone (the common case for every field but the span id
+//! when the caller's format goes on), so an unchanged field costs a compare
+//! instead of an allocation and a replacement. [`set`] writes one header by a
+//! hashed lookup; [`set_all`] writes a format's headers with one pass over a
+//! small map, settling in place the headers the request already carries.
 
 use http::header::{Entry, HeaderMap, HeaderName, HeaderValue};
 
@@ -82,16 +84,116 @@ pub(crate) fn set(headers: &mut HeaderMap, name: &'static HeaderName, value: Opt
     }
 }
 
-/// [`set`] when `value` is `Some`; when it is `None`, removes the header if
-/// the request may carry it (`arrived`) — an absent header costs nothing.
-pub(crate) fn put(
+/// A header's new value, for [`set_all`].
+#[derive(Clone, Copy)]
+pub(crate) enum New<'a> {
+    /// Bytes, copied into a new value only when the header does not hold them.
+    Bytes(&'a [u8]),
+    /// A value already made (`from_static`, or shared with the request): never copied.
+    Made(&'a HeaderValue),
+    /// No value: the header is removed.
+    Remove,
+}
+
+impl<'a> New<'a> {
+    /// Bytes built on the stack: a [`Buf`] that overflowed (`None`) removes the
+    /// header rather than leave a stale one.
+    #[inline(always)]
+    pub(crate) fn bytes(value: Option<&'a [u8]>) -> Self {
+        value.map_or(Self::Remove, Self::Bytes)
+    }
+
+    #[inline(always)]
+    fn holds(self, value: &HeaderValue) -> bool {
+        match self {
+            Self::Bytes(bytes) => value.as_bytes() == bytes,
+            Self::Made(made) => value == made,
+            Self::Remove => false,
+        }
+    }
+
+    /// The value to write; `None` removes the header (and so does bytes that
+    /// are not a valid header value).
+    #[inline(always)]
+    fn make(self) -> Option<HeaderValue> {
+        match self {
+            Self::Bytes(bytes) => HeaderValue::from_bytes(bytes).ok(),
+            Self::Made(made) => Some(made.clone()),
+            Self::Remove => None,
+        }
+    }
+
+    /// [`set`] by hashed lookup.
+    #[inline(always)]
+    fn set(self, headers: &mut HeaderMap, name: &'static HeaderName) {
+        match self {
+            Self::Bytes(bytes) => set(headers, name, Some(bytes)),
+            Self::Made(made) => set_value(headers, name, made),
+            Self::Remove => drop(headers.remove(name)),
+        }
+    }
+}
+
+/// Up to this many headers, one pass comparing names beats a hashed lookup
+/// per header read or written.
+pub(crate) const SCAN_MAX: usize = 16;
+
+/// Writes one format's headers, each as [`set`] would (a header that already
+/// holds its value, once, is left alone; [`New::Remove`] removes it). When the
+/// request may carry them (`arrived`), a small map is read in one pass, and a
+/// header found once is settled in place, so the common case — the caller's
+/// own headers, most unchanged — costs no hashed lookup at all. Only names
+/// that start with `prefix` are compared with `writes`' names. Headers the
+/// pass did not settle (absent, sent twice, to be removed) go the hashed way.
+/// Inlined into each codec, whose list of headers is then a constant length
+/// with mostly constant kinds: the loop and the dispatch fold away.
+#[inline(always)]
+pub(crate) fn set_all<const N: usize>(
     headers: &mut HeaderMap,
-    name: &'static HeaderName,
-    value: Option<&[u8]>,
+    prefix: &str,
+    writes: [(&'static HeaderName, New<'_>); N],
     arrived: bool,
 ) {
-    if value.is_some() || arrived {
-        set(headers, name, value);
+    /// Found once and settled in the pass.
+    const SETTLED: u8 = 1;
+    /// Found once but to be removed, or found more than once.
+    const UNSETTLED: u8 = 2;
+    let mut found = [0u8; N];
+    if arrived {
+        if headers.len() > SCAN_MAX {
+            for (name, new) in writes {
+                new.set(headers, name);
+            }
+            return;
+        }
+        let first = prefix.as_bytes().first();
+        for (name, value) in headers.iter_mut() {
+            let name_bytes = name.as_str().as_bytes();
+            // Most names differ from the prefix in their first byte.
+            if name_bytes.first() != first || !name_bytes.starts_with(prefix.as_bytes()) {
+                continue;
+            }
+            let Some(i) = writes.iter().position(|(n, _)| *n == name) else {
+                continue;
+            };
+            found[i] = match found[i] {
+                0 if writes[i].1.holds(value) => SETTLED,
+                0 => match writes[i].1.make() {
+                    Some(new) => {
+                        *value = new;
+                        SETTLED
+                    }
+                    None => UNSETTLED,
+                },
+                _ => UNSETTLED,
+            };
+        }
+    }
+    for ((name, new), found) in writes.into_iter().zip(found) {
+        match (found, new) {
+            (SETTLED, _) | (0, New::Remove) => {}
+            _ => new.set(headers, name),
+        }
     }
 }
 
@@ -148,6 +250,60 @@ mod tests {
         headers.append(&NAME, v.clone());
         set_value(&mut headers, &NAME, &v);
         assert_eq!(headers.get_all(&NAME).iter().count(), 1);
+    }
+
+    /// [`set_all`] against the same writes made one by one with hashed
+    /// lookups, on maps holding each header absent, once (same value or
+    /// another), twice, and beside enough other headers to pass the scan limit.
+    #[test]
+    fn set_all_writes_what_one_lookup_per_header_writes() {
+        static OTHER: HeaderName = HeaderName::from_static("x-b3-sampled");
+        static SHARED: HeaderValue = HeaderValue::from_static("s");
+        let news = [
+            New::Bytes(b"a"),
+            New::Bytes(b"bad\n"),
+            New::Made(&SHARED),
+            New::Remove,
+        ];
+        let holdings: [&[&str]; 5] = [&[], &["a"], &["s"], &["b"], &["a", "a"]];
+        for filler in [0, SCAN_MAX] {
+            for new in news {
+                for other_new in news {
+                    for held in holdings {
+                        for other_held in holdings {
+                            let mut headers = HeaderMap::new();
+                            for i in 0..filler {
+                                let name = format!("x-filler-{i}");
+                                let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+                                headers.insert(name, HeaderValue::from_static("f"));
+                            }
+                            for v in held {
+                                headers.append(&NAME, HeaderValue::from_static(v));
+                            }
+                            for v in other_held {
+                                headers.append(&OTHER, HeaderValue::from_static(v));
+                            }
+                            let mut expected = headers.clone();
+                            new.set(&mut expected, &NAME);
+                            other_new.set(&mut expected, &OTHER);
+                            let mut got = headers.clone();
+                            set_all(&mut got, "x-b3-", [(&NAME, new), (&OTHER, other_new)], true);
+                            assert_eq!(got, expected, "{held:?} {other_held:?} filler {filler}");
+                        }
+                    }
+                }
+            }
+        }
+        // A format that did not arrive has nothing to remove or compare.
+        let mut headers = HeaderMap::new();
+        set_all(
+            &mut headers,
+            "x-b3-",
+            [(&NAME, New::Bytes(b"a")), (&OTHER, New::Remove)],
+            false,
+        );
+        assert_eq!(headers.get(&NAME), Some(&HeaderValue::from_static("a")));
+        assert_eq!(headers.len(), 1);
     }
 
     #[test]

@@ -91,10 +91,10 @@ fn force_header_values_other_than_a_true_word_are_no_signal() {
 fn datadog_user_keep_priority_is_a_force_signal() {
     let config = config(|c| c.sampling.default_rate = 0.0);
     let mut context = context();
-    context.datadog = Some(DatadogMeta {
+    context.datadog = Some(Box::new(DatadogMeta {
         priority: Some(2),
         ..DatadogMeta::default()
-    });
+    }));
     let decision = decision(&config, true, &request("/", &[]), &context);
     assert!(decision.sampled);
     assert_eq!(decision.reason, Reason::ForceSignal);
@@ -157,11 +157,11 @@ fn apply_writes_a_probability_decision_with_its_threshold() {
 #[test]
 fn apply_marks_a_forced_datadog_trace_user_keep_by_manual_decision() {
     let mut context = context();
-    context.datadog = Some(DatadogMeta {
+    context.datadog = Some(Box::new(DatadogMeta {
         priority: Some(0),
         tags: vec![("dm".into(), "-0".into())],
         ..DatadogMeta::default()
-    });
+    }));
     let forced = Decision {
         sampled: true,
         reason: Reason::ForceSignal,
@@ -249,10 +249,10 @@ fn b3_debug_over_budget_is_passed_on_as_plain_sampled() {
 fn datadog_user_keep_over_budget_is_passed_on_as_auto_keep() {
     let mut caller = context();
     caller.sampling = Sampling::Sampled;
-    caller.datadog = Some(DatadogMeta {
+    caller.datadog = Some(Box::new(DatadogMeta {
         priority: Some(2),
         ..DatadogMeta::default()
-    });
+    }));
     let forwarded = forward_many(3.0, &request("/", &[]), &caller, 5);
     assert_eq!(reasons(&forwarded), forced_then_over(3, 2));
     let priority = |c: &TraceContext| c.datadog.as_ref().and_then(|m| m.priority);

@@ -38,7 +38,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::context::{Sampling, SpanId, TraceContext, TraceId};
-use super::value::{set, set_value, Buf};
+use super::value::{set, set_all, Buf, New};
 use super::{hex, Extracted, Invalid, Outgoing};
 
 /// `x-b3-traceid`.
@@ -123,39 +123,28 @@ pub(crate) fn write_multi(out: &Outgoing<'_>, headers: &mut HeaderMap, arrived: 
     let c = out.context;
     let mut trace = Buf::new();
     hex::push_trace_id(&mut trace, c.trace_id.get(), out.narrow_ids);
-    set(headers, &X_B3_TRACE_ID, trace.get());
-    set(
-        headers,
-        &X_B3_SPAN_ID,
-        Some(&hex::u64_16(c.parent_id.get())),
-    );
-    match out.span_parent {
-        Some(parent) => set(
-            headers,
-            &X_B3_PARENT_SPAN_ID,
-            Some(&hex::u64_16(parent.get())),
-        ),
-        None if arrived => drop(headers.remove(&X_B3_PARENT_SPAN_ID)),
-        None => {}
-    }
+    let span = hex::u64_16(c.parent_id.get());
+    let parent = out.span_parent.map(|p| hex::u64_16(p.get()));
+    let parent = parent.as_ref().map_or(New::Remove, |p| New::Bytes(p));
     // Debug implies accept: B3 sends the flag instead of `X-B3-Sampled`.
-    let (write, clear) = match state_char(c) {
-        Some(b'd') => (Some((&X_B3_FLAGS, &ONE)), &X_B3_SAMPLED),
-        Some(b'1') => (Some((&X_B3_SAMPLED, &ONE)), &X_B3_FLAGS),
-        Some(_) => (Some((&X_B3_SAMPLED, &ZERO)), &X_B3_FLAGS),
-        None => {
-            if arrived {
-                headers.remove(&X_B3_SAMPLED);
-            }
-            (None, &X_B3_FLAGS)
-        }
+    let (sampled, flags) = match state_char(c) {
+        Some(b'd') => (New::Remove, New::Made(&ONE)),
+        Some(b'1') => (New::Made(&ONE), New::Remove),
+        Some(_) => (New::Made(&ZERO), New::Remove),
+        None => (New::Remove, New::Remove),
     };
-    if arrived {
-        headers.remove(clear);
-    }
-    if let Some((name, value)) = write {
-        set_value(headers, name, value);
-    }
+    set_all(
+        headers,
+        "x-b3-",
+        [
+            (&X_B3_TRACE_ID, New::bytes(trace.get())),
+            (&X_B3_SPAN_ID, New::Bytes(&span)),
+            (&X_B3_PARENT_SPAN_ID, parent),
+            (&X_B3_SAMPLED, sampled),
+            (&X_B3_FLAGS, flags),
+        ],
+        arrived,
+    );
 }
 
 static ONE: HeaderValue = HeaderValue::from_static("1");

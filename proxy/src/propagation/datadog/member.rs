@@ -161,7 +161,12 @@ fn escape(s: &str, part: Part) -> Cow<'_, str> {
         (Part::Value | Part::Origin, '=') => Some('~'),
         _ => None,
     };
-    if !s.chars().any(|c| outside(c) || single(c).is_some()) {
+    // Usually nothing needs replacing: checked a byte at a time (a byte
+    // outside ASCII is outside printable ASCII too, so it goes the long way).
+    if !s
+        .bytes()
+        .any(|b| outside(char::from(b)) || single(char::from(b)).is_some())
+    {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len());

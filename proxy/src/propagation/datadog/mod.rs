@@ -42,7 +42,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::context::{DatadogMeta, Sampling, SpanId, TraceContext, TraceId};
-use super::value::{put, set, set_value, Buf};
+use super::value::{set_all, Buf, New};
 use super::{hex, Extracted, Invalid, Outgoing};
 
 mod member;
@@ -110,12 +110,12 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
     let sampling = priority.map_or(Sampling::Deferred, sampling_of);
     let mut context = TraceContext::new(trace_id, parent_id, sampling);
     context.narrow = high.is_none();
-    context.datadog = Some(DatadogMeta {
+    context.datadog = Some(Box::new(DatadogMeta {
         priority,
         origin,
         last_parent: Some(parent_id),
         tags,
-    });
+    }));
     Extracted::Context(context)
 }
 
@@ -242,32 +242,38 @@ pub(crate) fn write(out: &Outgoing<'_>, headers: &mut HeaderMap, arrived: bool) 
         return;
     }
     let meta = c.datadog.as_ref();
-    let mut id: Buf = Buf::new();
-    hex::push_decimal(&mut id, c.trace_id.low());
-    set(headers, &TRACE_ID, id.get());
-    let mut id: Buf = Buf::new();
-    hex::push_decimal(&mut id, c.parent_id.get());
-    set(headers, &PARENT_ID, id.get());
+    let mut trace_id: Buf = Buf::new();
+    hex::push_decimal(&mut trace_id, c.trace_id.low());
+    let mut parent_id: Buf = Buf::new();
+    hex::push_decimal(&mut parent_id, c.parent_id.get());
     let priority = outgoing_priority(meta.and_then(|m| m.priority), c.sampling, c.debug);
     // The four priorities Datadog defines are static values: no allocation.
     let known = priority.and_then(|p| PRIORITIES.get(usize::try_from(i16::from(p) + 1).ok()?));
-    match known {
-        Some(value) => set_value(headers, &SAMPLING_PRIORITY, value),
-        None => {
-            let mut digits = itoa::Buffer::new();
-            let priority = priority.map(|p| digits.format(p).as_bytes());
-            put(headers, &SAMPLING_PRIORITY, priority, arrived);
-        }
-    }
+    let mut digits = itoa::Buffer::new();
+    let priority = match (known, priority) {
+        (Some(value), _) => New::Made(value),
+        (None, Some(p)) => New::Bytes(digits.format(p).as_bytes()),
+        (None, None) => New::Remove,
+    };
     let origin = meta
         .and_then(|m| m.origin.as_deref())
         .filter(|o| !o.is_empty());
-    put(headers, &ORIGIN, origin.map(str::as_bytes), arrived);
     let tags = meta.map_or(&[][..], |m| &m.tags[..]);
     let mut encoded = Buf::<MAX_TAGS_LEN>::new();
     encode_tags(c.trace_id.high(), tags, &mut encoded);
     let encoded = encoded.get().filter(|v| !v.is_empty());
-    put(headers, &TAGS, encoded, arrived);
+    set_all(
+        headers,
+        "x-datadog-",
+        [
+            (&TRACE_ID, New::bytes(trace_id.get())),
+            (&PARENT_ID, New::bytes(parent_id.get())),
+            (&SAMPLING_PRIORITY, priority),
+            (&ORIGIN, New::bytes(origin.map(str::as_bytes))),
+            (&TAGS, New::bytes(encoded)),
+        ],
+        arrived,
+    );
 }
 
 /// `x-datadog-sampling-priority` from -1 (user drop) to 2 (user keep).
@@ -308,7 +314,19 @@ fn parse_decimal(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 20 {
         return None;
     }
-    s.iter().try_fold(0u64, |acc, &b| {
+    // Up to 19 digits always fit a u64: only a 20th needs its arithmetic checked.
+    let (head, last) = s.split_at(s.len().min(19));
+    let mut acc = 0u64;
+    let mut not_digit = false;
+    for &b in head {
+        let digit = b.wrapping_sub(b'0');
+        not_digit |= digit > 9;
+        acc = acc.wrapping_mul(10).wrapping_add(u64::from(digit));
+    }
+    if not_digit {
+        return None;
+    }
+    last.iter().try_fold(acc, |acc, &b| {
         let digit = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
         acc.checked_mul(10)?.checked_add(digit)
     })
@@ -342,10 +360,17 @@ fn parse_tags(raw: &[u8]) -> Option<(Tags, Option<&str>)> {
     if raw.is_empty() {
         return Some((tags, tid));
     }
-    for tag in raw.split(',') {
-        let (key, value) = tag.split_once('=')?;
-        let value = value.trim_matches(' ');
-        if !is_tag_key(key) || !is_tag_value(value) {
+    // Split by bytes: the separators are ASCII, so every cut is a char boundary.
+    let mut rest = Some(raw);
+    while let Some(list) = rest {
+        let (tag, next) = match list.bytes().position(|b| b == b',') {
+            Some(comma) => (list.get(..comma)?, list.get(comma + 1..)),
+            None => (list, None),
+        };
+        rest = next;
+        let eq = tag.bytes().position(|b| b == b'=')?;
+        let (key, value) = (tag.get(..eq)?, trim_spaces(tag.get(eq + 1..)?));
+        if !is_tag_key(key.as_bytes()) || !is_tag_value(value.as_bytes()) {
             return None;
         }
         match key.strip_prefix(TAG_PREFIX) {
@@ -355,6 +380,17 @@ fn parse_tags(raw: &[u8]) -> Option<(Tags, Option<&str>)> {
         }
     }
     Some((tags, tid))
+}
+
+/// `s` without leading and trailing spaces.
+fn trim_spaces(s: &str) -> &str {
+    let bytes = s.as_bytes();
+    let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b' ')
+        .map_or(start, |i| i + 1);
+    s.get(start..end).unwrap_or_default()
 }
 
 /// Propagated tags, names without the `_dd.p.` prefix, in arrival order.
@@ -388,11 +424,14 @@ fn encode_tags(high: u64, tags: &[(String, String)], out: &mut Buf<MAX_TAGS_LEN>
     let others = tags
         .iter()
         .filter(|(name, _)| name != TID)
-        .map(|(name, value)| (name.as_str(), value.trim_matches(' ')));
+        .map(|(name, value)| (name.as_str(), trim_spaces(value)));
     for (name, value) in tid.into_iter().chain(others) {
         let comma = if out.len() == 0 { "" } else { "," };
         let len = comma.len() + TAG_PREFIX.len() + name.len() + 1 + value.len();
-        if out.len() + len <= MAX_TAGS_LEN && is_tag_key(name) && is_tag_value(value) {
+        if out.len() + len <= MAX_TAGS_LEN
+            && is_tag_key(name.as_bytes())
+            && is_tag_value(value.as_bytes())
+        {
             for part in [comma, TAG_PREFIX, name, "=", value] {
                 out.extend(part.as_bytes());
             }
@@ -400,18 +439,18 @@ fn encode_tags(high: u64, tags: &[(String, String)], out: &mut Buf<MAX_TAGS_LEN>
     }
 }
 
-fn is_tag_key(key: &str) -> bool {
+fn is_tag_key(key: &[u8]) -> bool {
     !key.is_empty()
         && key
-            .bytes()
-            .all(|b| (0x21..=0x7e).contains(&b) && b != b',' && b != b'=')
+            .iter()
+            .all(|&b| (0x21..=0x7e).contains(&b) && b != b',' && b != b'=')
 }
 
-fn is_tag_value(value: &str) -> bool {
+fn is_tag_value(value: &[u8]) -> bool {
     !value.is_empty()
         && value
-            .bytes()
-            .all(|b| (0x20..=0x7e).contains(&b) && b != b',')
+            .iter()
+            .all(|&b| (0x20..=0x7e).contains(&b) && b != b',')
 }
 
 #[cfg(test)]

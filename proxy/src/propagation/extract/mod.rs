@@ -278,22 +278,20 @@ fn merge(
         (mine, None) => mine,
         (Some(mine), Some(theirs)) => {
             // Datadog's own headers are authoritative over a `dd=` member.
-            let (headers, member) =
+            let (mut headers, member) =
                 if other_format == Format::Datadog && primary_format != Format::Datadog {
                     (theirs, mine)
                 } else {
                     (mine, theirs)
                 };
-            Some(super::DatadogMeta {
-                priority: headers.priority.or(member.priority),
-                origin: headers.origin.or(member.origin),
-                last_parent: member.last_parent.or(headers.last_parent),
-                tags: if headers.tags.is_empty() {
-                    member.tags
-                } else {
-                    headers.tags
-                },
-            })
+            let member = *member;
+            headers.priority = headers.priority.or(member.priority);
+            headers.origin = headers.origin.take().or(member.origin);
+            headers.last_parent = member.last_parent.or(headers.last_parent);
+            if headers.tags.is_empty() {
+                headers.tags = member.tags;
+            }
+            Some(headers)
         }
     };
 }

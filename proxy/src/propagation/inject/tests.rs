@@ -297,11 +297,11 @@ fn datadog_sourced_context_updates_the_dd_tracestate_member_in_front() {
     let mut c = context();
     c.tracestate =
         crate::propagation::TraceState::parse(&[HeaderValue::from_static("rojo=1")]).unwrap();
-    c.datadog = Some(crate::propagation::DatadogMeta {
+    c.datadog = Some(Box::new(crate::propagation::DatadogMeta {
         priority: Some(2),
         origin: Some("rum".into()),
         ..Default::default()
-    });
+    }));
     let mut sources = Formats::default();
     sources.insert(Format::Datadog);
     let mut h = HeaderMap::new();
@@ -327,10 +327,10 @@ fn datadog_sourced_context_updates_the_dd_tracestate_member_in_front() {
 #[test]
 fn w3c_datadog_caller_without_last_parent_gets_its_span_as_p() {
     let mut c = context();
-    c.datadog = Some(crate::propagation::DatadogMeta {
+    c.datadog = Some(Box::new(crate::propagation::DatadogMeta {
         priority: Some(2),
         ..Default::default()
-    });
+    }));
     let caller = SpanId::new(0xc648fc7cee38d740).unwrap();
     let mut sources = Formats::default();
     sources.insert(Format::TraceContext);

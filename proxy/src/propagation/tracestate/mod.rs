@@ -279,42 +279,51 @@ fn validate<'a>(
 /// members — and leaves that to [`validate`]. It may say no to a valid list,
 /// never yes to one [`validate`] would reject or change.
 fn is_normalised(list: &[u8]) -> bool {
-    let mut keys: [(usize, usize); MAX_MEMBERS] = [(0, 0); MAX_MEMBERS];
+    // Each kept key as (start, end) in `list`; a list is at most `MAX_LEN`
+    // bytes, so both fit a u16 (the caller checks the length first).
+    let mut keys = [(0u16, 0u16); MAX_MEMBERS];
     let mut count = 0;
-    let mut i = 0;
+    let mut start = 0;
     loop {
-        let key_start = i;
-        if list.get(i).is_none_or(|&b| class(b) & KEY_START == 0) {
+        let Some(rest) = list.get(start..) else {
+            return false;
+        };
+        // Runs are found with `position`: a tight loop over the bytes, with
+        // no bounds check per byte.
+        let key_len = rest
+            .iter()
+            .position(|&b| class(b) & KEY == 0)
+            .unwrap_or(rest.len());
+        let starts_well = rest.first().is_some_and(|&b| class(b) & KEY_START != 0);
+        if !starts_well || key_len > MAX_KEY_LEN || rest.get(key_len) != Some(&b'=') {
             return false;
         }
-        i += 1;
-        while list.get(i).is_some_and(|&b| class(b) & KEY != 0) {
-            i += 1;
-        }
-        let key = (key_start, i);
-        if i - key_start > MAX_KEY_LEN || list.get(i) != Some(&b'=') {
-            return false;
-        }
-        i += 1;
-        let value_start = i;
+        let value = &rest[key_len + 1..];
         // Value bytes without spaces: a space (allowed inside) goes the long way.
-        while list.get(i).is_some_and(|&b| class(b) & NBLK != 0) {
-            i += 1;
-        }
-        let value_len = i - value_start;
+        let value_len = value
+            .iter()
+            .position(|&b| class(b) & NBLK == 0)
+            .unwrap_or(value.len());
         if value_len == 0 || value_len > MAX_VALUE_LEN || count == MAX_MEMBERS {
             return false;
         }
-        let name = &list[key.0..key.1];
-        if keys[..count].iter().any(|&(s, e)| list[s..e] == *name) {
+        let key = &rest[..key_len];
+        if keys[..count]
+            .iter()
+            .any(|&(s, e)| list.get(usize::from(s)..usize::from(e)) == Some(key))
+        {
             return false;
         }
-        keys[count] = key;
+        let (Ok(key_start), Ok(key_end)) = (u16::try_from(start), u16::try_from(start + key_len))
+        else {
+            return false;
+        };
+        keys[count] = (key_start, key_end);
         count += 1;
-        match list.get(i) {
+        match value.get(value_len) {
             None => return true,
             // A comma ending the list leaves an empty member: the long way.
-            Some(b',') if i + 1 < list.len() => i += 1,
+            Some(b',') if value_len + 1 < value.len() => start += key_len + 1 + value_len + 1,
             Some(_) => return false,
         }
     }

@@ -280,3 +280,30 @@ fn the_fast_scan_accepts_only_what_validation_keeps_as_is() {
     // The common shapes do take the fast way.
     assert_eq!(accepted, 6);
 }
+
+/// The scan says yes exactly when validation finds a list it would send as it
+/// came with no space inside a value: over seeded random lists drawn from the
+/// bytes that matter to the grammar.
+#[test]
+fn the_normalised_scan_agrees_with_validation_on_random_lists() {
+    const ALPHABET: &[u8] = b"az09_-*/@=, \tA~\x7f\x80";
+    let mut rng = fastrand::Rng::with_seed(18);
+    let mut accepted = 0;
+    for _ in 0..50_000 {
+        let len = rng.usize(0..24);
+        let list: Vec<u8> = (0..len)
+            .map(|_| ALPHABET[rng.usize(..ALPHABET.len())])
+            .collect();
+        let full = validate(&list, |_| {}).is_ok_and(|c| c.normalised && c.count > 0);
+        let expected = full && !list.contains(&b' ');
+        assert_eq!(
+            is_normalised(&list),
+            expected,
+            "{:?}",
+            String::from_utf8_lossy(&list)
+        );
+        accepted += usize::from(expected);
+    }
+    // Enough of the draws are valid lists for the agreement to mean something.
+    assert!(accepted > 100, "{accepted}");
+}

@@ -23,7 +23,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::context::{Sampling, SpanId, TraceContext, TraceId};
 use super::tracestate::TraceState;
-use super::value::{set, set_value};
+use super::value::{set_all, New, SCAN_MAX};
 use super::{datadog, hex, Extracted, Invalid, Outgoing};
 
 /// `traceparent`.
@@ -56,13 +56,10 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
     };
     context.tracestate = tracestate.unwrap_or_default();
     if let Some(dd) = context.tracestate.get("dd") {
-        context.datadog = Some(datadog::from_tracestate_member(dd));
+        context.datadog = Some(Box::new(datadog::from_tracestate_member(dd)));
     }
     Extracted::Context(context)
 }
-
-/// Up to this many headers, one pass comparing names beats two hashed lookups.
-const SCAN_MAX: usize = 16;
 
 /// A header's lines: none, exactly one, or several.
 #[derive(Clone, Copy)]
@@ -190,13 +187,14 @@ pub(crate) fn write(out: &Outgoing<'_>, headers: &mut HeaderMap, arrived: bool) 
     hex::write(u128::from(c.parent_id.get()), &mut v[36..52]);
     v[52] = b'-';
     hex::write(u128::from(flags), &mut v[53..55]);
-    set(headers, &TRACEPARENT, Some(&v));
-    match c.tracestate.header_value() {
-        // Usually the caller's own value, kept as it came.
-        Some(ts) => set_value(headers, &TRACESTATE, ts),
-        None if arrived => drop(headers.remove(&TRACESTATE)),
-        None => {}
-    }
+    // Usually the caller's own tracestate, kept as it came.
+    let tracestate = c.tracestate.header_value().map_or(New::Remove, New::Made);
+    set_all(
+        headers,
+        "trace",
+        [(&TRACEPARENT, New::Bytes(&v)), (&TRACESTATE, tracestate)],
+        arrived,
+    );
 }
 
 /// Removes `traceparent` and `tracestate`.

@@ -104,6 +104,9 @@ fn datadog_ids_must_be_non_zero_plain_decimal() {
         "0x1f",
         "1f",
         "18446744073709551616",
+        "99999999999999999999",
+        "1844674407370955161x",
+        "x8446744073709551615",
         "000000000000000000001",
     ] {
         for name in ["x-datadog-trace-id", "x-datadog-parent-id"] {

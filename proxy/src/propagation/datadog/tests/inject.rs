@@ -19,10 +19,10 @@ fn datadog_inject_writes_low_bits_and_the_sidecar_span_in_decimal() {
 fn datadog_inject_puts_tid_first_then_the_other_tags() {
     let id = TraceId::new(0xabc << 64 | 7).unwrap();
     let mut c = TraceContext::new(id, SpanId::new(1).unwrap(), Sampling::Sampled);
-    c.datadog = Some(DatadogMeta {
+    c.datadog = Some(Box::new(DatadogMeta {
         tags: tags(&[("dm", "-4"), ("usr.id", "baz64")]),
         ..DatadogMeta::default()
-    });
+    }));
     let out = injected(&c);
     assert_eq!(
         header(&out, &TAGS),
@@ -35,10 +35,10 @@ fn decided(meta: Option<i8>, sampling: Sampling, debug: bool) -> Option<String> 
     let id = TraceId::new(7).unwrap();
     let mut c = TraceContext::new(id, SpanId::new(1).unwrap(), sampling);
     c.debug = debug;
-    c.datadog = Some(DatadogMeta {
+    c.datadog = Some(Box::new(DatadogMeta {
         priority: meta,
         ..DatadogMeta::default()
-    });
+    }));
     header(&injected(&c), &SAMPLING_PRIORITY).map(str::to_owned)
 }
 
@@ -115,10 +115,10 @@ fn datadog_inject_leaves_out_tags_that_would_pass_512_bytes() {
     let id = TraceId::new(0xabc << 64 | 7).unwrap();
     let mut c = TraceContext::new(id, SpanId::new(1).unwrap(), Sampling::Sampled);
     let long = "a".repeat(500);
-    c.datadog = Some(DatadogMeta {
+    c.datadog = Some(Box::new(DatadogMeta {
         tags: tags(&[("big", &long), ("dm", "-4")]),
         ..DatadogMeta::default()
-    });
+    }));
     let out = injected(&c);
     let written = header(&out, &TAGS).unwrap();
     assert_eq!(written, "_dd.p.tid=0000000000000abc,_dd.p.dm=-4");
