@@ -113,6 +113,11 @@ impl Template for SpareCapacity<'_> {
     }
 }
 
+/// The sidecar's own allocator (`proxy/src/main.rs`): a request's header
+/// values and Datadog fields are priced as the proxy allocates them.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 type Extract = fn(&HeaderMap) -> Extracted;
 type Inject = fn(&Outgoing<'_>, &mut HeaderMap);
 

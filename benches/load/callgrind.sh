@@ -23,6 +23,9 @@
 #   WIRE=h2        h2c instead: `h2load -c32 -m10 -D SECS` on the h2c listener
 #   TRACED=1       meshtrace samples 100 % and exports OTLP/gRPC to otlp-sink
 #   EXTRA_YAML     appended to meshtrace's config (e.g. a `sampling:` section)
+#   TRACE_HEADERS  every request carries a caller's trace context, the header set
+#                  of the propagation bench's case: `w3c` (traceparent + a 2-member
+#                  tracestate) or `datadog` (ids, priority, origin, tags)
 #   SECS=10        the counted load window; WARM=2 (Envoy: 10) s of warm-up before it
 #   CONNS=32       connections (wrk -t1 -cCONNS; h2load -cCONNS -m10)
 #   PORT_BASE      (default 18100) moves the loopback ports, so runs can share a machine
@@ -104,11 +107,21 @@ if ! curl -sf -o /dev/null "$url"; then
   exit 1
 fi
 
+headers=()
+case ${TRACE_HEADERS:-} in
+  "") ;;
+  w3c) headers=(-H "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    -H "tracestate: rojo=00f067aa0ba902b7,congo=t61rcWkgMzE") ;;
+  datadog) headers=(-H "x-datadog-trace-id: 11803532876627986230"
+    -H "x-datadog-parent-id: 67667974448284343" -H "x-datadog-sampling-priority: 1"
+    -H "x-datadog-origin: rum" -H "x-datadog-tags: _dd.p.tid=4bf92f3577b34da6,_dd.p.dm=-4") ;;
+  *) echo "TRACE_HEADERS is w3c or datadog, not ${TRACE_HEADERS}" >&2; exit 2 ;;
+esac
 load() {
   if [[ $wire == h2 ]]; then
-    h2load -c"$conns" -m10 -D"$1" "http://127.0.0.1:$h2_port/"
+    h2load -c"$conns" -m10 -D"$1" "${headers[@]}" "http://127.0.0.1:$h2_port/"
   else
-    wrk -t1 -c"$conns" -d"$1s" "$url"
+    wrk -t1 -c"$conns" -d"$1s" "${headers[@]}" "$url"
   fi
 }
 load "$warm" >"$d/warm.txt" 2>&1
