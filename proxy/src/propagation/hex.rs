@@ -203,8 +203,8 @@ mod tests {
 
     #[test]
     fn sixteen_digits_read_as_words_agree_with_one_at_a_time() {
-        // Every byte value at every position, among valid digits: the word
-        // reader (16 lower-case digits) against the table, one digit at a time.
+        // Every byte value at every position, among valid digits of either
+        // case: the word reader (16 digits) against the tables, a digit at a time.
         let one_at_a_time = |s: &[u8], uppercase: bool| {
             let table = if uppercase { &ANY_CASE } else { &LOWER };
             s.iter().try_fold(0u64, |acc, &b| {

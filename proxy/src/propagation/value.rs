@@ -199,7 +199,7 @@ pub(crate) fn set_all<const N: usize>(
 
 /// [`set`] with a value already made (`from_static`, or shared with the
 /// request): compared the same way, never copied.
-pub(crate) fn set_value(headers: &mut HeaderMap, name: &'static HeaderName, value: &HeaderValue) {
+fn set_value(headers: &mut HeaderMap, name: &'static HeaderName, value: &HeaderValue) {
     match headers.entry(name) {
         Entry::Occupied(mut entry) => {
             let mut values = entry.iter();
