@@ -1,6 +1,8 @@
-//! Lower-case hex for ids, shared by every codec. Parsing is by length-checked
-//! slices and returns `None` on anything unexpected; nothing here can panic.
+//! Lower-case hex for ids, shared by every codec, and Datadog's decimal ids.
+//! Parsing is by length-checked slices and returns `None` on anything
+//! unexpected; nothing here can panic.
 
+use super::swar::{within, HIGH, ONES};
 use super::value::Buf;
 
 /// Parses exactly `s.len()` hex digits (1..=32) into a `u128`. `uppercase` says
@@ -22,11 +24,8 @@ pub fn parse_u64(s: &[u8], uppercase: bool) -> Option<u64> {
         return None;
     }
     // Ids are mostly 16 or 32 digits (two 16-digit halves): eight at a time.
-    if let Ok(digits) = <[u8; 16]>::try_from(s) {
-        let (high, low) = digits.split_at(8);
-        let high = parse_8(high.try_into().ok()?, uppercase)?;
-        let low = parse_8(low.try_into().ok()?, uppercase)?;
-        return Some(u64::from(high) << 32 | u64::from(low));
+    if let Ok(digits) = <&[u8; 16]>::try_from(s) {
+        return parse_16(digits, uppercase);
     }
     let table = if uppercase { &ANY_CASE } else { &LOWER };
     // OR-ing the digits lets one check at the end catch any invalid byte.
@@ -40,22 +39,33 @@ pub fn parse_u64(s: &[u8], uppercase: bool) -> Option<u64> {
     (invalid & INVALID == 0).then_some(acc)
 }
 
+/// Exactly 16 hex digits, read as two words.
+pub fn parse_16(digits: &[u8; 16], uppercase: bool) -> Option<u64> {
+    let (high, low) = digits.split_first_chunk::<8>()?;
+    let low = <[u8; 8]>::try_from(low).ok()?;
+    let high = parse_8(*high, uppercase)?;
+    let low = parse_8(low, uppercase)?;
+    Some(u64::from(high) << 32 | u64::from(low))
+}
+
+/// Two lower-case hex digits (W3C's version and flags fields).
+pub fn parse_2(digits: [u8; 2]) -> Option<u8> {
+    let [high, low] = digits.map(|b| LOWER[usize::from(b)]);
+    ((high | low) & INVALID == 0).then_some(high << 4 | low)
+}
+
 /// Eight hex digits, most significant first, read as one word (SWAR): each
 /// byte is checked against the digit and letter ranges by adding offsets that
 /// set its high bit, with no carry between bytes since every byte is below
 /// 0x80 by then. `uppercase` accepts `A-F` too.
 fn parse_8(digits: [u8; 8], uppercase: bool) -> Option<u32> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = ONES * 0x80;
     let x = u64::from_be_bytes(digits);
     if x & HIGH != 0 {
         return None;
     }
-    // The high bit of each byte in `lo..=hi`.
-    let within = |lo: u64, hi: u64| (x + ONES * (0x80 - lo)) & !(x + ONES * (0x7f - hi));
-    let mut valid = within(u64::from(b'0'), u64::from(b'9')) | within(0x61, 0x66);
+    let mut valid = within(x, b'0', b'9') | within(x, b'a', b'f');
     if uppercase {
-        valid |= within(0x41, 0x46);
+        valid |= within(x, b'A', b'F');
     }
     if valid & HIGH != HIGH {
         return None;
@@ -156,9 +166,68 @@ pub(crate) fn push_trace_id(out: &mut Buf, v: u128, narrow: bool) {
     }
 }
 
-/// Appends `v` in decimal (Datadog's ids), without the formatting machinery.
-pub(crate) fn push_decimal(out: &mut Buf, v: u64) {
-    out.extend(itoa::Buffer::new().format(v).as_bytes());
+/// 1–20 ASCII digits fitting a `u64`.
+pub(crate) fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    // Up to 19 digits always fit a u64: only a 20th needs its arithmetic checked.
+    let (head, last) = s.split_at(s.len().min(19));
+    let acc = parse_19(head)?;
+    last.iter().try_fold(acc, |acc, &b| {
+        let digit = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
+        acc.checked_mul(10)?.checked_add(digit)
+    })
+}
+
+/// Up to 19 digits (which cannot overflow): the leading `len % 8` one at a
+/// time, then eight at a time as words (an id is 19 or 20 digits mostly).
+fn parse_19(s: &[u8]) -> Option<u64> {
+    let (lead, words) = s.split_at(s.len() % 8);
+    let mut acc = 0u64;
+    let mut not_digit = false;
+    for &b in lead {
+        let digit = b.wrapping_sub(b'0');
+        not_digit |= digit > 9;
+        acc = acc.wrapping_mul(10).wrapping_add(u64::from(digit));
+    }
+    for word in words.chunks_exact(8) {
+        let word = u64::from_le_bytes(word.try_into().ok()?);
+        not_digit |= !eight_digits(word);
+        acc = acc
+            .wrapping_mul(100_000_000)
+            .wrapping_add(eight_digits_value(word));
+    }
+    (!not_digit).then_some(acc)
+}
+
+/// Whether each byte of `x` is an ASCII digit (a byte at 0x80 or above is
+/// not, and is caught before [`within`] could be misled by its carry).
+fn eight_digits(x: u64) -> bool {
+    x & HIGH == 0 && within(x, b'0', b'9') & HIGH == HIGH
+}
+
+/// The number eight ASCII digits spell, the first (lowest-addressed, so
+/// least significant in the little-endian word) most significant: pairs,
+/// then fours, then all eight, by multiply-and-add (as fast_float does).
+fn eight_digits_value(x: u64) -> u64 {
+    const LOW_BYTES: u64 = 0x0000_00ff_0000_00ff;
+    const MUL_HIGH: u64 = 100 + (1_000_000 << 32);
+    const MUL_LOW: u64 = 1 + (10_000 << 32);
+    let digits = x.wrapping_sub(ONES * u64::from(b'0'));
+    let pairs = digits.wrapping_mul(10).wrapping_add(digits >> 8);
+    ((pairs & LOW_BYTES)
+        .wrapping_mul(MUL_HIGH)
+        .wrapping_add(((pairs >> 16) & LOW_BYTES).wrapping_mul(MUL_LOW)))
+        >> 32
+}
+
+/// Whether `s` is `v` as `itoa` writes it: digits without a leading zero.
+/// A header already holding an id is checked by reading it, which costs less
+/// than writing the id out to compare.
+pub(crate) fn is_decimal(s: &[u8], v: u64) -> bool {
+    let canonical = matches!(s, [b'1'..=b'9', ..] | [b'0']);
+    canonical && parse_decimal(s) == Some(v)
 }
 
 #[cfg(test)]
@@ -179,8 +248,67 @@ mod tests {
         assert_eq!(&wide, b"123456789abcdef012345");
     }
 
+    /// Decimal ids agree with a checked digit-at-a-time reader on every
+    /// length, valid and with one byte of any value anywhere.
     #[test]
-    fn decimal_writes_every_digit() {
+    fn decimal_ids_agree_with_one_checked_digit_at_a_time() {
+        let naive = |s: &[u8]| -> Option<u64> {
+            if s.is_empty() || s.len() > 20 {
+                return None;
+            }
+            s.iter().try_fold(0u64, |acc, &b| {
+                let digit = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
+                acc.checked_mul(10)?.checked_add(digit)
+            })
+        };
+        let mut rng = fastrand::Rng::with_seed(18);
+        for len in 0..=21 {
+            for _ in 0..200 {
+                let valid: Vec<u8> = (0..len).map(|_| b'0' + rng.u8(0..10)).collect();
+                assert_eq!(parse_decimal(&valid), naive(&valid), "{valid:?}");
+                if len == 0 {
+                    continue;
+                }
+                let mut bad = valid.clone();
+                bad[rng.usize(0..len)] = rng.u8(..);
+                assert_eq!(parse_decimal(&bad), naive(&bad), "{bad:?}");
+            }
+        }
+        for v in [u64::MAX, u64::MAX - 1, 10_u64.pow(19), 10_u64.pow(19) - 1] {
+            assert_eq!(parse_decimal(v.to_string().as_bytes()), Some(v));
+        }
+    }
+
+    #[test]
+    fn two_digits_agree_with_the_general_reader() {
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                let general = parse_u64(&[a, b], false).map(|v| v as u8);
+                assert_eq!(parse_2([a, b]), general, "{a:#x} {b:#x}");
+            }
+        }
+    }
+
+    /// A header holds an id only as the id would be written: the same digits,
+    /// no leading zero, nothing else.
+    #[test]
+    fn is_decimal_accepts_only_the_written_form() {
+        for (text, v) in [
+            ("07", 7),
+            ("", 0),
+            ("00", 0),
+            ("7 ", 7),
+            ("+7", 7),
+            ("8", 7),
+            ("18446744073709551616", 0),
+            ("018446744073709551615", u64::MAX),
+        ] {
+            assert!(!is_decimal(text.as_bytes(), v), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn decimal_reads_every_digit() {
         for v in [
             0,
             7,
@@ -195,9 +323,9 @@ mod tests {
             67667974448284343,
             u64::MAX,
         ] {
-            let mut buf = Buf::new();
-            push_decimal(&mut buf, v);
-            assert_eq!(buf.get(), Some(v.to_string().as_bytes()));
+            let text = v.to_string();
+            assert!(is_decimal(text.as_bytes(), v));
+            assert_eq!(parse_decimal(text.as_bytes()), Some(v));
         }
     }
 

@@ -32,6 +32,7 @@ pub mod hex;
 pub mod inject;
 pub mod jaeger;
 pub mod learn;
+mod swar;
 pub mod tracestate;
 mod value;
 pub mod w3c;

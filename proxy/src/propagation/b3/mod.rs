@@ -38,7 +38,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::context::{Sampling, SpanId, TraceContext, TraceId};
-use super::value::{set, set_all, Buf, New};
+use super::value::{first_values, set, set_all, Buf, New};
 use super::{hex, Extracted, Invalid, Outgoing};
 
 /// `x-b3-traceid`.
@@ -72,13 +72,7 @@ const DEBUG: State = (Sampling::Sampled, true);
 
 /// Reads the `X-B3-*` headers.
 pub fn extract_multi(headers: &HeaderMap) -> Extracted {
-    let get = |name: &HeaderName| headers.get(name).map(HeaderValue::as_bytes);
-    let (trace, span, parent) = (
-        get(&X_B3_TRACE_ID),
-        get(&X_B3_SPAN_ID),
-        get(&X_B3_PARENT_SPAN_ID),
-    );
-    let (sampled, flags) = (get(&X_B3_SAMPLED), get(&X_B3_FLAGS));
+    let [trace, span, parent, sampled, flags] = first_values(headers, "x-b3-", MULTI);
     let state = match multi_state(sampled, flags) {
         Ok(state) => state,
         Err(invalid) => return Extracted::Invalid(invalid),
@@ -213,7 +207,7 @@ pub fn inject_single(out: &Outgoing<'_>, headers: &mut HeaderMap) {
             v.extend(&hex::u64_16(parent.get()));
         }
     }
-    set(headers, &B3, v.get());
+    set(headers, &B3, New::bytes(v.get()));
 }
 
 /// Removes the `b3` header.

@@ -209,11 +209,11 @@ fn ids(fields: &Fields<'_>) -> Result<Ids, Invalid> {
         .transpose()?;
     match (trace_id, parent_id) {
         (Some(t), Some(p)) => {
-            let low = parse_decimal(t).ok_or(BAD_TRACE_ID)?;
+            let low = hex::parse_decimal(t).ok_or(BAD_TRACE_ID)?;
             if low == 0 {
                 return Err(ZERO_TRACE_ID);
             }
-            let parent = parse_decimal(p).ok_or(BAD_PARENT_ID)?;
+            let parent = hex::parse_decimal(p).ok_or(BAD_PARENT_ID)?;
             let parent = SpanId::new(parent).ok_or(ZERO_PARENT_ID)?;
             Ok(Ids::Context(low, parent, priority))
         }
@@ -242,10 +242,6 @@ pub(crate) fn write(out: &Outgoing<'_>, headers: &mut HeaderMap, arrived: bool) 
         return;
     }
     let meta = c.datadog.as_ref();
-    let mut trace_id: Buf = Buf::new();
-    hex::push_decimal(&mut trace_id, c.trace_id.low());
-    let mut parent_id: Buf = Buf::new();
-    hex::push_decimal(&mut parent_id, c.parent_id.get());
     let priority = outgoing_priority(meta.and_then(|m| m.priority), c.sampling, c.debug);
     // The four priorities Datadog defines are static values: no allocation.
     let known = priority.and_then(|p| PRIORITIES.get(usize::try_from(i16::from(p) + 1).ok()?));
@@ -266,8 +262,8 @@ pub(crate) fn write(out: &Outgoing<'_>, headers: &mut HeaderMap, arrived: bool) 
         headers,
         "x-datadog-",
         [
-            (&TRACE_ID, New::bytes(trace_id.get())),
-            (&PARENT_ID, New::bytes(parent_id.get())),
+            (&TRACE_ID, New::Decimal(c.trace_id.low())),
+            (&PARENT_ID, New::Decimal(c.parent_id.get())),
             (&SAMPLING_PRIORITY, priority),
             (&ORIGIN, New::bytes(origin.map(str::as_bytes))),
             (&TAGS, New::bytes(encoded)),
@@ -309,29 +305,6 @@ fn sampling_of(priority: i8) -> Sampling {
     Sampling::from_bool(priority > 0)
 }
 
-/// 1–20 ASCII digits fitting a `u64`.
-fn parse_decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 {
-        return None;
-    }
-    // Up to 19 digits always fit a u64: only a 20th needs its arithmetic checked.
-    let (head, last) = s.split_at(s.len().min(19));
-    let mut acc = 0u64;
-    let mut not_digit = false;
-    for &b in head {
-        let digit = b.wrapping_sub(b'0');
-        not_digit |= digit > 9;
-        acc = acc.wrapping_mul(10).wrapping_add(u64::from(digit));
-    }
-    if not_digit {
-        return None;
-    }
-    last.iter().try_fold(acc, |acc, &b| {
-        let digit = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
-        acc.checked_mul(10)?.checked_add(digit)
-    })
-}
-
 /// An optional `-` and 1–3 digits fitting an `i8`.
 fn parse_priority(s: &[u8]) -> Option<i8> {
     let (negative, digits) = match s {
@@ -349,33 +322,37 @@ fn parse_priority(s: &[u8]) -> Option<i8> {
 
 /// The `_dd.p.*` tags of `x-datadog-tags` (names without the prefix) but
 /// `_dd.p.tid`, and the last `_dd.p.tid` value apart (read in place, never
-/// copied); `None` when the header is over the limit or malformed.
-fn parse_tags(raw: &[u8]) -> Option<(Tags, Option<&str>)> {
+/// copied); `None` when the header is over the limit or malformed. Read as
+/// bytes: the grammar allows printable ASCII only, so only the tags kept are
+/// made strings.
+fn parse_tags(raw: &[u8]) -> Option<(Tags, Option<&[u8]>)> {
     if raw.len() > MAX_TAGS_LEN {
         return None;
     }
-    let raw = std::str::from_utf8(raw).ok()?;
     let mut tags = Vec::new();
     let mut tid = None;
     if raw.is_empty() {
         return Some((tags, tid));
     }
-    // Split by bytes: the separators are ASCII, so every cut is a char boundary.
     let mut rest = Some(raw);
     while let Some(list) = rest {
-        let (tag, next) = match list.bytes().position(|b| b == b',') {
-            Some(comma) => (list.get(..comma)?, list.get(comma + 1..)),
+        let (tag, next) = match list.iter().position(|&b| b == b',') {
+            Some(comma) => (&list[..comma], list.get(comma + 1..)),
             None => (list, None),
         };
         rest = next;
-        let eq = tag.bytes().position(|b| b == b'=')?;
-        let (key, value) = (tag.get(..eq)?, trim_spaces(tag.get(eq + 1..)?));
-        if !is_tag_key(key.as_bytes()) || !is_tag_value(value.as_bytes()) {
+        let eq = tag.iter().position(|&b| b == b'=')?;
+        let (key, value) = (&tag[..eq], trim_spaces(&tag[eq + 1..]));
+        if !is_tag_key(key) || !is_tag_value(value) {
             return None;
         }
-        match key.strip_prefix(TAG_PREFIX) {
-            Some(TID) => tid = Some(value),
-            Some(name) if !name.is_empty() => set_tag(&mut tags, name, value),
+        match key.strip_prefix(TAG_PREFIX.as_bytes()) {
+            Some(name) if name == TID.as_bytes() => tid = Some(value),
+            Some(name) if !name.is_empty() => set_tag(
+                &mut tags,
+                std::str::from_utf8(name).ok()?,
+                std::str::from_utf8(value).ok()?,
+            ),
             _ => {}
         }
     }
@@ -383,13 +360,9 @@ fn parse_tags(raw: &[u8]) -> Option<(Tags, Option<&str>)> {
 }
 
 /// `s` without leading and trailing spaces.
-fn trim_spaces(s: &str) -> &str {
-    let bytes = s.as_bytes();
-    let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|&b| b != b' ')
-        .map_or(start, |i| i + 1);
+fn trim_spaces(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| b != b' ').unwrap_or(s.len());
+    let end = s.iter().rposition(|&b| b != b' ').map_or(start, |i| i + 1);
     s.get(start..end).unwrap_or_default()
 }
 
@@ -397,8 +370,7 @@ fn trim_spaces(s: &str) -> &str {
 type Tags = Vec<(String, String)>;
 
 /// The high 64 bits a `_dd.p.tid` value carries, when it is valid.
-fn parse_tid(tid: &str) -> Option<u64> {
-    let tid = tid.as_bytes();
+fn parse_tid(tid: &[u8]) -> Option<u64> {
     (tid.len() == 16)
         .then(|| hex::parse_u64(tid, false))
         .flatten()
@@ -417,23 +389,17 @@ fn set_tag(tags: &mut Vec<(String, String)>, name: &str, value: &str) {
 /// and if it fits in [`MAX_TAGS_LEN`].
 fn encode_tags(high: u64, tags: &[(String, String)], out: &mut Buf<MAX_TAGS_LEN>) {
     let tid = hex::u64_16(high);
-    let tid = (high != 0)
-        .then(|| std::str::from_utf8(&tid).ok())
-        .flatten()
-        .map(|tid| (TID, tid));
+    let tid = (high != 0).then_some((TID.as_bytes(), &tid[..]));
     let others = tags
         .iter()
         .filter(|(name, _)| name != TID)
-        .map(|(name, value)| (name.as_str(), trim_spaces(value)));
+        .map(|(name, value)| (name.as_bytes(), trim_spaces(value.as_bytes())));
     for (name, value) in tid.into_iter().chain(others) {
-        let comma = if out.len() == 0 { "" } else { "," };
+        let comma: &[u8] = if out.len() == 0 { b"" } else { b"," };
         let len = comma.len() + TAG_PREFIX.len() + name.len() + 1 + value.len();
-        if out.len() + len <= MAX_TAGS_LEN
-            && is_tag_key(name.as_bytes())
-            && is_tag_value(value.as_bytes())
-        {
-            for part in [comma, TAG_PREFIX, name, "=", value] {
-                out.extend(part.as_bytes());
+        if out.len() + len <= MAX_TAGS_LEN && is_tag_key(name) && is_tag_value(value) {
+            for part in [comma, TAG_PREFIX.as_bytes(), name, b"=", value] {
+                out.extend(part);
             }
         }
     }

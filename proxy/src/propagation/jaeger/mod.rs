@@ -32,7 +32,7 @@
 use http::header::{HeaderMap, HeaderName};
 
 use super::context::{Sampling, SpanId, TraceContext, TraceId};
-use super::value::{set, Buf};
+use super::value::{set, Buf, New};
 use super::{hex, Extracted, Invalid, Outgoing};
 
 /// `uber-trace-id`.
@@ -144,7 +144,7 @@ pub fn inject(out: &Outgoing<'_>, headers: &mut HeaderMap) {
         Sampling::NotSampled | Sampling::Deferred => b'0',
     });
     // Hex digits and `:`: always a valid header value.
-    set(headers, &UBER_TRACE_ID, v.get());
+    set(headers, &UBER_TRACE_ID, New::bytes(v.get()));
 }
 
 /// Removes `uber-trace-id` (baggage headers stay).

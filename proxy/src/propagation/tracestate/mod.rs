@@ -26,6 +26,7 @@
 
 use http::HeaderValue;
 
+use super::swar;
 use super::value::Buf;
 
 /// Members allowed in one tracestate.
@@ -300,10 +301,7 @@ fn is_normalised(list: &[u8]) -> bool {
         }
         let value = &rest[key_len + 1..];
         // Value bytes without spaces: a space (allowed inside) goes the long way.
-        let value_len = value
-            .iter()
-            .position(|&b| class(b) & NBLK == 0)
-            .unwrap_or(value.len());
+        let value_len = swar::run(value, value_bytes, |b| class(b) & NBLK != 0);
         if value_len == 0 || value_len > MAX_VALUE_LEN || count == MAX_MEMBERS {
             return false;
         }
@@ -327,6 +325,15 @@ fn is_normalised(list: &[u8]) -> bool {
             Some(_) => return false,
         }
     }
+}
+
+/// The high bit of each byte of `x` that is an `nblk` value byte, as
+/// [`class`] has it: `%x21-2B / %x2D-3C / %x3E-7E`.
+fn value_bytes(x: u64) -> u64 {
+    let ascii = x & !swar::HIGH;
+    let printable = swar::within(ascii, 0x21, 0x7e);
+    let separator = swar::within(ascii, b',', b',') | swar::within(ascii, b'=', b'=');
+    printable & !separator & !x
 }
 
 /// The members of a raw list that [`validate`] keeps.

@@ -307,3 +307,20 @@ fn the_normalised_scan_agrees_with_validation_on_random_lists() {
     // Enough of the draws are valid lists for the agreement to mean something.
     assert!(accepted > 100, "{accepted}");
 }
+
+/// The word test for value bytes flags exactly the bytes `class` calls
+/// `nblk`, every byte value in every position.
+#[test]
+fn value_bytes_as_words_agree_with_the_class_table() {
+    for b in 0..=255u8 {
+        for at in 0..8 {
+            let mut bytes = *b"abcdefgh";
+            bytes[at] = b;
+            let flags = value_bytes(u64::from_le_bytes(bytes)).to_le_bytes();
+            for (i, byte) in bytes.into_iter().enumerate() {
+                let expected = class(byte) & NBLK != 0;
+                assert_eq!(flags[i] & 0x80 != 0, expected, "{byte:#x} at {i}");
+            }
+        }
+    }
+}

@@ -132,10 +132,12 @@ const FLAGS_HEX: Invalid = Invalid("trace-flags is not 2 lower-case hex digits")
 
 /// Parses a `traceparent` value; `Err` names the rule it breaks.
 pub fn parse_traceparent(v: &[u8]) -> Result<TraceContext, Invalid> {
-    if v.len() < LEN_V00 {
+    // The fields sit at fixed offsets of the first 55 bytes, read as arrays
+    // of their own lengths (the hex reader takes 2 or 16 digits exactly).
+    let Some(head) = v.first_chunk::<LEN_V00>() else {
         return Err(TOO_SHORT);
-    }
-    let version = hex::parse_u64(&v[0..2], false).ok_or(VERSION_HEX)?;
+    };
+    let version = hex::parse_2([head[0], head[1]]).ok_or(VERSION_HEX)?;
     if version == 0xff {
         return Err(VERSION_FF);
     }
@@ -145,16 +147,19 @@ pub fn parse_traceparent(v: &[u8]) -> Result<TraceContext, Invalid> {
     if v.len() > LEN_V00 && v[LEN_V00] != b'-' {
         return Err(FUTURE_DELIMITER);
     }
-    if v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
+    if head[2] != b'-' || head[35] != b'-' || head[52] != b'-' {
         return Err(DELIMITER);
     }
-    let trace_id = hex::parse_u128(&v[3..35], false).ok_or(TRACE_ID_HEX)?;
-    let trace_id = TraceId::new(trace_id).ok_or(TRACE_ID_ZERO)?;
-    let parent_id = hex::parse_u64(&v[36..52], false).ok_or(PARENT_ID_HEX)?;
+    let sixteen = |at: usize| {
+        let digits = head.get(at..at + 16)?.try_into().ok()?;
+        hex::parse_16(digits, false)
+    };
+    let high = sixteen(3).ok_or(TRACE_ID_HEX)?;
+    let low = sixteen(19).ok_or(TRACE_ID_HEX)?;
+    let trace_id = TraceId::new(u128::from(high) << 64 | u128::from(low)).ok_or(TRACE_ID_ZERO)?;
+    let parent_id = sixteen(36).ok_or(PARENT_ID_HEX)?;
     let parent_id = SpanId::new(parent_id).ok_or(PARENT_ID_ZERO)?;
-    // Two hex digits always fit a byte.
-    let flags = hex::parse_u64(&v[53..55], false).ok_or(FLAGS_HEX)?;
-    let flags = u8::try_from(flags).map_err(|_| FLAGS_HEX)?;
+    let flags = hex::parse_2([head[53], head[54]]).ok_or(FLAGS_HEX)?;
     let mut context = TraceContext::new(
         trace_id,
         parent_id,
