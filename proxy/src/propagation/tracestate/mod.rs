@@ -301,7 +301,7 @@ fn is_normalised(list: &[u8]) -> bool {
         }
         let value = &rest[key_len + 1..];
         // Value bytes without spaces: a space (allowed inside) goes the long way.
-        let value_len = swar::run(value, value_bytes, |b| class(b) & NBLK != 0);
+        let value_len = swar::run(value, value_bytes);
         if value_len == 0 || value_len > MAX_VALUE_LEN || count == MAX_MEMBERS {
             return false;
         }
