@@ -40,6 +40,7 @@ pub mod stack;
 pub mod target;
 pub mod tcp;
 pub mod telemetry;
+pub mod trim;
 
 pub use reload::{ReloadError, Reloader, StartError};
 pub use sidecar::Sidecar;

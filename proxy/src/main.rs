@@ -141,6 +141,9 @@ fn run(path: Option<PathBuf>, json_logs: bool) -> ExitCode {
         }
         None => tokio::runtime::Builder::new_multi_thread(),
     };
+    // Each worker empties its allocator cache once its traffic stops, so the
+    // RSS comes back down after a load (`trim`).
+    runtime.on_thread_park(meshtrace_proxy::trim::on_park);
     let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -164,6 +167,7 @@ fn run(path: Option<PathBuf>, json_logs: bool) -> ExitCode {
             meshtrace_proxy::reload::watch_file(sidecar.reloader(), path, poll);
         }
         tokio::spawn(shutdown_on_signal(sidecar_drain_trigger(&sidecar)));
+        tokio::spawn(meshtrace_proxy::trim::tick());
         sidecar.wait().await;
         ExitCode::SUCCESS
     })

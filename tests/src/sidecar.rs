@@ -257,14 +257,27 @@ impl Proxy {
 
     /// The Prometheus metrics text from `/metrics`.
     pub async fn metrics(&self) -> String {
-        let rsp = self.admin_get("/metrics").await;
-        assert!(
-            rsp.status().is_success(),
-            "GET /metrics answered {}",
-            rsp.status()
-        );
-        String::from_utf8_lossy(rsp.body()).into_owned()
+        scrape(self.sidecar.admin_addr()).await
     }
+}
+
+/// The Prometheus metrics text from `/metrics` on the admin server at `admin`.
+pub async fn scrape(admin: SocketAddr) -> String {
+    let rsp = client::http1_get(admin, "/metrics").await;
+    assert!(
+        rsp.status().is_success(),
+        "GET /metrics answered {}",
+        rsp.status()
+    );
+    String::from_utf8_lossy(rsp.body()).into_owned()
+}
+
+/// The value of one series (name and labels exactly as exposed) in Prometheus
+/// text.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }
 
 impl Deref for Proxy {

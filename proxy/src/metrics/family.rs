@@ -149,6 +149,11 @@ where
     pub(super) fn get(&self) -> M {
         self.metric.get_or_init(M::default).clone()
     }
+
+    /// Shows `metric`, one counted elsewhere (process-wide), as the series.
+    pub(super) fn show(&self, metric: M) {
+        self.metric.get_or_init(|| metric);
+    }
 }
 
 impl<M> Collector for Single<M>

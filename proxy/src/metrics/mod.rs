@@ -7,7 +7,8 @@
 //! One module per concern, each owning its families, labels and handles:
 //! `http` requests, `connections` (and upstream errors), `trace_context`
 //! (the migration's per-format counters), `sampling` decisions, `routes` (each sampling route's boost and rate), `spans`
-//! export, and `reloads` (the config in force). The README's metrics
+//! export, `reloads` (the config in force), and the process-wide
+//! `memory_trims` ([`crate::trim`]). The README's metrics
 //! reference documents each family; a test keeps the two in step.
 //!
 //! # What a scrape shows
@@ -59,6 +60,7 @@ pub use sampling::SamplingMetrics;
 pub use spans::SpanMetrics;
 pub use trace_context::{FormatCounters, TraceContextMetrics, WrittenMetrics};
 
+use self::family::Single;
 use crate::target::{Direction, Protocol};
 
 /// Every metric family, plus the registry that renders them.
@@ -88,6 +90,12 @@ impl Metrics {
         let routes = routes::Families::register(&mut registry);
         let spans = SpanMetrics::register(&mut registry);
         let reloads = reloads::Families::register(&mut registry);
+        Single::register(
+            &mut registry,
+            "memory_trims",
+            "Worker thread caches emptied back to the allocator after their traffic stopped",
+        )
+        .show(crate::trim::trims());
         Arc::new(Self {
             registry,
             http,

@@ -58,6 +58,7 @@ fn every_family_renders_in_registration_order() {
         "meshtrace_config_last_reload_timestamp_seconds",
         "meshtrace_control_plane_connected",
         "meshtrace_migration_stage",
+        "meshtrace_memory_trims_total",
     ];
     assert_eq!(exported_names(&text), families, "{text}");
 }
@@ -96,8 +97,8 @@ fn handles_count_into_their_labelled_series() {
 }
 
 /// An idle sidecar's scrape holds only what alerts need from the start: the
-/// open-connection gauges, the span counters, the config gauges — no zero
-/// line per status class, protocol, format or reason.
+/// open-connection gauges, the span counters, the config gauges, the memory
+/// trims — no zero line per status class, protocol, format or reason.
 #[test]
 fn an_idle_sidecar_shows_only_the_series_alerts_need() {
     let metrics = Metrics::new();
@@ -122,6 +123,7 @@ fn an_idle_sidecar_shows_only_the_series_alerts_need() {
             "meshtrace_migration_stage",
             "meshtrace_migration_stage",
             "meshtrace_migration_stage",
+            "meshtrace_memory_trims_total",
         ],
         "{text}"
     );

@@ -230,6 +230,11 @@ impl ProxyProcess {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The Prometheus metrics text from its admin `/metrics`.
+    pub async fn metrics(&self) -> String {
+        crate::sidecar::scrape(self.admin).await
+    }
+
     /// The process's peak resident memory (`VmHWM`), in KiB; the process must
     /// still be running.
     pub fn peak_rss_kib(&self) -> u64 {

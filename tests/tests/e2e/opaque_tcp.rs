@@ -82,7 +82,7 @@ async fn opaque_connections_are_counted_as_protocol_tcp() {
     conn.read_exact(CLIENT_HELLO.len()).await;
     let metrics = proxy.metrics().await;
     let series = r#"meshtrace_connections_total{direction="inbound",protocol="tcp"}"#;
-    let value = metric_value(&metrics, series)
+    let value = sidecar::metric_value(&metrics, series)
         .unwrap_or_else(|| panic!("no {series} in the metrics:\n{metrics}"));
     assert!(value > 0.0, "{series} is {value}");
 }
@@ -119,14 +119,4 @@ async fn silent_opaque_connection_is_closed_after_the_idle_timeout() {
         Ok(rest) => assert!(rest.is_empty(), "unexpected bytes: {rest:?}"),
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
     }
-}
-
-// === helpers ===
-
-/// The value of one series (name and labels exactly as exposed) in Prometheus
-/// text.
-fn metric_value(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }
