@@ -19,11 +19,13 @@
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::time::Instant;
 
 use super::body::UpstreamBody;
 use super::connect::UpstreamIo;
@@ -44,8 +46,9 @@ const CONNECTION_WINDOW: u32 = STREAM_WINDOW * MAX_STREAMS_PER_CONNECTION as u32
 /// One upstream HTTP/2 connection and the streams open on it.
 #[derive(Debug)]
 pub(super) struct Shared {
-    sender: http2::SendRequest<Incoming>,
-    streams: AtomicUsize,
+    pub(super) sender: http2::SendRequest<Incoming>,
+    /// Streams open now.
+    pub(super) streams: AtomicUsize,
 }
 
 /// A stream's place on its connection, given up when the exchange ends: with
@@ -59,9 +62,9 @@ pub(super) struct Listed {
     pub(super) shared: Arc<Shared>,
     /// Streams started on it; the reaper tells a quiet connection by this.
     pub(super) started: u64,
-    /// `started` at the reaper's last sweep, and how many sweeps in a row
-    /// found the connection idle with nothing started since.
-    pub(super) seen: (u64, u8),
+    /// `started` at the reaper's last sweep, and since which sweep the
+    /// connection has been found idle with nothing started in between.
+    pub(super) quiet: (u64, Option<Instant>),
 }
 
 // === impl Pool ===
@@ -132,7 +135,7 @@ impl Pool {
         state.h2.push(Listed {
             shared: shared.clone(),
             started: 1,
-            seen: (0, 0),
+            quiet: (0, None),
         });
         Ok((StreamSlot(shared), false))
     }
@@ -168,23 +171,24 @@ impl Pool {
 // === impl Listed ===
 
 impl Listed {
-    /// Whether the connection can go: closed, or idle at three sweeps in a row
-    /// with no stream started between them. Sweeps come every half idle
-    /// timeout, so that is idle for at least the timeout and at most 1.5 times
-    /// it, with no clock read on the request path.
-    pub(super) fn sweep(&mut self) -> bool {
+    /// Whether the connection can go, swept at `now`: closed, or quiet for
+    /// `limit` — idle at every sweep since the first that found it idle, with
+    /// no stream started in between. That first sweep is no earlier than the
+    /// quiet began, so the connection was quiet at least `limit`, and it goes
+    /// within `limit` and two sweep periods; the request path reads no clock.
+    pub(super) fn sweep(&mut self, now: Instant, limit: Duration) -> bool {
         if self.shared.sender.is_closed() {
             return true;
         }
         let idle = self.shared.streams.load(Ordering::Acquire) == 0;
-        let (started, quiet) = self.seen;
-        let quiet = match (idle, started == self.started) {
-            (true, true) => quiet.saturating_add(1),
-            (true, false) => 1,
-            (false, _) => 0,
+        let (seen, since) = self.quiet;
+        let since = match (idle, seen == self.started) {
+            (true, true) => Some(since.unwrap_or(now)),
+            (true, false) => Some(now),
+            (false, _) => None,
         };
-        self.seen = (self.started, quiet);
-        quiet >= 3
+        self.quiet = (self.started, since);
+        since.is_some_and(|since| now.duration_since(since) >= limit)
     }
 }
 

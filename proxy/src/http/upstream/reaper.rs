@@ -1,8 +1,9 @@
 //! Closing upstream connections that sat idle past `timeouts.idle`, and the
-//! HTTP/1 connections a burst left beyond what the traffic now needs.
+//! connections a burst left beyond what the traffic now needs.
 //!
 //! One task per [`super::Upstreams`] wakes every [`SURPLUS_AFTER`] / 2 (or half
-//! the idle timeout, if shorter) and sweeps every pool:
+//! the idle timeout, if shorter) and sweeps every pool, HTTP/1 and HTTP/2
+//! connections alike:
 //!
 //! - an idle HTTP/1 connection closes once idle for `timeouts.idle`, or once the
 //!   upstream closed it;
@@ -16,8 +17,15 @@
 //!   a burst the pool shrinks back within `SURPLUS_AFTER` + one period, and the
 //!   allocator returns the connections' buffers (benches/RESULTS.md,
 //!   "Performance (issue 18): memory");
-//! - the HTTP/2 connections are swept every half idle timeout, as before: one
-//!   with no stream open, and none started, for three sweeps in a row closes.
+//! - an HTTP/2 connection with no stream open, and none started, for
+//!   `timeouts.idle` closes;
+//! - **surplus** HTTP/2 connections: a request opens another connection only
+//!   when every listed one carries its 100 streams, and takes a stream on the
+//!   first listed with room. So every connection after the first was opened
+//!   by a burst, and one left quiet for [`SURPLUS_AFTER`] is beyond what the
+//!   traffic of that time needed: it closes. Its stream store grew for the
+//!   burst's 100 streams and never shrinks, so closing it is what gives that
+//!   memory back. The first connection waits out the idle timeout.
 //!
 //! It holds the pools weakly, so it ends with the last clone of the `Upstreams`.
 
@@ -29,7 +37,8 @@ use arc_swap::ArcSwap;
 use super::{Idle, Pool, Pools};
 
 /// An idle HTTP/1 connection unused this long is surplus (unless among the
-/// [`KEEP_WARM`] most recently used).
+/// [`KEEP_WARM`] most recently used), and so is an HTTP/2 connection after a
+/// pool's first left quiet this long.
 const SURPLUS_AFTER: Duration = Duration::from_secs(10);
 
 /// Idle HTTP/1 connections per pool kept for the whole idle timeout, however
@@ -41,17 +50,14 @@ const MIN_PERIOD: Duration = Duration::from_millis(100);
 
 /// Closes expired and surplus connections, until the pools are gone.
 pub(super) async fn reap(pools: Weak<ArcSwap<Pools>>, idle_timeout: Duration) {
-    let h2_period = (idle_timeout / 2).max(MIN_PERIOD);
-    let period = h2_period.min(SURPLUS_AFTER / 2);
-    // The HTTP/2 sweep keeps its own period: every `h2_every`-th tick.
-    let h2_every = (h2_period.as_millis() / period.as_millis()).max(1);
+    let period = (idle_timeout / 2).max(MIN_PERIOD).min(SURPLUS_AFTER / 2);
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    for n in 0u128.. {
+    loop {
         tick.tick().await;
         let Some(pools) = pools.upgrade() else { return };
         for pool in pools.load().values() {
-            pool.reap(idle_timeout, n % h2_every == 0);
+            pool.reap(idle_timeout);
         }
     }
 }
@@ -59,9 +65,8 @@ pub(super) async fn reap(pools: Weak<ArcSwap<Pools>>, idle_timeout: Duration) {
 // === impl Pool ===
 
 impl Pool {
-    /// Drops the idle HTTP/1 connections that expired, closed or are surplus;
-    /// with `h2`, sweeps the HTTP/2 connections too.
-    fn reap(&self, idle_timeout: Duration, h2: bool) {
+    /// Drops the idle connections that expired, closed or are surplus.
+    fn reap(&self, idle_timeout: Duration) {
         let expired: Vec<Idle> = {
             let mut state = self.lock();
             let (mut keep, mut expired): (Vec<Idle>, Vec<Idle>) = std::mem::take(&mut state.idle)
@@ -78,15 +83,18 @@ impl Pool {
             expired
         };
         let mut quiet = Vec::new();
-        if h2 {
-            self.lock().h2.retain_mut(|listed| {
-                let keep = !listed.sweep();
-                if !keep {
-                    quiet.push(listed.shared.clone());
-                }
-                keep
-            });
-        }
+        let now = tokio::time::Instant::now();
+        let mut limit = idle_timeout;
+        self.lock().h2.retain_mut(|listed| {
+            let keep = !listed.sweep(now, limit);
+            if keep {
+                // Every connection after the first kept one is surplus.
+                limit = SURPLUS_AFTER.min(idle_timeout);
+            } else {
+                quiet.push(listed.shared.clone());
+            }
+            keep
+        });
         // Dropping the senders closes the connections, outside the lock.
         drop((expired, quiet));
     }

@@ -2,14 +2,16 @@
 //! put in and taken from the pool as the forwarding path does.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::DuplexStream;
 use tokio::time::advance;
 
+use super::super::h2::{Listed, Shared};
 use super::super::{Connector, Key, Pool, State};
 use super::*;
 use crate::http::Wire;
@@ -60,6 +62,50 @@ fn idle_count(pool: &Pool) -> usize {
     pool.lock().idle.len()
 }
 
+/// Lists `n` new HTTP/2 connections (to an in-memory hyper server) in the
+/// pool, as its dials do, with no stream open.
+async fn list_h2(pool: &Pool, n: usize) {
+    for _ in 0..n {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let service = hyper::service::service_fn(|_| async {
+            Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Empty::<
+                bytes::Bytes,
+            >::new()))
+        });
+        tokio::spawn(
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(server), service),
+        );
+        let (sender, conn) = hyper::client::conn::http2::handshake::<_, _, Incoming>(
+            TokioExecutor::new(),
+            TokioIo::new(client),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        pool.lock().h2.push(Listed {
+            shared: Arc::new(Shared {
+                sender,
+                streams: AtomicUsize::new(0),
+            }),
+            started: 1,
+            quiet: (0, None),
+        });
+    }
+}
+
+/// A stream started and ended on each listed HTTP/2 connection, as a burst
+/// that fills them all does.
+fn use_h2(pool: &Pool) {
+    for listed in &mut pool.lock().h2 {
+        listed.started += 1;
+    }
+}
+
+fn h2_count(pool: &Pool) -> usize {
+    pool.lock().h2.len()
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_burst_shrinks_back_to_what_the_traffic_now_uses() {
     let pool = pool();
@@ -67,11 +113,11 @@ async fn a_burst_shrinks_back_to_what_the_traffic_now_uses() {
     advance(Duration::from_secs(5)).await;
     use_connections(&pool, 2);
     advance(SURPLUS_AFTER - Duration::from_secs(4)).await;
-    pool.reap(IDLE, true);
+    pool.reap(IDLE);
     // The two in use and the most recent others, up to KEEP_WARM, stay.
     assert_eq!(idle_count(&pool), KEEP_WARM);
     advance(IDLE).await;
-    pool.reap(IDLE, true);
+    pool.reap(IDLE);
     assert_eq!(idle_count(&pool), 0, "past the idle timeout, none stays");
 }
 
@@ -83,7 +129,7 @@ async fn connections_in_recent_use_are_not_surplus() {
     advance(Duration::from_secs(6)).await;
     use_connections(&pool, 12);
     advance(Duration::from_secs(5)).await;
-    pool.reap(IDLE, true);
+    pool.reap(IDLE);
     assert_eq!(idle_count(&pool), 12);
 }
 
@@ -97,7 +143,7 @@ async fn steady_traffic_keeps_its_warm_connections() {
         advance(Duration::from_secs(1)).await;
         use_connections(&pool, if second % 8 == 0 { 20 } else { 3 });
         if second % 5 == 0 {
-            pool.reap(IDLE, true);
+            pool.reap(IDLE);
             assert_eq!(idle_count(&pool), 20, "closed at {second} s");
         }
     }
@@ -116,4 +162,55 @@ async fn the_reaper_task_closes_a_burst_within_surplus_after_and_a_period() {
     let _servers = give_back_new(&pool, 30).await;
     tokio::time::sleep(SURPLUS_AFTER + SURPLUS_AFTER / 2).await;
     assert_eq!(idle_count(&pool), KEEP_WARM);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_s_extra_h2_connections_close_once_quiet_and_the_first_waits_out_the_idle_timeout()
+{
+    let pool = pool();
+    list_h2(&pool, 3).await;
+    pool.reap(IDLE);
+    advance(SURPLUS_AFTER - Duration::from_secs(1)).await;
+    pool.reap(IDLE);
+    assert_eq!(h2_count(&pool), 3, "not quiet for SURPLUS_AFTER yet");
+    advance(Duration::from_secs(1)).await;
+    pool.reap(IDLE);
+    assert_eq!(h2_count(&pool), 1, "the burst's extra connections closed");
+    advance(IDLE - SURPLUS_AFTER).await;
+    pool.reap(IDLE);
+    assert_eq!(
+        h2_count(&pool),
+        0,
+        "past the idle timeout, the first closes too"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn extra_h2_connections_in_use_or_recent_use_stay() {
+    let pool = pool();
+    list_h2(&pool, 3).await;
+    // A stream held open on the last one all along; a burst over all three
+    // every 8 s, for three idle timeouts, swept every 5 s: none closes.
+    pool.lock().h2[2].shared.streams.store(1, Ordering::Release);
+    for second in 1..=270 {
+        advance(Duration::from_secs(1)).await;
+        if second % 8 == 0 {
+            use_h2(&pool);
+        }
+        if second % 5 == 0 {
+            pool.reap(IDLE);
+            assert_eq!(h2_count(&pool), 3, "closed at {second} s");
+        }
+    }
+    // The bursts stop: the idle extra closes, the one with its stream stays.
+    advance(SURPLUS_AFTER * 2).await;
+    pool.reap(IDLE);
+    pool.reap(IDLE);
+    let streams: Vec<usize> = pool
+        .lock()
+        .h2
+        .iter()
+        .map(|l| l.shared.streams.load(Ordering::Acquire))
+        .collect();
+    assert_eq!(streams, [0, 1], "the first and the busy one stay");
 }
