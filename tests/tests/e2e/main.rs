@@ -41,6 +41,7 @@ mod init;
 mod injector;
 mod interop;
 mod large_bodies;
+mod link_layout;
 mod memory;
 mod mixed_fleet;
 mod opaque_tcp;
