@@ -9,10 +9,11 @@
 //! first, in that order, by LLVM's linker (`--symbol-ordering-file`), they
 //! take ~1.9 MB of pages. benches/RESULTS.md, "code layout", has the figures.
 //!
-//! The list names functions without the hashes a build puts in symbols (they
-//! change with the profile, the target and every change to the dependency
-//! graph), so `cc` links through `link/ld.gold`, which matches the list with
-//! the symbols of the objects being linked (`link/hot-order.awk`) and runs the
+//! The list holds one build's symbol names, whose hashes change with the
+//! profile, the target and every change to the dependency graph, so `cc`
+//! links through `link/ld.gold`, which matches the list with the symbols of
+//! the objects being linked (`link/hot-order.awk`: a listed name exactly, else
+//! every name with the same hash-free key) and runs the
 //! linker rustup ships with every Linux toolchain (`rust-lld`, through its
 //! `gcc-ld` wrapper) with the result. A toolchain without it links as before,
 //! with a warning; functions the list holds that the code no longer has are
