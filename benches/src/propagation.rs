@@ -141,8 +141,9 @@ pub fn extract_normalise_inject(
     app: Formats,
     headers: &mut HeaderMap,
 ) -> SpanId {
-    let present = extract::present(headers);
-    let incoming = extractor.extract_present(headers, present, |f, o| {
+    let scan = extract::scan(headers);
+    let present = scan.present;
+    let incoming = extractor.extract_scanned(headers, &scan, |f, o| {
         black_box((f, o));
     });
     let (mut context, parent) = start_span(incoming.context, incoming.decision);

@@ -228,11 +228,12 @@ pub fn trace_request<B>(
     now: Instant,
     keep_tenant: bool,
 ) -> Traced {
-    let present = extract::present(req.headers());
+    let scan = extract::scan(req.headers());
+    let present = scan.present;
     let mut incoming = if policy.trusted {
         policy
             .extractor
-            .extract_present(req.headers(), present, |f, o| policy.metrics.count(f, o))
+            .extract_scanned(req.headers(), &scan, |f, o| policy.metrics.count(f, o))
     } else {
         Incoming::default()
     };

@@ -75,8 +75,12 @@ const AUTO_DROP: i8 = 0;
 
 /// Reads the `x-datadog-*` headers.
 pub fn extract(headers: &HeaderMap) -> Extracted {
-    let fields = Fields::scan(headers);
-    let (low, parent_id, priority) = match ids(&fields) {
+    extract_fields(&Fields::scan(headers))
+}
+
+/// [`extract`] from the fields a pass over the request's headers already found.
+pub(crate) fn extract_fields(fields: &Fields<'_>) -> Extracted {
+    let (low, parent_id, priority) = match ids(fields) {
         Ok(Ids::Context(low, parent_id, priority)) => (low, parent_id, priority),
         Ok(Ids::Absent(priority)) => {
             return priority.map_or(Extracted::Absent, |p| Extracted::DecisionOnly {
@@ -121,8 +125,8 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
 
 /// The `x-datadog-*` headers of a request, found in one pass over its
 /// headers rather than a hashed lookup each.
-#[derive(Default)]
-struct Fields<'a> {
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Fields<'a> {
     trace_id: Field<'a>,
     parent_id: Field<'a>,
     priority: Field<'a>,
@@ -131,7 +135,7 @@ struct Fields<'a> {
 }
 
 /// One header's first value, and whether it came more than once.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Field<'a> {
     value: Option<&'a [u8]>,
     twice: bool,
@@ -141,24 +145,29 @@ impl<'a> Fields<'a> {
     fn scan(headers: &'a HeaderMap) -> Self {
         let mut fields = Self::default();
         for (name, value) in headers {
-            let Some(rest) = name.as_str().strip_prefix("x-datadog-") else {
-                continue;
-            };
-            let field = match rest {
-                "trace-id" => &mut fields.trace_id,
-                "parent-id" => &mut fields.parent_id,
-                "sampling-priority" => &mut fields.priority,
-                "origin" => &mut fields.origin,
-                "tags" => &mut fields.tags,
-                _ => continue,
-            };
-            if field.value.is_some() {
-                field.twice = true;
-            } else {
-                field.value = Some(value.as_bytes());
+            if let Some(rest) = name.as_str().strip_prefix("x-datadog-") {
+                fields.add(rest, value);
             }
         }
         fields
+    }
+
+    /// Notes one `x-datadog-{rest}` header line.
+    #[inline(always)]
+    pub(crate) fn add(&mut self, rest: &str, value: &'a HeaderValue) {
+        let field = match rest {
+            "trace-id" => &mut self.trace_id,
+            "parent-id" => &mut self.parent_id,
+            "sampling-priority" => &mut self.priority,
+            "origin" => &mut self.origin,
+            "tags" => &mut self.tags,
+            _ => return,
+        };
+        if field.value.is_some() {
+            field.twice = true;
+        } else {
+            field.value = Some(value.as_bytes());
+        }
     }
 }
 

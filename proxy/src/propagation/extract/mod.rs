@@ -139,19 +139,19 @@ impl Extractor {
     /// valid one is the primary — under `on_conflict: tracecontext`, W3C is read
     /// first so that it is the primary whenever it is valid.
     pub fn extract(&self, headers: &HeaderMap, count: impl FnMut(Format, Outcome)) -> Incoming {
-        self.extract_present(headers, present(headers), count)
+        self.extract_scanned(headers, &scan(headers), count)
     }
 
-    /// [`extract`](Self::extract) when the caller has already scanned the header
-    /// names with [`present`].
-    pub fn extract_present(
+    /// [`extract`](Self::extract) when the caller has already passed over the
+    /// headers with [`scan`].
+    pub fn extract_scanned(
         &self,
         headers: &HeaderMap,
-        scanned: Present,
+        scanned: &Scan<'_>,
         mut count: impl FnMut(Format, Outcome),
     ) -> Incoming {
         let mut incoming = Incoming::default();
-        let present = scanned.formats;
+        let present = scanned.present.formats;
         if present.is_empty() {
             return incoming;
         }
@@ -171,7 +171,12 @@ impl Extractor {
         let mut primary: Option<(Format, TraceContext)> = None;
         let mut decision_format = None;
         for format in order {
-            match read(format, headers) {
+            let extracted = match format {
+                Format::TraceContext => w3c::extract_found(headers, scanned.w3c),
+                Format::Datadog => datadog::extract_fields(&scanned.datadog),
+                _ => read(format, headers),
+            };
+            match extracted {
                 Extracted::Absent => {}
                 Extracted::Invalid(_) => count(format, Outcome::Invalid),
                 Extracted::DecisionOnly { sampling, debug } => {
@@ -222,28 +227,47 @@ impl Extractor {
     }
 }
 
-/// The trace headers that appear at all: one pass over the header names, so a
-/// request pays hashed lookups (to read, and to remove) only for the formats it
-/// carries.
-pub fn present(headers: &HeaderMap) -> Present {
-    let mut present = Present::default();
-    for name in headers.keys() {
+/// One pass over a request's headers: which trace headers appear at all (so
+/// a request pays hashed lookups, to read and to remove, only for the formats
+/// it carries), and the lines of the formats read straight from the pass —
+/// W3C's and Datadog's — so that extracting them walks the map no more.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Scan<'a> {
+    /// The trace headers present.
+    pub present: Present,
+    w3c: w3c::Found<'a>,
+    datadog: datadog::Fields<'a>,
+}
+
+/// Passes over `headers` once (see [`Scan`]).
+pub fn scan(headers: &HeaderMap) -> Scan<'_> {
+    let mut scan = Scan::default();
+    for (name, value) in headers {
         let name = name.as_str();
         let format = match name.as_bytes().first() {
-            Some(b't') if name == "traceparent" || name == "tracestate" => Format::TraceContext,
+            Some(b't') if scan.w3c.add(name, value) => Format::TraceContext,
             Some(b'b') if name == "b3" => Format::B3Single,
             Some(b'x') if name.starts_with("x-b3-") => Format::B3Multi,
-            Some(b'x') if name.starts_with("x-datadog-") => Format::Datadog,
+            Some(b'x') if name.starts_with("x-datadog-") => {
+                let field = name.strip_prefix("x-datadog-").unwrap_or_default();
+                scan.datadog.add(field, value);
+                Format::Datadog
+            }
             Some(b'x') if name == CALLER_HEADER_NAME => {
-                present.caller = true;
+                scan.present.caller = true;
                 continue;
             }
             Some(b'u') if name == "uber-trace-id" => Format::Jaeger,
             _ => continue,
         };
-        present.formats.insert(format);
+        scan.present.formats.insert(format);
     }
-    present
+    scan
+}
+
+/// The trace headers that appear at all ([`scan`]'s [`Present`]).
+pub fn present(headers: &HeaderMap) -> Present {
+    scan(headers).present
 }
 
 /// What one format's codec finds in `headers`, as extraction reads it.

@@ -204,3 +204,62 @@ fn the_dd_member_last_parent_wins_over_a_sidecar_written_datadog_parent_id() {
     let meta = incoming.context.and_then(|c| c.datadog).unwrap();
     assert_eq!(meta.last_parent, SpanId::new(0x30f9a2b4c5d6e7f8));
 }
+
+/// The scan reads W3C's and Datadog's lines in the same pass that finds which
+/// formats are present; what it hands each codec must be what the codec finds
+/// reading the map itself — with duplicates, unknown `x-datadog-` names, and
+/// maps above the size at which the codecs switch to hashed lookups.
+#[test]
+fn the_scan_reads_what_each_codec_reads_on_its_own() {
+    let tp = traceparent(TRACE, "01");
+    let other = traceparent(OTHER_TRACE, "00");
+    let cases: Vec<Vec<(&str, &str)>> = vec![
+        vec![],
+        vec![("traceparent", &tp)],
+        vec![("traceparent", &tp), ("tracestate", "a=1,dd=s:1")],
+        vec![
+            ("traceparent", &tp),
+            ("tracestate", "a=1"),
+            ("tracestate", "b=2"),
+        ],
+        vec![("traceparent", &tp), ("traceparent", &other)],
+        vec![("tracestate", "a=1")],
+        vec![
+            ("x-datadog-trace-id", "1"),
+            ("x-datadog-parent-id", "2"),
+            ("x-datadog-sampling-priority", "2"),
+            ("x-datadog-origin", "rum"),
+            ("x-datadog-tags", "_dd.p.dm=-4,_dd.p.tid=4bf92f3577b34da6"),
+            ("x-datadog-foo", "ignored"),
+        ],
+        vec![
+            ("x-datadog-trace-id", "1"),
+            ("x-datadog-trace-id", "1"),
+            ("x-datadog-parent-id", "2"),
+        ],
+        vec![("x-datadog-sampling-priority", "0")],
+        vec![("x-datadog-parent-id", "2")],
+    ];
+    for pairs in cases {
+        for filler in [0, crate::propagation::value::SCAN_MAX + 1] {
+            let mut map = headers(&pairs);
+            for i in 0..filler {
+                map.insert(
+                    http::HeaderName::try_from(format!("x-filler-{i}")).unwrap(),
+                    http::HeaderValue::from_static("1"),
+                );
+            }
+            let scanned = scan(&map);
+            assert_eq!(
+                w3c::extract_found(&map, scanned.w3c),
+                w3c::extract(&map),
+                "{pairs:?} + {filler}"
+            );
+            assert_eq!(
+                datadog::extract_fields(&scanned.datadog),
+                datadog::extract(&map),
+                "{pairs:?} + {filler}"
+            );
+        }
+    }
+}

@@ -37,7 +37,13 @@ const LEN_V00: usize = 55;
 
 /// Reads `traceparent` (and, when it is valid, `tracestate`).
 pub fn extract(headers: &HeaderMap) -> Extracted {
-    let found = Found::find(headers);
+    extract_found(headers, Found::find(headers))
+}
+
+/// [`extract`] from the lines a pass over the request's headers already
+/// found (`headers` is read again only for a `tracestate` sent as several
+/// lines).
+pub(crate) fn extract_found(headers: &HeaderMap, found: Found<'_>) -> Extracted {
     let value = match found.traceparent {
         Line::Absent => return Extracted::Absent,
         // Sent twice is ambiguous: invalid.
@@ -62,8 +68,9 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
 }
 
 /// A header's lines: none, exactly one, or several.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, Default)]
 enum Line<'a> {
+    #[default]
     Absent,
     One(&'a HeaderValue),
     Many,
@@ -87,7 +94,8 @@ impl<'a> Line<'a> {
 }
 
 /// The request's `traceparent` and `tracestate` lines.
-struct Found<'a> {
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Found<'a> {
     traceparent: Line<'a>,
     tracestate: Line<'a>,
 }
@@ -100,10 +108,7 @@ impl<'a> Found<'a> {
                 tracestate: Line::of(headers.get_all(&TRACESTATE).iter()),
             };
         }
-        let mut found = Self {
-            traceparent: Line::Absent,
-            tracestate: Line::Absent,
-        };
+        let mut found = Self::default();
         for (name, value) in headers {
             if *name == TRACEPARENT {
                 found.traceparent.add(value);
@@ -112,6 +117,18 @@ impl<'a> Found<'a> {
             }
         }
         found
+    }
+
+    /// Notes one header line, if it is W3C's; returns whether it was.
+    #[inline(always)]
+    pub(crate) fn add(&mut self, name: &str, value: &'a HeaderValue) -> bool {
+        let line = match name {
+            "traceparent" => &mut self.traceparent,
+            "tracestate" => &mut self.tracestate,
+            _ => return false,
+        };
+        line.add(value);
+        true
     }
 }
 
