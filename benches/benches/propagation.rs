@@ -27,7 +27,10 @@ fn propagate(c: &mut Criterion) {
     for (name, format, template) in cases() {
         // The app speaks the case's format (learned from its own requests).
         let app = Formats::only(format);
-        run(&mut group, name, &extractor, &defaults, app, &template);
+        let batch = BatchSize::SmallInput;
+        run(
+            &mut group, name, &extractor, &defaults, app, &template, batch,
+        );
     }
     group.finish();
     // A bench correction, not an optimisation: the group above clones its
@@ -40,7 +43,8 @@ fn propagate(c: &mut Criterion) {
         if matches!(name, "tracecontext" | "datadog" | "every_format") {
             let app = Formats::only(format);
             let spare = with_spare_capacity(&template);
-            run(&mut group, name, &extractor, &defaults, app, &spare);
+            let batch = BatchSize::SmallInput;
+            run(&mut group, name, &extractor, &defaults, app, &spare, batch);
         }
     }
     group.finish();
@@ -56,7 +60,7 @@ fn propagate(c: &mut Criterion) {
         if matches!(name, "tracecontext" | "datadog" | "every_format") {
             let app = Formats::only(format);
             let spare = with_spare_capacity(&template);
-            run_batched(
+            run(
                 &mut group,
                 name,
                 &extractor,
@@ -84,32 +88,16 @@ fn propagate(c: &mut Criterion) {
                 &w3c,
                 Formats::only(format),
                 &template,
+                BatchSize::SmallInput,
             );
         }
     }
     group.finish();
 }
 
+/// Times `name` on maps made from `template`, `batch` of them made before
+/// each timed batch.
 fn run(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    name: &str,
-    extractor: &Extractor,
-    config: &Propagation,
-    app: Formats,
-    template: &impl Template,
-) {
-    run_batched(
-        group,
-        name,
-        extractor,
-        config,
-        app,
-        template,
-        BatchSize::SmallInput,
-    )
-}
-
-fn run_batched(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
     extractor: &Extractor,
