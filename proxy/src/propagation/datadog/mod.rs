@@ -145,29 +145,32 @@ impl<'a> Fields<'a> {
     fn scan(headers: &'a HeaderMap) -> Self {
         let mut fields = Self::default();
         for (name, value) in headers {
-            if let Some(rest) = name.as_str().strip_prefix("x-datadog-") {
-                fields.add(rest, value);
-            }
+            fields.add(name.as_str(), value);
         }
         fields
     }
 
-    /// Notes one `x-datadog-{rest}` header line.
+    /// Notes one header line, if it is an `x-datadog-*` one; returns whether
+    /// it was (a field this codec does not read counts too: it is Datadog's).
     #[inline(always)]
-    pub(crate) fn add(&mut self, rest: &str, value: &'a HeaderValue) {
+    pub(crate) fn add(&mut self, name: &str, value: &'a HeaderValue) -> bool {
+        let Some(rest) = name.strip_prefix("x-datadog-") else {
+            return false;
+        };
         let field = match rest {
             "trace-id" => &mut self.trace_id,
             "parent-id" => &mut self.parent_id,
             "sampling-priority" => &mut self.priority,
             "origin" => &mut self.origin,
             "tags" => &mut self.tags,
-            _ => return,
+            _ => return true,
         };
         if field.value.is_some() {
             field.twice = true;
         } else {
             field.value = Some(value.as_bytes());
         }
+        true
     }
 }
 

@@ -248,11 +248,7 @@ pub fn scan(headers: &HeaderMap) -> Scan<'_> {
             Some(b't') if scan.w3c.add(name, value) => Format::TraceContext,
             Some(b'b') if name == "b3" => Format::B3Single,
             Some(b'x') if name.starts_with("x-b3-") => Format::B3Multi,
-            Some(b'x') if name.starts_with("x-datadog-") => {
-                let field = name.strip_prefix("x-datadog-").unwrap_or_default();
-                scan.datadog.add(field, value);
-                Format::Datadog
-            }
+            Some(b'x') if scan.datadog.add(name, value) => Format::Datadog,
             Some(b'x') if name == CALLER_HEADER_NAME => {
                 scan.present.caller = true;
                 continue;
