@@ -9,12 +9,20 @@
 //! connection unusable: dropping it closes the connection. A body the server
 //! never polls (empty, `HEAD`) still ended, and gives its connection back when
 //! dropped.
+//!
+//! An HTTP/2 body is `h2`'s stream, read as hyper's client reads one: each
+//! chunk's bytes are given back to the flow-control window as soon as they are
+//! read, then come the trailers, and a reset with `NO_ERROR` or `CANCEL` ends
+//! the body rather than failing it. Dropped unfinished, `h2` resets the stream.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use h2::{Reason, RecvStream};
+use http::header::CONTENT_LENGTH;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
@@ -28,21 +36,37 @@ pub(super) struct GiveBack {
     pub(super) conn: Conn,
 }
 
-/// What a response body holds of its connection until it ends.
-enum Held {
-    /// Nothing (an upgraded HTTP/1 connection, or already given back).
-    Nothing,
-    /// An HTTP/1 connection, returned to its pool when the body ends.
-    Connection(GiveBack),
-    /// An HTTP/2 stream's place on its connection, given up when dropped.
-    Stream(#[expect(dead_code, reason = "held for its Drop")] StreamSlot),
-}
-
 /// A response body from an upstream; an HTTP/1 connection returns to its pool
 /// when the body ends.
-pub struct UpstreamBody {
-    inner: Incoming,
-    held: Held,
+pub struct UpstreamBody(Kind);
+
+enum Kind {
+    Http1 {
+        body: Incoming,
+        /// The connection, returned to its pool when the body ends; none for
+        /// an upgraded one, or once given back.
+        give_back: Option<GiveBack>,
+    },
+    Http2 {
+        body: RecvStream,
+        /// The data frames have all been read; the trailers are next.
+        data_done: bool,
+        /// What `content-length` says is still to come.
+        remaining: Option<u64>,
+        /// The stream's place on its connection, given up when dropped.
+        _slot: StreamSlot,
+    },
+}
+
+/// Why an upstream response body failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The HTTP/1 connection failed.
+    #[error(transparent)]
+    Http1(#[from] hyper::Error),
+    /// The HTTP/2 stream failed.
+    #[error(transparent)]
+    Http2(#[from] h2::Error),
 }
 
 // === impl UpstreamBody ===
@@ -50,64 +74,128 @@ pub struct UpstreamBody {
 impl UpstreamBody {
     /// An HTTP/1 response body, giving back its connection (when it can be
     /// reused) at the end.
-    pub(super) fn h1(inner: Incoming, give_back: Option<GiveBack>) -> Self {
-        let held = give_back.map_or(Held::Nothing, Held::Connection);
-        Self { inner, held }
+    pub(super) fn h1(body: Incoming, give_back: Option<GiveBack>) -> Self {
+        Self(Kind::Http1 { body, give_back })
     }
 
-    /// An HTTP/2 response body, holding its stream's place until the end.
-    pub(super) fn h2(inner: Incoming, slot: StreamSlot) -> Self {
-        let held = Held::Stream(slot);
-        Self { inner, held }
+    /// An HTTP/2 response body (`head` its response's), holding its stream's
+    /// place until dropped.
+    pub(super) fn h2(head: &HeaderMap, body: RecvStream, slot: StreamSlot) -> Self {
+        // h2 has checked the value (a malformed one resets the stream).
+        let remaining = head
+            .get(CONTENT_LENGTH)
+            .and_then(|length| length.to_str().ok()?.parse().ok());
+        Self(Kind::Http2 {
+            body,
+            data_done: false,
+            remaining,
+            _slot: slot,
+        })
     }
 
+    /// Gives back the HTTP/1 connection of a body that ended.
     fn ended(&mut self) {
-        if let Held::Connection(GiveBack { pool, mut conn }) =
-            std::mem::replace(&mut self.held, Held::Nothing)
-        {
-            conn.finish(&pool.target);
-            pool.give_back(conn);
+        if let Kind::Http1 { give_back, .. } = &mut self.0 {
+            if let Some(GiveBack { pool, mut conn }) = give_back.take() {
+                conn.finish(&pool.target);
+                pool.give_back(conn);
+            }
         }
     }
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let polled = match &mut this.held {
-            // Frames come from the connection's dispatcher, driven here.
-            Held::Connection(GiveBack { pool, conn }) if conn.is_inline() => {
-                conn.poll_body(cx, &mut this.inner, &pool.target)
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let polled = match &mut self.0 {
+            Kind::Http1 { body, give_back } => {
+                let polled = match give_back {
+                    // Frames come from the connection's dispatcher, driven here.
+                    Some(GiveBack { pool, conn }) if conn.is_inline() => {
+                        conn.poll_body(cx, body, &pool.target)
+                    }
+                    _ => Pin::new(body).poll_frame(cx),
+                };
+                polled.map(|frame| frame.map(|frame| frame.map_err(BodyError::Http1)))
             }
-            _ => Pin::new(&mut this.inner).poll_frame(cx),
+            Kind::Http2 {
+                body,
+                data_done,
+                remaining,
+                ..
+            } => poll_h2(cx, body, data_done, remaining),
         };
         match &polled {
             Poll::Ready(None) => self.ended(),
             // A failed HTTP/1 connection is not reused: dropping it closes it.
-            Poll::Ready(Some(Err(_))) => self.held = Held::Nothing,
+            Poll::Ready(Some(Err(_))) => {
+                if let Kind::Http1 { give_back, .. } = &mut self.0 {
+                    *give_back = None;
+                }
+            }
             _ => {}
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.0 {
+            Kind::Http1 { body, .. } => body.is_end_stream(),
+            Kind::Http2 { body, .. } => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.0 {
+            Kind::Http1 { body, .. } => body.size_hint(),
+            Kind::Http2 { remaining, .. } => {
+                remaining.map_or_else(SizeHint::new, SizeHint::with_exact)
+            }
+        }
+    }
+}
+
+/// The next frame of an HTTP/2 response body: data, then trailers.
+fn poll_h2(
+    cx: &mut Context<'_>,
+    body: &mut RecvStream,
+    data_done: &mut bool,
+    remaining: &mut Option<u64>,
+) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    if !*data_done {
+        match ready!(body.poll_data(cx)) {
+            Some(Ok(chunk)) => {
+                // The connection is never closed by a failed release: the
+                // stream's own error shows on the next read.
+                let _ = body.flow_control().release_capacity(chunk.len());
+                if let Some(left) = remaining {
+                    *left = left.saturating_sub(chunk.len() as u64);
+                }
+                return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            }
+            Some(Err(error)) => {
+                return match error.reason() {
+                    Some(Reason::NO_ERROR | Reason::CANCEL) => Poll::Ready(None),
+                    _ => Poll::Ready(Some(Err(error.into()))),
+                }
+            }
+            None => *data_done = true,
+        }
+    }
+    match ready!(body.poll_trailers(cx)) {
+        Ok(trailers) => Poll::Ready(trailers.map(|trailers| Ok(Frame::trailers(trailers)))),
+        Err(error) => Poll::Ready(Some(Err(error.into()))),
     }
 }
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
-        if self.inner.is_end_stream() {
+        if self.is_end_stream() {
             self.ended();
         }
     }
@@ -115,8 +203,15 @@ impl Drop for UpstreamBody {
 
 impl std::fmt::Debug for UpstreamBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pooled = matches!(
+            &self.0,
+            Kind::Http1 {
+                give_back: Some(_),
+                ..
+            }
+        );
         f.debug_struct("UpstreamBody")
-            .field("pooled", &matches!(self.held, Held::Connection(_)))
+            .field("pooled", &pooled)
             .finish_non_exhaustive()
     }
 }

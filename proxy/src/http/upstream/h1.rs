@@ -26,6 +26,7 @@ use std::task::{Context, Poll, Waker};
 use http::{Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use meshtrace_config::HostPort;
 
 use super::body::{GiveBack, UpstreamBody};
@@ -135,11 +136,11 @@ impl Pool {
     }
 
     pub(super) async fn dial_h1(&self) -> Result<Conn, SendError> {
-        let io = self.dial().await?;
+        let io = TokioIo::new(self.dial().await?);
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
             .await
-            .map_err(SendError::Handshake)?;
+            .map_err(|e| SendError::Handshake(e.into()))?;
         Ok(Conn {
             sender,
             driver: Driver::Inline(Box::pin(conn.with_upgrades())),

@@ -39,10 +39,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use meshtrace_config::HostPort;
 
-pub use body::UpstreamBody;
+pub use body::{BodyError, UpstreamBody};
 pub use connect::{
     classify_connect, dial, Connect, Connecting, Connector, Dialled, Io, UpstreamIo,
 };
@@ -105,12 +104,19 @@ pub enum SendError {
     /// Dialling the target failed.
     #[error("connect: {0}")]
     Connect(#[source] io::Error),
-    /// The HTTP/2 connection preface failed.
-    #[error("HTTP/2 handshake: {0}")]
-    Handshake(#[source] hyper::Error),
-    /// The connection failed while the request was in flight.
+    /// The connection's handshake failed (HTTP/2's preface).
+    #[error("handshake: {0}")]
+    Handshake(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The HTTP/1 connection failed while the request was in flight.
     #[error("request: {0}")]
     Request(#[source] hyper::Error),
+    /// The HTTP/2 stream or its connection failed.
+    #[error("stream: {0}")]
+    Stream(#[source] ::h2::Error),
+    /// The downstream request body failed while it was sent on an HTTP/2
+    /// stream (which was reset).
+    #[error("request body: {0}")]
+    RequestBody(#[source] hyper::Error),
 }
 
 // === impl Upstreams ===
@@ -176,8 +182,10 @@ impl Upstreams {
 // === impl Pool ===
 
 impl Pool {
-    /// Sends `req` (its URI and `Host` already in the form this protocol needs)
-    /// and returns the response head; the body streams from the connection.
+    /// Sends `req` (its URI and `Host` already in the form this protocol needs,
+    /// its hop-by-hop headers gone: [`super::headers::strip_hop_by_hop`];
+    /// HTTP/2 refuses a request with any) and returns the response head; the
+    /// body streams from the connection.
     pub async fn send(
         self: &Arc<Self>,
         req: Request<Incoming>,
@@ -193,11 +201,10 @@ impl Pool {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn dial(&self) -> Result<TokioIo<UpstreamIo>, SendError> {
+    async fn dial(&self) -> Result<UpstreamIo, SendError> {
         self.connector
             .connect(&self.target, self.connect_timeout)
             .await
-            .map(TokioIo::new)
             .map_err(SendError::Connect)
     }
 }
@@ -207,7 +214,11 @@ pub fn classify(error: &SendError) -> ErrorKind {
     match error {
         SendError::Connect(io) => classify_connect(io),
         SendError::Handshake(_) => ErrorKind::Unreachable,
-        SendError::Request(_) => ErrorKind::UpstreamReset,
+        // A failed request body is the client's doing: the caller asks
+        // `downstream_body_error` first, and answers it as the client's.
+        SendError::Request(_) | SendError::Stream(_) | SendError::RequestBody(_) => {
+            ErrorKind::UpstreamReset
+        }
     }
 }
 
@@ -217,11 +228,12 @@ pub fn classify(error: &SendError) -> ErrorKind {
 ///
 /// hyper's HTTP/1 client reports a failing request body as a "user body" error
 /// caused by the body's own error; the only request body sent here is the
-/// downstream's `Incoming`, so that cause is a `hyper::Error`. (hyper's HTTP/2
-/// client resets the stream instead, which still reads as an upstream reset.)
+/// downstream's `Incoming`, so that cause is a `hyper::Error`. The HTTP/2 path
+/// sends the body itself and says so ([`SendError::RequestBody`]).
 pub fn downstream_body_error(error: &SendError) -> Option<&hyper::Error> {
     match error {
         SendError::Request(e) if e.is_user() => std::error::Error::source(e)?.downcast_ref(),
+        SendError::RequestBody(e) => Some(e),
         _ => None,
     }
 }

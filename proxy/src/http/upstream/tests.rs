@@ -7,7 +7,7 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::client::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -304,4 +304,192 @@ async fn a_refused_dial_is_classified() {
         panic!("dialled a closed port");
     };
     assert_eq!(classify(&error), ErrorKind::ConnectRefused);
+}
+
+/// An HTTP/2 upstream that reports each request as it arrives (on `arrived`)
+/// and answers `ok` once given a permit of `release`.
+async fn held_h2_upstream(
+    arrived: mpsc::UnboundedSender<()>,
+    release: Arc<tokio::sync::Semaphore>,
+) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (arrived, release) = (arrived.clone(), release.clone());
+            let service = service_fn(move |_| {
+                let (arrived, release) = (arrived.clone(), release.clone());
+                async move {
+                    let _ = arrived.send(());
+                    release.acquire().await.unwrap().forget();
+                    let ok = http_body_util::Full::new(Bytes::from_static(b"ok"));
+                    Ok::<_, std::convert::Infallible>(Response::new(ok))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn an_h2_request_waits_for_its_response_in_the_task_that_sent_it() {
+    // The upstream runs on a runtime of its own: only the sidecar side's tasks
+    // are counted, on this one.
+    let upstream_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let addr = upstream_runtime.block_on(held_h2_upstream(arrived_tx, release.clone()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (_upstreams, pool) = pool_of(Wire::Http2, addr, Duration::from_secs(60));
+        let front = front(pool).await;
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let (mut clients, mut alive) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let mut client = TcpStream::connect(front).await.unwrap();
+            client
+                .write_all(b"GET / HTTP/1.1\r\nhost: app\r\n\r\n")
+                .await
+                .unwrap();
+            tokio::time::timeout(BOUND, arrived.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            alive.push(metrics.num_alive_tasks());
+            clients.push(client);
+        }
+        // One task more per request in flight: the front's connection, which
+        // sent it and waits for its response. (hyper's client spawned another
+        // per request to wait in.)
+        let added: Vec<usize> = alive.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(
+            added,
+            [1, 1, 1, 1],
+            "tasks alive, 1 to 5 requests: {alive:?}"
+        );
+        release.add_permits(clients.len());
+        for mut client in clients {
+            let mut answer = Vec::new();
+            while !answer.ends_with(b"\r\n\r\nok") {
+                let mut chunk = [0u8; 1024];
+                let read = tokio::time::timeout(BOUND, client.read(&mut chunk));
+                let n = read.await.unwrap().unwrap();
+                assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&answer));
+                answer.extend_from_slice(&chunk[..n]);
+            }
+        }
+    });
+}
+
+/// An HTTP/2 upstream answering each request with its body: streamed back as
+/// it arrives (`echo`), or read whole first and answered with its length.
+async fn h2_body_upstream(echo: bool) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = service_fn(move |req: Request<Incoming>| async move {
+                let body = if echo {
+                    req.into_body().boxed()
+                } else {
+                    let whole = req.into_body().collect().await?.to_bytes();
+                    let length = Bytes::from(whole.len().to_string());
+                    http_body_util::Full::new(length)
+                        .map_err(|never| match never {})
+                        .boxed()
+                };
+                Ok::<_, hyper::Error>(Response::new(body))
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+/// POSTs `body` through `front` on a new connection; the response body.
+async fn post(front: SocketAddr, body: Bytes) -> Bytes {
+    let stream = TcpStream::connect(front).await.unwrap();
+    let (mut sender, conn) =
+        http1::handshake::<_, http_body_util::Full<Bytes>>(TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("/")
+        .header("host", "app")
+        .body(http_body_util::Full::new(body))
+        .unwrap();
+    let exchange = async {
+        let response = sender.send_request(req).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.into_body().collect().await.unwrap().to_bytes()
+    };
+    tokio::time::timeout(BOUND, exchange).await.unwrap()
+}
+
+/// Bodies larger than the upstream's windows (hyper's server: 1 MiB for the
+/// stream and the connection), so the upload waits for send capacity.
+const UPLOAD: usize = 3 * 1024 * 1024 + 5;
+
+#[tokio::test]
+async fn an_h2_upload_larger_than_the_window_is_sent_whole_before_the_answer() {
+    let (_upstreams, pool) = pool_of(Wire::Http2, h2_body_upstream(false).await, BOUND);
+    let front = front(pool).await;
+    let body = Bytes::from(vec![b'u'; UPLOAD]);
+    assert_eq!(post(front, body).await, UPLOAD.to_string().as_bytes());
+}
+
+#[tokio::test]
+async fn an_h2_upload_still_going_when_the_answer_starts_is_sent_on_whole() {
+    // The echo answers at once, so the upload goes on in a task of its own.
+    let (_upstreams, pool) = pool_of(Wire::Http2, h2_body_upstream(true).await, BOUND);
+    let front = front(pool).await;
+    let body = Bytes::from((0..UPLOAD).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    assert_eq!(post(front, body.clone()).await, body);
+}
+
+#[tokio::test]
+async fn a_request_body_that_breaks_on_its_way_to_an_h2_upstream_is_the_clients_error() {
+    // The upstream never answers: only the body can end the exchange.
+    let (arrived, _) = mpsc::unbounded_channel();
+    let held = held_h2_upstream(arrived, Arc::new(tokio::sync::Semaphore::new(0))).await;
+    let (_upstreams, pool) = pool_of(Wire::Http2, held, BOUND);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = listener.local_addr().unwrap();
+    let (failed, mut failures) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            let (pool, failed) = (pool.clone(), failed.clone());
+            *req.uri_mut() = http::Uri::from_static("http://app/");
+            crate::http::headers::strip_hop_by_hop(req.headers_mut(), false);
+            async move {
+                let error = pool.send(req).await.unwrap_err();
+                let _ = failed.send(downstream_body_error(&error).is_some());
+                Err::<Response<UpstreamBody>, _>(error)
+            }
+        });
+        let serving = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service);
+        let _ = serving.await;
+    });
+    let mut client = TcpStream::connect(front).await.unwrap();
+    let malformed =
+        "POST / HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nbad\r\n";
+    client.write_all(malformed.as_bytes()).await.unwrap();
+    let failure = tokio::time::timeout(BOUND, failures.recv()).await.unwrap();
+    assert_eq!(failure, Some(true), "the upstream was blamed");
 }

@@ -2,7 +2,7 @@
 //! put in and taken from the pool as the forwarding path does.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -11,8 +11,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::DuplexStream;
 use tokio::time::advance;
 
-use super::super::h2::{Listed, Shared};
-use super::super::{Connector, Key, Pool, State};
+use super::super::h2::Listed;
+use super::super::{Connector, Key, Pool, State, UpstreamIo};
 use super::*;
 use crate::http::Wire;
 
@@ -76,18 +76,10 @@ async fn list_h2(pool: &Pool, n: usize) {
             hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(server), service),
         );
-        let (sender, conn) = hyper::client::conn::http2::handshake::<_, _, Incoming>(
-            TokioExecutor::new(),
-            TokioIo::new(client),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
+        let io = UpstreamIo::Custom(Box::new(client));
+        let shared = pool.handshake_h2(io).await.unwrap();
         pool.lock().h2.push(Listed {
-            shared: Arc::new(Shared {
-                sender,
-                streams: AtomicUsize::new(0),
-            }),
+            shared: Arc::new(shared),
             started: 1,
             quiet: (0, None),
         });
