@@ -134,12 +134,7 @@ async fn get_sequentially(front: SocketAddr, n: usize) {
 /// Sends `n` requests one after another on one connection to `front`; their
 /// response bodies.
 async fn exchange(front: SocketAddr, method: http::Method, path: &str, n: usize) -> Vec<Bytes> {
-    let stream = TcpStream::connect(front).await.unwrap();
-    let (mut sender, conn) =
-        http1::handshake::<_, http_body_util::Empty<Bytes>>(TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = client::<http_body_util::Empty<Bytes>>(front).await;
     let mut bodies = Vec::new();
     for _ in 0..n {
         let req = Request::builder()
@@ -420,14 +415,24 @@ async fn h2_body_upstream(echo: bool) -> SocketAddr {
     addr
 }
 
+/// A new HTTP/1 client connection to `front`, sending bodies of type `B`.
+async fn client<B>(front: SocketAddr) -> http1::SendRequest<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = TcpStream::connect(front).await.unwrap();
+    let (sender, conn) = http1::handshake::<_, B>(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 /// POSTs `body` through `front` on a new connection; the response body.
 async fn post(front: SocketAddr, body: Bytes) -> Bytes {
-    let stream = TcpStream::connect(front).await.unwrap();
-    let (mut sender, conn) =
-        http1::handshake::<_, http_body_util::Full<Bytes>>(TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = client::<http_body_util::Full<Bytes>>(front).await;
     let req = Request::post("/")
         .header("host", "app")
         .body(http_body_util::Full::new(body))
