@@ -2,11 +2,13 @@
 //! upstream's (issue 14, defect 5, over HTTP/2).
 //!
 //! Over HTTP/1 the sidecar answers such a body with its own 400. Over HTTP/2
-//! the protocol layer answers first: RFC 9113 §8.1.1 makes DATA that ends short
-//! of (or past) `content-length` a malformed request, a stream error of type
-//! `PROTOCOL_ERROR`, so the client gets `RST_STREAM` and the request, abandoned
-//! before any response, is recorded as the client's (`client_closed`), with no
-//! upstream error counted.
+//! the protocol layer answers the client first: RFC 9113 §8.1.1 makes DATA
+//! that ends short of (or past) `content-length` a malformed request, a stream
+//! error of type `PROTOCOL_ERROR`, so the client gets `RST_STREAM`. The
+//! sidecar, sending the body upstream as it arrives, sees it break and resets
+//! the upstream stream; the request is recorded as the client's, a 400
+//! `bad_request_body` as over HTTP/1 (that answer reaches no one: the stream is
+//! gone), with no upstream error counted.
 
 use std::net::SocketAddr;
 
@@ -46,7 +48,7 @@ async fn a_body_shorter_than_its_content_length_is_the_clients_error() {
     assert_eq!(reset, Some(h2::Reason::PROTOCOL_ERROR));
 
     let error_type = sidecar.next_error_type().await;
-    assert_eq!(error_type, Some(Value::from("client_closed")));
+    assert_eq!(error_type, Some(Value::from("bad_request_body")));
     let text = sidecar.metrics.render();
     let upstream_errors = text
         .lines()
