@@ -187,12 +187,16 @@ impl Config {
     /// empty file is an error ([`ConfigError::Empty`]); only running without a
     /// file means the embedded default.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let source_name = path.display().to_string();
-        let content = std::fs::read(path).map_err(|error| ConfigError::Read {
-            source_name: source_name.clone(),
+        let content = Self::read_file(path)?;
+        Self::from_file_content(&content, &path.display().to_string())
+    }
+
+    /// A config file's bytes, for [`Config::from_file_content`]; an error names the file.
+    pub fn read_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
+        std::fs::read(path).map_err(|error| ConfigError::Read {
+            source_name: path.display().to_string(),
             error,
-        })?;
-        Self::from_file_content(&content, &source_name)
+        })
     }
 
     /// [`Config::from_file`] for content the caller already read, so a watcher

@@ -109,12 +109,19 @@ fn usage_error(error: &clap::Error) -> ExitCode {
 }
 
 fn run(path: Option<PathBuf>, json_logs: bool) -> ExitCode {
+    // The file is read once: the watcher starts from the very bytes the sidecar
+    // was configured with, so a change written while it starts is not missed.
     let loaded = match &path {
-        Some(path) => Config::from_file(path),
-        None => Config::from_env_defaults(),
+        Some(path) => Config::read_file(path).and_then(|content| {
+            Ok((
+                Config::from_file_content(&content, &path.display().to_string())?,
+                Some(content),
+            ))
+        }),
+        None => Config::from_env_defaults().map(|config| (config, None)),
     };
-    let mut config = match loaded {
-        Ok(config) => config,
+    let (mut config, started_with) = match loaded {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("{error}");
             return ExitCode::from(2);
@@ -154,7 +161,13 @@ fn run(path: Option<PathBuf>, json_logs: bool) -> ExitCode {
     runtime.block_on(async move {
         // With a control plane: start from its last good config, if cached.
         let config = meshtrace_proxy::reload::startup_config(config);
-        let local_file = config.control.url.is_none().then_some(path).flatten();
+        let local_file = config
+            .control
+            .url
+            .is_none()
+            .then_some(path)
+            .flatten()
+            .zip(started_with);
         let poll = config.control.file_poll.get();
         let sidecar = match Sidecar::start(config).await {
             Ok(sidecar) => sidecar,
@@ -163,8 +176,8 @@ fn run(path: Option<PathBuf>, json_logs: bool) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if let Some(path) = local_file {
-            meshtrace_proxy::reload::watch_file(sidecar.reloader(), path, poll);
+        if let Some((path, started_with)) = local_file {
+            meshtrace_proxy::reload::watch_file(sidecar.reloader(), path, started_with, poll);
         }
         tokio::spawn(shutdown_on_signal(sidecar_drain_trigger(&sidecar)));
         tokio::spawn(meshtrace_proxy::trim::tick());

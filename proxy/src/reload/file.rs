@@ -25,11 +25,14 @@ use meshtrace_config::Config;
 use super::apply::Reloader;
 use crate::metrics::ReloadSource;
 
-/// Applies `path` whenever its content changes.
-pub fn watch_file(reloader: Reloader, path: PathBuf, poll: Duration) {
+/// Applies `path` whenever its content differs from the last seen, starting
+/// from `started_with`: the bytes the running config was loaded from. (Reading
+/// the file again here would take a change written since start-up for the
+/// running config, and miss it until the next change.)
+pub fn watch_file(reloader: Reloader, path: PathBuf, started_with: Vec<u8>, poll: Duration) {
     reloader.metrics().reload_source_started(ReloadSource::File);
+    let mut source = FileSource::new(path, started_with);
     tokio::spawn(async move {
-        let mut source = FileSource::new(path).await;
         let mut ticks = tokio::time::interval(poll);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -61,10 +64,12 @@ enum Polled {
 // === impl FileSource ===
 
 impl FileSource {
-    /// Starts from the file's current content: the config the sidecar started with.
-    async fn new(path: PathBuf) -> Self {
-        let last = tokio::fs::read(&path).await.ok();
-        Self { path, last }
+    /// Starts from the content the sidecar's config was loaded from.
+    fn new(path: PathBuf, started_with: Vec<u8>) -> Self {
+        Self {
+            path,
+            last: Some(started_with),
+        }
     }
 
     /// Reads the file once and, if it changed, loads and applies that content.
@@ -127,9 +132,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("meshtrace-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("sidecar.yaml");
-        std::fs::write(&path, running.to_yaml()).unwrap();
+        let content = running.to_yaml().into_bytes();
+        std::fs::write(&path, &content).unwrap();
         let sidecar = Sidecar::start(running).await.unwrap();
-        let source = FileSource::new(path).await;
+        let source = FileSource::new(path, content);
         (sidecar, source, TempDir(dir))
     }
 
@@ -153,6 +159,31 @@ mod tests {
         assert_eq!(sidecar.config().sampling.default_rate, 0.25);
         assert_eq!(source.poll(&sidecar.reloader()).await, Polled::Unchanged);
         assert_eq!(reloads(&sidecar, "applied"), 1);
+    }
+
+    /// A change written after the sidecar loaded its file but before the
+    /// watcher's task first ran is applied. (The watcher used to read the file
+    /// again when its task started and take such a change for the running
+    /// config: it stayed unapplied until the file changed once more.)
+    #[tokio::test]
+    async fn a_change_written_while_the_sidecar_starts_is_applied() {
+        let (sidecar, source, _dir) = watched("file-early-change").await;
+        let mut next = sidecar.config().as_ref().clone();
+        next.sampling.default_rate = 0.25;
+        std::fs::write(&source.path, next.to_yaml()).unwrap();
+        let mut applied = sidecar.reloader().subscribe();
+        let started_with = source.last.unwrap();
+        watch_file(
+            sidecar.reloader(),
+            source.path.clone(),
+            started_with,
+            Duration::from_millis(5),
+        );
+        let changed = applied.wait_for(|c| c.sampling.default_rate == 0.25);
+        tokio::time::timeout(Duration::from_secs(10), changed)
+            .await
+            .expect("the change is applied within 10 s")
+            .unwrap();
     }
 
     #[tokio::test]

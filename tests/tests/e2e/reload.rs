@@ -155,14 +155,14 @@ async fn the_binary_reloads_its_config_file() {
     assert!(echoed(&rsp, "x-b3-traceid").is_none());
     // The same file with one change (listen addresses stay port 0: unchanged).
     config = with_b3(&config, true);
-    std::fs::write(&file, config.to_yaml()).expect("rewrite config");
+    replace_file(&file, &config.to_yaml());
     proxy.output().wait_for_line("config file reloaded").await;
     let rsp = http1_get_with(proxy.inbound_addr(), "app", &[]).await;
     assert!(
         echoed(&rsp, "x-b3-traceid").is_some(),
         "the file's new policy applies"
     );
-    std::fs::write(&file, "sampling: {default_rate: 7}\n").expect("break the file");
+    replace_file(&file, "sampling: {default_rate: 7}\n");
     proxy
         .output()
         .wait_for_line("config file does not load")
@@ -173,4 +173,13 @@ async fn the_binary_reloads_its_config_file() {
         echoed(&rsp, "x-b3-traceid").is_some(),
         "the last good config stays"
     );
+}
+
+/// Replaces `file`'s content atomically (a new file renamed over it), as the
+/// sidecar requires and as Kubernetes updates a ConfigMap volume: a plain write
+/// truncates first, and a poll in between would load half a file.
+fn replace_file(file: &std::path::Path, content: &str) {
+    let next = file.with_extension("next");
+    std::fs::write(&next, content).expect("write the new content");
+    std::fs::rename(&next, file).expect("rename it over the config file");
 }
