@@ -2,7 +2,7 @@
 //! consumes them and never forwards them.
 //!
 //! Removed both ways: `Connection` and every header it names, `Keep-Alive`,
-//! `Proxy-Connection`, `Transfer-Encoding` (hyper re-frames the body for the next
+//! `Proxy-Connection`, `Transfer-Encoding` (the body is re-framed for the next
 //! hop), `Upgrade`, `HTTP2-Settings`, and `TE` except the value `trailers` (which
 //! gRPC needs end to end). An actual protocol upgrade (WebSocket) keeps
 //! `Connection: upgrade` and `Upgrade`, which is what lets it pass through.

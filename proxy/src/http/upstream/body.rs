@@ -4,11 +4,12 @@
 //!
 //! An HTTP/1 connection is busy until the response body has been read, so it is
 //! given back when the body reports its end — not when the head arrives. Until
-//! then the body drives the connection ([`Conn::drive`]): reading the body
-//! polls the dispatcher that receives it. A body dropped half-read leaves the
-//! connection unusable: dropping it closes the connection. A body the server
-//! never polls (empty, `HEAD`) still ended, and gives its connection back when
-//! dropped.
+//! then the body reads the connection itself ([`Conn::poll_body`]), moving on
+//! an upload still in progress as it goes. A body dropped half-read, or one
+//! whose upload did not finish, leaves the connection unusable: dropping it
+//! closes the connection. A body the server never polls (empty, `HEAD`) still
+//! ended, and gives its connection back when dropped. The response to an
+//! upgrade request is hyper's ([`super::h1`]) and returns nothing.
 //!
 //! An HTTP/2 body is `h2`'s stream, read as hyper's client reads one: each
 //! chunk's bytes are given back to the flow-control window as soon as they are
@@ -26,14 +27,19 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::h1::Conn;
+use super::h1::{Conn, Decoded, Framing, Http1Error, Upload};
 use super::h2::StreamSlot;
 use super::Pool;
 
-/// An HTTP/1 connection on its way back to its pool.
-pub(super) struct GiveBack {
+/// An HTTP/1 exchange whose response head has arrived: the connection, the
+/// response body still to read, the upload still to send.
+pub(super) struct Exchange {
     pub(super) pool: Arc<Pool>,
     pub(super) conn: Conn,
+    pub(super) framing: Framing,
+    pub(super) upload: Option<Upload>,
+    /// The upstream lets the connection carry another request.
+    pub(super) keep_alive: bool,
 }
 
 /// A response body from an upstream; an HTTP/1 connection returns to its pool
@@ -41,12 +47,13 @@ pub(super) struct GiveBack {
 pub struct UpstreamBody(Kind);
 
 enum Kind {
+    /// Boxed: the connection's buffers are moved with every response.
     Http1 {
-        body: Incoming,
-        /// The connection, returned to its pool when the body ends; none for
-        /// an upgraded one, or once given back.
-        give_back: Option<GiveBack>,
+        /// None once the body ended or failed.
+        exchange: Option<Box<Exchange>>,
     },
+    /// The response to an upgrade request, read by hyper's client.
+    Upgrade(Incoming),
     Http2 {
         body: RecvStream,
         /// The data frames have all been read; the trailers are next.
@@ -63,7 +70,10 @@ enum Kind {
 pub enum BodyError {
     /// The HTTP/1 connection failed.
     #[error(transparent)]
-    Http1(#[from] hyper::Error),
+    Http1(#[from] Http1Error),
+    /// hyper's HTTP/1 connection (of an upgrade request) failed.
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
     /// The HTTP/2 stream failed.
     #[error(transparent)]
     Http2(#[from] h2::Error),
@@ -74,8 +84,15 @@ pub enum BodyError {
 impl UpstreamBody {
     /// An HTTP/1 response body, giving back its connection (when it can be
     /// reused) at the end.
-    pub(super) fn h1(body: Incoming, give_back: Option<GiveBack>) -> Self {
-        Self(Kind::Http1 { body, give_back })
+    pub(super) fn h1(exchange: Exchange) -> Self {
+        Self(Kind::Http1 {
+            exchange: Some(Box::new(exchange)),
+        })
+    }
+
+    /// The response to an upgrade request, read by hyper.
+    pub(super) fn upgrade(body: Incoming) -> Self {
+        Self(Kind::Upgrade(body))
     }
 
     /// An HTTP/2 response body (`head` its response's), holding its stream's
@@ -93,12 +110,21 @@ impl UpstreamBody {
         })
     }
 
-    /// Gives back the HTTP/1 connection of a body that ended.
+    /// Gives back the HTTP/1 connection of a body that ended, if it can
+    /// carry another request.
     fn ended(&mut self) {
-        if let Kind::Http1 { give_back, .. } = &mut self.0 {
-            if let Some(GiveBack { pool, mut conn }) = give_back.take() {
-                conn.finish(&pool.target);
-                pool.give_back(conn);
+        if let Kind::Http1 { exchange } = &mut self.0 {
+            if let Some(exchange) = exchange.take() {
+                let Exchange {
+                    pool,
+                    conn,
+                    upload,
+                    keep_alive,
+                    ..
+                } = *exchange;
+                if keep_alive && upload.is_none() && conn.is_clean() {
+                    pool.give_back(conn);
+                }
             }
         }
     }
@@ -113,16 +139,29 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let polled = match &mut self.0 {
-            Kind::Http1 { body, give_back } => {
-                let polled = match give_back {
-                    // Frames come from the connection's dispatcher, driven here.
-                    Some(GiveBack { pool, conn }) if conn.is_inline() => {
-                        conn.poll_body(cx, body, &pool.target)
+            Kind::Http1 { exchange: None } => Poll::Ready(None),
+            Kind::Http1 {
+                exchange: Some(exchange),
+            } => {
+                let Exchange {
+                    conn,
+                    framing,
+                    upload,
+                    ..
+                } = &mut **exchange;
+                match ready!(conn.poll_body(cx, framing, upload)) {
+                    Ok(Decoded::Data(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(Decoded::Trailers(trailers)) => {
+                        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
                     }
-                    _ => Pin::new(body).poll_frame(cx),
-                };
-                polled.map(|frame| frame.map(|frame| frame.map_err(BodyError::Http1)))
+                    // `More` is never returned: the connection reads for it.
+                    Ok(Decoded::End | Decoded::More) => Poll::Ready(None),
+                    Err(error) => Poll::Ready(Some(Err(error.into()))),
+                }
             }
+            Kind::Upgrade(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(BodyError::Hyper))),
             Kind::Http2 {
                 body,
                 data_done,
@@ -134,10 +173,12 @@ impl Body for UpstreamBody {
             Poll::Ready(None) => self.ended(),
             // A failed HTTP/1 connection is not reused: dropping it closes it.
             Poll::Ready(Some(Err(_))) => {
-                if let Kind::Http1 { give_back, .. } = &mut self.0 {
-                    *give_back = None;
+                if let Kind::Http1 { exchange } = &mut self.0 {
+                    *exchange = None;
                 }
             }
+            // Trailers end the body: the connection can go back now.
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => self.ended(),
             _ => {}
         }
         polled
@@ -145,14 +186,22 @@ impl Body for UpstreamBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.0 {
-            Kind::Http1 { body, .. } => body.is_end_stream(),
+            Kind::Http1 { exchange } => exchange.as_ref().is_none_or(|e| e.framing.is_done()),
+            Kind::Upgrade(body) => body.is_end_stream(),
             Kind::Http2 { body, .. } => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
-            Kind::Http1 { body, .. } => body.size_hint(),
+            Kind::Http1 { exchange: None } => SizeHint::with_exact(0),
+            Kind::Http1 {
+                exchange: Some(exchange),
+            } => exchange
+                .framing
+                .remaining()
+                .map_or_else(SizeHint::new, SizeHint::with_exact),
+            Kind::Upgrade(body) => body.size_hint(),
             Kind::Http2 { remaining, .. } => {
                 remaining.map_or_else(SizeHint::new, SizeHint::with_exact)
             }
@@ -203,13 +252,7 @@ impl Drop for UpstreamBody {
 
 impl std::fmt::Debug for UpstreamBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let pooled = matches!(
-            &self.0,
-            Kind::Http1 {
-                give_back: Some(_),
-                ..
-            }
-        );
+        let pooled = matches!(&self.0, Kind::Http1 { exchange: Some(_) });
         f.debug_struct("UpstreamBody")
             .field("pooled", &pooled)
             .finish_non_exhaustive()

@@ -2,53 +2,104 @@
 //! is the warmest); a request takes one or dials, and its response body gives
 //! the connection back when it ends ([`super::body`]).
 //!
-//! A connection has no task of its own: hyper's connection future (the
-//! dispatcher that writes requests and reads responses) is polled by the
-//! exchange using it — by the request future until the response head arrives,
-//! then by the response body — on the downstream connection's task. With the
-//! waker rules of [`Conn::poll_ready`], [`Conn::poll_response`] and
-//! [`Conn::poll_body`], a request costs 2 task polls instead of 5, and 5.6 %
-//! fewer instructions (benches/RESULTS.md, issue 18). An idle
-//! connection is not polled at all; one that closed is found on checkout (its
-//! dispatcher ends when polled). A connection that must run on its own — an
-//! upgraded one, or one still sending a request body after its response ended —
-//! gets a task ([`Conn::spawn`]).
+//! The exchange is our own ([`codec`]): the request head is written from the
+//! request, the response head parsed with `httparse`, and the body framed by
+//! the rules hyper's client follows. A connection has no task and no channel:
+//! the downstream connection's task writes the request and reads the response
+//! itself — the request future until the response head arrives, then the
+//! response body. Against hyper's client driven the same way (on this task
+//! too), this spares its request channel, its dispatcher's state machine and
+//! its body channel: 38 078 → 33 200 instructions per proxied request
+//! (benches/RESULTS.md, issue 18, "HTTP/1.1 — the upstream client codec").
 //!
-//! A request the pool could not even start on a reused connection (it closed
-//! under us) is retried once on the next one, as hyper-util's client does; a
+//! An upload still going when the response head arrives goes on in the
+//! response body's polls; one still going when the response has ended is
+//! abandoned with its connection (which is not reused). A connection idle in
+//! the pool is not polled at all: one the upstream closed is found on
+//! checkout, by a read that must find nothing to read.
+//!
+//! A request that needs an upgrade (WebSocket) is sent with hyper's client on a
+//! connection of its own, never pooled: hyper completes the upgrade that the
+//! forwarding layer tunnels.
+//!
+//! A request on a reused connection that got no byte of response because the
+//! upstream closed the connection under it (it timed out the idle connection
+//! as the request went out) is sent again on the next connection when that is
+//! safe: nothing of it was written, or it is idempotent and has no body. A
 //! fresh connection's failure is final.
 
-use std::future::{poll_fn, Future};
+mod codec;
+
+use std::future::poll_fn;
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 
-use http::{Request, Response, StatusCode};
-use hyper::body::{Body, Incoming};
+use bytes::BytesMut;
+use http::header::UPGRADE;
+use http::{Method, Request, Response};
+use http_body::Body;
+use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use meshtrace_config::HostPort;
+use tokio::io::AsyncWrite;
 
-use super::body::{GiveBack, UpstreamBody};
-use super::{Idle, Pool, SendError, MAX_IDLE_PER_TARGET};
+pub use codec::ProtocolError;
 
-/// hyper's connection future, boxed once per connection.
-type Dispatch = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+pub(super) use self::codec::{Decoded, Framing};
+use self::codec::{Final, Head, Send};
+use super::body::{Exchange, UpstreamBody};
+use super::{Idle, Pool, SendError, UpstreamIo, MAX_IDLE_PER_TARGET};
 
-/// An HTTP/1 connection: the handle requests are sent on, and who drives it.
+/// Bytes read from the socket at a time, at least.
+const READ_SIZE: usize = 8 * 1024;
+
+/// An idle HTTP/1 connection, or one carrying an exchange.
 pub(super) struct Conn {
-    sender: http1::SendRequest<Incoming>,
-    driver: Driver,
+    io: UpstreamIo,
+    /// Bytes read and not yet consumed.
+    read: BytesMut,
+    /// Bytes to write; `written` of them are.
+    write: Vec<u8>,
+    written: usize,
+    /// Some bytes of the current request reached the socket.
+    written_any: bool,
+    /// The upstream closed its side (a read returned nothing).
+    eof: bool,
 }
 
-/// Who polls a connection's dispatcher.
-enum Driver {
-    /// The exchange using the connection ([`Conn::drive`]).
-    Inline(Dispatch),
-    /// A task of its own.
-    Spawned,
-    /// Nobody: it ended.
-    Ended,
+/// Why an HTTP/1 exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Http1Error {
+    /// Reading or writing the connection failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The upstream broke the protocol.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The request body did not match its `content-length`.
+    #[error("the request body does not match its content-length")]
+    BodyLength,
+}
+
+/// A failed upload: the connection's, or the downstream request body's.
+enum UploadError {
+    Conn(Http1Error),
+    Body(hyper::Error),
+}
+
+/// The request body on its way to the upstream.
+pub(super) struct Upload {
+    body: Incoming,
+    send: Send,
+    /// For a chunked body that may have trailers: the request head's
+    /// `Trailer` header, which names those it may send.
+    declared: Option<http::HeaderMap>,
+    /// Bytes of the body taken from the downstream.
+    sent: u64,
+    /// A frame of the body was taken: the request can no longer be replayed.
+    started: bool,
 }
 
 // === impl Pool ===
@@ -56,76 +107,122 @@ enum Driver {
 impl Pool {
     pub(super) async fn send_h1(
         self: &Arc<Self>,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
     ) -> Result<Response<UpstreamBody>, SendError> {
+        if req.headers().contains_key(UPGRADE) {
+            // Boxed: rare, and its future is large.
+            return Box::pin(self.send_upgrade(req)).await;
+        }
+        let (mut parts, body) = req.into_parts();
+        let send = codec::request_framing(&parts, body.size_hint().exact());
+        let mut upload = match send {
+            Send::Length(0) => None,
+            _ => Some(Upload {
+                declared: matches!(send, Send::Chunked { trailers: true })
+                    .then(|| parts.headers.clone()),
+                body,
+                send,
+                sent: 0,
+                started: false,
+            }),
+        };
+        let had_body = upload.is_some();
+        // The head is encoded once, into the first connection's buffer, and
+        // the request's headers dropped at once (as hyper does): held until
+        // the response, a request's ~20 header allocations per exchange in
+        // flight made the allocator's per-thread caches overflow and refill
+        // (+2 k instructions per request, benches/RESULTS.md). A retry moves
+        // the encoded head to the next connection.
+        let mut encoded: Option<Vec<u8>> = None;
         loop {
             let (mut conn, reused) = match self.checkout() {
                 Some(conn) => (conn, true),
                 // Boxed: the dial is rare, and inline it would make every
-                // request's future (moved at each layer) several times larger.
+                // request's future several times larger.
                 None => (Box::pin(self.dial_h1()).await?, false),
             };
-            // A reused connection is ready unless it closed since (its
-            // dispatcher, polled, notices); a fresh one once first polled.
-            if let Err(error) = poll_fn(|cx| conn.poll_ready(cx, &self.target)).await {
-                if reused {
-                    continue;
-                }
-                return Err(SendError::Request(error));
+            conn.written = 0;
+            conn.written_any = false;
+            if let Some(head) = encoded.take() {
+                conn.write = head;
+            } else {
+                conn.write.clear();
+                codec::encode_head(&parts, send, &mut conn.write);
+                drop(std::mem::take(&mut parts.headers));
+                parts.extensions.clear();
             }
-            let mut sent = std::pin::pin!(conn.sender.try_send_request(req));
-            let mut just_sent = true;
-            let response = poll_fn(|cx| {
-                let just_sent = std::mem::take(&mut just_sent);
-                conn.poll_response(cx, sent.as_mut(), just_sent, &self.target)
-            });
-            match response.await {
-                Ok(response) => {
-                    let give_back = if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-                        // The upgrade completes in the dispatcher, and the
-                        // tunnel outlives this exchange.
-                        conn.spawn(&self.target);
-                        None
-                    } else {
-                        Some(GiveBack {
-                            pool: self.clone(),
-                            conn,
-                        })
+            match poll_fn(|cx| conn.poll_head(cx, &parts.method, &mut upload)).await {
+                Ok(Final {
+                    head,
+                    body: framing,
+                    keep_alive,
+                }) => {
+                    let exchange = Exchange {
+                        pool: self.clone(),
+                        conn,
+                        framing,
+                        upload,
+                        keep_alive,
                     };
-                    return Ok(response.map(|body| UpstreamBody::h1(body, give_back)));
+                    return Ok(head.map(|()| UpstreamBody::h1(exchange)));
                 }
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) if reused => req = unsent,
-                    _ => return Err(SendError::Request(error.into_error())),
-                },
+                Err(UploadError::Body(error)) => return Err(SendError::RequestBody(error)),
+                Err(UploadError::Conn(error)) => {
+                    // Sent again only whole: a body not yet touched, or none.
+                    let whole = match &upload {
+                        Some(upload) => !upload.started,
+                        None => !had_body,
+                    };
+                    let safe = !conn.written_any || (idempotent(&parts.method) && !had_body);
+                    if reused && conn.read.is_empty() && whole && safe && is_closed_under_us(&error)
+                    {
+                        // Untouched body: the buffer holds the head alone.
+                        encoded = Some(std::mem::take(&mut conn.write));
+                        continue;
+                    }
+                    return Err(SendError::Http1(error));
+                }
             }
         }
     }
 
-    /// The most recently used idle connection that can take a request now. One
-    /// with a task of its own still sending an earlier request's body (its
-    /// response ended first, e.g. an early 413) stays listed until it can;
-    /// waiting for it could take as long as that upload. Closed ones are dropped.
+    /// Sends a request that asks for an upgrade with hyper's client, on a
+    /// connection of its own whose dispatcher runs in a task (the upgraded
+    /// tunnel outlives this exchange).
+    async fn send_upgrade(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let io = TokioIo::new(self.dial().await?);
+        let (mut sender, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| SendError::Handshake(e.into()))?;
+        let target = self.target.to_string();
+        tokio::spawn(async move {
+            if let Err(error) = conn.with_upgrades().await {
+                tracing::debug!(%target, %error, "upstream connection ended with an error");
+            }
+        });
+        sender.ready().await.map_err(SendError::Request)?;
+        let response = sender.send_request(req).await.map_err(SendError::Request)?;
+        Ok(response.map(UpstreamBody::upgrade))
+    }
+
+    /// The most recently used idle connection the upstream has not closed;
+    /// closed ones are dropped.
     fn checkout(&self) -> Option<Conn> {
         let mut state = self.lock();
-        let mut i = state.idle.len();
-        while i > 0 {
-            i -= 1;
-            let conn = &state.idle[i].conn;
-            if conn.sender.is_closed() {
-                state.idle.remove(i);
-            } else if conn.is_inline() || conn.sender.is_ready() {
-                return Some(state.idle.remove(i).conn);
+        while let Some(mut idle) = state.idle.pop() {
+            if !idle.conn.is_closed() {
+                return Some(idle.conn);
             }
         }
         None
     }
 
-    /// Takes back a connection whose exchange ended.
+    /// Takes back a connection whose exchange ended cleanly.
     pub(super) fn give_back(&self, conn: Conn) {
-        if conn.sender.is_closed() {
-            return;
-        }
         let mut state = self.lock();
         if state.idle.len() < MAX_IDLE_PER_TARGET {
             state.idle.push(Idle {
@@ -136,155 +233,225 @@ impl Pool {
     }
 
     pub(super) async fn dial_h1(&self) -> Result<Conn, SendError> {
-        let io = TokioIo::new(self.dial().await?);
-        let (sender, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| SendError::Handshake(e.into()))?;
-        Ok(Conn {
-            sender,
-            driver: Driver::Inline(Box::pin(conn.with_upgrades())),
-        })
+        Ok(Conn::new(self.dial().await?))
+    }
+}
+
+/// Whether `method` may be sent twice with the same effect (RFC 9110 §9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Whether `error` is the upstream having closed the connection: the race of
+/// a request with the upstream's idle timeout.
+fn is_closed_under_us(error: &Http1Error) -> bool {
+    match error {
+        Http1Error::Protocol(ProtocolError::Incomplete) => true,
+        Http1Error::Io(error) => matches!(
+            error.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+        ),
+        _ => false,
     }
 }
 
 // === impl Conn ===
 
 impl Conn {
-    /// A connection whose dispatcher a task of the caller's runs (tests that
-    /// fill a pool's idle list by hand).
-    #[cfg(test)]
-    pub(super) fn spawned(sender: http1::SendRequest<Incoming>) -> Self {
+    pub(super) fn new(io: UpstreamIo) -> Self {
         Self {
-            sender,
-            driver: Driver::Spawned,
+            io,
+            read: BytesMut::new(),
+            write: Vec::new(),
+            written: 0,
+            written_any: false,
+            eof: false,
         }
     }
 
-    /// Polls the dispatcher, if this exchange drives it: it writes the request
-    /// and its body, and reads the response and its body, waking `cx` as it
-    /// needs to.
-    pub(super) fn drive(&mut self, cx: &mut Context<'_>, target: &HostPort) {
-        if let Driver::Inline(dispatch) = &mut self.driver {
-            if let Poll::Ready(result) = dispatch.as_mut().poll(cx) {
-                if let Err(error) = result {
-                    tracing::debug!(%target, %error, "upstream connection ended with an error");
-                }
-                self.driver = Driver::Ended;
-            }
-        }
-    }
-
-    /// Whether the connection can take a request; it closed if not ever.
-    ///
-    /// Wakers: an inline dispatcher is first polled without one. A connection
-    /// that turns out ready is sent on at once and then driven with the task's
-    /// waker ([`Self::poll_response`]), so the request's trip through hyper's
-    /// channel does not wake this very task for a poll that finds nothing new.
-    fn poll_ready(&mut self, cx: &mut Context<'_>, target: &HostPort) -> Poll<hyper::Result<()>> {
-        if self.is_inline() {
-            self.drive(&mut Context::from_waker(Waker::noop()), target);
-            if self.sender.is_ready() {
-                return Poll::Ready(Ok(()));
-            }
-        }
-        self.drive(cx, target);
-        self.sender.poll_ready(cx)
-    }
-
-    /// Polls `response` (of a request sent on this connection, `just_sent` on
-    /// the first poll), driving the dispatcher first.
-    ///
-    /// Only the dispatcher completes the response — by reading it, or by
-    /// ending — so with the dispatcher inline the response needs no waker of
-    /// its own: one would be woken by this very poll, for a wasted poll of the
-    /// whole connection's task. Woken later (by the upstream's bytes), the
-    /// dispatcher is first polled without a waker either: a response it
-    /// completes is followed by its body, which drives the dispatcher again
-    /// (so a waker left behind — e.g. for room in the body's channel — would
-    /// only wake the task for nothing). Only a poll that ends waiting gives
-    /// the dispatcher the task's waker.
-    fn poll_response<F: Future>(
+    /// Writes the request (its head is in the write buffer) and its body, and
+    /// reads the response head: the final one (interim ones are skipped).
+    fn poll_head(
         &mut self,
         cx: &mut Context<'_>,
-        mut response: Pin<&mut F>,
-        just_sent: bool,
-        target: &HostPort,
-    ) -> Poll<F::Output> {
-        if !self.is_inline() {
-            return response.poll(cx);
-        }
-        let mut no_waker = Context::from_waker(Waker::noop());
-        if !just_sent {
-            self.drive(&mut no_waker, target);
-            if let Poll::Ready(output) = response.as_mut().poll(&mut no_waker) {
-                return Poll::Ready(output);
+        method: &Method,
+        upload: &mut Option<Upload>,
+    ) -> Poll<Result<Final, UploadError>> {
+        self.poll_upload(cx, upload)?;
+        loop {
+            match codec::parse_head(&mut self.read, method, false) {
+                Ok(Head::Final(answer)) => return Poll::Ready(Ok(answer)),
+                Ok(Head::Interim) => continue,
+                Ok(Head::Partial) => {}
+                Err(error) => return Poll::Ready(Err(UploadError::Conn(error.into()))),
             }
+            if self.eof {
+                return Poll::Ready(Err(UploadError::Conn(ProtocolError::Incomplete.into())));
+            }
+            ready!(self.poll_fill(cx)).map_err(|e| UploadError::Conn(e.into()))?;
         }
-        self.drive(cx, target);
-        response.poll(&mut no_waker)
     }
 
-    /// Polls `body` (the response's, fed by this inline dispatcher) without a
-    /// waker, driving the dispatcher as [`Self::poll_response`] does: first
-    /// without a waker, and with the task's only when the body must wait.
+    /// Moves the upload on as far as it can go now: writes what is buffered,
+    /// then the body's next frames. Ends (`upload` becomes `None`) once the
+    /// whole body is written. Pending says nothing of the response.
+    fn poll_upload(
+        &mut self,
+        cx: &mut Context<'_>,
+        upload: &mut Option<Upload>,
+    ) -> Result<(), UploadError> {
+        loop {
+            match self.poll_flush(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(error)) => return Err(UploadError::Conn(error.into())),
+                Poll::Pending => return Ok(()),
+            }
+            let Some(current) = upload else {
+                return Ok(());
+            };
+            self.write.clear();
+            self.written = 0;
+            match current.poll_next(cx, &mut self.write) {
+                Poll::Ready(Ok(true)) => *upload = None,
+                Poll::Ready(Ok(false)) => {}
+                Poll::Ready(Err(error)) => return Err(error),
+                Poll::Pending => return Ok(()),
+            }
+        }
+    }
+
+    /// Writes the write buffer out. What was written stays in the buffer
+    /// until more is added ([`Self::poll_upload`]), so a request whose
+    /// connection failed under it can be sent again from it.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.write.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.write[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+            self.written_any = true;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads what the socket has into the read buffer; `eof` when it closed.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.read.capacity() - self.read.len() < READ_SIZE {
+            self.read.reserve(READ_SIZE);
+        }
+        if ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.read
+        ))? == 0
+        {
+            self.eof = true;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads the response body: the next frame, moving the upload on first.
     pub(super) fn poll_body(
         &mut self,
         cx: &mut Context<'_>,
-        body: &mut Incoming,
-        target: &HostPort,
-    ) -> Poll<Option<hyper::Result<http_body::Frame<bytes::Bytes>>>> {
-        let mut no_waker = Context::from_waker(Waker::noop());
-        let mut poll = |body: &mut Incoming| Pin::new(body).poll_frame(&mut no_waker);
-        if let Poll::Ready(frame) = poll(body) {
-            return Poll::Ready(frame);
+        framing: &mut Framing,
+        upload: &mut Option<Upload>,
+    ) -> Poll<Result<Decoded, Http1Error>> {
+        match self.poll_upload(cx, upload) {
+            Ok(()) => {}
+            Err(UploadError::Conn(error)) => return Poll::Ready(Err(error)),
+            // The response is under way: a body the client broke now breaks it.
+            Err(UploadError::Body(error)) => {
+                return Poll::Ready(Err(Http1Error::Io(io::Error::other(error))))
+            }
         }
-        self.drive(&mut Context::from_waker(Waker::noop()), target);
-        if let Poll::Ready(frame) = poll(body) {
-            return Poll::Ready(frame);
-        }
-        self.drive(cx, target);
-        poll(body)
-    }
-
-    /// Readies a connection whose exchange ended for the next one: its
-    /// dispatcher, polled once more, turns idle — unless it is still sending
-    /// the request body, which then continues in a task of its own. Polled
-    /// without a waker: an idle connection wakes no one (the next exchange
-    /// drives it before waiting on it).
-    pub(super) fn finish(&mut self, target: &HostPort) {
-        if !self.is_inline() {
-            return;
-        }
-        self.drive(&mut Context::from_waker(Waker::noop()), target);
-        if self.is_inline() && !self.sender.is_ready() {
-            self.spawn(target);
+        loop {
+            match framing.decode(&mut self.read, self.eof)? {
+                Decoded::More => ready!(self.poll_fill(cx))?,
+                decoded => return Poll::Ready(Ok(decoded)),
+            }
         }
     }
 
-    /// Moves the dispatcher to a task of its own.
-    pub(super) fn spawn(&mut self, target: &HostPort) {
-        if let Driver::Inline(dispatch) = std::mem::replace(&mut self.driver, Driver::Spawned) {
-            // Outside a runtime (a body dropped late) it just closes.
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                self.driver = Driver::Ended;
-                return;
-            };
-            let target = target.to_string();
-            runtime.spawn(async move {
-                if let Err(error) = dispatch.await {
-                    tracing::debug!(%target, %error, "upstream connection ended with an error");
+    /// Whether the connection may carry another request: nothing is left
+    /// unread, and nothing unwritten.
+    pub(super) fn is_clean(&self) -> bool {
+        self.read.is_empty() && !self.eof && self.written == self.write.len()
+    }
+
+    /// Whether the upstream closed the connection (or sent what no request
+    /// asked for): a read that must find nothing finds something.
+    pub(super) fn is_closed(&mut self) -> bool {
+        if self.eof || !self.read.is_empty() {
+            return true;
+        }
+        self.poll_fill(&mut Context::from_waker(Waker::noop()))
+            .is_ready()
+    }
+}
+
+// === impl Upload ===
+
+impl Upload {
+    /// Encodes the body's next frame into `out`; `true` once the body ended
+    /// (its end encoded).
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<u8>,
+    ) -> Poll<Result<bool, UploadError>> {
+        let polled = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        self.started = true;
+        let frame = match polled {
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => return Poll::Ready(Err(UploadError::Body(error))),
+            None => return Poll::Ready(self.end(None, out).map(|()| true)),
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                self.sent += data.len() as u64;
+                match self.send {
+                    Send::Length(length) if self.sent > length => {
+                        return Poll::Ready(Err(UploadError::Conn(Http1Error::BodyLength)))
+                    }
+                    Send::Length(_) => out.extend_from_slice(&data),
+                    Send::Chunked { .. } => codec::encode_chunk(&data, out),
                 }
-            });
+                Poll::Ready(Ok(false))
+            }
+            Err(frame) => {
+                let trailers = frame.into_trailers().ok();
+                Poll::Ready(self.end(trailers, out).map(|()| true))
+            }
         }
     }
 
-    pub(super) fn is_inline(&self) -> bool {
-        matches!(self.driver, Driver::Inline(_))
-    }
-
-    /// Whether the connection closed (as far as it knows).
-    pub(super) fn is_closed(&self) -> bool {
-        self.sender.is_closed()
+    /// Encodes the end of the body: checks a sized one's length, ends a
+    /// chunked one with its declared trailers.
+    fn end(
+        &mut self,
+        trailers: Option<http::HeaderMap>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), UploadError> {
+        match self.send {
+            Send::Length(length) if self.sent != length => {
+                Err(UploadError::Conn(Http1Error::BodyLength))
+            }
+            Send::Length(_) => Ok(()),
+            Send::Chunked { .. } => {
+                let declared = match (&self.declared, trailers) {
+                    (Some(head), Some(trailers)) => Some(codec::declared_trailers(head, trailers)),
+                    _ => None,
+                };
+                codec::encode_last_chunk(declared.as_ref(), out);
+                Ok(())
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! Upstream connection pools, one per target and protocol, built on hyper's
-//! connection-level client.
+//! Upstream connection pools, one per target and protocol: HTTP/1 with a
+//! client codec of our own ([`h1`]; hyper's client only for upgrade requests),
+//! HTTP/2 on `h2`'s client driven directly ([`h2`]).
 //!
 //! The sidecar must *preserve* the authority the application wrote (`reviews:9080`)
 //! while connecting somewhere else (the original destination, or a route's
@@ -45,6 +46,7 @@ pub use body::{BodyError, UpstreamBody};
 pub use connect::{
     classify_connect, dial, Connect, Connecting, Connector, Dialled, Io, UpstreamIo,
 };
+pub use h1::{Http1Error, ProtocolError};
 
 use super::Wire;
 use crate::metrics::ErrorKind;
@@ -107,14 +109,16 @@ pub enum SendError {
     /// The connection's handshake failed (HTTP/2's preface).
     #[error("handshake: {0}")]
     Handshake(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The HTTP/1 connection failed while the request was in flight.
+    /// The HTTP/1 exchange failed: the connection, or the upstream's response.
+    #[error("request: {0}")]
+    Http1(#[source] h1::Http1Error),
+    /// hyper's HTTP/1 connection (of an upgrade request) failed.
     #[error("request: {0}")]
     Request(#[source] hyper::Error),
     /// The HTTP/2 stream or its connection failed.
     #[error("stream: {0}")]
     Stream(#[source] ::h2::Error),
-    /// The downstream request body failed while it was sent on an HTTP/2
-    /// stream (which was reset).
+    /// The downstream request body failed while it was being sent.
     #[error("request body: {0}")]
     RequestBody(#[source] hyper::Error),
 }
@@ -216,9 +220,10 @@ pub fn classify(error: &SendError) -> ErrorKind {
         SendError::Handshake(_) => ErrorKind::Unreachable,
         // A failed request body is the client's doing: the caller asks
         // `downstream_body_error` first, and answers it as the client's.
-        SendError::Request(_) | SendError::Stream(_) | SendError::RequestBody(_) => {
-            ErrorKind::UpstreamReset
-        }
+        SendError::Http1(_)
+        | SendError::Request(_)
+        | SendError::Stream(_)
+        | SendError::RequestBody(_) => ErrorKind::UpstreamReset,
     }
 }
 
@@ -226,10 +231,10 @@ pub fn classify(error: &SendError) -> ErrorKind {
 /// as it is sent — when that body, not the upstream, failed the exchange: a
 /// malformed chunked body, or a client gone mid-upload, is the client's fault.
 ///
-/// hyper's HTTP/1 client reports a failing request body as a "user body" error
-/// caused by the body's own error; the only request body sent here is the
-/// downstream's `Incoming`, so that cause is a `hyper::Error`. The HTTP/2 path
-/// sends the body itself and says so ([`SendError::RequestBody`]).
+/// Both protocols send the body themselves and say so
+/// ([`SendError::RequestBody`]); hyper's HTTP/1 client (upgrade requests only)
+/// reports a failing request body as a "user body" error caused by the body's
+/// own error, the downstream's `Incoming`, so a `hyper::Error`.
 pub fn downstream_body_error(error: &SendError) -> Option<&hyper::Error> {
     match error {
         SendError::Request(e) if e.is_user() => std::error::Error::source(e)?.downcast_ref(),

@@ -69,9 +69,14 @@ impl Pool {
     fn reap(&self, idle_timeout: Duration) {
         let expired: Vec<Idle> = {
             let mut state = self.lock();
-            let (mut keep, mut expired): (Vec<Idle>, Vec<Idle>) = std::mem::take(&mut state.idle)
-                .into_iter()
-                .partition(|idle| idle.since.elapsed() < idle_timeout && !idle.conn.is_closed());
+            let (mut keep, mut expired) = (Vec::new(), Vec::new());
+            for mut idle in std::mem::take(&mut state.idle) {
+                if idle.since.elapsed() < idle_timeout && !idle.conn.is_closed() {
+                    keep.push(idle);
+                } else {
+                    expired.push(idle);
+                }
+            }
             // Oldest first: the surplus is a prefix of the list.
             let spare = keep.len().saturating_sub(KEEP_WARM);
             let surplus = keep[..spare]

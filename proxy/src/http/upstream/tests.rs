@@ -498,3 +498,257 @@ async fn a_request_body_that_breaks_on_its_way_to_an_h2_upstream_is_the_clients_
     let failure = tokio::time::timeout(BOUND, failures.recv()).await.unwrap();
     assert_eq!(failure, Some(true), "the upstream was blamed");
 }
+
+/// A raw HTTP/1 upstream: each connection it accepts is served by `serve`,
+/// given the connection's index (0 for the first); it counts connections.
+async fn scripted_upstream<F, Fut>(serve: F) -> (SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(usize, TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let index = count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(serve(index, stream));
+        }
+    });
+    (addr, accepted)
+}
+
+/// Reads one request head (and whatever follows it in the same reads); `None`
+/// once the connection ends.
+async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(n @ 1..) => head.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
+    }
+    Some(head)
+}
+
+/// A front server that sends each request through `pool` and answers with
+/// what came back: the response body read whole, its trailers as headers
+/// (`x-trailer-NAME`); or a 502 whose body is the send's error.
+async fn reporting_front(pool: HttpClient) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let pool = pool.clone();
+            let service = service_fn(move |req: Request<Incoming>| {
+                let pool = pool.clone();
+                async move {
+                    let mut answer = Response::builder();
+                    let body = match pool.send(req).await {
+                        Ok(response) => match response.into_body().collect().await {
+                            Ok(collected) => {
+                                for (name, value) in collected.trailers().into_iter().flatten() {
+                                    answer = answer.header(format!("x-trailer-{name}"), value);
+                                }
+                                collected.to_bytes()
+                            }
+                            Err(error) => {
+                                answer = answer.status(StatusCode::BAD_GATEWAY);
+                                Bytes::from(format!("body: {error}"))
+                            }
+                        },
+                        Err(error) => {
+                            answer = answer.status(StatusCode::BAD_GATEWAY);
+                            Bytes::from(format!("{error}"))
+                        }
+                    };
+                    answer.body(http_body_util::Full::new(body))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+/// Sends `method /` with `body` through `front` on `sender`: status and body.
+async fn ask(
+    sender: &mut http1::SendRequest<http_body_util::Full<Bytes>>,
+    method: http::Method,
+    body: &'static [u8],
+) -> (Response<()>, Bytes) {
+    let req = Request::builder()
+        .method(method)
+        .uri("/")
+        .header("host", "app")
+        .body(http_body_util::Full::new(Bytes::from_static(body)))
+        .unwrap();
+    let exchange = async {
+        let (head, body) = sender.send_request(req).await.unwrap().into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (Response::from_parts(head, ()), body)
+    };
+    tokio::time::timeout(BOUND, exchange).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_get_whose_idle_connection_the_upstream_closed_under_it_is_sent_again_but_a_post_is_not()
+{
+    // Each connection answers one request, then reads the next request's head
+    // and closes without a word: an upstream timing out its idle connection
+    // just as the request arrives.
+    let (addr, accepted) = scripted_upstream(|_, mut stream| async move {
+        if read_head(&mut stream).await.is_some() {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            let _ = read_head(&mut stream).await;
+        }
+    })
+    .await;
+    let (_upstreams, pool) = pool(addr, Duration::from_secs(60));
+    let front = reporting_front(pool).await;
+    let mut sender = client(front).await;
+    for _ in 0..2 {
+        let (head, body) = ask(&mut sender, http::Method::GET, b"").await;
+        assert_eq!((head.status(), &body[..]), (StatusCode::OK, &b"ok"[..]));
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "the second GET was sent again"
+    );
+    // A POST with a body may have been acted on: it is not sent twice.
+    let (head, body) = ask(&mut sender, http::Method::POST, b"pay").await;
+    assert_eq!(head.status(), StatusCode::BAD_GATEWAY, "{body:?}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_chunked_response_arrives_whole_with_its_trailers_and_its_connection_is_reused() {
+    let (addr, accepted) = scripted_upstream(|_, mut stream| async move {
+        while read_head(&mut stream).await.is_some() {
+            let answer = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                          5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-checksum: 42\r\n\r\n";
+            if stream.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let (_upstreams, pool) = pool(addr, Duration::from_secs(60));
+    let front = reporting_front(pool).await;
+    let mut sender = client(front).await;
+    for _ in 0..3 {
+        let (head, body) = ask(&mut sender, http::Method::GET, b"").await;
+        assert_eq!(&body[..], b"hello world");
+        assert_eq!(head.headers()["x-trailer-x-checksum"], "42");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_response_with_two_lengths_is_the_upstreams_error_and_its_connection_is_not_reused() {
+    let (addr, accepted) = scripted_upstream(|index, mut stream| async move {
+        while read_head(&mut stream).await.is_some() {
+            let answer: &[u8] = if index == 0 {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok!"
+            } else {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+            };
+            if stream.write_all(answer).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let (_upstreams, pool) = pool(addr, Duration::from_secs(60));
+    let front = reporting_front(pool).await;
+    let mut sender = client(front).await;
+    let (head, body) = ask(&mut sender, http::Method::GET, b"").await;
+    assert_eq!(head.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(&body[..], b"request: invalid content-length");
+    let (head, body) = ask(&mut sender, http::Method::GET, b"").await;
+    assert_eq!((head.status(), &body[..]), (StatusCode::OK, &b"ok"[..]));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn request_bodies_reach_an_http1_upstream_framed_as_they_came() {
+    // The upstream answers with the request head and body it read, as text.
+    let (addr, _) = scripted_upstream(|_, mut stream| async move {
+        while let Some(mut got) = read_head(&mut stream).await {
+            let chunked = got.windows(8).any(|w| w == b"chunked\r");
+            let end: &[u8] = if chunked { b"0\r\n\r\n" } else { b"" };
+            let length = |got: &[u8]| {
+                let head = String::from_utf8_lossy(got).to_lowercase();
+                let value = head
+                    .split("content-length: ")
+                    .nth(1)?
+                    .split("\r\n")
+                    .next()?;
+                value.parse::<usize>().ok()
+            };
+            let head_len = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            loop {
+                let body = &got[head_len..];
+                let done = match length(&got[..head_len]) {
+                    Some(n) => body.len() >= n,
+                    None => !chunked || body.ends_with(end),
+                };
+                if done {
+                    break;
+                }
+                let mut chunk = [0u8; 1024];
+                match stream.read(&mut chunk).await {
+                    Ok(n @ 1..) => got.extend_from_slice(&chunk[..n]),
+                    _ => return,
+                }
+            }
+            let mut answer =
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", got.len()).into_bytes();
+            answer.extend_from_slice(&got);
+            if stream.write_all(&answer).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let (_upstreams, pool) = pool(addr, Duration::from_secs(60));
+    let front = reporting_front(pool).await;
+    // A sized body keeps its length.
+    let mut sender = client(front).await;
+    let (_, seen) = ask(&mut sender, http::Method::POST, b"hello").await;
+    let seen = String::from_utf8_lossy(&seen).to_lowercase();
+    assert!(seen.starts_with("post / http/1.1\r\n"), "{seen}");
+    assert!(
+        seen.contains("content-length: 5\r\n") && seen.ends_with("\r\n\r\nhello"),
+        "{seen}"
+    );
+    // A streamed body (chunked on arrival) is sent chunked.
+    let mut raw = TcpStream::connect(front).await.unwrap();
+    let chunked = "POST /s HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\n\r\n\
+                   3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+    raw.write_all(chunked.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read_all = async {
+        while !String::from_utf8_lossy(&answer).ends_with("0\r\n\r\n") {
+            let n = raw.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(BOUND, read_all).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(
+        answer.contains("transfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"),
+        "{answer}"
+    );
+    assert_eq!(answer.matches("transfer-encoding").count(), 1, "{answer}");
+}

@@ -5,8 +5,6 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::DuplexStream;
 use tokio::time::advance;
@@ -33,15 +31,13 @@ fn pool() -> Arc<Pool> {
 
 /// Puts `n` new connections in the pool's idle list; keep the returned server
 /// ends, or the connections close.
+#[allow(clippy::unused_async)]
 async fn give_back_new(pool: &Pool, n: usize) -> Vec<DuplexStream> {
     let mut servers = Vec::new();
     for _ in 0..n {
         let (client, server) = tokio::io::duplex(1024);
-        let (sender, conn) = http1::handshake::<_, Incoming>(TokioIo::new(client))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        pool.give_back(super::super::h1::Conn::spawned(sender));
+        let io = UpstreamIo::Custom(Box::new(client));
+        pool.give_back(super::super::h1::Conn::new(io));
         servers.push(server);
     }
     servers
