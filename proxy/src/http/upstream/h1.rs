@@ -314,9 +314,7 @@ impl Conn {
             let Some(current) = upload else {
                 return Ok(());
             };
-            self.write.clear();
-            self.written = 0;
-            match current.poll_next(cx, &mut self.write) {
+            match current.poll_next(cx, &mut self.write, &mut self.written) {
                 Poll::Ready(Ok(true)) => *upload = None,
                 Poll::Ready(Ok(false)) => {}
                 Poll::Ready(Err(error)) => return Err(error),
@@ -399,15 +397,20 @@ impl Conn {
 // === impl Upload ===
 
 impl Upload {
-    /// Encodes the body's next frame into `out`; `true` once the body ended
-    /// (its end encoded).
+    /// Encodes the body's next frame into `out` (all of which is written:
+    /// `written` bytes); `true` once the body ended (its end encoded). The
+    /// head stays in `out` until the first frame replaces it, so a request
+    /// whose body was not touched can be sent again from it.
     fn poll_next(
         &mut self,
         cx: &mut Context<'_>,
         out: &mut Vec<u8>,
+        written: &mut usize,
     ) -> Poll<Result<bool, UploadError>> {
         let polled = ready!(Pin::new(&mut self.body).poll_frame(cx));
         self.started = true;
+        out.clear();
+        *written = 0;
         let frame = match polled {
             Some(Ok(frame)) => frame,
             Some(Err(error)) => return Poll::Ready(Err(UploadError::Body(error))),

@@ -521,7 +521,7 @@ where
 
 /// Reads one request head (and whatever follows it in the same reads); `None`
 /// once the connection ends.
-async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+async fn read_head<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<Vec<u8>> {
     let mut head = Vec::new();
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -751,4 +751,105 @@ async fn request_bodies_reach_an_http1_upstream_framed_as_they_came() {
         "{answer}"
     );
     assert_eq!(answer.matches("transfer-encoding").count(), 1, "{answer}");
+}
+
+/// An in-memory upstream connection whose writes fail, without writing a
+/// byte, once `broken` is set: a socket the peer reset.
+struct Breakable {
+    io: tokio::io::DuplexStream,
+    broken: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl tokio::io::AsyncRead for Breakable {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Breakable {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        if self.broken.load(Ordering::SeqCst) {
+            return std::task::Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Dials in-memory connections to an upstream answering `ok` to every request
+/// head (and the body the head announces), each with a switch that breaks it.
+#[derive(Default)]
+struct BreakableConnect {
+    switches: std::sync::Mutex<Vec<Arc<std::sync::atomic::AtomicBool>>>,
+}
+
+impl Connect for BreakableConnect {
+    fn connect(&self, _: &HostPort) -> Connecting {
+        let (client, mut server) = tokio::io::duplex(64 * 1024);
+        let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.switches.lock().unwrap().push(broken.clone());
+        tokio::spawn(async move {
+            while let Some(head) = read_head(&mut server).await {
+                let text = String::from_utf8_lossy(&head).to_lowercase();
+                let end = text.find("\r\n\r\n").unwrap() + 4;
+                let length = text
+                    .split("content-length: ")
+                    .nth(1)
+                    .and_then(|v| v.split("\r\n").next()?.parse::<usize>().ok())
+                    .unwrap_or(0);
+                let mut body = head.len() - end;
+                let mut chunk = [0u8; 1024];
+                while body < length {
+                    match server.read(&mut chunk).await {
+                        Ok(n @ 1..) => body += n,
+                        _ => return,
+                    }
+                }
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if server.write_all(answer).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Box::pin(async move { Ok(Box::new(Breakable { io: client, broken }) as Box<dyn Io>) })
+    }
+}
+
+#[tokio::test]
+async fn a_post_none_of_which_reached_a_connection_that_broke_is_sent_on_the_next() {
+    let connect = Arc::new(BreakableConnect::default());
+    let upstreams = Upstreams::new(Duration::from_secs(1), Duration::from_secs(60))
+        .with_connector(connect.clone());
+    let target: SocketAddr = ([127, 0, 0, 1], 9).into();
+    let pool = upstreams.client(&Arc::new(target.into()), Wire::Http1);
+    let front = reporting_front(pool).await;
+    let mut sender = client(front).await;
+    let (head, body) = ask(&mut sender, http::Method::GET, b"").await;
+    assert_eq!((head.status(), &body[..]), (StatusCode::OK, &b"ok"[..]));
+    // The pooled connection breaks: the POST's first write fails whole.
+    connect.switches.lock().unwrap()[0].store(true, Ordering::SeqCst);
+    let (head, body) = ask(&mut sender, http::Method::POST, b"pay").await;
+    assert_eq!((head.status(), &body[..]), (StatusCode::OK, &b"ok"[..]));
+    assert_eq!(connect.switches.lock().unwrap().len(), 2, "one more dial");
 }
