@@ -533,6 +533,29 @@ async fn read_head<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<Ve
     Some(head)
 }
 
+/// A raw upstream answering every request head on its connection `index`
+/// (0 for the first) with `answer(index)`.
+async fn answering_upstream(answer: fn(usize) -> &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
+    scripted_upstream(move |index, mut stream| async move {
+        while read_head(&mut stream).await.is_some() {
+            if stream.write_all(answer(index)).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await
+}
+
+/// A client of a [`reporting_front`] forwarding through a new HTTP/1 pool to
+/// `upstream`; keep the `Upstreams` (its reaper) while the test runs.
+async fn reporting_client(
+    upstream: SocketAddr,
+) -> (Upstreams, http1::SendRequest<http_body_util::Full<Bytes>>) {
+    let (upstreams, pool) = pool(upstream, Duration::from_secs(60));
+    let front = reporting_front(pool).await;
+    (upstreams, client(front).await)
+}
+
 /// A front server that sends each request through `pool` and answers with
 /// what came back: the response body read whole, its trailers as headers
 /// (`x-trailer-NAME`); or a 502 whose body is the send's error.
@@ -611,9 +634,7 @@ async fn a_get_whose_idle_connection_the_upstream_closed_under_it_is_sent_again_
         }
     })
     .await;
-    let (_upstreams, pool) = pool(addr, Duration::from_secs(60));
-    let front = reporting_front(pool).await;
-    let mut sender = client(front).await;
+    let (_upstreams, mut sender) = reporting_client(addr).await;
     for _ in 0..2 {
         let (head, body) = ask(&mut sender, http::Method::GET, b"").await;
         assert_eq!((head.status(), &body[..]), (StatusCode::OK, &b"ok"[..]));
@@ -631,19 +652,12 @@ async fn a_get_whose_idle_connection_the_upstream_closed_under_it_is_sent_again_
 
 #[tokio::test]
 async fn a_chunked_response_arrives_whole_with_its_trailers_and_its_connection_is_reused() {
-    let (addr, accepted) = scripted_upstream(|_, mut stream| async move {
-        while read_head(&mut stream).await.is_some() {
-            let answer = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
-                          5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-checksum: 42\r\n\r\n";
-            if stream.write_all(answer.as_bytes()).await.is_err() {
-                return;
-            }
-        }
+    let (addr, accepted) = answering_upstream(|_| {
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-checksum: 42\r\n\r\n"
     })
     .await;
-    let (_upstreams, pool) = pool(addr, Duration::from_secs(60));
-    let front = reporting_front(pool).await;
-    let mut sender = client(front).await;
+    let (_upstreams, mut sender) = reporting_client(addr).await;
     for _ in 0..3 {
         let (head, body) = ask(&mut sender, http::Method::GET, b"").await;
         assert_eq!(&body[..], b"hello world");
@@ -654,22 +668,12 @@ async fn a_chunked_response_arrives_whole_with_its_trailers_and_its_connection_i
 
 #[tokio::test]
 async fn a_response_with_two_lengths_is_the_upstreams_error_and_its_connection_is_not_reused() {
-    let (addr, accepted) = scripted_upstream(|index, mut stream| async move {
-        while read_head(&mut stream).await.is_some() {
-            let answer: &[u8] = if index == 0 {
-                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok!"
-            } else {
-                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
-            };
-            if stream.write_all(answer).await.is_err() {
-                return;
-            }
-        }
+    let (addr, accepted) = answering_upstream(|index| match index {
+        0 => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok!",
+        _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
     })
     .await;
-    let (_upstreams, pool) = pool(addr, Duration::from_secs(60));
-    let front = reporting_front(pool).await;
-    let mut sender = client(front).await;
+    let (_upstreams, mut sender) = reporting_client(addr).await;
     let (head, body) = ask(&mut sender, http::Method::GET, b"").await;
     assert_eq!(head.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(&body[..], b"request: invalid content-length");
