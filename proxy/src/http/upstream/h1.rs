@@ -63,8 +63,6 @@ pub(super) struct Conn {
     /// Bytes to write; `written` of them are.
     write: Vec<u8>,
     written: usize,
-    /// Some bytes of the current request reached the socket.
-    written_any: bool,
     /// The upstream closed its side (a read returned nothing).
     eof: bool,
 }
@@ -93,9 +91,9 @@ enum UploadError {
 pub(super) struct Upload {
     body: Incoming,
     send: Send,
-    /// For a chunked body that may have trailers: the request head's
-    /// `Trailer` header, which names those it may send.
-    declared: Option<http::HeaderMap>,
+    /// For a chunked body: the trailers the request head declares (in
+    /// `Trailer`), the only ones sent.
+    declared: Vec<http::HeaderName>,
     /// Bytes of the body taken from the downstream.
     sent: u64,
     /// A frame of the body was taken: the request can no longer be replayed.
@@ -118,8 +116,10 @@ impl Pool {
         let mut upload = match send {
             Send::Length(0) => None,
             _ => Some(Upload {
-                declared: matches!(send, Send::Chunked { trailers: true })
-                    .then(|| parts.headers.clone()),
+                declared: match send {
+                    Send::Chunked { trailers: true } => codec::trailer_names(&parts.headers),
+                    _ => Vec::new(),
+                },
                 body,
                 send,
                 sent: 0,
@@ -142,7 +142,6 @@ impl Pool {
                 None => (Box::pin(self.dial_h1()).await?, false),
             };
             conn.written = 0;
-            conn.written_any = false;
             if let Some(head) = encoded.take() {
                 conn.write = head;
             } else {
@@ -173,10 +172,11 @@ impl Pool {
                         Some(upload) => !upload.started,
                         None => !had_body,
                     };
-                    let safe = !conn.written_any || (idempotent(&parts.method) && !had_body);
+                    // Untouched, the buffer still holds the head alone, and
+                    // `written` counts the bytes of it the socket took.
+                    let safe = conn.written == 0 || (idempotent(&parts.method) && !had_body);
                     if reused && conn.read.is_empty() && whole && safe && is_closed_under_us(&error)
                     {
-                        // Untouched body: the buffer holds the head alone.
                         encoded = Some(std::mem::take(&mut conn.write));
                         continue;
                     }
@@ -269,7 +269,6 @@ impl Conn {
             read: BytesMut::new(),
             write: Vec::new(),
             written: 0,
-            written_any: false,
             eof: false,
         }
     }
@@ -333,7 +332,6 @@ impl Conn {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.written += n;
-            self.written_any = true;
         }
         Poll::Ready(Ok(()))
     }
@@ -448,10 +446,8 @@ impl Upload {
             }
             Send::Length(_) => Ok(()),
             Send::Chunked { .. } => {
-                let declared = match (&self.declared, trailers) {
-                    (Some(head), Some(trailers)) => Some(codec::declared_trailers(head, trailers)),
-                    _ => None,
-                };
+                let declared =
+                    trailers.map(|trailers| codec::declared_trailers(&self.declared, trailers));
                 codec::encode_last_chunk(declared.as_ref(), out);
                 Ok(())
             }

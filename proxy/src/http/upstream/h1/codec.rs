@@ -174,16 +174,19 @@ pub(super) fn encode_last_chunk(trailers: Option<&HeaderMap>, out: &mut Vec<u8>)
     out.extend_from_slice(b"\r\n");
 }
 
-/// Only the trailers the request declared in `Trailer` (hyper sends no
-/// others: an undeclared trailer may not be expected by the upstream).
-pub(super) fn declared_trailers(head: &HeaderMap, trailers: HeaderMap) -> HeaderMap {
-    let declared: Vec<HeaderName> = head
-        .get_all(TRAILER)
+/// The trailer names the request head declares in `Trailer`.
+pub(super) fn trailer_names(head: &HeaderMap) -> Vec<HeaderName> {
+    head.get_all(TRAILER)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
+        .collect()
+}
+
+/// Only the trailers named in `declared` ([`trailer_names`]; hyper sends no
+/// others: an undeclared trailer may not be expected by the upstream).
+pub(super) fn declared_trailers(declared: &[HeaderName], trailers: HeaderMap) -> HeaderMap {
     let mut kept = HeaderMap::new();
     let mut last = None;
     for (name, value) in trailers {
