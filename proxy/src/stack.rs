@@ -285,7 +285,7 @@ impl Listener {
         let timeouts = &config.timeouts;
         let request_timeout = (!timeouts.request.is_zero()).then(|| timeouts.request.get());
         // The one place that decides which extensions the layers attach.
-        let attach = Attachments::for_access_log(config.log.access_log);
+        let attach = Attachments::for_access_log(config.log.access_log).sending_over(wire);
         let (measure_head, refuse_head) = HeaderLimitLayer::client_head(
             config.limits.max_header_bytes,
             config.limits.max_header_count,

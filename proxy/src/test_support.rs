@@ -24,7 +24,7 @@ use tower::{Service, ServiceExt};
 
 use crate::http::record::{RecordContext, RecordLayer};
 use crate::http::trace::{PolicyHandle, TraceLayer};
-use crate::http::{Attachments, ProxyBody};
+use crate::http::{Attachments, ProxyBody, Wire};
 use crate::metrics::Metrics;
 use crate::migration::Migration;
 use crate::propagation::extract::Formats;
@@ -86,13 +86,15 @@ pub type App<B, R = ProxyBody> =
     tower::util::BoxCloneSyncService<Request<B>, Response<R>, Infallible>;
 
 /// The stand-in app: answers every request with `respond()` and hands each
-/// request head it saw to the test.
+/// request head it saw to the test, as the app receives it (with the trace
+/// headers rendered for it).
 pub fn app<B: 'static, R: Send + 'static>(
     respond: impl Fn() -> Response<R> + Clone + Send + Sync + 'static,
 ) -> (App<B, R>, mpsc::Receiver<http::request::Parts>) {
     let (tx, rx) = mpsc::channel();
     let tx = Arc::new(Mutex::new(tx));
-    let service = tower::service_fn(move |req: Request<B>| {
+    let service = tower::service_fn(move |mut req: Request<B>| {
+        crate::propagation::settle(&mut req);
         let (parts, _body) = req.into_parts();
         if let Ok(tx) = tx.lock() {
             let _ = tx.send(parts);
@@ -189,12 +191,12 @@ impl Layers {
         self.policy.store(Arc::new(next));
     }
 
-    /// The trace layer of a connection to port 80.
+    /// The trace layer of an HTTP/1 connection to port 80.
     pub fn trace(&self, access_log: bool) -> TraceLayer {
         TraceLayer::new(
             self.policy.clone(),
             Some(80),
-            Attachments::for_access_log(access_log),
+            Attachments::for_access_log(access_log).sending_over(Wire::Http1),
         )
     }
 

@@ -45,7 +45,7 @@ pub fn explain(config: &Config, query: &Query) -> Result<Explanation, String> {
     let mut req = query.request()?;
     let before = req.headers().clone();
     let read = policy.extractor.extract(&before, |_, _| {});
-    let traced = trace_request(&policy, &mut req, None, now, true);
+    let traced = trace_request(&policy, &mut req, None, now, true, false);
     let sampling = sampling::view(config, &policy, &req, &traced, read.context.as_ref());
     let (write, remove) = diff(&before, req.headers(), traced.plan.formats);
     Ok(Explanation {

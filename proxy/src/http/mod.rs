@@ -60,6 +60,11 @@ pub struct Attachments {
     pub span_info: bool,
     /// [`forward::Upstream`] on every response, for the access log.
     pub upstream: bool,
+    /// The trace headers as [`crate::propagation::Rendered`] on every request
+    /// instead of in its header map, for the HTTP/1 client, which appends them
+    /// to the head it encodes (see there why). Requests sent over HTTP/2 need
+    /// them in the map: rendered, they would only take a step more.
+    pub rendered: bool,
 }
 
 // === impl Attachments ===
@@ -72,6 +77,16 @@ impl Attachments {
         Self {
             span_info: access_log,
             upstream: access_log,
+            rendered: false,
+        }
+    }
+
+    /// These, with the trace headers rendered when requests leave over `wire`
+    /// through the HTTP/1 client.
+    pub const fn sending_over(self, wire: Wire) -> Self {
+        Self {
+            rendered: matches!(wire, Wire::Http1),
+            ..self
         }
     }
 

@@ -1,7 +1,7 @@
 //! The trace-context layer: extract what the request carries, start the sidecar's
 //! span (a new span id under the caller's context, or a new trace), and inject
 //! the formats the next hop needs — removing every other trace header
-//! ([`inject::write`] owns them all).
+//! ([`inject`] owns them all).
 //!
 //! It also feeds the migration view ([`crate::migration`]): the formats each
 //! request arrived with, per direction and (inbound) per calling workload, what
@@ -175,6 +175,7 @@ where
             self.layer.port,
             Instant::now(),
             keep_info,
+            self.layer.attach.rendered,
         );
         if keep_info {
             req.extensions_mut().insert(SpanInfo {
@@ -217,7 +218,9 @@ pub struct Traced {
 }
 
 /// The trace layer's whole step on one request, as every listener runs it:
-/// extract, observe, decide, inject — rewriting `req`'s trace headers in place
+/// extract, observe, decide, inject — rewriting `req`'s trace headers in place,
+/// or with `render` removing the ones it came with and attaching the ones
+/// rendered for the next hop (a [`crate::propagation::Rendered`] extension) —
 /// and counting in `policy`'s metrics. `port` is the connection's destination
 /// port; `keep_tenant` asks for the tenant in the answer. `meshtrace-proxy
 /// explain` calls it too, so what it predicts is what a listener does.
@@ -227,6 +230,7 @@ pub fn trace_request<B>(
     port: Option<u16>,
     now: Instant,
     keep_tenant: bool,
+    render: bool,
 ) -> Traced {
     let scan = extract::scan(req.headers());
     let present = scan.present;
@@ -266,14 +270,29 @@ pub fn trace_request<B>(
     if !policy.trusted {
         policy.sampling_headers.remove_force(req.headers_mut());
     }
-    inject::write(
-        &plan,
-        &mut context,
-        span_parent,
-        incoming.formats,
-        present.formats,
-        req.headers_mut(),
-    );
+    let (sources, headers) = (incoming.formats, req.headers_mut());
+    if render {
+        let rendered = inject::render(
+            &plan,
+            &mut context,
+            span_parent,
+            sources,
+            present.formats,
+            headers,
+        );
+        if !rendered.is_empty() {
+            req.extensions_mut().insert(rendered);
+        }
+    } else {
+        inject::write(
+            &plan,
+            &mut context,
+            span_parent,
+            sources,
+            present.formats,
+            headers,
+        );
+    }
     policy.mark_caller(&plan, present, req.headers_mut());
     policy.written.count(plan.target, plan.formats);
     Traced {

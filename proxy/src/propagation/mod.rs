@@ -21,8 +21,9 @@
 //! tracestate in [`tracestate`]. [`extract`] reads the configured formats,
 //! merges agreeing contexts and resolves conflicting ones; [`inject`] owns every
 //! trace header that leaves the sidecar (which formats are written toward a
-//! neighbour, and nothing stale beside them); [`learn`] remembers which formats
-//! the local app speaks.
+//! neighbour, and nothing stale beside them), written into a header map or
+//! rendered for the wire ([`Rendered`]); [`learn`] remembers which formats the
+//! local app speaks.
 
 pub mod b3;
 pub mod context;
@@ -32,6 +33,7 @@ pub mod hex;
 pub mod inject;
 pub mod jaeger;
 pub mod learn;
+mod rendered;
 mod swar;
 pub mod tracestate;
 mod value;
@@ -44,6 +46,7 @@ pub const CALLER_HEADER_NAME: &str = "x-meshtrace-caller";
 
 pub use context::{DatadogMeta, Sampling, SpanId, TraceContext, TraceId};
 pub use meshtrace_config::PropagationFormat as Format;
+pub use rendered::{settle, Rendered};
 pub use tracestate::TraceState;
 
 /// What one format found in a request's headers.

@@ -61,6 +61,40 @@ impl<const N: usize> Buf<N> {
     }
 }
 
+/// Where a format's codec writes its headers: the request's own map
+/// ([`set`], [`set_all`]), or trace headers rendered for the next hop
+/// ([`super::Rendered`]).
+pub(crate) trait Sink {
+    /// Sets `name` to the single value `new` ([`New::Remove`]: no value).
+    fn set(&mut self, name: &'static HeaderName, new: New<'_>);
+
+    /// Writes one format's headers; `prefix` and `arrived` as [`set_all`]
+    /// reads them.
+    fn set_all<const N: usize>(
+        &mut self,
+        prefix: &str,
+        writes: [(&'static HeaderName, New<'_>); N],
+        arrived: bool,
+    );
+}
+
+impl Sink for HeaderMap {
+    #[inline(always)]
+    fn set(&mut self, name: &'static HeaderName, new: New<'_>) {
+        set(self, name, new);
+    }
+
+    #[inline(always)]
+    fn set_all<const N: usize>(
+        &mut self,
+        prefix: &str,
+        writes: [(&'static HeaderName, New<'_>); N],
+        arrived: bool,
+    ) {
+        set_all(self, prefix, writes, arrived);
+    }
+}
+
 /// Sets `name` to the single value `new`: nothing happens when the header
 /// already holds exactly it, once; otherwise every value it had is replaced. A
 /// value that is not a valid header value (or [`New::Remove`]) removes the

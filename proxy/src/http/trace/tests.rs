@@ -235,7 +235,9 @@ fn harness(setup: &Setup) -> Harness {
     );
     let seen = Arc::new(Mutex::new(None));
     let sink = seen.clone();
-    let inner = tower::service_fn(move |req: Request<()>| {
+    let inner = tower::service_fn(move |mut req: Request<()>| {
+        // The head as the next hop receives it.
+        crate::propagation::settle(&mut req);
         let info = req.extensions().get::<SpanInfo>().cloned();
         if let (Some(info), Ok(mut slot)) = (info, sink.lock()) {
             *slot = Some((req.headers().clone(), info));

@@ -191,8 +191,9 @@ impl Pool {
     /// tunnel outlives this exchange).
     async fn send_upgrade(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
     ) -> Result<Response<UpstreamBody>, SendError> {
+        crate::propagation::settle(&mut req);
         let io = TokioIo::new(self.dial().await?);
         let (mut sender, conn) = http1::Builder::new()
             .handshake(io)

@@ -144,6 +144,7 @@ impl Pool {
         };
         let (head, body) = req.into_parts();
         let mut head = Request::from_parts(head, ());
+        crate::propagation::settle(&mut head);
         let end_of_stream = body.is_end_stream();
         if let Some(length) = body.size_hint().exact() {
             // As hyper's client does: a body of known length says so.

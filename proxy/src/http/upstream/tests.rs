@@ -857,3 +857,130 @@ async fn a_post_none_of_which_reached_a_connection_that_broke_is_sent_on_the_nex
     assert_eq!((head.status(), &body[..]), (StatusCode::OK, &b"ok"[..]));
     assert_eq!(connect.switches.lock().unwrap().len(), 2, "one more dial");
 }
+
+/// An upstream (HTTP/1, or HTTP/2 with `h2`) answering each request with the
+/// trace headers it carries, one `name=[values]` line each.
+async fn trace_header_upstream(h2: bool) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = service_fn(|req: Request<Incoming>| async move {
+                let seen = ["traceparent", "b3", "tracestate"].map(|name| {
+                    let values = req.headers().get_all(name).iter().collect::<Vec<_>>();
+                    format!("{name}={values:?}")
+                });
+                let body = http_body_util::Full::new(Bytes::from(seen.join("\n")));
+                Ok::<_, std::convert::Infallible>(Response::new(body))
+            });
+            let io = TokioIo::new(stream);
+            if h2 {
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, service),
+                );
+            } else {
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new().serve_connection(io, service),
+                );
+            }
+        }
+    });
+    addr
+}
+
+/// A front server that renders W3C and `b3` for each request, as the trace
+/// layer does (removing the ones it came with), and sends it through `pool`.
+async fn rendering_front(pool: HttpClient) -> SocketAddr {
+    use crate::propagation::inject::{render, Plan};
+    use crate::propagation::{extract, Format, Sampling, SpanId, TraceContext, TraceId};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let pool = pool.clone();
+            let service = service_fn(move |mut req: Request<Incoming>| {
+                let pool = pool.clone();
+                if pool.wire == Wire::Http2 {
+                    *req.uri_mut() = http::Uri::from_static("http://app/");
+                }
+                let plan = Plan {
+                    formats: [Format::TraceContext, Format::B3Single]
+                        .into_iter()
+                        .collect(),
+                    id_width: meshtrace_config::IdWidth::Auto,
+                    target: 0,
+                    external: false,
+                };
+                let mut context = TraceContext::new(
+                    TraceId::new(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736).unwrap(),
+                    SpanId::new(0xabc).unwrap(),
+                    Sampling::Sampled,
+                );
+                let present = extract::scan(req.headers()).present.formats;
+                let rendered = render(
+                    &plan,
+                    &mut context,
+                    None,
+                    present,
+                    present,
+                    req.headers_mut(),
+                );
+                req.extensions_mut().insert(rendered);
+                async move { pool.send(req).await }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+/// However the request leaves — our HTTP/1 codec, HTTP/2, or hyper's client
+/// for an upgrade — the upstream gets the trace headers rendered for the hop,
+/// once each, and none of the stale ones the request came with.
+#[tokio::test]
+async fn trace_headers_rendered_for_the_hop_reach_the_upstream_whichever_way_it_leaves() {
+    let expected = "traceparent=[\"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-01\"]\n\
+                    b3=[\"4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-1\"]\n\
+                    tracestate=[]";
+    for (wire, upgrade) in [
+        (Wire::Http1, false),
+        (Wire::Http1, true),
+        (Wire::Http2, false),
+    ] {
+        let upstream = trace_header_upstream(wire == Wire::Http2).await;
+        let (_upstreams, pool) = pool_of(wire, upstream, BOUND);
+        let front = rendering_front(pool).await;
+        let mut sender = client::<http_body_util::Empty<Bytes>>(front).await;
+        let mut req = Request::get("/")
+            .header("host", "app")
+            .header(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )
+            .header("tracestate", "stale=1")
+            .header("b3", "0");
+        if upgrade {
+            req = req
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket");
+        }
+        let exchange = async {
+            let response = sender
+                .send_request(req.body(Default::default()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.into_body().collect().await.unwrap().to_bytes()
+        };
+        let seen = tokio::time::timeout(BOUND, exchange).await.unwrap();
+        assert_eq!(
+            std::str::from_utf8(&seen).unwrap(),
+            expected,
+            "{wire:?}, upgrade {upgrade}"
+        );
+    }
+}

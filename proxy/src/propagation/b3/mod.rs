@@ -38,7 +38,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::context::{Sampling, SpanId, TraceContext, TraceId};
-use super::value::{first_values, set, set_all, Buf, New};
+use super::value::{first_values, Buf, New, Sink};
 use super::{hex, Extracted, Invalid, Outgoing};
 
 /// `x-b3-traceid`.
@@ -113,7 +113,7 @@ pub fn inject_multi(out: &Outgoing<'_>, headers: &mut HeaderMap) {
 
 /// [`inject_multi`]; `arrived` says whether the request may carry `X-B3-*`
 /// headers (without, the ones not written need no removing).
-pub(crate) fn write_multi(out: &Outgoing<'_>, headers: &mut HeaderMap, arrived: bool) {
+pub(crate) fn write_multi<S: Sink>(out: &Outgoing<'_>, headers: &mut S, arrived: bool) {
     let c = out.context;
     let mut trace = Buf::new();
     hex::push_trace_id(&mut trace, c.trace_id.get(), out.narrow_ids);
@@ -127,8 +127,7 @@ pub(crate) fn write_multi(out: &Outgoing<'_>, headers: &mut HeaderMap, arrived: 
         Some(_) => (New::Made(&ZERO), New::Remove),
         None => (New::Remove, New::Remove),
     };
-    set_all(
-        headers,
+    headers.set_all(
         "x-b3-",
         [
             (&X_B3_TRACE_ID, New::bytes(trace.get())),
@@ -195,6 +194,11 @@ fn single_state(v: &[u8]) -> Option<State> {
 /// Writes the `b3` header, replacing any already there. A parent is written only
 /// after a sampling state (the grammar has no slot for it otherwise).
 pub fn inject_single(out: &Outgoing<'_>, headers: &mut HeaderMap) {
+    write_single(out, headers);
+}
+
+/// [`inject_single`], into any [`Sink`].
+pub(crate) fn write_single<S: Sink>(out: &Outgoing<'_>, headers: &mut S) {
     let c = out.context;
     let mut v = Buf::new();
     hex::push_trace_id(&mut v, c.trace_id.get(), out.narrow_ids);
@@ -207,7 +211,7 @@ pub fn inject_single(out: &Outgoing<'_>, headers: &mut HeaderMap) {
             v.extend(&hex::u64_16(parent.get()));
         }
     }
-    set(headers, &B3, New::bytes(v.get()));
+    headers.set(&B3, New::bytes(v.get()));
 }
 
 /// Removes the `b3` header.

@@ -42,7 +42,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::context::{DatadogMeta, Sampling, SpanId, TraceContext, TraceId};
-use super::value::{set_all, Buf, New};
+use super::value::{Buf, New, Sink};
 use super::{hex, Extracted, Invalid, Outgoing};
 
 mod member;
@@ -60,6 +60,9 @@ pub static SAMPLING_PRIORITY: HeaderName = HeaderName::from_static("x-datadog-sa
 pub static ORIGIN: HeaderName = HeaderName::from_static("x-datadog-origin");
 /// `x-datadog-tags`.
 pub static TAGS: HeaderName = HeaderName::from_static("x-datadog-tags");
+
+/// Every header this codec reads or writes.
+static NAMES: [&HeaderName; 5] = [&TRACE_ID, &PARENT_ID, &SAMPLING_PRIORITY, &ORIGIN, &TAGS];
 
 /// Datadog's limit on `x-datadog-tags`, read and written.
 pub const MAX_TAGS_LEN: usize = 512;
@@ -245,11 +248,13 @@ pub fn inject(out: &Outgoing<'_>, headers: &mut HeaderMap) {
 /// [`inject`]; `arrived` says whether the request may carry `x-datadog-*`
 /// headers (without, the ones not written need no removing). Each header is
 /// set in place: one that already holds the value to send is left alone.
-pub(crate) fn write(out: &Outgoing<'_>, headers: &mut HeaderMap, arrived: bool) {
+pub(crate) fn write<S: Sink>(out: &Outgoing<'_>, headers: &mut S, arrived: bool) {
     let c = out.context;
     if c.trace_id.low() == 0 {
         if arrived {
-            strip(headers);
+            for name in NAMES {
+                headers.set(name, New::Remove);
+            }
         }
         return;
     }
@@ -270,8 +275,7 @@ pub(crate) fn write(out: &Outgoing<'_>, headers: &mut HeaderMap, arrived: bool) 
     let mut encoded = Buf::<MAX_TAGS_LEN>::new();
     encode_tags(c.trace_id.high(), tags, &mut encoded);
     let encoded = encoded.get().filter(|v| !v.is_empty());
-    set_all(
-        headers,
+    headers.set_all(
         "x-datadog-",
         [
             (&TRACE_ID, New::Decimal(c.trace_id.low())),
@@ -294,7 +298,7 @@ static PRIORITIES: [HeaderValue; 4] = [
 
 /// Removes every `x-datadog-*` header this codec reads or writes.
 pub fn strip(headers: &mut HeaderMap) {
-    for name in [&TRACE_ID, &PARENT_ID, &SAMPLING_PRIORITY, &ORIGIN, &TAGS] {
+    for name in NAMES {
         headers.remove(name);
     }
 }

@@ -10,6 +10,11 @@
 //! can never reach the next hop beside the sidecar's own. `baggage` (and
 //! Jaeger's `uberctx-*`) is not trace context and passes untouched.
 //!
+//! The proxy's path takes [`render`], the same walk by another road: it removes
+//! every format that arrived and renders the plan's headers once, as HTTP/1.1
+//! field lines the request carries to where its head is encoded
+//! ([`Rendered`], which says why). A test holds the two to the same result.
+//!
 //! **Which formats** ([`Injector::plan`]):
 //!
 //! | toward | `legacy` (default) | `dual` | `w3c` |
@@ -34,7 +39,8 @@ use meshtrace_config::{IdWidth, MigrationStage, Propagation};
 
 use super::context::{SpanId, TraceContext};
 use super::extract::Formats;
-use super::{b3, datadog, jaeger, w3c, Format, Outgoing};
+use super::value::Sink;
+use super::{b3, datadog, jaeger, w3c, Format, Outgoing, Rendered};
 
 /// Which neighbour an injector writes for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,19 +212,7 @@ pub fn write(
     present: Formats,
     headers: &mut HeaderMap,
 ) {
-    if plan.formats.contains(Format::TraceContext) {
-        update_dd_member(context, span_parent, sources);
-    }
-    let narrow_ids = match plan.id_width {
-        IdWidth::Auto => context.narrow && context.trace_id.is_64_bit(),
-        IdWidth::Bits64 => true,
-        IdWidth::Bits128 => false,
-    };
-    let out = Outgoing {
-        context,
-        span_parent,
-        narrow_ids,
-    };
+    let out = outgoing(plan, context, span_parent, sources);
     // Room for every header of the formats that did not arrive, so the map
     // grows at most once rather than once per doubling. (A map too full to
     // grow is left as it is: each insert below meets the limit on its own.)
@@ -229,6 +223,53 @@ pub fn write(
     }
     for format in present.minus(plan.formats).iter() {
         strip(format, headers);
+    }
+}
+
+/// [`write()`], with the plan's headers rendered for the next hop instead of
+/// written into `headers` ([`Rendered`], which says why): every format the
+/// request arrived with is removed from `headers`, and what the next hop gets
+/// is in the answer. The invariant is the same; the request carries the
+/// answer to where its head is encoded.
+pub fn render(
+    plan: &Plan,
+    context: &mut TraceContext,
+    span_parent: Option<SpanId>,
+    sources: Formats,
+    present: Formats,
+    headers: &mut HeaderMap,
+) -> Rendered {
+    let out = outgoing(plan, context, span_parent, sources);
+    for format in present.iter() {
+        strip(format, headers);
+    }
+    let mut rendered = Rendered::new();
+    for format in plan.formats.iter() {
+        inject(format, &out, &mut rendered, false);
+    }
+    rendered
+}
+
+/// What [`write()`] and [`render`] send: `context` with its `dd=` member brought
+/// up to date, and the ids' width.
+fn outgoing<'a>(
+    plan: &Plan,
+    context: &'a mut TraceContext,
+    span_parent: Option<SpanId>,
+    sources: Formats,
+) -> Outgoing<'a> {
+    if plan.formats.contains(Format::TraceContext) {
+        update_dd_member(context, span_parent, sources);
+    }
+    let narrow_ids = match plan.id_width {
+        IdWidth::Auto => context.narrow && context.trace_id.is_64_bit(),
+        IdWidth::Bits64 => true,
+        IdWidth::Bits128 => false,
+    };
+    Outgoing {
+        context,
+        span_parent,
+        narrow_ids,
     }
 }
 
@@ -265,13 +306,13 @@ fn update_dd_member(context: &mut TraceContext, span_parent: Option<SpanId>, sou
 }
 
 /// Writes `format`; `arrived`: the request may carry its headers already.
-fn inject(format: Format, out: &Outgoing<'_>, headers: &mut HeaderMap, arrived: bool) {
+fn inject<S: Sink>(format: Format, out: &Outgoing<'_>, headers: &mut S, arrived: bool) {
     match format {
         Format::TraceContext => w3c::write(out, headers, arrived),
         Format::B3Multi => b3::write_multi(out, headers, arrived),
-        Format::B3Single => b3::inject_single(out, headers),
+        Format::B3Single => b3::write_single(out, headers),
         Format::Datadog => datadog::write(out, headers, arrived),
-        Format::Jaeger => jaeger::inject(out, headers),
+        Format::Jaeger => jaeger::write(out, headers),
     }
 }
 

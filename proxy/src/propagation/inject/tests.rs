@@ -378,3 +378,137 @@ fn b3_round_trips_through_w3c_losing_nothing_w3c_can_carry() {
         assert_eq!(out["b3"], b3_in);
     }
 }
+
+/// A header map as a sorted list of names with their values, in order.
+fn sorted(headers: &HeaderMap) -> Vec<(String, Vec<Vec<u8>>)> {
+    let mut all: Vec<_> = headers
+        .keys()
+        .map(|name| {
+            let values = headers.get_all(name).iter();
+            (
+                name.to_string(),
+                values.map(|v| v.as_bytes().to_vec()).collect(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// The contexts [`render`] is held to [`write`] with: a Datadog caller's in
+/// debug with a `tracestate`; a 64-bit one read from a narrow format; one whose
+/// id Datadog cannot carry (low 64 bits zero).
+fn contexts() -> [TraceContext; 3] {
+    let mut caller = context();
+    caller.debug = true;
+    caller.tracestate =
+        crate::propagation::TraceState::parse(&[HeaderValue::from_static("rojo=1,congo=t61")])
+            .unwrap();
+    caller.datadog = Some(Box::new(crate::propagation::DatadogMeta {
+        priority: Some(2),
+        origin: Some("rum".into()),
+        last_parent: None,
+        tags: vec![("dm".into(), "-4".into())],
+    }));
+    let mut narrow = TraceContext::new(
+        TraceId::new(0x00f0_67aa_0ba9_02b7).unwrap(),
+        SpanId::new(7).unwrap(),
+        Sampling::NotSampled,
+    );
+    narrow.narrow = true;
+    let unwritable_in_datadog = TraceContext::new(
+        TraceId::new(1 << 64).unwrap(),
+        SpanId::new(7).unwrap(),
+        Sampling::Deferred,
+    );
+    [caller, narrow, unwritable_in_datadog]
+}
+
+/// What requests arrive with: no trace header; or every format's, stale, one
+/// of them twice.
+fn arrivals() -> [HeaderMap; 2] {
+    [
+        headers(&[("baggage", "k=v")]),
+        headers(&[
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", "rojo=1"),
+            ("b3", "0"),
+            ("x-b3-sampled", "1"),
+            ("x-b3-sampled", "0"),
+            ("x-b3-spanid", "00f067aa0ba902b7"),
+            ("x-datadog-trace-id", "1"),
+            ("x-datadog-origin", "synthetics"),
+            ("uber-trace-id", "1:2:0:1"),
+            ("uberctx-k", "v"),
+        ]),
+    ]
+}
+
+/// Every plan: each subset of the formats, at each id width.
+fn plans() -> Vec<Plan> {
+    let all = [W3c, B3Multi, B3Single, Datadog, Jaeger];
+    let subsets = (0..32u32).map(|bits| {
+        all.iter()
+            .enumerate()
+            .filter(|(i, _)| bits & (1 << i) != 0)
+            .map(|(_, f)| *f)
+            .collect::<Formats>()
+    });
+    subsets
+        .flat_map(|formats| {
+            [IdWidth::Auto, IdWidth::Bits64, IdWidth::Bits128].map(|id_width| Plan {
+                formats,
+                id_width,
+                ..w3c_plan()
+            })
+        })
+        .collect()
+}
+
+/// [`render`] is [`write`] by another road: for every plan, id width, context
+/// and set of headers arrived, the headers it leaves plus the ones it renders
+/// are exactly the map `write` leaves.
+#[test]
+fn rendering_then_settling_leaves_exactly_what_write_leaves() {
+    let mut cases = 0;
+    for plan in plans() {
+        for ctx in contexts() {
+            for span_parent in [None, SpanId::new(0x00f0_67aa_0ba9_02b7)] {
+                for sources in [Formats::default(), set(&[Datadog])] {
+                    for arrived in arrivals() {
+                        let present = crate::propagation::extract::scan(&arrived).present.formats;
+                        let mut written = arrived.clone();
+                        write(
+                            &plan,
+                            &mut ctx.clone(),
+                            span_parent,
+                            sources,
+                            present,
+                            &mut written,
+                        );
+                        let mut left = arrived.clone();
+                        let rendered = render(
+                            &plan,
+                            &mut ctx.clone(),
+                            span_parent,
+                            sources,
+                            present,
+                            &mut left,
+                        );
+                        rendered.write_into(&mut left);
+                        assert_eq!(
+                            sorted(&left),
+                            sorted(&written),
+                            "{plan:?}, {ctx:?}, arrived {arrived:?}"
+                        );
+                        cases += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 32 * 3 * 3 * 2 * 2 * 2);
+}

@@ -32,7 +32,7 @@
 use http::header::{HeaderMap, HeaderName};
 
 use super::context::{Sampling, SpanId, TraceContext, TraceId};
-use super::value::{set, Buf, New};
+use super::value::{Buf, New, Sink};
 use super::{hex, Extracted, Invalid, Outgoing};
 
 /// `uber-trace-id`.
@@ -126,6 +126,11 @@ fn percent_decode<'a>(v: &'a [u8], buf: &'a mut [u8; MAX_LEN]) -> Result<&'a [u8
 
 /// Writes `uber-trace-id`, replacing any already there.
 pub fn inject(out: &Outgoing<'_>, headers: &mut HeaderMap) {
+    write(out, headers);
+}
+
+/// [`inject`], into any [`Sink`].
+pub(crate) fn write<S: Sink>(out: &Outgoing<'_>, headers: &mut S) {
     let c = out.context;
     let mut v = Buf::new();
     hex::push_trace_id(&mut v, c.trace_id.get(), out.narrow_ids);
@@ -144,7 +149,7 @@ pub fn inject(out: &Outgoing<'_>, headers: &mut HeaderMap) {
         Sampling::NotSampled | Sampling::Deferred => b'0',
     });
     // Hex digits and `:`: always a valid header value.
-    set(headers, &UBER_TRACE_ID, New::bytes(v.get()));
+    headers.set(&UBER_TRACE_ID, New::bytes(v.get()));
 }
 
 /// Removes `uber-trace-id` (baggage headers stay).

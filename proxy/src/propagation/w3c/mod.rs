@@ -23,7 +23,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::context::{Sampling, SpanId, TraceContext, TraceId};
 use super::tracestate::TraceState;
-use super::value::{set_all, New, SCAN_MAX};
+use super::value::{New, Sink, SCAN_MAX};
 use super::{datadog, hex, Extracted, Invalid, Outgoing};
 
 /// `traceparent`.
@@ -193,7 +193,7 @@ pub fn inject(out: &Outgoing<'_>, headers: &mut HeaderMap) {
 
 /// [`inject`]; `arrived` says whether the request may carry W3C headers
 /// (without, no `tracestate` needs removing).
-pub(crate) fn write(out: &Outgoing<'_>, headers: &mut HeaderMap, arrived: bool) {
+pub(crate) fn write<S: Sink>(out: &Outgoing<'_>, headers: &mut S, arrived: bool) {
     let c = out.context;
     let mut flags = 0;
     if c.sampling.is_sampled() || c.debug {
@@ -211,8 +211,7 @@ pub(crate) fn write(out: &Outgoing<'_>, headers: &mut HeaderMap, arrived: bool) 
     hex::write(u128::from(flags), &mut v[53..55]);
     // Usually the caller's own tracestate, kept as it came.
     let tracestate = c.tracestate.header_value().map_or(New::Remove, New::Made);
-    set_all(
-        headers,
+    headers.set_all(
         "trace",
         [(&TRACEPARENT, New::Bytes(&v)), (&TRACESTATE, tracestate)],
         arrived,

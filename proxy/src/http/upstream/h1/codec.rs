@@ -28,6 +28,8 @@ use http::header::{
 use http::request::Parts;
 use http::{Method, Response, StatusCode, Version};
 
+use crate::propagation::Rendered;
+
 /// Most headers in a response head (hyper's default).
 pub(super) const MAX_HEADERS: usize = 100;
 
@@ -103,8 +105,9 @@ pub(super) fn request_framing(req: &Parts, exact: Option<u64>) -> Send {
 }
 
 /// Appends the request head to `out`: the request line (origin form: the
-/// request's path and query), its headers in order, and the framing header
-/// `send` needs when the request does not carry it.
+/// request's path and query), its headers in order, the trace headers rendered
+/// for this hop ([`Rendered`], an extension), and the framing header `send`
+/// needs when the request does not carry it.
 pub(super) fn encode_head(req: &Parts, send: Send, out: &mut Vec<u8>) {
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
@@ -125,6 +128,9 @@ pub(super) fn encode_head(req: &Parts, send: Send, out: &mut Vec<u8>) {
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    if let Some(rendered) = req.extensions.get::<Rendered>() {
+        out.extend_from_slice(rendered.lines());
     }
     match send {
         Send::Length(0) => {

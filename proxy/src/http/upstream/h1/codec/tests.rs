@@ -77,6 +77,48 @@ fn a_request_head_is_the_request_line_its_headers_and_a_blank_line() {
     );
 }
 
+/// The trace headers rendered for this hop follow the request's own, before
+/// the framing header; the request's map no longer holds the stale ones.
+#[test]
+fn the_trace_headers_rendered_for_the_hop_are_part_of_the_head() {
+    use crate::propagation::inject::{render, Plan};
+    use crate::propagation::{Format, SpanId, TraceContext, TraceId};
+    let mut req = request(
+        Method::POST,
+        "/",
+        &[("host", "app"), ("traceparent", "stale"), ("b3", "0")],
+    );
+    let plan = Plan {
+        formats: [Format::TraceContext].into_iter().collect(),
+        id_width: meshtrace_config::IdWidth::Auto,
+        target: 0,
+        external: false,
+    };
+    let mut context = TraceContext::new(
+        TraceId::new(0x4bf92f3577b34da6a3ce929d0e0e4736).unwrap(),
+        SpanId::new(0xabc).unwrap(),
+        crate::propagation::Sampling::Sampled,
+    );
+    let present = [Format::TraceContext, Format::B3Single]
+        .into_iter()
+        .collect();
+    let rendered = render(
+        &plan,
+        &mut context,
+        None,
+        present,
+        present,
+        &mut req.headers,
+    );
+    req.extensions.insert(rendered);
+    assert_eq!(
+        head_of(&req, Some(2)),
+        "POST / HTTP/1.1\r\nhost: app\r\n\
+         traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-01\r\n\
+         content-length: 2\r\n\r\n"
+    );
+}
+
 #[test]
 fn request_bodies_are_framed_as_hypers_client_frames_them() {
     // A content-length the request carries is kept as it is.
