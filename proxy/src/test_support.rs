@@ -28,7 +28,8 @@ use crate::http::{Attachments, ProxyBody, Wire};
 use crate::metrics::Metrics;
 use crate::migration::Migration;
 use crate::propagation::extract::Formats;
-use crate::propagation::{Sampling, SpanId, TraceId};
+use crate::propagation::inject::{self, Plan};
+use crate::propagation::{Format, Rendered, Sampling, SpanId, TraceContext, TraceId};
 use crate::sampling::{Reason, Sampler};
 use crate::stack::PolicyParts;
 use crate::target::{Direction, Protocol};
@@ -246,4 +247,24 @@ fn policy(
         migration,
     };
     parts.policy(config, Sampler::new(&config.sampling), spans)
+}
+
+/// Renders `formats` for the next hop of a request with `headers`, as the
+/// trace layer does on an HTTP/1 connection, removing every trace header the
+/// request came with: trace `4bf92f3577b34da6a3ce929d0e0e4736`, the sidecar's
+/// span `0xabc`, sampled, no caller span.
+pub fn render_for_hop(headers: &mut HeaderMap, formats: &[Format]) -> Rendered {
+    let plan = Plan {
+        formats: formats.iter().copied().collect(),
+        id_width: meshtrace_config::IdWidth::Auto,
+        target: 0,
+        external: false,
+    };
+    let mut context = TraceContext::new(
+        TraceId::new(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736).expect("a valid trace id"),
+        SpanId::new(0xabc).expect("a valid span id"),
+        Sampling::Sampled,
+    );
+    let present = crate::propagation::extract::scan(headers).present.formats;
+    inject::render(&plan, &mut context, None, present, present, headers)
 }

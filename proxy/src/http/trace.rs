@@ -270,29 +270,16 @@ pub fn trace_request<B>(
     if !policy.trusted {
         policy.sampling_headers.remove_force(req.headers_mut());
     }
-    let (sources, headers) = (incoming.formats, req.headers_mut());
-    if render {
-        let rendered = inject::render(
-            &plan,
-            &mut context,
-            span_parent,
-            sources,
-            present.formats,
-            headers,
-        );
-        if !rendered.is_empty() {
-            req.extensions_mut().insert(rendered);
-        }
-    } else {
-        inject::write(
-            &plan,
-            &mut context,
-            span_parent,
-            sources,
-            present.formats,
-            headers,
-        );
-    }
+    let sources = incoming.formats;
+    inject::rewrite(
+        req,
+        render,
+        &plan,
+        &mut context,
+        span_parent,
+        sources,
+        present.formats,
+    );
     policy.mark_caller(&plan, present, req.headers_mut());
     policy.written.count(plan.target, plan.formats);
     Traced {

@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use super::*;
+use crate::propagation::Format;
 
 const BOUND: Duration = Duration::from_secs(5);
 
@@ -103,6 +104,12 @@ async fn h2_upstream(held: Option<mpsc::Receiver<()>>) -> (SocketAddr, mpsc::Rec
 /// stack does (its request bodies are hyper's `Incoming`; HTTP/2 requests get
 /// the absolute URI the forwarding layer gives them).
 async fn front(pool: HttpClient) -> SocketAddr {
+    rendering_front(pool, &[]).await
+}
+
+/// A [`front`] that also renders `formats` for each request, as the trace
+/// layer does (removing the trace headers it came with).
+async fn rendering_front(pool: HttpClient, formats: &'static [Format]) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -112,6 +119,10 @@ async fn front(pool: HttpClient) -> SocketAddr {
                 let pool = pool.clone();
                 if pool.wire == Wire::Http2 {
                     *req.uri_mut() = http::Uri::from_static("http://app/");
+                }
+                if !formats.is_empty() {
+                    let rendered = crate::test_support::render_for_hop(req.headers_mut(), formats);
+                    req.extensions_mut().insert(rendered);
                 }
                 async move { pool.send(req).await }
             });
@@ -889,55 +900,6 @@ async fn trace_header_upstream(h2: bool) -> SocketAddr {
     addr
 }
 
-/// A front server that renders W3C and `b3` for each request, as the trace
-/// layer does (removing the ones it came with), and sends it through `pool`.
-async fn rendering_front(pool: HttpClient) -> SocketAddr {
-    use crate::propagation::inject::{render, Plan};
-    use crate::propagation::{extract, Format, Sampling, SpanId, TraceContext, TraceId};
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let pool = pool.clone();
-            let service = service_fn(move |mut req: Request<Incoming>| {
-                let pool = pool.clone();
-                if pool.wire == Wire::Http2 {
-                    *req.uri_mut() = http::Uri::from_static("http://app/");
-                }
-                let plan = Plan {
-                    formats: [Format::TraceContext, Format::B3Single]
-                        .into_iter()
-                        .collect(),
-                    id_width: meshtrace_config::IdWidth::Auto,
-                    target: 0,
-                    external: false,
-                };
-                let mut context = TraceContext::new(
-                    TraceId::new(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736).unwrap(),
-                    SpanId::new(0xabc).unwrap(),
-                    Sampling::Sampled,
-                );
-                let present = extract::scan(req.headers()).present.formats;
-                let rendered = render(
-                    &plan,
-                    &mut context,
-                    None,
-                    present,
-                    present,
-                    req.headers_mut(),
-                );
-                req.extensions_mut().insert(rendered);
-                async move { pool.send(req).await }
-            });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service),
-            );
-        }
-    });
-    addr
-}
-
 /// However the request leaves — our HTTP/1 codec, HTTP/2, or hyper's client
 /// for an upgrade — the upstream gets the trace headers rendered for the hop,
 /// once each, and none of the stale ones the request came with.
@@ -953,7 +915,7 @@ async fn trace_headers_rendered_for_the_hop_reach_the_upstream_whichever_way_it_
     ] {
         let upstream = trace_header_upstream(wire == Wire::Http2).await;
         let (_upstreams, pool) = pool_of(wire, upstream, BOUND);
-        let front = rendering_front(pool).await;
+        let front = rendering_front(pool, &[Format::TraceContext, Format::B3Single]).await;
         let mut sender = client::<http_body_util::Empty<Bytes>>(front).await;
         let mut req = Request::get("/")
             .header("host", "app")

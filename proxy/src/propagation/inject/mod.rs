@@ -34,7 +34,7 @@
 //! member brought up to date when the context came through Datadog, so a
 //! Datadog app two hops away round-trips losslessly.
 
-use http::HeaderMap;
+use http::{HeaderMap, Request};
 use meshtrace_config::{IdWidth, MigrationStage, Propagation};
 
 use super::context::{SpanId, TraceContext};
@@ -248,6 +248,27 @@ pub fn render(
         inject(format, &out, &mut rendered, false);
     }
     rendered
+}
+
+/// [`write()`] into `req`'s headers, or with `render` [`render`] them and
+/// attach the answer to `req` (when not empty).
+pub fn rewrite<B>(
+    req: &mut Request<B>,
+    render: bool,
+    plan: &Plan,
+    context: &mut TraceContext,
+    span_parent: Option<SpanId>,
+    sources: Formats,
+    present: Formats,
+) {
+    let headers = req.headers_mut();
+    if !render {
+        return write(plan, context, span_parent, sources, present, headers);
+    }
+    let rendered = self::render(plan, context, span_parent, sources, present, headers);
+    if !rendered.is_empty() {
+        req.extensions_mut().insert(rendered);
+    }
 }
 
 /// What [`write()`] and [`render`] send: `context` with its `dd=` member brought

@@ -81,35 +81,13 @@ fn a_request_head_is_the_request_line_its_headers_and_a_blank_line() {
 /// the framing header; the request's map no longer holds the stale ones.
 #[test]
 fn the_trace_headers_rendered_for_the_hop_are_part_of_the_head() {
-    use crate::propagation::inject::{render, Plan};
-    use crate::propagation::{Format, SpanId, TraceContext, TraceId};
     let mut req = request(
         Method::POST,
         "/",
         &[("host", "app"), ("traceparent", "stale"), ("b3", "0")],
     );
-    let plan = Plan {
-        formats: [Format::TraceContext].into_iter().collect(),
-        id_width: meshtrace_config::IdWidth::Auto,
-        target: 0,
-        external: false,
-    };
-    let mut context = TraceContext::new(
-        TraceId::new(0x4bf92f3577b34da6a3ce929d0e0e4736).unwrap(),
-        SpanId::new(0xabc).unwrap(),
-        crate::propagation::Sampling::Sampled,
-    );
-    let present = [Format::TraceContext, Format::B3Single]
-        .into_iter()
-        .collect();
-    let rendered = render(
-        &plan,
-        &mut context,
-        None,
-        present,
-        present,
-        &mut req.headers,
-    );
+    let formats = [crate::propagation::Format::TraceContext];
+    let rendered = crate::test_support::render_for_hop(&mut req.headers, &formats);
     req.extensions.insert(rendered);
     assert_eq!(
         head_of(&req, Some(2)),
