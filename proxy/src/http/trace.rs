@@ -270,14 +270,13 @@ pub fn trace_request<B>(
     if !policy.trusted {
         policy.sampling_headers.remove_force(req.headers_mut());
     }
-    let sources = incoming.formats;
     inject::rewrite(
         req,
         render,
         &plan,
         &mut context,
         span_parent,
-        sources,
+        incoming.formats,
         present.formats,
     );
     policy.mark_caller(&plan, present, req.headers_mut());

@@ -11,10 +11,11 @@
 //! So [`inject::render`](super::inject::render) writes them here instead: one
 //! buffer of field lines (`name: value\r\n`), exactly as HTTP/1.1 sends them,
 //! which the request carries as an extension. The HTTP/1 client appends
-//! [`Rendered::lines`] to the head it encodes; every other way a request
-//! leaves (HTTP/2, hyper's client for upgrades, `explain`) first calls
-//! [`settle`], which writes them into the header map as [`inject::write`]
-//! would have.
+//! [`Rendered::lines`] to the head it encodes; the other ways a request leaves
+//! an HTTP/1 connection (hyper's client for upgrades; HTTP/2 had a listener
+//! render) first call [`settle`], which writes them into the header map as
+//! [`inject::write`] would have. Only connections whose requests leave through
+//! the HTTP/1 client render (`http::Attachments::rendered`).
 //!
 //! [`inject::write`]: super::inject::write
 
