@@ -4,7 +4,7 @@
 //! sampled flag (with `ot=th:` for a probability decision), B3's sampled flag,
 //! and Datadog's priority with its `_dd.p.dm` decision mechanism.
 
-use http::header::{HeaderMap, HeaderName};
+use http::header::{HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 use http::Request;
 
 use super::{authority_of, is_grpc};
@@ -22,6 +22,27 @@ pub struct RequestFacts<'a> {
     force_header: bool,
     grpc: Option<(&'a str, &'a str)>,
     probe: bool,
+}
+
+/// The headers [`SamplingHeaders`] reads from one request, gathered in a pass
+/// over its headers ([`SamplingHeaders::see`]) — the trace layer's own pass,
+/// which finds the trace headers — instead of a hashed lookup each.
+#[derive(Debug, Default)]
+pub struct Seen<'a> {
+    /// The tenant: the first configured tenant header with a text value, as
+    /// its position in the configuration and its value.
+    tenant: Option<(usize, &'a str)>,
+    /// The force header's first value.
+    force: Option<&'a HeaderValue>,
+    /// The `User-Agent`'s first value.
+    user_agent: Option<&'a HeaderValue>,
+}
+
+impl Seen<'_> {
+    /// Whether the request carries the force header.
+    pub fn force(&self) -> bool {
+        self.force.is_some()
+    }
 }
 
 /// How the sampler reads requests: the configured header names, parsed once.
@@ -76,14 +97,18 @@ impl SamplingHeaders {
     /// Whether `req` is a health check or probe: a configured `User-Agent`
     /// prefix (ASCII case-insensitive) or exact path.
     pub fn is_probe<B>(&self, req: &Request<B>) -> bool {
+        self.probe(req.uri().path(), req.headers().get(USER_AGENT))
+    }
+
+    /// [`is_probe`](Self::is_probe) for a request's path and `User-Agent`.
+    fn probe(&self, path: &str, agent: Option<&HeaderValue>) -> bool {
         let Some(probes) = &self.probes else {
             return false;
         };
-        let path = req.uri().path();
         if probes.paths.iter().any(|p| p == path) {
             return true;
         }
-        let Some(agent) = req.headers().get(http::header::USER_AGENT) else {
+        let Some(agent) = agent else {
             return false;
         };
         let agent = agent.as_bytes();
@@ -102,22 +127,43 @@ impl SamplingHeaders {
         }
     }
 
+    /// Notes header `name: value` in `seen` if it is one these settings read.
+    /// Called for every header of a request, in the map's order.
+    pub fn see<'a>(&self, seen: &mut Seen<'a>, name: &str, value: &'a HeaderValue) {
+        if name == USER_AGENT.as_str() {
+            seen.user_agent.get_or_insert(value);
+        }
+        if self.force.as_ref().is_some_and(|f| f.as_str() == name) {
+            seen.force.get_or_insert(value);
+        }
+        if let Some(rank) = self.tenant.iter().position(|h| h.as_str() == name) {
+            if seen.tenant.is_none_or(|(first, _)| rank < first) {
+                if let Ok(tenant) = value.to_str() {
+                    seen.tenant = Some((rank, tenant));
+                }
+            }
+        }
+    }
+
     /// Reads the tenant, the force header and the gRPC method of `req`.
     pub fn facts<'a, B>(&self, req: &'a Request<B>) -> RequestFacts<'a> {
-        let headers = req.headers();
-        let tenant = self
-            .tenant
-            .iter()
-            .find_map(|h| headers.get(h).and_then(|v| v.to_str().ok()))
-            .or_else(|| {
-                self.baggage_key
-                    .as_deref()
-                    .and_then(|k| baggage(headers, k))
-            });
-        let force_header = self
+        let mut seen = Seen::default();
+        for (name, value) in req.headers() {
+            self.see(&mut seen, name.as_str(), value);
+        }
+        self.facts_seen(req, &seen)
+    }
+
+    /// [`facts`](Self::facts) from what [`see`](Self::see) gathered from
+    /// `req`'s headers.
+    pub fn facts_seen<'a, B>(&self, req: &'a Request<B>, seen: &Seen<'a>) -> RequestFacts<'a> {
+        let tenant = seen.tenant.map(|(_, tenant)| tenant).or_else(|| {
+            self.baggage_key
+                .as_deref()
+                .and_then(|k| baggage(req.headers(), k))
+        });
+        let force_header = seen
             .force
-            .as_ref()
-            .and_then(|h| headers.get(h))
             .is_some_and(|v| matches!(v.as_bytes(), b"1" | b"true" | b"yes" | b"TRUE" | b"True"));
         let grpc = is_grpc(req)
             .then(|| req.uri().path().strip_prefix('/')?.split_once('/'))
@@ -126,7 +172,7 @@ impl SamplingHeaders {
             tenant,
             force_header,
             grpc,
-            probe: self.is_probe(req),
+            probe: self.probe(req.uri().path(), seen.user_agent),
         }
     }
 }

@@ -26,7 +26,7 @@ use http::header::{HeaderMap, HeaderValue};
 use http::Request;
 use tokio::time::Instant;
 
-use super::decide::{self, SamplingHeaders};
+use super::decide::{self, SamplingHeaders, Seen};
 use super::{authority_of, Attachments};
 use crate::metrics::{SamplingMetrics, TraceContextMetrics, WrittenMetrics};
 use crate::migration::{caller, Migration};
@@ -232,8 +232,12 @@ pub fn trace_request<B>(
     keep_tenant: bool,
     render: bool,
 ) -> Traced {
-    let scan = extract::scan(req.headers());
+    let mut seen = Seen::default();
+    let scan = extract::scan_with(req.headers(), |name, value| {
+        policy.sampling_headers.see(&mut seen, name, value)
+    });
     let present = scan.present;
+    let force_present = seen.force();
     let mut incoming = if policy.trusted {
         policy
             .extractor
@@ -246,7 +250,7 @@ pub fn trace_request<B>(
     }
     policy.observe(present, req.headers(), now);
     let parent = parent_decision(&incoming);
-    let facts = policy.sampling_headers.facts(req);
+    let facts = policy.sampling_headers.facts_seen(req, &seen);
     let (mut context, span_parent) = start_span(incoming.context.take(), incoming.decision);
     let decision = decide::decide(
         &policy.sampler,
@@ -267,7 +271,7 @@ pub fn trace_request<B>(
         .plan(authority_of(req), port, present.formats, || {
             policy.migration.app.get(now, policy.learn_for)
         });
-    if !policy.trusted {
+    if !policy.trusted && force_present {
         policy.sampling_headers.remove_force(req.headers_mut());
     }
     inject::rewrite(

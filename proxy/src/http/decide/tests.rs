@@ -320,3 +320,12 @@ fn a_probe_is_not_traced_even_when_everything_else_would_be() {
     });
     assert!(decision(&traced, true, &app, &context()).sampled);
 }
+
+#[test]
+fn tenant_is_the_first_configured_header_with_a_text_value() {
+    let config = config(|c| c.sampling.tenant.headers = vec!["x-tenant-id".into(), "x-org".into()]);
+    let mut req = request("/", &[("x-org", "org-b")]);
+    let binary = http::HeaderValue::from_bytes(b"\xffacme").expect("an obs-text value");
+    req.headers_mut().insert("x-tenant-id", binary);
+    assert_eq!(tenant(&config, &req).as_deref(), Some("org-b"));
+}

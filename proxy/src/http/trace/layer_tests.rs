@@ -189,3 +189,32 @@ async fn reloaded_policy_applies_from_the_next_request_on_the_same_connection() 
     assert_eq!(legacy.as_ref().map(has_b3).ok(), Some(true));
     assert_eq!(w3c.as_ref().map(has_b3).ok(), Some(false));
 }
+
+#[tokio::test]
+async fn the_layer_reads_the_force_header_tenant_and_probe_in_its_pass_over_the_headers() {
+    let layers = inbound(|c| {
+        c.sampling.default_rate = 0.0;
+        c.sampling.tenant.headers = vec!["x-tenant-id".into(), "x-org".into()];
+        c.sampling.forced_tenants = vec![meshtrace_config::ForcedTenant {
+            tenant: "acme".into(),
+            rate: 1.0,
+            override_parent: true,
+            traces_per_second: 1000.0,
+        }];
+    });
+    let cases: [(&[(&str, &str)], Reason); 5] = [
+        (&[("x-meshtrace-force-trace", "true")], Reason::ForceSignal),
+        (&[("x-meshtrace-force-trace", "no")], Reason::Default),
+        (&[("x-org", "acme")], Reason::ForcedTenant),
+        (
+            &[("x-org", "acme"), ("x-tenant-id", "other")],
+            Reason::Default,
+        ),
+        (&[("user-agent", "Kube-Probe/1.30")], Reason::Probe),
+    ];
+    for (headers, reason) in cases {
+        let app_saw = forwarded(&layers, request("/", headers)).await;
+        let info = span_info_of(&app_saw).expect("span info for the access log");
+        assert_eq!(info.sampling_reason, reason, "{headers:?}");
+    }
+}

@@ -17,7 +17,7 @@
 //!   link to it.
 //! - A format carrying only a decision (`b3: 0`) applies when no context does.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use meshtrace_config::ConflictPolicy;
 
 use super::context::{Sampling, SpanId, TraceContext, TraceId};
@@ -241,9 +241,19 @@ pub struct Scan<'a> {
 
 /// Passes over `headers` once (see [`Scan`]).
 pub fn scan(headers: &HeaderMap) -> Scan<'_> {
+    scan_with(headers, |_, _| {})
+}
+
+/// [`scan`], handing every header to `other` on the way, so that the caller
+/// reads what else it needs from the same pass instead of hashed lookups.
+pub fn scan_with<'a>(
+    headers: &'a HeaderMap,
+    mut other: impl FnMut(&'a str, &'a HeaderValue),
+) -> Scan<'a> {
     let mut scan = Scan::default();
     for (name, value) in headers {
         let name = name.as_str();
+        other(name, value);
         let format = match name.as_bytes().first() {
             Some(b't') if scan.w3c.add(name, value) => Format::TraceContext,
             Some(b'b') if name == "b3" => Format::B3Single,
