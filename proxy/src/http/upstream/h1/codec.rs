@@ -90,17 +90,22 @@ pub(super) enum Send {
 /// The request's framing (see the module's rules): `exact` is the body's exact
 /// length when it knows it (`None` for a stream).
 pub(super) fn request_framing(req: &Parts, exact: Option<u64>) -> Send {
-    if let Some(length) = content_length(&req.headers) {
-        return Send::Length(length);
+    // One pass over the headers (a request has a few) rather than a hashed
+    // lookup per name.
+    let (mut length, mut valid, mut trailers) = (None, true, false);
+    for (name, value) in &req.headers {
+        if *name == CONTENT_LENGTH {
+            valid &= add_length(&mut length, value.as_bytes()).is_some();
+        } else if *name == TRAILER {
+            trailers = true;
+        }
     }
-    match exact {
-        Some(length) => Send::Length(length),
-        None if matches!(req.method, Method::GET | Method::HEAD | Method::CONNECT) => {
+    match (length.filter(|_| valid), exact) {
+        (Some(length), _) | (None, Some(length)) => Send::Length(length),
+        (None, None) if matches!(req.method, Method::GET | Method::HEAD | Method::CONNECT) => {
             Send::Length(0)
         }
-        None => Send::Chunked {
-            trailers: req.headers.contains_key(TRAILER),
-        },
+        (None, None) => Send::Chunked { trailers },
     }
 }
 
@@ -288,15 +293,19 @@ pub(super) fn parse_head(
     }
     let bytes = buf.split_to(length).freeze();
     let mut headers = HeaderMap::with_capacity(count);
+    let mut fields = FramingFields::default();
     for &(name, name_len, value, value_len) in &spans[..count] {
         let name = &bytes[name as usize..(name + name_len) as usize];
-        let value = bytes.slice(value as usize..(value + value_len) as usize);
+        let range = value as usize..(value + value_len) as usize;
         let invalid = || ProtocolError::Header(String::from_utf8_lossy(name).into_owned());
-        let value = HeaderValue::from_maybe_shared(value).map_err(|_| invalid())?;
-        headers.append(HeaderName::from_bytes(name).map_err(|_| invalid())?, value);
+        let value =
+            HeaderValue::from_maybe_shared(bytes.slice(range.clone())).map_err(|_| invalid())?;
+        let name = HeaderName::from_bytes(name).map_err(|_| invalid())?;
+        fields.note(&name, &bytes[range]);
+        headers.append(name, value);
     }
-    let body = framing(status, version, &headers, method)?;
-    let keep_alive = keep_alive(version, &headers) && body != Framing::Eof;
+    let body = framing(status, version, &fields, method)?;
+    let keep_alive = keep_alive(version, &fields) && body != Framing::Eof;
     let mut head = Response::new(());
     *head.status_mut() = status;
     *head.version_mut() = version;
@@ -308,11 +317,43 @@ pub(super) fn parse_head(
     }))
 }
 
+/// What the framing rules read from a response's headers, noted as the head is
+/// parsed rather than looked up in the map again (a hashed lookup each).
+#[derive(Debug, Default)]
+struct FramingFields<'a> {
+    /// The last `transfer-encoding` value.
+    transfer_encoding: Option<&'a [u8]>,
+    /// The `content-length` the values gave so far ([`add_length`]).
+    content_length: Option<u64>,
+    /// Whether some `content-length` value was invalid or disagreed.
+    bad_length: bool,
+    /// Whether `connection` lists `close`.
+    close: bool,
+    /// Whether `connection` lists `keep-alive`.
+    keep_alive: bool,
+}
+
+impl<'a> FramingFields<'a> {
+    /// Notes header `name: value`, called for each header in order.
+    fn note(&mut self, name: &HeaderName, value: &'a [u8]) {
+        if *name == TRANSFER_ENCODING {
+            self.transfer_encoding = Some(value);
+        } else if *name == CONTENT_LENGTH {
+            self.bad_length |= add_length(&mut self.content_length, value).is_none();
+        } else if *name == CONNECTION {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+}
+
 /// The response body's framing (RFC 9112 §6.3; see the module's rules).
 fn framing(
     status: StatusCode,
     version: Version,
-    headers: &HeaderMap,
+    fields: &FramingFields<'_>,
     method: &Method,
 ) -> Result<Framing, ProtocolError> {
     if status == StatusCode::SWITCHING_PROTOCOLS
@@ -323,69 +364,56 @@ fn framing(
     {
         return Ok(Framing::Empty);
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
+    if let Some(codings) = fields.transfer_encoding {
         if version == Version::HTTP_10 {
             return Err(ProtocolError::TransferEncoding10);
         }
-        return Ok(if is_chunked(headers) {
+        return Ok(if is_chunked(codings) {
             Framing::Chunked(Chunked::default())
         } else {
             Framing::Eof
         });
     }
-    if headers.contains_key(CONTENT_LENGTH) {
-        return match content_length(headers) {
-            Some(0) => Ok(Framing::Empty),
-            Some(length) => Ok(Framing::Length(length)),
-            None => Err(ProtocolError::ContentLength),
-        };
+    match fields.content_length {
+        _ if fields.bad_length => Err(ProtocolError::ContentLength),
+        None => Ok(Framing::Eof),
+        Some(0) => Ok(Framing::Empty),
+        Some(length) => Ok(Framing::Length(length)),
     }
-    Ok(Framing::Eof)
 }
 
-/// The one `content-length` of `headers` — every value, comma-separated or
-/// repeated, the same number — or `None` (absent or invalid).
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
-            if length.is_some_and(|l| l != n) {
-                return None;
-            }
-            length = Some(n);
+/// Adds one `content-length` value to the `length` read so far; `None` when it
+/// is invalid or disagrees. A message's `content-length` is one number,
+/// however often repeated, comma-separated or in several fields.
+fn add_length(length: &mut Option<u64>, value: &[u8]) -> Option<()> {
+    for part in value.split(|&b| b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
         }
+        let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        if length.is_some_and(|l| l != n) {
+            return None;
+        }
+        *length = Some(n);
     }
-    length
+    Some(())
 }
 
-/// Whether the last transfer coding is `chunked`.
-fn is_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+/// Whether the last of `codings` (a `transfer-encoding` value) is `chunked`.
+fn is_chunked(codings: &[u8]) -> bool {
+    codings
+        .rsplit(|&b| b == b',')
+        .next()
         .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
 /// Whether the connection stays open after this response: HTTP/1.1 unless it
 /// says `close`, HTTP/1.0 only when it says `keep-alive`.
-fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
-    let says = |token: &[u8]| {
-        headers.get_all(CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-        })
-    };
+fn keep_alive(version: Version, fields: &FramingFields<'_>) -> bool {
     match version {
-        Version::HTTP_11 => !says(b"close"),
-        _ => says(b"keep-alive"),
+        Version::HTTP_11 => !fields.close,
+        _ => fields.keep_alive,
     }
 }
 

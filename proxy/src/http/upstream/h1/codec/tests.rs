@@ -131,6 +131,13 @@ fn request_bodies_are_framed_as_hypers_client_frames_them() {
         request_framing(&req, None),
         Send::Chunked { trailers: true }
     );
+    // A content-length that disagrees with itself is not kept: the body's.
+    let req = request(
+        Method::POST,
+        "/",
+        &[("content-length", "3"), ("content-length", "4")],
+    );
+    assert_eq!(request_framing(&req, Some(7)), Send::Length(7));
 }
 
 #[test]
@@ -227,6 +234,18 @@ fn response_framing_follows_rfc_9112_section_6_3() {
             Method::GET
         ),
         Framing::Eof
+    );
+    // The last field's last coding decides, whatever the names' case.
+    assert_eq!(
+        framing(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTRANSFER-ENCODING: gzip\r\n\r\n",
+            Method::GET
+        ),
+        Framing::Eof
+    );
+    assert_eq!(
+        framing("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", Method::GET),
+        Framing::Length(3)
     );
     // Repeated equal lengths are one length; none reads to the end.
     assert_eq!(
