@@ -25,44 +25,28 @@ use http::Request;
 use super::swar::{within, HIGH};
 use super::value::{New, Sink};
 
-/// The most headers rendered for one request: every format at once writes
-/// 2 (W3C) + 4 (B3) + 1 (`b3`) + 1 (Jaeger) + 5 (Datadog).
-const MAX_FIELDS: usize = 13;
-
 /// Room reserved up front: every format for a 128-bit trace with a short
 /// `tracestate` and Datadog's `_dd.p.tid` fits, so the buffer grows only for
 /// long `tracestate`s and tag sets.
 const RESERVE: usize = 512;
 
-/// A request's trace headers as field lines, with where each one is.
+/// A request's trace headers as field lines. Nothing else: which header is
+/// where is read back from the lines on the rare way out that needs the
+/// headers one by one ([`settle`]), rather than tracked on every request.
 #[derive(Clone, Debug)]
 pub struct Rendered {
     lines: Vec<u8>,
-    fields: [Option<Field>; MAX_FIELDS],
-    len: usize,
-}
-
-/// One header: its name and where its value is in the lines.
-#[derive(Clone, Copy, Debug)]
-struct Field {
-    name: &'static HeaderName,
-    start: usize,
-    end: usize,
 }
 
 impl Rendered {
     /// Nothing rendered yet.
     pub(crate) fn new() -> Self {
-        Self {
-            lines: Vec::new(),
-            fields: [None; MAX_FIELDS],
-            len: 0,
-        }
+        Self { lines: Vec::new() }
     }
 
     /// Whether nothing was rendered.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.lines.is_empty()
     }
 
     /// The headers as HTTP/1.1 field lines, each ending in CRLF.
@@ -70,22 +54,27 @@ impl Rendered {
         &self.lines
     }
 
-    /// Each header's name and value, in the order they were rendered.
-    pub fn fields(&self) -> impl Iterator<Item = (&'static HeaderName, &[u8])> {
-        self.fields[..self.len].iter().flatten().map(|f| {
-            let value = self.lines.get(f.start..f.end);
-            (f.name, value.unwrap_or_default())
-        })
+    /// Each header's name and value, in the order they were rendered. (Every
+    /// line is one [`Sink::set`] wrote: a name, `: `, a value without CR or
+    /// LF, CRLF.)
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.lines
+            .split(|&b| b == b'\n')
+            .filter_map(|line| line.strip_suffix(b"\r"))
+            .filter_map(|line| {
+                let colon = line.iter().position(|&b| b == b':')?;
+                let (name, value) = line.split_at(colon);
+                Some((name, value.get(2..).unwrap_or_default()))
+            })
     }
 
     /// Writes the headers into `headers`, each replacing any value there.
     pub fn write_into(&self, headers: &mut HeaderMap) {
-        // Room for all first, so the map grows at most once. (A map too full to
-        // grow is left as it is: each insert below meets the limit on its own.)
-        headers.try_reserve(self.len).unwrap_or_default();
         for (name, value) in self.fields() {
             // Checked when rendered: never fails.
-            if let Ok(value) = HeaderValue::from_bytes(value) {
+            if let (Ok(name), Ok(value)) =
+                (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+            {
                 headers.insert(name, value);
             }
         }
@@ -111,11 +100,6 @@ impl Sink for Rendered {
             New::Decimal(n) => digits.format(n).as_bytes(),
             New::Bytes(_) | New::Remove => return,
         };
-        let Some(slot) = self.fields.get_mut(self.len) else {
-            // More than every format writes: a codec's bug, not the request's.
-            tracing::error!(header = %name, "more trace headers than every format writes");
-            return;
-        };
         let line = name.as_str().len() + value.len() + 4;
         // The first header reserves room for a usual request's all.
         let room = if self.lines.capacity() == 0 {
@@ -126,12 +110,8 @@ impl Sink for Rendered {
         self.lines.reserve(room);
         self.lines.extend_from_slice(name.as_str().as_bytes());
         self.lines.extend_from_slice(b": ");
-        let start = self.lines.len();
         self.lines.extend_from_slice(value);
-        let end = self.lines.len();
         self.lines.extend_from_slice(b"\r\n");
-        *slot = Some(Field { name, start, end });
-        self.len += 1;
     }
 
     /// Appends each header: nothing is rendered before a format writes, so
