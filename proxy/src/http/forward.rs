@@ -15,16 +15,19 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::{future, FutureExt};
 use http::header::{HeaderValue, HOST};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::Either;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use meshtrace_config::HostPort;
+use tokio::time::error::Elapsed;
 
 use super::edge::{self, Refusal};
-use super::upstream::{self, HttpClient, SendError, Upstreams};
+use super::upstream::{self, HttpClient, SendError, UpstreamBody, Upstreams};
 use super::{authority_of, headers, is_grpc, Attachments, ProxyBody, Wire};
 use crate::drain::Drain;
 use crate::metrics::{ConnMetrics, ErrorKind};
@@ -92,71 +95,87 @@ impl Forward {
 }
 
 impl Inner {
-    async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    /// Forwards `req` to its upstream. Not an `async fn`: the routing and
+    /// rewriting before the send are synchronous, and an `async fn` (or block)
+    /// would hold the request, and the send, twice — as its argument or
+    /// capture and again as what it awaits: those are never overlapped — in a
+    /// future that every move copies whole.
+    fn forward(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send {
         let grpc = is_grpc(&req);
+        let (target, client, downstream_upgrade) = match self.prepare(&mut req, grpc) {
+            Ok(prepared) => prepared,
+            Err(refused) => return future::Either::Left(future::ready(*refused)),
+        };
+        let sent = client.send(req);
+        let sent = match self.request_timeout {
+            Some(limit) => future::Either::Left(tokio::time::timeout(limit, sent)),
+            None => future::Either::Right(sent.map(Ok)),
+        };
+        future::Either::Right(Sending {
+            sent,
+            then: Some(Respond {
+                inner: self,
+                target,
+                grpc,
+                downstream_upgrade,
+            }),
+        })
+    }
+
+    /// Routes `req` and readies it for its upstream (target form, `Host`,
+    /// hop-by-hop headers): its target, the target's client and, for an
+    /// upgrade, the client's side of it; or the response refusing it.
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        &self,
+        req: &mut Request<Incoming>,
+        grpc: bool,
+    ) -> Result<(Arc<HostPort>, HttpClient, Option<OnUpgrade>), Box<Response<ProxyBody>>> {
         if req.method() == Method::CONNECT {
             // A tunnel would be opaque TCP the sidecar cannot trace or route;
             // refusing beats an empty close the access log calls a success.
             let message =
                 "CONNECT is not supported: the sidecar forwards HTTP requests, not tunnels";
-            return edge::respond(Refusal::MethodNotAllowed, grpc, message);
+            return Err(Box::new(edge::respond(
+                Refusal::MethodNotAllowed,
+                grpc,
+                message,
+            )));
         }
-        if let Some((refusal, message)) = host::conflict(&req) {
-            return edge::respond(refusal, grpc, message);
+        if let Some((refusal, message)) = host::conflict(req) {
+            return Err(Box::new(edge::respond(refusal, grpc, message)));
         }
         let (target, client) = match &self.route {
             Route::Fixed(target, client) => (target.clone(), client.clone()),
-            Route::Table(table) => match authority_of(&req).and_then(|a| table.lookup(a)) {
+            Route::Table(table) => match authority_of(req).and_then(|a| table.lookup(a)) {
                 Some(target) => (target.clone(), self.upstreams.client(target, self.wire)),
                 None => {
                     self.metrics.error(ErrorKind::NoRoute);
-                    let authority = authority_of(&req).unwrap_or("(none)");
+                    let authority = authority_of(req).unwrap_or("(none)");
                     let message = format!("no route for authority {authority}");
-                    return edge::respond(Refusal::Upstream(ErrorKind::NoRoute), grpc, &message);
+                    let refusal = Refusal::Upstream(ErrorKind::NoRoute);
+                    return Err(Box::new(edge::respond(refusal, grpc, &message)));
                 }
             },
         };
         let addressed = match self.wire {
-            Wire::Http2 => absolute_uri(&mut req, &target),
-            Wire::Http1 => origin_form(&mut req, &target),
+            Wire::Http2 => absolute_uri(req, &target),
+            Wire::Http1 => origin_form(req, &target),
         };
         if let Err(message) = addressed {
-            return edge::respond(Refusal::BadAuthority, grpc, &message);
+            return Err(Box::new(edge::respond(
+                Refusal::BadAuthority,
+                grpc,
+                &message,
+            )));
         }
         let upgrade = self.wire == Wire::Http1 && headers::wants_upgrade(req.headers());
         headers::strip_hop_by_hop(req.headers_mut(), upgrade);
-        let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-
-        let sent = client.send(req);
-        let result = match self.request_timeout {
-            Some(limit) => match tokio::time::timeout(limit, sent).await {
-                Ok(result) => result,
-                Err(_) => {
-                    self.metrics.error(ErrorKind::RequestTimeout);
-                    let message = format!("upstream {target} sent no response within {limit:?}");
-                    return edge::respond(
-                        Refusal::Upstream(ErrorKind::RequestTimeout),
-                        grpc,
-                        &message,
-                    );
-                }
-            },
-            None => sent.await,
-        };
-        let mut response = match result {
-            Ok(response) => response,
-            Err(error) => return self.refuse(&error, &target, grpc),
-        };
-        let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        if let (true, Some(downstream)) = (upgraded, downstream_upgrade) {
-            tunnel(downstream, hyper::upgrade::on(&mut response), &self.drain);
-        }
-        headers::strip_hop_by_hop(response.headers_mut(), upgraded);
-        edge::strip_impersonation(response.headers_mut());
-        if self.attach.upstream {
-            response.extensions_mut().insert(Upstream(target));
-        }
-        response.map(Either::Left)
+        let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(req));
+        Ok((target, client, downstream_upgrade))
     }
 
     /// The edge response to a failed send. A request body the client broke is
@@ -175,6 +194,79 @@ impl Inner {
     }
 }
 
+/// What makes the response of a send ([`Sending`]).
+struct Respond {
+    inner: Arc<Inner>,
+    target: Arc<HostPort>,
+    grpc: bool,
+    /// The client's side of an upgrade the request asked for.
+    downstream_upgrade: Option<OnUpgrade>,
+}
+
+pin_project_lite::pin_project! {
+    /// A request on its way upstream: the send (under the request timeout),
+    /// then the response made of its outcome.
+    struct Sending<F> {
+        #[pin]
+        sent: F,
+        // `None` once the response is made.
+        then: Option<Respond>,
+    }
+}
+
+impl<F> Future for Sending<F>
+where
+    F: Future<Output = Result<Result<Response<UpstreamBody>, SendError>, Elapsed>>,
+{
+    type Output = Response<ProxyBody>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let outcome = std::task::ready!(this.sent.poll(cx));
+        match this.then.take() {
+            Some(respond) => Poll::Ready(respond.response(outcome)),
+            // Polled again after its response: nothing more will come.
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Respond {
+    /// The response to the client: the upstream's, or the edge's refusal.
+    fn response(
+        self,
+        outcome: Result<Result<Response<UpstreamBody>, SendError>, Elapsed>,
+    ) -> Response<ProxyBody> {
+        let Self {
+            inner,
+            target,
+            grpc,
+            downstream_upgrade,
+        } = self;
+        let mut response = match outcome {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return inner.refuse(&error, &target, grpc),
+            Err(_) => {
+                inner.metrics.error(ErrorKind::RequestTimeout);
+                let limit = inner.request_timeout.unwrap_or_default();
+                let message = format!("upstream {target} sent no response within {limit:?}");
+                let refusal = Refusal::Upstream(ErrorKind::RequestTimeout);
+                return edge::respond(refusal, grpc, &message);
+            }
+        };
+        let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if let (true, Some(downstream)) = (upgraded, downstream_upgrade) {
+            tunnel(downstream, hyper::upgrade::on(&mut response), &inner.drain);
+        }
+        headers::strip_hop_by_hop(response.headers_mut(), upgraded);
+        edge::strip_impersonation(response.headers_mut());
+        if inner.attach.upstream {
+            response.extensions_mut().insert(Upstream(target));
+        }
+        response.map(Either::Left)
+    }
+}
+
 impl tower::Service<Request<Incoming>> for Forward {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
@@ -185,8 +277,7 @@ impl tower::Service<Request<Incoming>> for Forward {
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        let inner = self.0.clone();
-        Box::pin(async move { Ok(inner.forward(req).await) })
+        Box::pin(self.0.clone().forward(req).map(Ok))
     }
 }
 

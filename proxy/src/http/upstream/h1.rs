@@ -30,14 +30,16 @@
 
 mod codec;
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 
 use bytes::BytesMut;
+use futures_util::future;
 use http::header::UPGRADE;
+use http::request::Parts;
 use http::{Method, Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
@@ -103,17 +105,21 @@ pub(super) struct Upload {
 // === impl Pool ===
 
 impl Pool {
-    pub(super) async fn send_h1(
-        self: &Arc<Self>,
+    /// Not an `async fn`: one would hold the request twice (its argument is
+    /// never overlapped with the parts taken from it), in a future every move
+    /// copies whole.
+    pub(super) fn send_h1(
+        self: Arc<Self>,
         req: Request<Incoming>,
-    ) -> Result<Response<UpstreamBody>, SendError> {
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, SendError>> + std::marker::Send + 'static
+    {
         if req.headers().contains_key(UPGRADE) {
             // Boxed: rare, and its future is large.
-            return Box::pin(self.send_upgrade(req)).await;
+            return future::Either::Left(Box::pin(async move { self.send_upgrade(req).await }));
         }
-        let (mut parts, body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         let send = codec::request_framing(&parts, body.size_hint().exact());
-        let mut upload = match send {
+        let upload = match send {
             Send::Length(0) => None,
             _ => Some(Upload {
                 declared: match send {
@@ -126,6 +132,18 @@ impl Pool {
                 started: false,
             }),
         };
+        future::Either::Right(self.exchange(parts, send, upload))
+    }
+
+    /// Sends the request of `parts` (framed as `send`, its body in `upload`)
+    /// on a pooled connection, dialling one if none is idle, and reads the
+    /// response head.
+    async fn exchange(
+        self: Arc<Self>,
+        mut parts: Parts,
+        send: Send,
+        mut upload: Option<Upload>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
         let had_body = upload.is_some();
         // The head is encoded once, into the first connection's buffer, and
         // the request's headers dropped at once (as hyper does): held until

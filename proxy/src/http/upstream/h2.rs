@@ -122,7 +122,7 @@ enum UploadError {
 
 impl Pool {
     pub(super) async fn send_h2(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         req: Request<Incoming>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let (slot, mut sender) = loop {

@@ -33,11 +33,13 @@ mod reaper;
 pub(crate) mod mock;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use futures_util::future;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use meshtrace_config::HostPort;
@@ -190,13 +192,17 @@ impl Pool {
     /// its hop-by-hop headers gone: [`super::headers::strip_hop_by_hop`];
     /// HTTP/2 refuses a request with any) and returns the response head; the
     /// body streams from the connection.
-    pub async fn send(
-        self: &Arc<Self>,
+    ///
+    /// Not an `async fn`: one would keep its own copy of the request beside
+    /// the one the wire's future holds (an argument is never overlapped with
+    /// what it awaits), and every move of the future copies it.
+    pub fn send(
+        self: Arc<Self>,
         req: Request<Incoming>,
-    ) -> Result<Response<UpstreamBody>, SendError> {
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, SendError>> + Send + 'static {
         match self.wire {
-            Wire::Http2 => self.send_h2(req).await,
-            Wire::Http1 => self.send_h1(req).await,
+            Wire::Http2 => future::Either::Left(self.send_h2(req)),
+            Wire::Http1 => future::Either::Right(self.send_h1(req)),
         }
     }
 
