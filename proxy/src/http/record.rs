@@ -114,11 +114,10 @@ struct LineSpan {
 impl<S, B, RB> tower::Service<Request<B>> for Record<S>
 where
     S: tower::Service<Request<B>, Response = Response<RB>, Error = Infallible>,
-    S::Future: Send + 'static,
 {
     type Response = Response<Recorded<RB>>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future = Recording<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -127,16 +126,18 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let start = Instant::now();
         let grpc = is_grpc(&req);
-        let line = self.context.access_log.then(|| Line {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            host: req.headers().get(http::header::HOST).cloned(),
-            span: req.extensions().get::<SpanInfo>().map(|s| LineSpan {
-                trace_id: s.trace_id,
-                span_id: s.span_id,
-                parent_id: s.parent_id,
-                sampled: s.sampled(),
-            }),
+        let line = self.context.access_log.then(|| {
+            Box::new(Line {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                host: req.headers().get(http::header::HOST).cloned(),
+                span: req.extensions().get::<SpanInfo>().map(|s| LineSpan {
+                    trace_id: s.trace_id,
+                    span_id: s.span_id,
+                    parent_id: s.parent_id,
+                    sampled: s.sampled(),
+                }),
+            })
         });
         let policy = self.context.policy.load();
         let recorder = policy.spans.clone();
@@ -152,9 +153,9 @@ where
                 None => r.start(&req, server, peer),
             }
         });
-        let span = span.map(|start| SpanState { start });
+        let span = span.map(|start| Box::new(SpanState { start }));
         // Until the response head arrives, the request is one the client abandoned.
-        let mut abandoned = Abandoned(Some(Finish {
+        let abandoned = Abandoned(Some(Finish {
             recorder,
             context: self.context.clone(),
             grpc,
@@ -168,24 +169,48 @@ where
             route,
             error: Some(SpanEnd::CLIENT_CLOSED),
         }));
-        let response = self.inner.call(req);
-        Box::pin(async move {
-            let Ok(response) = response.await;
-            let finish = abandoned.0.take().map(|mut finish| {
-                finish.status = response.status();
-                finish.upstream = response.extensions().get::<Upstream>().cloned();
-                finish.error = response.extensions().get::<Refusal>().map(|r| r.cause());
-                if finish.grpc {
-                    finish.grpc_status = grpc_status(response.headers());
-                }
-                finish
-            });
-            Ok(response.map(|inner| Recorded {
-                inner,
-                finish,
-                ended: Cell::new(false),
-            }))
-        })
+        Recording {
+            response: self.inner.call(req),
+            abandoned,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request waiting for its response head, which its record then takes
+    /// its facts from and goes with ([`Recorded`]). A future of its own, not
+    /// a boxed `async` block: no allocation, and the inner future is held once
+    /// (a block holds what it captures apart from what it awaits).
+    pub struct Recording<F> {
+        #[pin]
+        response: F,
+        abandoned: Abandoned,
+    }
+}
+
+impl<F, RB> Future for Recording<F>
+where
+    F: Future<Output = Result<Response<RB>, Infallible>>,
+{
+    type Output = Result<Response<Recorded<RB>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(response) = std::task::ready!(this.response.poll(cx));
+        let finish = this.abandoned.0.take().map(|mut finish| {
+            finish.status = response.status();
+            finish.upstream = response.extensions().get::<Upstream>().cloned();
+            finish.error = response.extensions().get::<Refusal>().map(|r| r.cause());
+            if finish.grpc {
+                finish.grpc_status = grpc_status(response.headers());
+            }
+            finish
+        });
+        Poll::Ready(Ok(response.map(|inner| Recorded {
+            inner,
+            finish,
+            ended: Cell::new(false),
+        })))
     }
 }
 
@@ -216,10 +241,12 @@ struct Finish {
     grpc: bool,
     start: Instant,
     status: StatusCode,
-    line: Option<Line>,
+    /// Boxed, as `span`: off by default, and inline they made this struct,
+    /// which moves with the request and then its body, 700 bytes long.
+    line: Option<Box<Line>>,
     upstream: Option<Upstream>,
     bytes: u64,
-    span: Option<SpanState>,
+    span: Option<Box<SpanState>>,
     /// `grpc-status` from the response headers or trailers (gRPC only).
     grpc_status: Option<u16>,
     /// The request's sampling route, when its outcome or tail keep matters.
