@@ -96,6 +96,15 @@ impl Sink for Rendered {
         let mut digits = itoa::Buffer::new();
         let value = match new {
             New::Bytes(bytes) if is_field_value(bytes) => bytes,
+            New::Digits(bytes) => {
+                debug_assert!(
+                    bytes
+                        .iter()
+                        .all(|b| b.is_ascii_hexdigit() || b"-:".contains(b)),
+                    "{name}: not digits: {bytes:?}"
+                );
+                bytes
+            }
             New::Made(made) => made.as_bytes(),
             New::Decimal(n) => digits.format(n).as_bytes(),
             New::Bytes(_) | New::Remove => return,

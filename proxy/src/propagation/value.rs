@@ -124,6 +124,10 @@ pub(crate) fn set(headers: &mut HeaderMap, name: &'static HeaderName, new: New<'
 pub(crate) enum New<'a> {
     /// Bytes, copied into a new value only when the header does not hold them.
     Bytes(&'a [u8]),
+    /// Bytes the codec composed of digits and separators (`-`, `:`) alone, as
+    /// [`New::Bytes`] — but a sink that checks the caller's text need not
+    /// check these.
+    Digits(&'a [u8]),
     /// A value already made (`from_static`, or shared with the request): never copied.
     Made(&'a HeaderValue),
     /// A number in decimal, compared by reading the header: written out only
@@ -141,10 +145,16 @@ impl<'a> New<'a> {
         value.map_or(Self::Remove, Self::Bytes)
     }
 
+    /// [`New::bytes`] for [`New::Digits`].
+    #[inline(always)]
+    pub(crate) fn digits(value: Option<&'a [u8]>) -> Self {
+        value.map_or(Self::Remove, Self::Digits)
+    }
+
     #[inline(always)]
     fn holds(self, value: &HeaderValue) -> bool {
         match self {
-            Self::Bytes(bytes) => value.as_bytes() == bytes,
+            Self::Bytes(bytes) | Self::Digits(bytes) => value.as_bytes() == bytes,
             Self::Made(made) => value == made,
             Self::Decimal(n) => hex::is_decimal(value.as_bytes(), n),
             Self::Remove => false,
@@ -156,7 +166,7 @@ impl<'a> New<'a> {
     #[inline(always)]
     fn make(self) -> Option<HeaderValue> {
         match self {
-            Self::Bytes(bytes) => HeaderValue::from_bytes(bytes).ok(),
+            Self::Bytes(bytes) | Self::Digits(bytes) => HeaderValue::from_bytes(bytes).ok(),
             Self::Made(made) => Some(made.clone()),
             // Digits need no validation: measured ~60 instructions less than
             // formatting them and copying them into a checked value.

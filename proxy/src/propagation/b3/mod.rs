@@ -119,7 +119,7 @@ pub(crate) fn write_multi<S: Sink>(out: &Outgoing<'_>, headers: &mut S, arrived:
     hex::push_trace_id(&mut trace, c.trace_id.get(), out.narrow_ids);
     let span = hex::u64_16(c.parent_id.get());
     let parent = out.span_parent.map(|p| hex::u64_16(p.get()));
-    let parent = parent.as_ref().map_or(New::Remove, |p| New::Bytes(p));
+    let parent = parent.as_ref().map_or(New::Remove, |p| New::Digits(p));
     // Debug implies accept: B3 sends the flag instead of `X-B3-Sampled`.
     let (sampled, flags) = match state_char(c) {
         Some(b'd') => (New::Remove, New::Made(&ONE)),
@@ -130,8 +130,8 @@ pub(crate) fn write_multi<S: Sink>(out: &Outgoing<'_>, headers: &mut S, arrived:
     headers.set_all(
         "x-b3-",
         [
-            (&X_B3_TRACE_ID, New::bytes(trace.get())),
-            (&X_B3_SPAN_ID, New::Bytes(&span)),
+            (&X_B3_TRACE_ID, New::digits(trace.get())),
+            (&X_B3_SPAN_ID, New::Digits(&span)),
             (&X_B3_PARENT_SPAN_ID, parent),
             (&X_B3_SAMPLED, sampled),
             (&X_B3_FLAGS, flags),
@@ -211,7 +211,7 @@ pub(crate) fn write_single<S: Sink>(out: &Outgoing<'_>, headers: &mut S) {
             v.extend(&hex::u64_16(parent.get()));
         }
     }
-    headers.set(&B3, New::bytes(v.get()));
+    headers.set(&B3, New::digits(v.get()));
 }
 
 /// Removes the `b3` header.

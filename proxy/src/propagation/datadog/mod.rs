@@ -265,7 +265,7 @@ pub(crate) fn write<S: Sink>(out: &Outgoing<'_>, headers: &mut S, arrived: bool)
     let mut digits = itoa::Buffer::new();
     let priority = match (known, priority) {
         (Some(value), _) => New::Made(value),
-        (None, Some(p)) => New::Bytes(digits.format(p).as_bytes()),
+        (None, Some(p)) => New::Digits(digits.format(p).as_bytes()),
         (None, None) => New::Remove,
     };
     let origin = meta

@@ -149,7 +149,7 @@ pub(crate) fn write<S: Sink>(out: &Outgoing<'_>, headers: &mut S) {
         Sampling::NotSampled | Sampling::Deferred => b'0',
     });
     // Hex digits and `:`: always a valid header value.
-    headers.set(&UBER_TRACE_ID, New::bytes(v.get()));
+    headers.set(&UBER_TRACE_ID, New::digits(v.get()));
 }
 
 /// Removes `uber-trace-id` (baggage headers stay).

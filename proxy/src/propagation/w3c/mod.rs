@@ -213,7 +213,7 @@ pub(crate) fn write<S: Sink>(out: &Outgoing<'_>, headers: &mut S, arrived: bool)
     let tracestate = c.tracestate.header_value().map_or(New::Remove, New::Made);
     headers.set_all(
         "trace",
-        [(&TRACEPARENT, New::Bytes(&v)), (&TRACESTATE, tracestate)],
+        [(&TRACEPARENT, New::Digits(&v)), (&TRACESTATE, tracestate)],
         arrived,
     );
 }
