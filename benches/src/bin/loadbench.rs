@@ -266,7 +266,15 @@ fn measure_all(
     for r in 1..=rounds {
         println!("== round {r}/{rounds}");
         let last = (r == rounds).then_some(&mut watch);
-        let round = measure_round(&mut meter, &all, bin, secs, oha_secs, last)?;
+        // Even rounds run the windows in reverse: a window's place in the
+        // round biases it (quick.sh's second sidecar slot got 10–14 % more
+        // throughput whichever build ran in it, benches/RESULTS.md), so each
+        // neighbour goes first in half the rounds.
+        let mut order = all.clone();
+        if r % 2 == 0 {
+            order.reverse();
+        }
+        let round = measure_round(&mut meter, &order, bin, secs, oha_secs, last)?;
         results.rounds.push(round);
     }
     watch.finish();
@@ -404,7 +412,7 @@ fn context(args: &Args, rounds: u32, secs: u32, oha_secs: u32) -> Context {
             tools::version("h2load", &["--version"]),
             tools::version("oha", &["--version"]),
         ),
-        format!("Command: `{command}` — {rounds} round(s) of alternating windows (direct → meshtrace → meshtrace (before, with `BEFORE=`) → HAProxy → nginx → Envoy → meshtrace sampling 0 / 1 / 100 % → Envoy tracing 100 %), {secs} s per throughput window, {oha_secs} s per latency window; median over rounds with (min–max)."),
+        format!("Command: `{command}` — {rounds} round(s) of alternating windows (direct → meshtrace → meshtrace (before, with `BEFORE=`) → HAProxy → nginx → Envoy → meshtrace sampling 0 / 1 / 100 % → Envoy tracing 100 %; even rounds in reverse), {secs} s per throughput window, {oha_secs} s per latency window; median over rounds with (min–max)."),
         String::new(),
         "Every process shares the 2 cores with the load generators. Backend: `benches/src/bin/backend.rs` (hyper, 1 thread, 1 KiB bodies). Proxies configured alike: one worker (meshtrace `runtime: {workers: 1}`, HAProxy `nbthread 1`, nginx `worker_processes 1`, Envoy `--concurrency 1`), keep-alive to the client and to the backend (HAProxy `http-reuse always`; nginx `upstream { keepalive 64; }`, `proxy_http_version 1.1`, `proxy_set_header Connection \"\"`, `keepalive_requests 1000000` both sides), no access log (meshtrace `log: {access_log: false, level: warn}`). The exporting sidecars send OTLP/gRPC to `otlp-sink` (`export: {endpoint: \"http://127.0.0.1:PORT\", protocol: grpc, compression: none}`, as `benches/load/spans.sh`).".to_string(),
     ];
