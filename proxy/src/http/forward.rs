@@ -134,19 +134,16 @@ impl Inner {
         req: &mut Request<Incoming>,
         grpc: bool,
     ) -> Result<(Arc<HostPort>, HttpClient, Option<OnUpgrade>), Box<Response<ProxyBody>>> {
+        let refuse = |refusal, message: &str| Box::new(edge::respond(refusal, grpc, message));
         if req.method() == Method::CONNECT {
             // A tunnel would be opaque TCP the sidecar cannot trace or route;
             // refusing beats an empty close the access log calls a success.
             let message =
                 "CONNECT is not supported: the sidecar forwards HTTP requests, not tunnels";
-            return Err(Box::new(edge::respond(
-                Refusal::MethodNotAllowed,
-                grpc,
-                message,
-            )));
+            return Err(refuse(Refusal::MethodNotAllowed, message));
         }
         if let Some((refusal, message)) = host::conflict(req) {
-            return Err(Box::new(edge::respond(refusal, grpc, message)));
+            return Err(refuse(refusal, message));
         }
         let (target, client) = match &self.route {
             Route::Fixed(target, client) => (target.clone(), client.clone()),
@@ -157,7 +154,7 @@ impl Inner {
                     let authority = authority_of(req).unwrap_or("(none)");
                     let message = format!("no route for authority {authority}");
                     let refusal = Refusal::Upstream(ErrorKind::NoRoute);
-                    return Err(Box::new(edge::respond(refusal, grpc, &message)));
+                    return Err(refuse(refusal, &message));
                 }
             },
         };
@@ -166,11 +163,7 @@ impl Inner {
             Wire::Http1 => origin_form(req, &target),
         };
         if let Err(message) = addressed {
-            return Err(Box::new(edge::respond(
-                Refusal::BadAuthority,
-                grpc,
-                &message,
-            )));
+            return Err(refuse(Refusal::BadAuthority, &message));
         }
         let upgrade = self.wire == Wire::Http1 && headers::wants_upgrade(req.headers());
         headers::strip_hop_by_hop(req.headers_mut(), upgrade);
