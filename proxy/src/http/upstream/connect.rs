@@ -89,6 +89,17 @@ impl std::fmt::Debug for Connector {
 
 // === impl UpstreamIo ===
 
+impl UpstreamIo {
+    /// Notes that the exchange's response was read whole: the upstream awaits
+    /// no ACK from us (the next request carries it), so a read that finds
+    /// nothing — the pool's probe of an idle connection — sends none.
+    pub fn answered(&mut self) {
+        if let Self::Tcp(io) = self {
+            io.ack = Ack::Waiting;
+        }
+    }
+}
+
 impl AsyncRead for UpstreamIo {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -102,7 +113,7 @@ impl AsyncRead for UpstreamIo {
     }
 }
 
-/// A dialled upstream socket that acknowledges what it reads at once.
+/// A dialled upstream socket that acknowledges a partly read response at once.
 ///
 /// An app with Nagle's algorithm on (Python's `http.server`, and any server that
 /// does not set `TCP_NODELAY`) that writes a response's head and body in two
@@ -112,38 +123,60 @@ impl AsyncRead for UpstreamIo {
 /// send: every response on a reused connection waited that long.
 /// `TCP_QUICKACK` sends the pending ACK now and leaves pingpong mode. It is not
 /// sticky: only our own writes bring the mode back (Linux enters it when we send
-/// soon after receiving), so it is set after the first read that returns data
-/// following a write — one `setsockopt` per exchange. Out of pingpong mode the
-/// kernel itself acknowledges a small segment as soon as it is read.
+/// soon after receiving). Out of pingpong mode the kernel itself acknowledges a
+/// small segment as soon as it is read.
+///
+/// So it is set when a read finds nothing more after one that returned data
+/// since our last write: the upstream has sent part of its answer and may be
+/// waiting for our ACK to send the rest. At most once per exchange. A response
+/// read whole in one go needs no ACK of its own — it rides on the next request
+/// — so the usual exchange makes no `setsockopt` and sends no bare ACK segment
+/// (on loopback the kernel's work for that segment, both ends of it, cost more
+/// than the rest of the exchange's syscalls).
 pub struct Dialled {
     stream: TcpStream,
-    /// Something was written since `TCP_QUICKACK` was last set.
-    wrote: bool,
+    ack: Ack,
+}
+
+/// Where an exchange stands for [`Dialled`]'s ACK.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ack {
+    /// Nothing read since the last write.
+    Waiting,
+    /// Data read since the last write: the upstream may await our ACK of it.
+    Owed,
+    /// `TCP_QUICKACK` set since the last write.
+    Sent,
 }
 
 impl Dialled {
     fn new(stream: TcpStream) -> Self {
         Self {
             stream,
-            // A fresh connection may already count as interactive.
-            wrote: true,
+            ack: Ack::Waiting,
         }
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let read = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if self.wrote && matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.wrote = false;
-            ack_now(&self.stream);
+        match read {
+            Poll::Ready(Ok(())) if buf.filled().len() > before && self.ack == Ack::Waiting => {
+                self.ack = Ack::Owed;
+            }
+            Poll::Pending if self.ack == Ack::Owed => {
+                self.ack = Ack::Sent;
+                ack_now(&self.stream);
+            }
+            _ => {}
         }
         read
     }
 
-    /// Notes a write's outcome: bytes sent may bring back delayed ACKs.
+    /// Notes a write's outcome: bytes sent start the next exchange.
     fn wrote(&mut self, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
         if matches!(written, Poll::Ready(Ok(1..))) {
-            self.wrote = true;
+            self.ack = Ack::Waiting;
         }
         written
     }
@@ -269,44 +302,91 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_read_from_an_upstream_delays_no_ack() {
+    /// Polls `io` for a read once, without waiting.
+    fn read_now(io: &mut UpstreamIo, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = ReadBuf::new(buf);
+        Pin::new(io)
+            .poll_read(&mut cx, &mut buf)
+            .map_ok(|()| buf.filled().len())
+    }
+
+    /// Runs exchanges on one connection, as the pool carries them, until
+    /// `checked` has been called on three in which Linux had deemed the
+    /// connection interactive (pingpong mode, delayed ACKs) after the request.
+    /// The app answers `first`, then, once `checked` has looked at the
+    /// connection with `first` read, `rest`.
+    async fn pingpong_exchanges(first: &[u8], rest: &[u8], checked: impl Fn(&mut UpstreamIo)) {
         let listener = listen::bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
         let client = listen::connect(listener.local_addr().unwrap(), BOUND)
             .await
             .unwrap();
         let (mut app, _) = listener.accept().await.unwrap();
         let mut io = UpstreamIo::Tcp(Dialled::new(client));
-        let mut buf = [0u8; 8];
-        // Exchanges, as a pooled connection carries them. Once Linux deems the
-        // connection interactive (after the request just written), reading the
-        // response must still leave it acknowledging at once; three times, so
-        // each exchange is covered, not only the connection's first.
-        let mut checked = 0;
+        let mut buf = [0u8; 64];
+        let mut seen = 0;
         for round in 0.. {
             assert!(
                 round < 200,
-                "the connection entered pingpong mode only {checked} times"
+                "the connection entered pingpong mode only {seen} times"
             );
             io.write_all(b"request").await.unwrap();
             app.read_exact(&mut buf[..7]).await.unwrap();
             let delaying = !acks_at_once(stream(&io));
-            app.write_all(b"response").await.unwrap();
-            tokio::time::timeout(BOUND, io.read_exact(&mut buf))
+            app.write_all(first).await.unwrap();
+            tokio::time::timeout(BOUND, io.read_exact(&mut buf[..first.len()]))
                 .await
                 .unwrap()
                 .unwrap();
             if delaying {
-                assert!(
-                    acks_at_once(stream(&io)),
-                    "the upstream socket still delays its ACK of what was read: an app \
-                     with Nagle on waits 40 ms to send the rest of its response"
-                );
-                checked += 1;
-                if checked == 3 {
+                checked(&mut io);
+            }
+            app.write_all(rest).await.unwrap();
+            tokio::time::timeout(BOUND, io.read_exact(&mut buf[..rest.len()]))
+                .await
+                .unwrap()
+                .unwrap();
+            if delaying {
+                seen += 1;
+                if seen == 3 {
                     break;
                 }
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_partly_read_response_is_acknowledged_at_once() {
+        // The app sent a response's head; its body waits for our ACK (Nagle).
+        // The read that finds nothing more must send that ACK.
+        pingpong_exchanges(b"head", b"body", |io| {
+            let mut buf = [0u8; 8];
+            assert!(read_now(io, &mut buf).is_pending(), "nothing more was sent");
+            assert!(
+                acks_at_once(stream(io)),
+                "the upstream socket still delays its ACK of a partly read response: \
+                 an app with Nagle on waits 40 ms to send the rest of it"
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_response_read_whole_leaves_its_ack_to_the_next_request() {
+        // A bare ACK segment per exchange is kernel work on both ends: the
+        // usual response, read whole, sets nothing.
+        pingpong_exchanges(b"response", b"", |io| {
+            // The pool takes the connection back, and later probes it for a
+            // close before reusing it: a read that finds nothing.
+            io.answered();
+            let mut buf = [0u8; 8];
+            assert!(read_now(io, &mut buf).is_pending(), "nothing more was sent");
+            assert!(
+                !acks_at_once(stream(io)),
+                "a whole response was acknowledged on its own (TCP_QUICKACK set)"
+            );
+        })
+        .await;
     }
 }

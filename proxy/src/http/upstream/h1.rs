@@ -241,7 +241,8 @@ impl Pool {
     }
 
     /// Takes back a connection whose exchange ended cleanly.
-    pub(super) fn give_back(&self, conn: Conn) {
+    pub(super) fn give_back(&self, mut conn: Conn) {
+        conn.io.answered();
         let mut state = self.lock();
         if state.idle.len() < MAX_IDLE_PER_TARGET {
             state.idle.push(Idle {
