@@ -324,7 +324,7 @@ mod tests {
             .unwrap();
         let (mut app, _) = listener.accept().await.unwrap();
         let mut io = UpstreamIo::Tcp(Dialled::new(client));
-        let mut buf = [0u8; 64];
+        let mut buf = [0u8; 7];
         let mut seen = 0;
         for round in 0.. {
             assert!(
@@ -332,21 +332,13 @@ mod tests {
                 "the connection entered pingpong mode only {seen} times"
             );
             io.write_all(b"request").await.unwrap();
-            app.read_exact(&mut buf[..7]).await.unwrap();
+            app.read_exact(&mut buf).await.unwrap();
             let delaying = !acks_at_once(stream(&io));
-            app.write_all(first).await.unwrap();
-            tokio::time::timeout(BOUND, io.read_exact(&mut buf[..first.len()]))
-                .await
-                .unwrap()
-                .unwrap();
+            send(&mut app, &mut io, first).await;
             if delaying {
                 checked(&mut io);
             }
-            app.write_all(rest).await.unwrap();
-            tokio::time::timeout(BOUND, io.read_exact(&mut buf[..rest.len()]))
-                .await
-                .unwrap()
-                .unwrap();
+            send(&mut app, &mut io, rest).await;
             if delaying {
                 seen += 1;
                 if seen == 3 {
@@ -354,6 +346,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The app sends `bytes`; `io` reads them all.
+    async fn send(app: &mut TcpStream, io: &mut UpstreamIo, bytes: &[u8]) {
+        app.write_all(bytes).await.unwrap();
+        let mut buf = vec![0u8; bytes.len()];
+        tokio::time::timeout(BOUND, io.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(buf, bytes);
     }
 
     #[tokio::test]
