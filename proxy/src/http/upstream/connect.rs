@@ -304,8 +304,7 @@ mod tests {
 
     /// Polls `io` for a read once, without waiting.
     fn read_now(io: &mut UpstreamIo, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let waker = futures_util::task::noop_waker();
-        let mut cx = Context::from_waker(&waker);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut buf = ReadBuf::new(buf);
         Pin::new(io)
             .poll_read(&mut cx, &mut buf)
