@@ -10,6 +10,7 @@
 //! 4. [`forward`] — hop-by-hop headers, route, [`upstream`] pool, timeouts, and every
 //!    failure turned into a short response by [`edge`].
 
+pub mod coalesce;
 pub mod decide;
 pub mod edge;
 pub mod forward;

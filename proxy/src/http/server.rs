@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use self::deadline::Deadlines;
 use self::inflight::{Counted, Requests};
+use super::coalesce::Coalesced;
 use super::Wire;
 use crate::drain::Drain;
 
@@ -83,12 +84,18 @@ where
     let service = Counted::new(service, requests.clone());
     let result = match wire {
         Wire::Http2 => {
+            // One write per turn of the connection, not one per response.
+            let (io, write_out) = Coalesced::new(io);
             let conn = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .max_header_list_size(u32::try_from(settings.hard_limit()).unwrap_or(u32::MAX))
                 .serve_connection(TokioIo::new(io), service);
             let idle = inflight::idle(&requests, settings.idle);
-            until_closed(conn, &drain, idle, |conn| conn.graceful_shutdown()).await
+            let conn = write_out.after(conn);
+            until_closed(conn, &drain, idle, |conn| {
+                conn.connection().graceful_shutdown();
+            })
+            .await
         }
         Wire::Http1 => {
             let io = Deadlines::new(io, requests, settings.header_read, settings.idle);

@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{Request, Response};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::DuplexStream;
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -78,6 +78,18 @@ impl Downstream {
         S::Future: Send + 'static,
     {
         let (client, server) = tokio::io::duplex(DUPLEX_BUFFER);
+        (client, self.serve_over(server, service))
+    }
+
+    /// Serves `service` on `io`, the server's end of a connection; returns the
+    /// task serving it.
+    pub fn serve_over<I, S>(&self, io: I, service: S) -> JoinHandle<()>
+    where
+        I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        S: tower::Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>,
+        S: Clone + Send + 'static,
+        S::Future: Send + 'static,
+    {
         let settings = ServerSettings {
             header_read: self.header_read,
             idle: self.idle,
@@ -89,8 +101,7 @@ impl Downstream {
             _ => Wire::Http1,
         };
         let drain = self.drain.clone();
-        let task = tokio::spawn(server::serve(server, wire, service, settings, drain));
-        (client, task)
+        tokio::spawn(server::serve(io, wire, service, settings, drain))
     }
 }
 
@@ -133,17 +144,23 @@ pub struct Gate {
 impl Gate {
     /// The gated app (answering 200 `done`) and its gate.
     pub fn app() -> (App<Incoming>, Self) {
+        Self::answering(Bytes::from_static(b"done"))
+    }
+
+    /// The gated app answering 200 with `body`, and its gate.
+    pub fn answering(body: Bytes) -> (App<Incoming>, Self) {
         let (tx, arrived) = mpsc::unbounded_channel();
         let open = Arc::new(Semaphore::new(0));
         let gate = open.clone();
         let service = tower::service_fn(move |_req| {
             let _ = tx.send(());
             let gate = gate.clone();
+            let body = body.clone();
             async move {
                 if let Ok(permit) = gate.acquire().await {
                     permit.forget();
                 }
-                Ok(super::response(StatusCode::OK, "done"))
+                Ok(Response::new(Either::Right(Full::new(body))))
             }
         });
         (App::new(service), Self { arrived, open })

@@ -3,13 +3,17 @@
 //! deadline on the paused clock, the header limits, and the graceful drain.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tower::Layer;
@@ -96,6 +100,84 @@ async fn h2_request_over_duplex_reaches_the_service() {
     assert_eq!(body_text(res.into_body()).await, "hello");
     let head = seen.try_recv().expect("the service saw the request");
     assert_eq!((head.uri.path(), head.version), ("/hi", Version::HTTP_2));
+}
+
+/// The server's end of a connection, counting the writes made to it.
+struct WriteCounted {
+    io: DuplexStream,
+    writes: Arc<AtomicUsize>,
+}
+
+impl AsyncRead for WriteCounted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteCounted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// `h2` writes each DATA frame of 256 bytes or more alone: ten 1 KiB answers
+/// were ten writes (ten segments on a socket). Answered together, they now go
+/// in one.
+#[tokio::test]
+async fn h2_answers_ready_together_are_written_together() {
+    const ANSWERS: usize = 10;
+    let body = Bytes::from(vec![b'x'; 1024]);
+    let (service, mut gate) = Gate::answering(body.clone());
+    let (client_io, server_io) = tokio::io::duplex(256 * 1024);
+    let writes = Arc::new(AtomicUsize::new(0));
+    let counted = WriteCounted {
+        io: server_io,
+        writes: writes.clone(),
+    };
+    let _served = Downstream::h2().serve_over(counted, service);
+    let (client, _conn) = h2_client(client_io).await;
+    let pending: Vec<_> = (0..ANSWERS)
+        .map(|_| {
+            let mut client = client.clone();
+            let req = Request::get("http://app.local/")
+                .body(Full::default())
+                .expect("request");
+            tokio::spawn(async move { client.send_request(req).await })
+        })
+        .collect();
+    for _ in 0..ANSWERS {
+        within("the requests to arrive", gate.arrived()).await;
+    }
+    let before = writes.load(Ordering::Relaxed);
+    for _ in 0..ANSWERS {
+        gate.open();
+    }
+    for answer in pending {
+        let res = within("an answer", answer)
+            .await
+            .expect("client task")
+            .expect("h2 response");
+        assert_eq!(body_text(res.into_body()).await.len(), body.len());
+    }
+    let written = writes.load(Ordering::Relaxed) - before;
+    assert_eq!(written, 1, "{ANSWERS} answers in {written} writes");
 }
 
 #[tokio::test(start_paused = true)]

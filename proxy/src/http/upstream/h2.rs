@@ -46,6 +46,7 @@ use tokio::time::Instant;
 use super::body::UpstreamBody;
 use super::connect::UpstreamIo;
 use super::{Pool, SendError};
+use crate::http::coalesce::{Coalesced, Flushing};
 
 /// Streams one upstream connection carries before the next request opens
 /// another: the least `SETTINGS_MAX_CONCURRENT_STREAMS` RFC 9113 §6.5.2
@@ -232,6 +233,9 @@ impl Pool {
 
     /// Opens an HTTP/2 connection on `io` and starts its task.
     pub(super) async fn handshake_h2(&self, io: UpstreamIo) -> Result<Shared, SendError> {
+        // One write per turn of the connection task, not one per request body
+        // (`coalesce`); the preface the handshake writes waits for the first.
+        let (io, write_out) = Coalesced::new(io);
         let handshake = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
@@ -252,7 +256,11 @@ impl Pool {
             }
         };
         let (task, released) = oneshot::channel();
-        tokio::spawn(run(connection, released, self.target.to_string()));
+        tokio::spawn(run(
+            write_out.after(connection),
+            released,
+            self.target.to_string(),
+        ));
         Ok(Shared {
             sender,
             streams: AtomicUsize::new(0),
@@ -274,16 +282,17 @@ fn has_payload_semantics(method: &Method) -> bool {
 /// Runs a connection until it ends. Once its last handle is gone
 /// (`released`), it is polled once more, which sends `GOAWAY` and closes it.
 async fn run(
-    mut connection: Connection<UpstreamIo, Bytes>,
+    connection: Flushing<Connection<Coalesced<UpstreamIo>, Bytes>, UpstreamIo>,
     mut released: oneshot::Receiver<()>,
     target: String,
 ) {
     let mut waiting = true;
+    tokio::pin!(connection);
     let ended = poll_fn(|cx| {
         if waiting && Pin::new(&mut released).poll(cx).is_ready() {
             waiting = false;
         }
-        Pin::new(&mut connection).poll(cx)
+        connection.as_mut().poll(cx)
     })
     .await;
     if let Err(error) = ended {
