@@ -24,15 +24,15 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The most bytes held before a write goes out within the turn: four of
 /// `h2`'s default 16 KiB frames.
 const LIMIT: usize = 64 * 1024;
 
-/// A buffer grown past this is freed once written out, so that a connection
-/// that once sent a large burst does not hold it while idle.
+/// The buffer a connection keeps: allocated at its first write, and taken
+/// back to this once written out when a burst grew it, so that a connection
+/// that once sent a large burst does not hold the memory while idle.
 const KEPT: usize = 16 * 1024;
 
 /// The connection's IO, buffering its writes until the end of the turn.
@@ -54,7 +54,9 @@ pin_project_lite::pin_project! {
 
 struct Buffered<I> {
     io: I,
-    out: BytesMut,
+    /// Bytes to write; those before `sent` are written.
+    out: Vec<u8>,
+    sent: usize,
     /// A write out after a poll failed: the connection's next call gets it.
     failed: Option<io::Error>,
 }
@@ -70,16 +72,16 @@ fn lock<I>(shared: &Mutex<Buffered<I>>) -> MutexGuard<'_, Buffered<I>> {
 impl<I: AsyncWrite + Unpin> Buffered<I> {
     /// Writes the buffer out; `Pending` while the socket takes no more of it.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.out.is_empty() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out))?;
+        while let Some(rest) = self.out.get(self.sent..).filter(|rest| !rest.is_empty()) {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, rest))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.out.advance(n);
+            self.sent += n;
         }
-        if self.out.capacity() > KEPT {
-            self.out = BytesMut::new();
-        }
+        self.out.clear();
+        self.sent = 0;
+        self.out.shrink_to(KEPT);
         Poll::Ready(Ok(()))
     }
 
@@ -91,6 +93,9 @@ impl<I: AsyncWrite + Unpin> Buffered<I> {
         }
         if !self.out.is_empty() && self.out.len() + len > LIMIT {
             ready!(self.poll_write_out(cx))?;
+        }
+        if self.out.capacity() == 0 && len <= LIMIT {
+            self.out.reserve(KEPT.max(len));
         }
         Poll::Ready(Ok(()))
     }
@@ -144,7 +149,8 @@ impl<I> Coalesced<I> {
     pub fn new(io: I) -> (Self, WriteOut<I>) {
         let shared = Arc::new(Mutex::new(Buffered {
             io,
-            out: BytesMut::new(),
+            out: Vec::new(),
+            sent: 0,
             failed: None,
         }));
         (Self(shared.clone()), WriteOut(shared))

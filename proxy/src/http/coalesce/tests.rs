@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncReadExt, AsyncWrite};
 
-use super::{Coalesced, LIMIT};
+use super::{Coalesced, KEPT, LIMIT};
 
 /// A socket that records each write it takes, and can refuse or fail them.
 #[derive(Clone, Default)]
@@ -241,4 +241,22 @@ async fn reads_pass_through() {
     let mut read = [0u8; 5];
     io.read_exact(&mut read).await.expect("read through");
     assert_eq!(&read, b"frame");
+}
+
+#[test]
+fn a_burst_leaves_no_more_than_the_kept_buffer_behind() {
+    let socket = Socket::default();
+    let (mut io, write_out) = Coalesced::new(socket.clone());
+    let frame = vec![5u8; 16 * 1024 + 9];
+    let shared = io.0.clone();
+    let mut turn = write_out.after(poll_fn(|cx| {
+        for _ in 0..3 {
+            assert!(write_and_flush(&mut io, cx, &frame).is_ready());
+        }
+        Poll::<()>::Pending
+    }));
+    assert!(poll_once(&mut turn).is_pending());
+    assert_eq!(socket.bytes(), frame.repeat(3));
+    let kept = super::lock(&shared).out.capacity();
+    assert!(kept <= KEPT, "{kept} bytes kept after the burst");
 }
