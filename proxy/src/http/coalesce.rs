@@ -15,8 +15,8 @@
 //! The buffer is bounded: a write that would take it past [`LIMIT`] first
 //! writes it out, and waits (`Pending`) until the socket has taken it all, so
 //! a slow peer holds back the connection as before; a write larger than the
-//! limit goes straight to the socket. A failed write out at the
-//! end of a turn is kept and returned to the connection's next call.
+//! limit goes straight to the socket. A failed write out at the end of a turn
+//! is kept and returned to the connection's next call.
 
 use std::future::Future;
 use std::io::{self, IoSlice};
