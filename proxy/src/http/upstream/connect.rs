@@ -7,8 +7,8 @@
 //! returns in-memory IO (`tokio::io::duplex`) or never completes, so timeouts and
 //! refusals are tested in-process with a paused clock. The real path stays a
 //! plain [`TcpStream`] ([`UpstreamIo::Tcp`]): no box and no dynamic call per read.
-//! What is read from it is acknowledged at once ([`Dialled`]), so an app with
-//! Nagle's algorithm on never waits out our delayed ACK.
+//! A response read only in part is acknowledged at once ([`Dialled`]), so an
+//! app with Nagle's algorithm on never waits out our delayed ACK.
 
 use std::future::Future;
 use std::io;
