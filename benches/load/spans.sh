@@ -20,19 +20,15 @@
 # the defaults (3 rounds, 10 s) about 4-5 minutes after the build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source benches/load/lib.sh
 rounds=${1:-3}
 secs=${2:-10}
 compression=${COMPRESSION:-none}
-command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
-command -v curl >/dev/null || { echo "curl is not installed" >&2; exit 2; }
-# The sidecar reads OTEL_* variables for keys the file leaves out: none here.
-while read -r v; do unset "$v"; done < <(compgen -e | grep '^OTEL_' || true)
+need wrk:wrk curl:curl
+clear_otel_env
 
 bash benches/load/build.sh
-tmp=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
+scratch
 
 backend_port=18280
 sink_otlp=18291; sink_stats=18292         # the sink of parts a and b
