@@ -3,8 +3,13 @@
 //! counters with what actually arrived.
 //!
 //! Counts are served as plain text on `GET` of the stats port, one `name value`
-//! pair per line (`spans 1234`, `requests 5`), so a script reads them with
-//! `curl -s http://STATS/ | awk '/^spans / {print $2}'`.
+//! pair per line (`spans 1234`, `requests 5`, `bytes 67890`), so a script reads
+//! them with `curl -s http://STATS/ | awk '/^spans / {print $2}'`.
+//!
+//! `--discard` answers every export with success without decoding it (`spans`
+//! stays 0; `requests` and `bytes` count): a collector that costs next to
+//! nothing, to measure what the sink's own decoding takes from a benchmark
+//! whose every process shares the same cores (benches/RESULTS.md, issue 18).
 
 #![forbid(unsafe_code)]
 
@@ -15,8 +20,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use clap::Parser;
-use http_body_util::Full;
-use hyper_util::rt::TokioIo;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -35,6 +41,10 @@ struct Args {
     /// Address of the plain-text counts (`GET /`).
     #[arg(long, default_value = "127.0.0.1:18190")]
     stats: SocketAddr,
+    /// Answer every export with success without decoding it: only requests
+    /// and bytes are counted.
+    #[arg(long)]
+    discard: bool,
 }
 
 /// What has arrived so far; shared by the receiver and the stats server.
@@ -44,6 +54,8 @@ struct Counts {
     spans: AtomicU64,
     /// Export requests.
     requests: AtomicU64,
+    /// Bytes of export request bodies (`--discard` only).
+    bytes: AtomicU64,
 }
 
 // === impl Counts ===
@@ -52,9 +64,10 @@ impl Counts {
     /// The stats page: one `name value` line per counter.
     fn render(&self) -> String {
         format!(
-            "spans {}\nrequests {}\n",
+            "spans {}\nrequests {}\nbytes {}\n",
             self.spans.load(Ordering::Relaxed),
-            self.requests.load(Ordering::Relaxed)
+            self.requests.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed)
         )
     }
 }
@@ -106,6 +119,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         stats.local_addr()?
     );
     tokio::spawn(serve_stats(stats, counts.clone()));
+    if args.discard {
+        tokio::select! {
+            () = discard(receiver, counts) => {}
+            () = shutdown() => {}
+        }
+        return Ok(());
+    }
     let service = TraceServiceServer::new(Sink { counts })
         .accept_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(64 * 1024 * 1024);
@@ -127,6 +147,49 @@ async fn shutdown() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Answers every OTLP/gRPC export on `listener` with success, reading its
+/// bytes but decoding none of them (`--discard`).
+async fn discard(listener: tokio::net::TcpListener, counts: Arc<Counts>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let counts = counts.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let counts = counts.clone();
+                async move {
+                    let read = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map_or(0, |b| b.to_bytes().len());
+                    counts.requests.fetch_add(1, Ordering::Relaxed);
+                    counts.bytes.fetch_add(read as u64, Ordering::Relaxed);
+                    // An empty `ExportTraceServiceResponse` (full success): a
+                    // gRPC message of length 0, then `grpc-status: 0`.
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                    let frames = [
+                        Frame::data(Bytes::from_static(&[0; 5])),
+                        Frame::trailers(trailers),
+                    ];
+                    let body = StreamBody::new(tokio_stream::iter(frames.map(Ok::<_, Infallible>)));
+                    let mut response = hyper::Response::new(body);
+                    response.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/grpc"),
+                    );
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
     }
 }
 
