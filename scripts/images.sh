@@ -36,9 +36,16 @@ lint() {
 
 # Static binaries: glibc with crt-static. Only the target's code gets the flag
 # (`--target`), so build scripts and proc macros stay ordinary host binaries.
+# With the profile `bash scripts/pgo.sh image` trained on this same build, the
+# binaries are built with it (profile-guided optimisation).
 build_binaries() {
+  local flags="-C target-feature=+crt-static" profile=$PWD/target/pgo/meshtrace-proxy-image.profdata
+  if [ -f "$profile" ]; then
+    echo "==> with the profile $profile ($(date -r "$profile" '+%F %T'))"
+    flags="$flags -Cprofile-use=$profile"
+  fi
   echo "==> cargo build --profile image --target $triple (static)"
-  RUSTFLAGS="-C target-feature=+crt-static" cargo build --profile image --target "$triple" \
+  RUSTFLAGS="$flags" cargo build --profile image --target "$triple" \
     -p meshtrace-proxy -p meshtrace-control --bins
   for bin in meshtrace-proxy meshtrace-control; do
     if ! ldd "target/$triple/image/$bin" 2>&1 | grep -qE 'statically linked|not a dynamic executable'; then

@@ -13,8 +13,18 @@
 # 18): memory after a load"). cargo keeps the benches' build of the proxy
 # library apart (its own feature set), so the second command does not overwrite
 # target/release/meshtrace-proxy.
+#
+#   PGO=1 bash benches/load/build.sh                  # the sidecar built by scripts/pgo.sh
+#
+# With PGO=1 the sidecar is the profile-guided build of scripts/pgo.sh (≈ 12
+# min), built last: a plain release build after it would replace it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release -q -p meshtrace-proxy --bin meshtrace-proxy
 if (($#)); then bins=("$@"); else bins=(--bins); fi
+if [[ ${PGO:-0} == 1 ]]; then
+  cargo build --release -q -p meshtrace-benches "${bins[@]}"
+  bash scripts/pgo.sh
+  exit
+fi
+cargo build --release -q -p meshtrace-proxy --bin meshtrace-proxy
 cargo build --release -q -p meshtrace-benches "${bins[@]}"

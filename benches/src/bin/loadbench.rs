@@ -391,6 +391,10 @@ fn context(args: &Args, rounds: u32, secs: u32, oha_secs: u32) -> Context {
         Ok(b) if !b.is_empty() => format!("BEFORE={b} bash benches/load/run.sh"),
         _ => String::from("bash benches/load/run.sh"),
     };
+    // The sidecar measured was built by scripts/pgo.sh (benches/load/build.sh).
+    if std::env::var("PGO").is_ok_and(|v| v == "1") {
+        command.insert_str(0, "PGO=1 ");
+    }
     if args.quick {
         command += " --quick";
     } else {
