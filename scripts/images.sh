@@ -22,7 +22,8 @@ cd "$(dirname "$0")/.."
 
 out=target/images
 version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
-triple=x86_64-unknown-linux-gnu
+source scripts/image-build.sh
+triple=$image_triple
 hadolint=.venv/bin/hadolint
 
 lint() {
@@ -34,19 +35,17 @@ lint() {
   "$hadolint" images/proxy.Dockerfile images/control.Dockerfile
 }
 
-# Static binaries: glibc with crt-static. Only the target's code gets the flag
-# (`--target`), so build scripts and proc macros stay ordinary host binaries.
-# With the profile `bash scripts/pgo.sh image` trained on this same build, the
-# binaries are built with it (profile-guided optimisation).
+# The static binaries (scripts/image-build.sh), with the profile `bash
+# scripts/pgo.sh image` trained on this same build when it is there
+# (profile-guided optimisation).
 build_binaries() {
-  local flags="-C target-feature=+crt-static" profile=$PWD/target/pgo/meshtrace-proxy-image.profdata
-  if [ -f "$profile" ]; then
-    echo "==> with the profile $profile ($(date -r "$profile" '+%F %T'))"
-    flags="$flags -Cprofile-use=$profile"
+  local flags=$image_rustflags
+  if [ -f "$image_profile" ]; then
+    echo "==> with the profile $image_profile ($(date -r "$image_profile" '+%F %T'))"
+    flags="$flags -Cprofile-use=$PWD/$image_profile"
   fi
-  echo "==> cargo build --profile image --target $triple (static)"
-  RUSTFLAGS="$flags" cargo build --profile image --target "$triple" \
-    -p meshtrace-proxy -p meshtrace-control --bins
+  echo "==> cargo build ${image_cargo_args[*]} (static)"
+  RUSTFLAGS="$flags" cargo build "${image_cargo_args[@]}"
   for bin in meshtrace-proxy meshtrace-control; do
     if ! ldd "target/$triple/image/$bin" 2>&1 | grep -qE 'statically linked|not a dynamic executable'; then
       echo "ERROR: target/$triple/image/$bin is not statically linked:" >&2

@@ -6,7 +6,7 @@
 #
 # 1. an instrumented sidecar (`-Cprofile-generate`, in target/pgo/), built as
 #    the profile will be used: the release build, or with `image` the images'
-#    static build (`--profile image --target x86_64-unknown-linux-gnu`, crt-static);
+#    static build (scripts/image-build.sh);
 # 2. the training load through it, on loopback, against target/release/backend
 #    (1 KiB answers) and target/release/otlp-sink: HTTP/1.1 (wrk) and h2c
 #    (h2load), untraced and sampled at 100 % with OTLP export, without trace
@@ -56,22 +56,20 @@ fi
 build=${1:-release}
 out=$PWD/target/pgo
 raw=$out/raw-$build
-triple=x86_64-unknown-linux-gnu
 case $build in
   release)
-    flags=()
-    cargo_args=(--release)
+    flags=
+    cargo_args=(--release -p meshtrace-proxy --bin meshtrace-proxy)
     profile=$out/meshtrace-proxy.profdata
     instrumented=$out/generate/release/meshtrace-proxy
     ;;
   image)
-    # As scripts/images.sh builds it, the control plane included: built
-    # together, the two packages unify their dependencies' features, and so
-    # the dependencies' metadata hashes, which the profile's names carry.
-    flags=(-C target-feature=+crt-static)
-    cargo_args=(--profile image --target "$triple" -p meshtrace-control --bin meshtrace-control)
-    profile=$out/meshtrace-proxy-image.profdata
-    instrumented=$out/generate/$triple/image/meshtrace-proxy
+    # Exactly as scripts/images.sh builds it (scripts/image-build.sh).
+    source scripts/image-build.sh
+    flags=$image_rustflags
+    cargo_args=("${image_cargo_args[@]}")
+    profile=$PWD/$image_profile
+    instrumented=$out/generate/$image_triple/image/meshtrace-proxy
     ;;
   *)
     echo "usage: bash scripts/pgo.sh [release|image]" >&2
@@ -83,8 +81,7 @@ mkdir -p "$raw"
 echo "==> the load's peers (target/release/backend, otlp-sink)"
 cargo build --release -q -p meshtrace-benches --bin backend --bin otlp-sink
 echo "==> an instrumented sidecar ($instrumented)"
-RUSTFLAGS="${flags[*]} -Cprofile-generate=$raw" cargo build "${cargo_args[@]}" -q \
-  -p meshtrace-proxy --bin meshtrace-proxy --target-dir "$out/generate"
+RUSTFLAGS="$flags -Cprofile-generate=$raw" cargo build "${cargo_args[@]}" -q --target-dir "$out/generate"
 
 echo "==> the training load"
 scratch
