@@ -24,7 +24,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
@@ -360,7 +360,7 @@ impl Finish {
             authority,
             path = line.uri.path(),
             status = self.status.as_u16(),
-            duration_ms = elapsed.as_secs_f64() * 1e3,
+            duration_ms = millis(elapsed),
             bytes = self.bytes,
             upstream = upstream.as_deref().unwrap_or("-"),
             complete,
@@ -371,6 +371,13 @@ impl Finish {
             sampled,
         );
     }
+}
+
+/// A duration in milliseconds for the access log, to the nanosecond: whole
+/// nanoseconds divided by 10⁶ print as the decimal they are (`0.106138`), where
+/// seconds times 10³ print the multiplication's rounding (`0.10613800000000001`).
+fn millis(elapsed: Duration) -> f64 {
+    elapsed.as_nanos() as f64 / 1e6
 }
 
 pin_project_lite::pin_project! {

@@ -464,3 +464,19 @@ async fn failing_probes_start_no_boost() {
         "a failing health check is no incident"
     );
 }
+
+#[test]
+fn durations_print_as_the_decimal_milliseconds_they_are() {
+    use std::time::Duration;
+    for (nanos, printed) in [
+        (106_138, "0.106138"),
+        (1_000, "0.001"),
+        (2_345_678_901, "2345.678901"),
+        (30_000_000_000, "30000"),
+    ] {
+        assert_eq!(
+            super::millis(Duration::from_nanos(nanos)).to_string(),
+            printed
+        );
+    }
+}
